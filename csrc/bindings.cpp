@@ -1,0 +1,184 @@
+// tensorzip._native: the Python face of the C++ core. Private; the package's
+// Python modules wrap it and turn its exceptions into TensorzipError subclasses.
+//
+// Buffers are taken through the buffer protocol (bytes, bytearray, memoryview,
+// numpy arrays of any dtype) as flat contiguous bytes; every long-running call
+// releases the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "chunk_codec.hpp"
+#include "crc32c.hpp"
+#include "errors.hpp"
+#include "frequency_table.hpp"
+#include "tensor_codec.hpp"
+
+namespace py = pybind11;
+using namespace tensorzip;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tensorzip's native core assumes a little-endian host"
+#endif
+
+namespace {
+
+// A contiguous byte view of any buffer-protocol object, released with the GIL held.
+class ByteView {
+ public:
+  ByteView(const py::handle& object, bool writable) {
+    const int flags = PyBUF_ANY_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object.ptr(), &view_, flags) != 0) throw py::error_already_set();
+  }
+  ~ByteView() { PyBuffer_Release(&view_); }
+  ByteView(const ByteView&) = delete;
+  ByteView& operator=(const ByteView&) = delete;
+
+  uint8_t* data() const { return static_cast<uint8_t*>(view_.buf); }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
+  if (chunk_elements < 1) throw InvalidArgumentError("chunk_elements must be at least 1");
+  TensorLayout layout{width, rotate, static_cast<size_t>(chunk_elements)};
+  validate_layout(layout);
+  return layout;
+}
+
+// jobs: [(data, width, rotate, chunk_elements)]
+//   -> [(bytes, [chunk_length], [crc32c], plane histograms as a width x 256 uint64 array)]
+py::list encode_tensors_py(const py::list& jobs, int threads) {
+  std::vector<std::unique_ptr<ByteView>> views;
+  std::vector<EncodeJob> native_jobs;
+  for (const py::handle& item : jobs) {
+    const auto job = item.cast<std::tuple<py::object, int, int, long long>>();
+    views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
+    EncodeJob native;
+    native.data = views.back()->data();
+    native.length = views.back()->size();
+    native.layout = make_layout(std::get<1>(job), std::get<2>(job), std::get<3>(job));
+    native_jobs.push_back(native);
+  }
+  std::vector<std::vector<EncodedChunk>> encoded;
+  {
+    py::gil_scoped_release release;
+    encoded = encode_tensors(native_jobs, threads);
+  }
+  py::list result;
+  for (const auto& chunks : encoded) {
+    size_t total = 0;
+    for (const auto& c : chunks) total += c.bytes.size();
+    PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
+    if (!raw) throw py::error_already_set();
+    const auto payload = py::reinterpret_steal<py::bytes>(raw);
+    char* dst = PyBytes_AS_STRING(raw);
+    py::list lengths;
+    py::list crcs;
+    const int width = native_jobs[result.size()].layout.width;
+    py::array_t<uint64_t> histograms({static_cast<py::ssize_t>(width), py::ssize_t{256}});
+    auto h = histograms.mutable_unchecked<2>();
+    for (int k = 0; k < width; ++k) {
+      for (int s = 0; s < 256; ++s) h(k, s) = 0;
+    }
+    for (const auto& c : chunks) {
+      std::memcpy(dst, c.bytes.data(), c.bytes.size());
+      dst += c.bytes.size();
+      lengths.append(c.bytes.size());
+      crcs.append(c.crc32c);
+      for (int k = 0; k < width; ++k) {
+        for (int s = 0; s < 256; ++s) h(k, s) += c.histograms[k][s];
+      }
+    }
+    result.append(py::make_tuple(payload, lengths, crcs, histograms));
+  }
+  return result;
+}
+
+// jobs: [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)]
+void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums) {
+  std::vector<std::unique_ptr<ByteView>> views;
+  std::vector<DecodeJob> native_jobs;
+  for (const py::handle& item : jobs) {
+    const auto job = item.cast<std::tuple<py::object, std::vector<std::tuple<unsigned long long,
+                                                                               unsigned long long, uint32_t>>,
+                                          py::object, int, int, long long>>();
+    DecodeJob native;
+    views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
+    native.source = views.back()->data();
+    native.source_length = views.back()->size();
+    for (const auto& [offset, length, crc] : std::get<1>(job)) native.chunks.push_back({offset, length, crc});
+    views.push_back(std::make_unique<ByteView>(std::get<2>(job), true));
+    native.out = views.back()->data();
+    native.out_length = views.back()->size();
+    native.layout = make_layout(std::get<3>(job), std::get<4>(job), std::get<5>(job));
+    native_jobs.push_back(std::move(native));
+  }
+  py::gil_scoped_release release;
+  decode_tensors(native_jobs, threads, verify_checksums);
+}
+
+py::array_t<uint64_t> plane_histograms_py(const py::object& data, int width, int rotate) {
+  ByteView view(data, false);
+  require(view.size() % static_cast<size_t>(width > 0 ? width : 1) == 0,
+          "byte length is not a multiple of the element width");
+  std::vector<ByteHistogram> histograms;
+  {
+    py::gil_scoped_release release;
+    ChunkScratch scratch;
+    histograms = plane_histograms(view.data(), view.size() / width, width, rotate, scratch);
+  }
+  py::array_t<uint64_t> out({static_cast<py::ssize_t>(width), py::ssize_t{256}});
+  auto m = out.mutable_unchecked<2>();
+  for (int k = 0; k < width; ++k) {
+    for (int s = 0; s < 256; ++s) m(k, s) = histograms[k][s];
+  }
+  return out;
+}
+
+uint32_t crc32c_py(const py::object& data, uint32_t previous) {
+  ByteView view(data, false);
+  py::gil_scoped_release release;
+  return crc32c(view.data(), view.size(), previous);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "tensorzip's native core (private; use the tensorzip package).";
+
+  static py::exception<CorruptStreamError> corrupt_stream(m, "CorruptStreamError", PyExc_ValueError);
+  static py::exception<ChunkError> chunk_error(m, "ChunkError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ChunkError& e) {
+      // args = (message, job index, chunk index)
+      py::object args = py::make_tuple(std::string(e.what()), e.job, e.chunk);
+      PyErr_SetObject(chunk_error.ptr(), args.ptr());
+    } catch (const CorruptStreamError& e) {
+      corrupt_stream(e.what());
+    } catch (const InvalidArgumentError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.attr("PROBABILITY_BITS") = kProbBits;
+  m.attr("MAX_CHUNK_BYTES") = kMaxChunkBytes;
+  m.def("encode_tensors", &encode_tensors_py, py::arg("jobs"), py::arg("threads"),
+        "Encode [(data, width, rotate, chunk_elements)] into [(bytes, chunk_lengths, crc32cs, histograms)].");
+  m.def("decode_tensors", &decode_tensors_py, py::arg("jobs"), py::arg("threads"),
+        py::arg("verify_checksums") = true,
+        "Decode [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)] in place.");
+  m.def("plane_histograms", &plane_histograms_py, py::arg("data"), py::arg("width"), py::arg("rotate"),
+        "Byte histograms (width x 256) of each plane of data under a layout.");
+  m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
+}

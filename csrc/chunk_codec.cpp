@@ -1,0 +1,168 @@
+#include "chunk_codec.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "byte_planes.hpp"
+#include "errors.hpp"
+#include "rans.hpp"
+
+namespace tensorzip {
+
+namespace {
+
+constexpr size_t kDirectoryEntry = 5;  // u8 mode + u32 body length
+
+void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+uint32_t get_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Codes one plane into scratch.body; returns the mode chosen. The smallest of
+// raw, constant and rANS wins; rANS is tried only when its ideal size (from the
+// histogram, table included) is below raw, so incompressible planes cost one
+// histogram pass.
+PlaneMode encode_plane(const uint8_t* plane, size_t count, std::vector<uint8_t>& body, ByteHistogram& total) {
+  body.clear();
+  const ByteHistogram counts = histogram(plane, count);
+  for (int s = 0; s < 256; ++s) total[s] += counts[s];
+  int distinct = 0;
+  int last = 0;
+  for (int s = 0; s < 256; ++s) {
+    if (counts[s]) {
+      ++distinct;
+      last = s;
+    }
+  }
+  if (distinct == 1) {
+    body.push_back(static_cast<uint8_t>(last));
+    return PlaneMode::kConstant;
+  }
+  const FrequencyTable table = FrequencyTable::from_histogram(counts);
+  table.serialize(body);
+  const double estimate = std::ceil(table.cost_bits(counts) / 8.0) + body.size() + kRansStateBytes;
+  if (estimate < static_cast<double>(count)) {
+    const size_t table_size = body.size();
+    if (rans_encode(plane, count, table, count - table_size, body)) return PlaneMode::kRans;
+  }
+  body.assign(plane, plane + count);
+  return PlaneMode::kRaw;
+}
+
+}  // namespace
+
+void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, ChunkScratch& scratch,
+                  std::vector<uint8_t>& out, ByteHistogram* histograms) {
+  check_layout(width, rotate);
+  require(count > 0, "a chunk holds at least one element");
+  scratch.planes.resize(count * width);
+  uint8_t* planes[8];
+  for (int k = 0; k < width; ++k) planes[k] = scratch.planes.data() + k * count;
+  split_planes(elements, count, width, rotate, planes);
+
+  out.clear();
+  out.resize(1 + kDirectoryEntry * width);
+  out[0] = static_cast<uint8_t>(width);
+  for (int k = 0; k < width; ++k) {
+    const PlaneMode mode = encode_plane(planes[k], count, scratch.body, histograms[k]);
+    uint8_t* entry = out.data() + 1 + kDirectoryEntry * k;
+    entry[0] = static_cast<uint8_t>(mode);
+    put_u32(entry + 1, static_cast<uint32_t>(scratch.body.size()));
+    out.insert(out.end(), scratch.body.begin(), scratch.body.end());
+  }
+}
+
+void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
+                  ChunkScratch& scratch, uint8_t* elements) {
+  check_layout(width, rotate);
+  const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
+  require_stream(length >= directory, "chunk is shorter than its plane directory");
+  require_stream(chunk[0] == width, "chunk has " + std::to_string(chunk[0]) + " planes, expected " +
+                                        std::to_string(width));
+  // Planes are decoded and merged a block at a time so that the decoded symbols
+  // are still in L1 when the merge reads them.
+  constexpr size_t kBlock = 8192;
+  static_assert(kBlock % kRansLanes == 0, "blocks keep rANS lanes aligned");
+  const size_t block = std::min(count, kBlock);
+  scratch.planes.resize(block * width);
+  scratch.slot_tables.resize(static_cast<size_t>(width) * kProbScale);
+
+  PlaneMode modes[8];
+  const uint8_t* bodies[8];
+  std::vector<RansDecoder> decoders;
+  decoders.reserve(width);
+  int decoder_of[8];
+  size_t offset = directory;
+  for (int k = 0; k < width; ++k) {
+    const uint8_t* entry = chunk + 1 + kDirectoryEntry * k;
+    const uint8_t mode = entry[0];
+    const size_t body_length = get_u32(entry + 1);
+    require_stream(body_length <= length - offset, "plane " + std::to_string(k) + " runs past the chunk end");
+    const uint8_t* body = chunk + offset;
+    modes[k] = static_cast<PlaneMode>(mode);
+    bodies[k] = body;
+    switch (modes[k]) {
+      case PlaneMode::kRaw:
+        require_stream(body_length == count, "raw plane " + std::to_string(k) + " has the wrong length");
+        break;
+      case PlaneMode::kConstant:
+        require_stream(body_length == 1, "constant plane " + std::to_string(k) + " has the wrong length");
+        std::memset(scratch.planes.data() + k * block, body[0], block);
+        break;
+      case PlaneMode::kRans: {
+        size_t table_size = 0;
+        const FrequencyTable table = FrequencyTable::parse(body, body_length, &table_size);
+        decoder_of[k] = static_cast<int>(decoders.size());
+        decoders.emplace_back(body + table_size, body_length - table_size, table,
+                              scratch.slot_tables.data() + static_cast<size_t>(k) * kProbScale);
+        break;
+      }
+      default:
+        throw CorruptStreamError("plane " + std::to_string(k) + " has unknown mode " + std::to_string(mode));
+    }
+    offset += body_length;
+  }
+  require_stream(offset == length, "chunk has trailing bytes after its planes");
+
+  const uint8_t* planes[8];
+  for (size_t start = 0; start < count; start += block) {
+    const size_t n = std::min(block, count - start);
+    for (int k = 0; k < width; ++k) {
+      uint8_t* buffer = scratch.planes.data() + k * block;
+      switch (modes[k]) {
+        case PlaneMode::kRaw: planes[k] = bodies[k] + start; break;  // merge straight from the stored bytes
+        case PlaneMode::kConstant: planes[k] = buffer; break;
+        default:
+          decoders[decoder_of[k]].decode(buffer, n);
+          planes[k] = buffer;
+      }
+    }
+    merge_planes(planes, n, width, rotate, elements + start * width);
+  }
+  for (const RansDecoder& d : decoders) d.finish();
+}
+
+std::vector<ByteHistogram> plane_histograms(const uint8_t* elements, size_t count, int width, int rotate,
+                                            ChunkScratch& scratch) {
+  check_layout(width, rotate);
+  std::vector<ByteHistogram> result(width, ByteHistogram{});
+  constexpr size_t kBlock = size_t{1} << 18;
+  scratch.planes.resize(std::min(count, kBlock) * width);
+  for (size_t start = 0; start < count; start += kBlock) {
+    const size_t n = std::min(kBlock, count - start);
+    uint8_t* planes[8];
+    for (int k = 0; k < width; ++k) planes[k] = scratch.planes.data() + k * n;
+    split_planes(elements + start * width, n, width, rotate, planes);
+    for (int k = 0; k < width; ++k) {
+      const ByteHistogram h = histogram(planes[k], n);
+      for (int s = 0; s < 256; ++s) result[k][s] += h[s];
+    }
+  }
+  return result;
+}
+
+}  // namespace tensorzip

@@ -1,0 +1,41 @@
+// One chunk = a run of whole elements of one tensor, split into byte planes, each
+// plane coded on its own (rANS under its own order-0 table, a constant, or raw).
+//
+// Chunk layout (little-endian):
+//   u8  plane_count                      (= element width)
+//   plane_count x { u8 mode, u32 body_length }
+//   the bodies, in plane order, with no gaps
+// Modes: 0 raw (body = the plane's bytes), 1 constant (body = the one byte value),
+//        2 rANS (body = frequency table, then the rANS payload).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "frequency_table.hpp"
+
+namespace tensorzip {
+
+enum class PlaneMode : uint8_t { kRaw = 0, kConstant = 1, kRans = 2 };
+
+// Reusable per-thread buffers so coding a chunk allocates nothing in steady state.
+struct ChunkScratch {
+  std::vector<uint8_t> planes;
+  std::vector<uint8_t> body;
+  std::vector<uint32_t> slot_tables;  // one rANS decoder table per plane
+};
+
+// Also adds each plane's byte counts to histograms[k] (width entries), so the
+// caller gets the order-0 bound of what it coded without another pass.
+void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, ChunkScratch& scratch,
+                  std::vector<uint8_t>& out, ByteHistogram* histograms);
+
+void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
+                  ChunkScratch& scratch, uint8_t* elements);
+
+// Per-plane histograms of elements under a layout: width x 256 counts.
+std::vector<ByteHistogram> plane_histograms(const uint8_t* elements, size_t count, int width, int rotate,
+                                            ChunkScratch& scratch);
+
+}  // namespace tensorzip

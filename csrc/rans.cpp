@@ -1,0 +1,358 @@
+#include "rans.hpp"
+
+#include <array>
+#include <cstring>
+#include <memory>
+
+#include "errors.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define TZ_HAVE_X86 1
+#endif
+
+namespace tensorzip {
+
+namespace {
+
+constexpr uint32_t kStateLow = 1u << 15;  // states live in [kStateLow, kStateLow << 16)
+constexpr uint32_t kSlotMask = kProbScale - 1;
+
+// A decoder slot: symbol (8 bits) | frequency - 1 (12 bits) | slot - start (12 bits).
+static_assert(kProbBits == 12, "the packed slot word assumes 12-bit probabilities");
+
+inline uint32_t pack_slot(uint32_t symbol, uint32_t frequency, uint32_t offset) {
+  return symbol | ((frequency - 1) << 8) | (offset << 20);
+}
+
+// Per-symbol encoder constants: division by the frequency becomes a multiply
+// and shift (exact for states below 2^31).
+struct EncoderSymbol {
+  uint32_t renorm_limit;  // a state >= this sheds 16 bits before coding
+  uint32_t reciprocal;
+  uint32_t bias;
+  uint32_t complement;  // kProbScale - frequency
+  uint32_t shift;
+};
+
+EncoderSymbol make_encoder_symbol(uint32_t start, uint32_t frequency) {
+  EncoderSymbol e{};
+  e.renorm_limit = ((kStateLow >> kProbBits) << 16) * frequency;
+  e.complement = kProbScale - frequency;
+  if (frequency < 2) {
+    // q = x - 1 for every x >= 1, giving x * scale + start.
+    e.reciprocal = ~0u;
+    e.shift = 0;
+    e.bias = start + kProbScale - 1;
+  } else {
+    uint32_t shift = 0;
+    while (frequency > (1u << shift)) ++shift;
+    e.reciprocal =
+        static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + frequency - 1) / frequency);
+    e.shift = shift - 1;
+    e.bias = start;
+  }
+  return e;
+}
+
+// One symbol of one lane: writes the state's low word below ptr (keeping it
+// only when the state sheds it).
+inline void encode_one(uint32_t& state, const EncoderSymbol& e, uint16_t*& ptr) {
+  uint32_t x = state;
+  const uint32_t shed = x >= e.renorm_limit ? 1 : 0;
+  ptr[-1] = static_cast<uint16_t>(x);
+  ptr -= shed;
+  x >>= shed << 4;  // a shift rather than a select: GCC turns the select into an unpredictable branch
+  const uint32_t q = static_cast<uint32_t>((static_cast<uint64_t>(x) * e.reciprocal) >> 32) >> e.shift;
+  state = x + e.bias + q * e.complement;
+}
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// One symbol of one lane; `in` must have two readable bytes.
+inline uint8_t decode_one(uint32_t& state, const uint32_t* slots, const uint8_t*& in) {
+  uint32_t x = state;
+  const uint32_t e = slots[x & kSlotMask];
+  x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
+  const uint32_t word = load_u16(in);
+  const bool refill = x < kStateLow;
+  x = refill ? (x << 16) | word : x;
+  in += refill ? 2 : 0;
+  state = x;
+  return static_cast<uint8_t>(e);
+}
+
+// Full rounds (one symbol per lane) while at least 2 * kRansLanes bytes remain,
+// so no read can pass the end. Returns the rounds done.
+size_t decode_rounds_scalar(uint32_t* state, const uint32_t* slots, const uint8_t*& in, const uint8_t* end,
+                            uint8_t* out, size_t rounds) {
+  size_t r = 0;
+  for (; r < rounds && end - in >= 2 * kRansLanes; ++r) {
+    for (int lane = 0; lane < kRansLanes; ++lane) out[lane] = decode_one(state[lane], slots, in);
+    out += kRansLanes;
+  }
+  return r;
+}
+
+#ifdef TZ_HAVE_X86
+// For each 8-bit refill mask: for each lane, how many lanes below it refill too
+// (= the index of its word among the words read for this vector).
+struct RefillPermutations {
+  alignas(32) uint32_t index[256][8];
+  constexpr RefillPermutations() : index() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        index[m][lane] = static_cast<uint32_t>(n);
+        if (m & (1 << lane)) ++n;
+      }
+    }
+  }
+};
+constexpr RefillPermutations kRefill{};
+
+__attribute__((target("avx2,popcnt"))) inline __m256i decode_vector_avx2(__m256i x, const uint32_t* slots,
+                                                                       const uint8_t*& in, uint8_t* out) {
+  const __m256i slot_mask = _mm256_set1_epi32(static_cast<int>(kSlotMask));
+  const __m256i low = _mm256_set1_epi32(static_cast<int>(kStateLow));
+  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(slots), _mm256_and_si256(x, slot_mask), 4);
+  const __m256i frequency =
+      _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), slot_mask), _mm256_set1_epi32(1));
+  x = _mm256_add_epi32(_mm256_mullo_epi32(frequency, _mm256_srli_epi32(x, kProbBits)), _mm256_srli_epi32(e, 20));
+  const __m256i refill = _mm256_cmpgt_epi32(low, x);
+  const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(refill));
+  const __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
+  const __m256i placed = _mm256_permutevar8x32_epi32(
+      words, _mm256_load_si256(reinterpret_cast<const __m256i*>(kRefill.index[mask])));
+  x = _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), placed), refill);
+  in += 2 * _mm_popcnt_u32(static_cast<unsigned>(mask));
+  // The low byte of each slot word is the symbol: gather the eight into 8 bytes.
+  const __m256i bytes = _mm256_shuffle_epi8(
+      e, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+                          -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i packed = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(packed));
+  return x;
+}
+
+__attribute__((target("avx2,popcnt"))) size_t decode_rounds_avx2(uint32_t* state, const uint32_t* slots,
+                                                                 const uint8_t*& in, const uint8_t* end,
+                                                                 uint8_t* out, size_t rounds) {
+  static_assert(kRansLanes == 32, "four vectors of eight lanes");
+  __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 0));
+  __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 8));
+  __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 16));
+  __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 24));
+  size_t r = 0;
+  // Each vector reads 16 bytes at most 2 * 24 bytes past the round's start.
+  for (; r < rounds && end - in >= 2 * kRansLanes; ++r) {
+    x0 = decode_vector_avx2(x0, slots, in, out + 0);
+    x1 = decode_vector_avx2(x1, slots, in, out + 8);
+    x2 = decode_vector_avx2(x2, slots, in, out + 16);
+    x3 = decode_vector_avx2(x3, slots, in, out + 24);
+    out += kRansLanes;
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 0), x0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 8), x1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 16), x2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 24), x3);
+  return r;
+}
+
+// The AVX2 encoder's per-symbol constants, read by one 64-bit gather per four
+// lanes: the low word is the reciprocal (mul_epu32 reads only it); the high word
+// packs bias (bits 0-12), shift (bits 13-16) and complement << 19 (bits 19-30).
+// A state x sheds exactly when x >= frequency << 19 = 2^31 - (complement << 19),
+// i.e. when x + (complement << 19) has its sign bit set.
+inline uint64_t pack_encoder_symbol(const EncoderSymbol& e) {
+  const uint32_t packed = e.bias | (e.shift << 13) | (e.complement << 19);
+  return e.reciprocal | (uint64_t{packed} << 32);
+}
+
+// For each 8-bit shed mask: a byte shuffle moving the shed lanes' 16-bit words,
+// in ascending lane order, to the top of a 16-byte vector.
+struct ShedShuffles {
+  alignas(16) uint8_t bytes[256][16];
+  constexpr ShedShuffles() : bytes() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane) n += (m >> lane) & 1;
+      for (int k = 0; k < 16; ++k) bytes[m][k] = 0x80;
+      int slot = 8 - n;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (m & (1 << lane)) {
+          bytes[m][2 * slot] = static_cast<uint8_t>(2 * lane);
+          bytes[m][2 * slot + 1] = static_cast<uint8_t>(2 * lane + 1);
+          ++slot;
+        }
+      }
+    }
+  }
+};
+constexpr ShedShuffles kShed{};
+
+// Codes eight symbols (lanes of x) and writes their shed words just below ptr;
+// the eight words below ptr must be writable.
+__attribute__((target("avx2,popcnt"))) inline __m256i encode_vector_avx2(__m256i x, const uint8_t* symbols,
+                                                                       const long long* table, uint16_t*& ptr) {
+  const __m256i ee = _mm256_setr_epi64x(table[symbols[0]], table[symbols[2]], table[symbols[4]], table[symbols[6]]);
+  const __m256i eo = _mm256_setr_epi64x(table[symbols[1]], table[symbols[3]], table[symbols[5]], table[symbols[7]]);
+  const __m256i packed = _mm256_blend_epi32(_mm256_srli_epi64(ee, 32), eo, 0xAA);
+  const __m256i shed = _mm256_add_epi32(x, _mm256_and_si256(packed, _mm256_set1_epi32(0x7FF80000)));
+  const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(shed));
+  const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(ptr - 8),
+                   _mm_shuffle_epi8(words, _mm_load_si128(reinterpret_cast<const __m128i*>(kShed.bytes[mask]))));
+  ptr -= _mm_popcnt_u32(static_cast<unsigned>(mask));
+  x = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(x), _mm256_castsi256_ps(_mm256_srli_epi32(x, 16)),
+                                           _mm256_castsi256_ps(shed)));
+  const __m256i pe = _mm256_mul_epu32(x, ee);
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), eo);
+  const __m256i shift = _mm256_and_si256(_mm256_srli_epi32(packed, 13), _mm256_set1_epi32(0xF));
+  const __m256i q = _mm256_srlv_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), shift);
+  const __m256i bias = _mm256_and_si256(packed, _mm256_set1_epi32(0x1FFF));
+  const __m256i complement = _mm256_srli_epi32(packed, 19);
+  return _mm256_add_epi32(_mm256_add_epi32(x, bias), _mm256_mullo_epi32(q, complement));
+}
+
+// Codes full rounds [0, rounds) backwards, starting from ptr; returns false as
+// soon as more than max_words words are below end.
+__attribute__((target("avx2,popcnt"))) bool encode_rounds_avx2(uint32_t* state, const uint8_t* symbols,
+                                                               size_t rounds, const long long* table,
+                                                               uint16_t*& ptr, const uint16_t* end,
+                                                               size_t max_words) {
+  __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 0));
+  __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 8));
+  __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 16));
+  __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 24));
+  bool ok = true;
+  for (size_t r = rounds; r-- > 0;) {
+    const uint8_t* in = symbols + r * kRansLanes;
+    x3 = encode_vector_avx2(x3, in + 24, table, ptr);
+    x2 = encode_vector_avx2(x2, in + 16, table, ptr);
+    x1 = encode_vector_avx2(x1, in + 8, table, ptr);
+    x0 = encode_vector_avx2(x0, in + 0, table, ptr);
+    if ((r & 127) == 0 && static_cast<size_t>(end - ptr) > max_words) {
+      ok = false;
+      break;
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 0), x0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 8), x1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 16), x2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 24), x3);
+  return ok;
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return has;
+}
+#endif
+
+}  // namespace
+
+bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& table, size_t max_payload,
+                 std::vector<uint8_t>& out) {
+  EncoderSymbol enc[256];
+  for (int s = 0; s < 256; ++s) {
+    if (table.frequency[s]) enc[s] = make_encoder_symbol(table.cumulative[s], table.frequency[s]);
+  }
+  // At most one 16-bit word leaves a state per symbol; the slack lets the
+  // branch-free loop always write below the current position.
+  const size_t capacity_words = count + 2 * kRansLanes;
+  std::unique_ptr<uint16_t[]> words(new uint16_t[capacity_words]);
+  uint16_t* const end = words.get() + capacity_words;
+  uint16_t* ptr = end;
+  const size_t max_words = max_payload / 2;
+
+  uint32_t state[kRansLanes];
+  for (uint32_t& x : state) x = kStateLow;
+
+  // The partial last round first (the stream is written backwards), then full
+  // rounds.
+  const size_t rounds = count / kRansLanes;
+  size_t i = count;
+  while (i > rounds * kRansLanes) {
+    --i;
+    encode_one(state[i % kRansLanes], enc[symbols[i]], ptr);
+  }
+  bool ok = true;
+#ifdef TZ_HAVE_X86
+  if (cpu_has_avx2()) {
+    alignas(32) long long packed[256];
+    for (int s = 0; s < 256; ++s) packed[s] = table.frequency[s] ? static_cast<long long>(pack_encoder_symbol(enc[s])) : 0;
+    ok = encode_rounds_avx2(state, symbols, rounds, packed, ptr, end, max_words);
+    i = 0;
+  }
+#endif
+  while (ok && i > 0) {
+    // Walk backwards; the decoder consumes forwards.
+    --i;
+    encode_one(state[i % kRansLanes], enc[symbols[i]], ptr);
+    if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) ok = false;
+  }
+  if (!ok) return false;
+  const size_t word_count = static_cast<size_t>(end - ptr);
+  const size_t payload = kRansStateBytes + 2 * word_count;
+  if (payload > max_payload) return false;
+
+  const size_t base = out.size();
+  out.resize(base + payload);
+  uint8_t* dst = out.data() + base;
+  std::memcpy(dst, state, kRansStateBytes);
+  std::memcpy(dst + kRansStateBytes, ptr, 2 * word_count);
+  return true;
+}
+
+RansDecoder::RansDecoder(const uint8_t* payload, size_t length, const FrequencyTable& table,
+                         uint32_t* slot_table)
+    : in_(payload + kRansStateBytes), end_(payload + length), slots_(slot_table) {
+  require_stream(length >= kRansStateBytes && (length - kRansStateBytes) % 2 == 0,
+                 "rANS payload has an impossible length");
+  for (int s = 0; s < 256; ++s) {
+    const uint32_t f = table.frequency[s];
+    for (uint32_t k = 0; k < f; ++k) slot_table[table.cumulative[s] + k] = pack_slot(s, f, k);
+  }
+  std::memcpy(state_, payload, kRansStateBytes);
+  for (uint32_t x : state_) {
+    require_stream(x >= kStateLow && x < (kStateLow << 16), "rANS payload starts with an invalid state");
+  }
+}
+
+void RansDecoder::decode(uint8_t* symbols, size_t count) {
+  require_stream(!misaligned_, "rANS stream decoded past a partial round");
+  const size_t rounds = count / kRansLanes;
+  size_t done = 0;
+#ifdef TZ_HAVE_X86
+  if (cpu_has_avx2()) done = decode_rounds_avx2(state_, slots_, in_, end_, symbols, rounds);
+#endif
+  done += decode_rounds_scalar(state_, slots_, in_, end_, symbols + done * kRansLanes, rounds - done);
+  // Near the end of the payload: bounds-checked, one symbol at a time.
+  for (size_t i = done * kRansLanes; i < count; ++i) {
+    const size_t lane = i % kRansLanes;
+    uint32_t x = state_[lane];
+    const uint32_t e = slots_[x & kSlotMask];
+    x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
+    if (x < kStateLow) {
+      require_stream(end_ - in_ >= 2, "rANS payload is truncated");
+      x = (x << 16) | load_u16(in_);
+      in_ += 2;
+    }
+    state_[lane] = x;
+    symbols[i] = static_cast<uint8_t>(e);
+  }
+  misaligned_ = count % kRansLanes != 0;
+}
+
+void RansDecoder::finish() const {
+  require_stream(in_ == end_, "rANS payload has trailing bytes");
+  for (uint32_t x : state_) require_stream(x == kStateLow, "rANS payload does not end in its initial state");
+}
+
+}  // namespace tensorzip

@@ -1,0 +1,116 @@
+#include "tensor_codec.hpp"
+
+#include <string>
+#include <utility>
+
+#include "byte_planes.hpp"
+#include "chunk_codec.hpp"
+#include "crc32c.hpp"
+#include "errors.hpp"
+#include "parallel.hpp"
+
+namespace tensorzip {
+
+size_t chunk_count(size_t elements, size_t chunk_elements) {
+  return elements == 0 ? 0 : (elements - 1) / chunk_elements + 1;
+}
+
+void validate_layout(const TensorLayout& layout) {
+  check_layout(layout.width, layout.rotate);
+  require(layout.chunk_elements >= 1, "chunk_elements must be at least 1");
+  require(layout.chunk_elements <= kMaxChunkBytes / static_cast<size_t>(layout.width),
+          "chunk_elements x element width must be at most 1 GiB");
+}
+
+namespace {
+
+// (job, chunk) pairs flattened so one pool covers the batch.
+struct ChunkTask {
+  size_t job;
+  size_t chunk;
+};
+
+template <typename Job>
+std::vector<ChunkTask> flatten(const std::vector<Job>& jobs, size_t (*elements_of)(const Job&)) {
+  std::vector<ChunkTask> tasks;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const size_t n = chunk_count(elements_of(jobs[j]), jobs[j].layout.chunk_elements);
+    for (size_t c = 0; c < n; ++c) tasks.push_back({j, c});
+  }
+  return tasks;
+}
+
+size_t encode_elements(const EncodeJob& job) { return job.length / job.layout.width; }
+size_t decode_elements(const DecodeJob& job) { return job.out_length / job.layout.width; }
+
+}  // namespace
+
+std::vector<std::vector<EncodedChunk>> encode_tensors(const std::vector<EncodeJob>& jobs, int threads) {
+  std::vector<std::vector<EncodedChunk>> result(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    validate_layout(jobs[j].layout);
+    require(jobs[j].length % jobs[j].layout.width == 0, "tensor byte length is not a multiple of its element width");
+    result[j].resize(chunk_count(encode_elements(jobs[j]), jobs[j].layout.chunk_elements));
+  }
+  const std::vector<ChunkTask> tasks = flatten<EncodeJob>(jobs, encode_elements);
+  std::vector<ChunkScratch> scratch(worker_count(tasks.size(), threads));
+  parallel_for(tasks.size(), threads, [&](size_t i, size_t worker) {
+    const EncodeJob& job = jobs[tasks[i].job];
+    const size_t total = encode_elements(job);
+    const size_t first = tasks[i].chunk * job.layout.chunk_elements;
+    const size_t count = std::min(job.layout.chunk_elements, total - first);
+    EncodedChunk& chunk = result[tasks[i].job][tasks[i].chunk];
+    chunk.histograms.assign(job.layout.width, ByteHistogram{});
+    encode_chunk(job.data + first * job.layout.width, count, job.layout.width, job.layout.rotate,
+                 scratch[worker], chunk.bytes, chunk.histograms.data());
+    chunk.crc32c = crc32c(chunk.bytes.data(), chunk.bytes.size());
+  });
+  return result;
+}
+
+void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify_checksums) {
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const DecodeJob& job = jobs[j];
+    try {
+      validate_layout(job.layout);
+    } catch (const InvalidArgumentError& e) {
+      throw ChunkError(e.what(), j, 0);
+    }
+    if (job.out_length % job.layout.width != 0) {
+      throw ChunkError("output length is not a multiple of the element width", j, 0);
+    }
+    const size_t expected = chunk_count(decode_elements(job), job.layout.chunk_elements);
+    if (job.chunks.size() != expected) {
+      throw ChunkError("tensor has " + std::to_string(job.chunks.size()) + " chunks, its shape needs " +
+                           std::to_string(expected),
+                       j, 0);
+    }
+    for (size_t c = 0; c < job.chunks.size(); ++c) {
+      const StoredChunk& s = job.chunks[c];
+      if (s.offset > job.source_length || s.length > job.source_length - s.offset) {
+        throw ChunkError("chunk lies outside the stored bytes", j, c);
+      }
+    }
+  }
+  const std::vector<ChunkTask> tasks = flatten<DecodeJob>(jobs, decode_elements);
+  std::vector<ChunkScratch> scratch(worker_count(tasks.size(), threads));
+  parallel_for(tasks.size(), threads, [&](size_t i, size_t worker) {
+    const DecodeJob& job = jobs[tasks[i].job];
+    const StoredChunk& stored = job.chunks[tasks[i].chunk];
+    const size_t total = decode_elements(job);
+    const size_t first = tasks[i].chunk * job.layout.chunk_elements;
+    const size_t count = std::min(job.layout.chunk_elements, total - first);
+    const uint8_t* bytes = job.source + stored.offset;
+    try {
+      if (verify_checksums && crc32c(bytes, stored.length) != stored.crc32c) {
+        throw CorruptStreamError("checksum mismatch (CRC-32C)");
+      }
+      decode_chunk(bytes, stored.length, count, job.layout.width, job.layout.rotate, scratch[worker],
+                   job.out + first * job.layout.width);
+    } catch (const CorruptStreamError& e) {
+      throw ChunkError(e.what(), tasks[i].job, tasks[i].chunk);
+    }
+  });
+}
+
+}  // namespace tensorzip

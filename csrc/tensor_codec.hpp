@@ -1,0 +1,73 @@
+// Whole tensors in, chunks out (and back), for a batch of tensors at once so the
+// thread pool sees every chunk of the batch: small tensors then run beside big
+// ones instead of one after another.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "frequency_table.hpp"
+
+namespace tensorzip {
+
+struct TensorLayout {
+  int width = 1;              // bytes per element
+  int rotate = 0;             // bits, see byte_planes.hpp
+  size_t chunk_elements = 1;  // elements per chunk (the last chunk may be shorter)
+};
+
+struct EncodeJob {
+  const uint8_t* data = nullptr;
+  size_t length = 0;  // bytes; a multiple of layout.width
+  TensorLayout layout;
+};
+
+struct EncodedChunk {
+  std::vector<uint8_t> bytes;
+  uint32_t crc32c = 0;
+  std::vector<ByteHistogram> histograms;  // per plane, of this chunk's elements
+};
+
+struct StoredChunk {
+  uint64_t offset = 0;  // into DecodeJob::source
+  uint64_t length = 0;
+  uint32_t crc32c = 0;
+};
+
+struct DecodeJob {
+  const uint8_t* source = nullptr;
+  size_t source_length = 0;
+  std::vector<StoredChunk> chunks;
+  uint8_t* out = nullptr;
+  size_t out_length = 0;  // bytes; a multiple of layout.width
+  TensorLayout layout;
+};
+
+// A chunk failed to decode; names the job and chunk so Python can say which
+// tensor and file offset.
+class ChunkError : public std::runtime_error {
+ public:
+  ChunkError(const std::string& what, size_t job, size_t chunk)
+      : std::runtime_error(what), job(job), chunk(chunk) {}
+  size_t job;
+  size_t chunk;
+};
+
+// Largest chunk the format allows (plane bodies carry u32 lengths).
+constexpr size_t kMaxChunkBytes = size_t{1} << 30;
+
+size_t chunk_count(size_t elements, size_t chunk_elements);
+
+void validate_layout(const TensorLayout& layout);
+
+// result[j] holds the chunks of jobs[j] in order.
+std::vector<std::vector<EncodedChunk>> encode_tensors(const std::vector<EncodeJob>& jobs, int threads);
+
+// Verifies each chunk's CRC-32C (when verify_checksums) before decoding it into
+// the job's output. Throws ChunkError on any corrupt or inconsistent input.
+void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify_checksums);
+
+}  // namespace tensorzip

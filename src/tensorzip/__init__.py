@@ -1,0 +1,59 @@
+"""tensorzip: store what neural networks store in as few bytes as their information allows.
+
+Lossless and bit-exact by default. The public API is re-exported here; nothing else
+lives in this module.
+"""
+
+from .api import compress, decompress, load_file, safe_open, save_file
+from .checkpoint import (
+    CompressionReport,
+    DecompressionReport,
+    VerifyReport,
+    compress_file,
+    decompress_file,
+    verify_file,
+)
+from .container import ReadLimits
+from .dtypes import SUPPORTED_DTYPES
+from .errors import (
+    CorruptDataError,
+    FormatError,
+    HeaderError,
+    InputFileError,
+    LimitExceededError,
+    OutputFileError,
+    TensorNotFoundError,
+    TensorzipError,
+    TruncatedFileError,
+    UnknownCodecError,
+    UnsupportedDtypeError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "CompressionReport",
+    "CorruptDataError",
+    "DecompressionReport",
+    "FormatError",
+    "HeaderError",
+    "InputFileError",
+    "LimitExceededError",
+    "OutputFileError",
+    "ReadLimits",
+    "TensorNotFoundError",
+    "TensorzipError",
+    "TruncatedFileError",
+    "UnknownCodecError",
+    "UnsupportedDtypeError",
+    "VerifyReport",
+    "compress",
+    "compress_file",
+    "decompress",
+    "decompress_file",
+    "load_file",
+    "safe_open",
+    "save_file",
+    "verify_file",
+]

@@ -1,0 +1,116 @@
+"""The array and dict API: what most users call.
+
+Shaped like safetensors (``save_file``/``load_file``/``safe_open``) plus
+``compress``/``decompress`` for single arrays. A compressed single array is a
+one-tensor .tzip image, so every blob carries checksums and a versioned header.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from .container import ReadLimits, TzipReader, TzipWriter
+from .errors import FormatError, TensorzipError
+from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
+
+Framework = Literal["np", "numpy", "pt", "torch"]
+
+_FRAMEWORK_KEY = "tensorzip.framework"  # records a blob's input kind so decompress can return the same
+
+
+def _wants_torch(framework: str | None, recorded: str | None) -> bool:
+    if framework is None:
+        return recorded == "pt"
+    if framework in ("pt", "torch"):
+        return True
+    if framework in ("np", "numpy"):
+        return False
+    raise TensorzipError(f"framework must be 'np' or 'pt', got {framework!r}")
+
+
+def compress(array: Any, threads: int | None = None) -> bytes:
+    """Losslessly compress one numpy array or torch tensor into bytes."""
+    data = to_numpy(array)
+    metadata = {_FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
+    buffer = io.BytesIO()
+    with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
+        writer.add("", data)
+    return buffer.getvalue()
+
+
+def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,
+               framework: Framework | None = None) -> Any:
+    """Inverse of ``compress``: bit-exact, same dtype and shape.
+
+    Returns a torch tensor if a torch tensor was compressed (or ``framework="pt"``),
+    a numpy array otherwise.
+    """
+    reader = TzipReader(blob, threads=threads)
+    if reader.keys() != [""]:
+        raise FormatError(f"not a single-array blob (holds {len(reader)} tensors); use load_file / safe_open")
+    array = reader.get_tensor("")
+    recorded = (reader.metadata() or {}).get(_FRAMEWORK_KEY)
+    return to_torch(array) if _wants_torch(framework, recorded) else array
+
+
+def save_file(
+    tensors: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+    threads: int | None = None,
+) -> None:
+    """Write a dict of arrays/tensors to a .tzip file, atomically."""
+    if not isinstance(tensors, Mapping):
+        raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
+    with TzipWriter(path, metadata=metadata, threads=threads) as writer:
+        for name, value in tensors.items():
+            writer.add(name, to_numpy(value))
+
+
+def load_file(
+    path: str | os.PathLike[str], threads: int | None = None, framework: Framework = "np"
+) -> dict[str, Any]:
+    """Read every tensor of a .tzip file."""
+    torch_out = _wants_torch(framework, None)
+    with TzipReader(path, threads=threads) as reader:
+        return {name: to_torch(a) if torch_out else a for name, a in reader.iter_tensors()}
+
+
+class safe_open:  # noqa: N801 - named after safetensors.safe_open, which it mirrors
+    """Lazy access to a .tzip file: only the tensors asked for are read and decoded.
+
+    >>> import numpy as np, tensorzip as tz, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.tzip")
+    >>> tz.save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, path, metadata={"step": "1"})
+    >>> with tz.safe_open(path) as f:
+    ...     print(f.keys(), f.metadata(), f.get_tensor("w").shape)
+    ['w'] {'step': '1'} (2, 3)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], framework: Framework = "np",
+                 threads: int | None = None, limits: ReadLimits | None = None):
+        self._torch = _wants_torch(framework, None)
+        self._reader = TzipReader(path, threads=threads, limits=limits)
+
+    def keys(self) -> list[str]:
+        return self._reader.keys()
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._reader.metadata()
+
+    def get_tensor(self, name: str) -> Any:
+        array = self._reader.get_tensor(name)
+        return to_torch(array) if self._torch else array
+
+    def __enter__(self) -> safe_open:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._reader.close()
+
+    def close(self) -> None:
+        self._reader.close()
+

@@ -1,0 +1,49 @@
+"""Writing an output file so that it either appears whole or not at all.
+
+Bytes go to a hidden temporary file next to the target; only after they are
+flushed and fsync'd does a rename put them in place. Any failure (an exception,
+a full disk, a kill) leaves the target as it was and removes the temporary file
+(a killed process can leave the hidden ``.NAME.*.partial`` file, never a partial
+target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import OutputFileError, TensorzipError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[BinaryIO]:
+    target = Path(path)
+    if target.is_dir():
+        raise OutputFileError(f"cannot write {target}: it is a directory")
+    if not overwrite and target.exists():
+        raise OutputFileError(f"{target} already exists (use --force / overwrite=True to replace it)")
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as error:
+        raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
+    committed = False
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+        committed = True
+    except TensorzipError:
+        raise
+    except OSError as error:
+        raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
+    finally:
+        if not committed:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)

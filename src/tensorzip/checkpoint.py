@@ -1,0 +1,229 @@
+"""Whole checkpoint files: .safetensors -> .tzip -> the identical .safetensors.
+
+These are what the CLI runs. They stream tensor by tensor (memory-mapped input,
+batched coding, atomic output) and return reports with the figures a user asks
+for: ratio, throughput, and the distance to the order-0 entropy bound.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .atomic_file import atomic_output
+from .container import TensorStats, TzipReader, TzipWriter
+from .errors import CorruptDataError, TensorzipError
+from .integrations.safetensors_file import (
+    SafetensorsFile,
+    build_header,
+    check_layout_matches,
+    parse_header,
+    write_prefix,
+)
+
+ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
+
+PathOrStream = str | os.PathLike[str] | BinaryIO
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    source: str
+    target: str
+    original_bytes: int  # size of the input file
+    compressed_bytes: int  # size of the output file, header included
+    order0_bound_bytes: float  # per tensor, per byte plane, summed (see docs/format.md)
+    seconds: float
+    threads: int
+    tensors: list[TensorStats] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / max(1, self.compressed_bytes)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.original_bytes / 1e6 / max(self.seconds, 1e-9)
+
+    @property
+    def gap_to_bound(self) -> float:
+        """Output size relative to the order-0 bound of the coded planes (0.004 = 0.4% above)."""
+        return self.compressed_bytes / self.order0_bound_bytes - 1 if self.order0_bound_bytes else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.update(ratio=self.ratio, megabytes_per_second=self.megabytes_per_second,
+                   gap_to_bound=self.gap_to_bound)
+        return doc
+
+
+@dataclass(frozen=True)
+class DecompressionReport:
+    source: str
+    target: str
+    compressed_bytes: int
+    output_bytes: int
+    seconds: float
+    threads: int
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.output_bytes / 1e6 / max(self.seconds, 1e-9)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "megabytes_per_second": self.megabytes_per_second}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    source: str
+    tensors: int
+    tensor_bytes: int
+    against: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _name(target: PathOrStream) -> str:
+    return str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "<stream>")
+
+
+def _resolve_threads(threads: int | None) -> int:
+    return threads if threads and threads > 0 else (os.cpu_count() or 1)
+
+
+def compress_file(
+    source: str | os.PathLike[str],
+    target: PathOrStream,
+    *,
+    threads: int | None = None,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> CompressionReport:
+    """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte."""
+    started = time.perf_counter()
+    checkpoint = SafetensorsFile(source)
+    total = sum(e.end - e.begin for e in checkpoint.entries)
+    done = 0
+
+    def advance(stats: TensorStats) -> None:
+        nonlocal done
+        done += stats.original_bytes
+        if progress is not None:
+            progress(done, total)
+
+    writer = TzipWriter(
+        target,
+        metadata=checkpoint.metadata,
+        source={"format": "safetensors", "header": checkpoint.header_text},
+        threads=threads,
+        overwrite=overwrite,
+        on_tensor=advance,
+    )
+    with writer:
+        for entry in checkpoint.entries:
+            writer.add(entry.name, checkpoint.array(entry))
+    size = writer.close()
+    return CompressionReport(
+        source=str(source),
+        target=_name(target),
+        original_bytes=checkpoint.size,
+        compressed_bytes=size,
+        order0_bound_bytes=sum(s.order0_bound_bytes for s in writer.stats),
+        seconds=time.perf_counter() - started,
+        threads=_resolve_threads(threads),
+        tensors=writer.stats,
+    )
+
+
+def _safetensors_prefix(reader: TzipReader) -> bytes:
+    """The original safetensors header when the file recorded one, else a fresh one."""
+    source = reader.header.source
+    entries = list(reader.header.tensors.values())
+    if source and source.get("format") == "safetensors" and isinstance(source.get("header"), str):
+        raw = source["header"].encode("utf-8")
+        original, _ = parse_header(raw, f"{reader.where} (stored safetensors header)",
+                                   sum(e.nbytes for e in entries))
+        check_layout_matches(original, [e.name for e in entries], reader.where)
+        for before, stored in zip(original, entries, strict=True):
+            if before.spec != stored.spec or before.shape != stored.shape:
+                raise TensorzipError(
+                    f"{reader.where}: tensor {stored.name!r} differs from the stored safetensors header"
+                )
+        return raw
+    return build_header(((e.name, e.spec, e.shape) for e in entries), reader.metadata())
+
+
+def decompress_file(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    target: PathOrStream,
+    *,
+    threads: int | None = None,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> DecompressionReport:
+    """Restore the .safetensors file a .tzip was made from (bit-identical)."""
+    started = time.perf_counter()
+    with TzipReader(source, threads=threads) as reader:
+        header = _safetensors_prefix(reader)
+        total = sum(e.nbytes for e in reader.header.tensors.values())
+
+        def write_all(handle: BinaryIO) -> int:
+            write_prefix(handle, header)
+            done = 0
+            for _, array in reader.iter_tensors():
+                handle.write(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+                done += array.nbytes
+                if progress is not None:
+                    progress(done, total)
+            return 8 + len(header) + done
+
+        if isinstance(target, (str, os.PathLike)):
+            with atomic_output(target, overwrite=overwrite) as handle:
+                written = write_all(handle)
+        else:
+            written = write_all(target)
+        return DecompressionReport(
+            source=reader.where, target=_name(target), compressed_bytes=reader.size,
+            output_bytes=written, seconds=time.perf_counter() - started, threads=_resolve_threads(threads),
+        )
+
+
+def verify_file(
+    source: str | os.PathLike[str],
+    *,
+    against: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> VerifyReport:
+    """Decode every tensor (checking every checksum); with ``against``, compare with
+    the original .safetensors bit for bit, header included."""
+    started = time.perf_counter()
+    original = SafetensorsFile(against) if against is not None else None
+    with TzipReader(source, threads=threads) as reader:
+        if original is not None:
+            stored = _safetensors_prefix(reader)
+            if stored.decode("utf-8", errors="replace") != original.header_text:
+                raise CorruptDataError(f"{reader.where}: safetensors header differs from {against}")
+            by_name = {e.name: e for e in original.entries}
+        total = sum(e.nbytes for e in reader.header.tensors.values())
+        done = 0
+        count = 0
+        for name, array in reader.iter_tensors():
+            if original is not None:
+                expected = original.array(by_name[name])
+                if expected.tobytes() != array.tobytes():
+                    raise CorruptDataError(f"{reader.where}: tensor {name!r} differs from {against}")
+            done += array.nbytes
+            count += 1
+            if progress is not None:
+                progress(done, total)
+        return VerifyReport(reader.where, count, done, None if against is None else str(against),
+                            time.perf_counter() - started)

@@ -1,0 +1,19 @@
+"""Codecs: one module per codec, each a ``Codec`` with a ``codec_id`` and a JSON config."""
+
+from .base import ChunkDecodeError, ChunkRef, Codec, DecodeJob, EncodedTensor, EncodeJob, order0_bound_bytes
+from .byte_planes import BytePlanesCodec
+from .registry import BUILTIN_CODECS, codec_class, codec_from_config
+
+__all__ = [
+    "BUILTIN_CODECS",
+    "BytePlanesCodec",
+    "ChunkDecodeError",
+    "ChunkRef",
+    "Codec",
+    "DecodeJob",
+    "EncodeJob",
+    "EncodedTensor",
+    "codec_class",
+    "codec_from_config",
+    "order0_bound_bytes",
+]

@@ -1,0 +1,126 @@
+"""The interface every tensorzip codec implements.
+
+A codec turns whole tensors into independently decodable chunks and back. Its
+configuration is plain JSON (``get_config``/``from_config``), stored per tensor in
+the .tzip header, so a file names everything needed to decode it. Equality and
+``repr`` come from the config, as in numcodecs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..dtypes import DTypeSpec
+from ..errors import CorruptDataError
+
+
+@dataclass(frozen=True)
+class EncodedTensor:
+    """What a codec produced for one tensor: its chunks back to back, and their index."""
+
+    payload: bytes
+    chunk_lengths: list[int]
+    chunk_crc32c: list[int]
+    # Per byte plane, the byte counts of the coded stream: the order-0 bound comes
+    # from these without a second pass over the data.
+    plane_histograms: np.ndarray
+
+    @property
+    def order0_bound_bytes(self) -> float:
+        return order0_bound_bytes(self.plane_histograms)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Where one stored chunk lies inside a buffer handed to ``decode_into``."""
+
+    offset: int
+    length: int
+    crc32c: int
+
+
+def order0_bound_bytes(plane_histograms: np.ndarray) -> float:
+    """Sum over planes of (plane length x its empirical order-0 entropy), in bytes."""
+    counts = np.asarray(plane_histograms, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bits = np.where(counts > 0, counts * np.log2(totals / counts), 0.0)
+    return float(bits.sum() / 8.0)
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    """One tensor to encode with one codec."""
+
+    codec: Codec
+    array: np.ndarray
+    spec: DTypeSpec
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """One tensor to decode: its chunks inside ``source`` (a bytes-like) go to ``out``."""
+
+    codec: Codec
+    source: Any
+    chunks: Sequence[ChunkRef]
+    out: np.ndarray  # C-contiguous, of the tensor's dtype and shape
+    spec: DTypeSpec
+
+
+class ChunkDecodeError(CorruptDataError):
+    """A chunk failed its checksum or did not decode.
+
+    ``job`` is the index of the tensor in the batch and ``chunk`` the chunk's index
+    in that tensor; the container turns them into the file, tensor and offset.
+    """
+
+    def __init__(self, reason: str, job: int, chunk: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.job = job
+        self.chunk = chunk
+
+
+class Codec(ABC):
+    """A tensor codec with a JSON configuration.
+
+    Coding works on batches of tensors (all of one codec class) so that the native
+    thread pool sees every chunk of the batch at once.
+    """
+
+    codec_id: ClassVar[str]
+
+    @abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serializable config including ``"id"``; ``from_config`` inverts it."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Codec:
+        params = {k: v for k, v in config.items() if k != "id"}
+        return cls(**params)
+
+    @classmethod
+    @abstractmethod
+    def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
+        """Encode every job (each with its own instance of this class)."""
+
+    @classmethod
+    @abstractmethod
+    def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:
+        """Decode every job into its ``out``; raises ``ChunkDecodeError`` on damage."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.get_config().items()) if k != "id")
+        return f"{type(self).__name__}({params})"

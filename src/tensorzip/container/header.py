@@ -1,0 +1,170 @@
+"""The JSON header of a .tzip file: its schema, and the checks a reader makes
+before trusting any number in it (docs/format.md, "Header")."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import dtypes
+from ..codecs import ChunkRef
+from ..dtypes import DTypeSpec
+from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
+from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES
+
+DEFAULT_MAX_TENSOR_BYTES = 1 << 40  # 1 TiB decoded per tensor
+DEFAULT_MAX_EXPANSION = 1 << 20  # decoded bytes per stored byte (a 1 GiB constant chunk is ~16 B)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds a reader enforces before allocating anything a header declares."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    max_expansion: int = DEFAULT_MAX_EXPANSION
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as the header describes it."""
+
+    name: str
+    spec: DTypeSpec
+    shape: tuple[int, ...]
+    codec_config: dict[str, Any]
+    chunks: tuple[ChunkRef, ...]  # offsets are absolute file offsets
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.spec.itemsize
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(c.length for c in self.chunks)
+
+    @property
+    def data_offset(self) -> int:
+        """Where this tensor's first chunk starts (its chunks are contiguous)."""
+        return self.chunks[0].offset if self.chunks else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.spec.name,
+            "shape": list(self.shape),
+            "codec": self.codec_config,
+            "chunks": [[c.offset, c.length, c.crc32c] for c in self.chunks],
+        }
+
+
+@dataclass
+class Header:
+    tensors: dict[str, TensorEntry] = field(default_factory=dict)
+    metadata: dict[str, str] | None = None
+    # Where the tensors came from, to restore that file byte for byte:
+    # {"format": "safetensors", "header": "<its JSON header, verbatim>"}.
+    source: dict[str, Any] | None = None
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, Any] = {"tensors": [t.to_json() for t in self.tensors.values()]}
+        if self.metadata is not None:
+            doc["metadata"] = self.metadata
+        if self.source is not None:
+            doc["source"] = self.source
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def parse(cls, raw: bytes, where: str, data_end: int, limits: ReadLimits) -> Header:
+        """Parse and validate; ``data_end`` is where the chunk area ends (the header's offset)."""
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise HeaderError(f"{where}: header is not valid UTF-8 JSON ({error})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list):
+            raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
+        unknown = set(doc) - {"tensors", "metadata", "source"}
+        if unknown:
+            raise HeaderError(f"{where}: header has unknown keys {sorted(unknown)}")
+        metadata = doc.get("metadata")
+        if metadata is not None and (
+            not isinstance(metadata, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
+            raise HeaderError(f"{where}: 'metadata' must map strings to strings")
+        source = doc.get("source")
+        if source is not None and not isinstance(source, dict):
+            raise HeaderError(f"{where}: 'source' must be an object")
+
+        header = cls(metadata=metadata, source=source)
+        expected_offset = DATA_START
+        for index, item in enumerate(doc["tensors"]):
+            entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
+            if entry.name in header.tensors:
+                raise HeaderError(f"{where}: tensor {entry.name!r} appears twice")
+            for number, chunk in enumerate(entry.chunks):
+                if chunk.offset != expected_offset:
+                    raise HeaderError(
+                        f"{where}: tensor {entry.name!r} chunk {number} starts at offset {chunk.offset}, "
+                        f"expected {expected_offset} (chunks must tile the data area with no holes)"
+                    )
+                expected_offset += chunk.length
+            if entry.nbytes > limits.max_expansion * max(1, entry.stored_bytes):
+                raise LimitExceededError(
+                    f"{where}: tensor {entry.name!r} declares {entry.nbytes} bytes from "
+                    f"{entry.stored_bytes} stored bytes, beyond the expansion limit of "
+                    f"{limits.max_expansion}x (a decompression bomb?)"
+                )
+            header.tensors[entry.name] = entry
+        if expected_offset != data_end:
+            raise HeaderError(
+                f"{where}: chunks end at offset {expected_offset} but the header starts at {data_end}"
+            )
+        return header
+
+
+def _require(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise HeaderError(f"{where}: {message}")
+
+
+def _is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
+    _require(isinstance(item, dict), where, "must be an object")
+    _require(set(item) == {"name", "dtype", "shape", "codec", "chunks"}, where,
+             f"must have exactly the keys name, dtype, shape, codec, chunks (has {sorted(item)})")
+    name = item["name"]
+    _require(isinstance(name, str), where, "name must be a string")
+    where = f"{where} ({name!r})"
+    try:
+        spec = dtypes.by_name(item["dtype"])
+    except UnsupportedDtypeError as error:
+        raise UnsupportedDtypeError(f"{where}: {error}") from None
+    shape = item["shape"]
+    _require(isinstance(shape, list) and all(_is_uint(d) for d in shape), where,
+             "shape must be a list of non-negative integers")
+    nbytes = math.prod(shape) * spec.itemsize
+    if nbytes > limits.max_tensor_bytes:
+        raise LimitExceededError(
+            f"{where}: declares {nbytes} bytes, over the limit of {limits.max_tensor_bytes} bytes "
+            "(raise ReadLimits.max_tensor_bytes to read it)"
+        )
+    _require(isinstance(item["codec"], dict), where, "codec must be an object")
+    chunks = item["chunks"]
+    _require(isinstance(chunks, list), where, "chunks must be a list")
+    refs = []
+    for chunk in chunks:
+        _require(isinstance(chunk, list) and len(chunk) == 3 and all(_is_uint(v) for v in chunk), where,
+                 "each chunk must be [offset, length, crc32c] of non-negative integers")
+        _require(chunk[2] < 1 << 32, where, "chunk crc32c must fit 32 bits")
+        refs.append(ChunkRef(offset=chunk[0], length=chunk[1], crc32c=chunk[2]))
+    return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs))

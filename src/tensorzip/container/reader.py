@@ -1,0 +1,202 @@
+"""Reading .tzip files: validate the preamble and header first, then decode any
+tensor without touching the others.
+
+Reads use ``os.pread`` (no shared file position), so one reader can serve many
+threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import _native
+from ..codecs import ChunkDecodeError, ChunkRef, DecodeJob, codec_from_config
+from ..errors import (
+    HeaderError,
+    InputFileError,
+    LimitExceededError,
+    TensorNotFoundError,
+    TruncatedFileError,
+)
+from .format import DATA_START, PREAMBLE_SIZE, Preamble
+from .header import Header, ReadLimits, TensorEntry
+
+DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+class TzipReader:
+    """An open .tzip file (a path) or image (a bytes-like)."""
+
+    def __init__(self, source: Source, *, limits: ReadLimits | None = None, threads: int | None = None):
+        self.limits = limits or ReadLimits()
+        self.threads = threads or 0
+        self._fd: int | None = None
+        self._buffer: memoryview | None = None
+        if isinstance(source, (str, os.PathLike)):
+            self.where = str(source)
+            try:
+                self._fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except FileNotFoundError:
+                raise InputFileError(f"{self.where}: no such file") from None
+            except OSError as error:
+                raise InputFileError(f"{self.where}: cannot open ({error.strerror or error})") from None
+            try:
+                self.size = os.fstat(self._fd).st_size
+                self.header = self._read_header()
+            except BaseException:
+                self.close()
+                raise
+        else:
+            self.where = "<bytes>"
+            self._buffer = memoryview(source).cast("B")
+            self.size = len(self._buffer)
+            self.header = self._read_header()
+
+    # -- raw access ---------------------------------------------------------------
+
+    def read_range(self, offset: int, length: int) -> bytes | memoryview:
+        """Exactly ``length`` bytes at ``offset``, or TruncatedFileError."""
+        if offset + length > self.size:
+            raise TruncatedFileError(
+                f"{self.where}: needs bytes up to offset {offset + length} but the file has {self.size}"
+            )
+        if self._buffer is not None:
+            return self._buffer[offset : offset + length]
+        if self._fd is None:
+            raise InputFileError(f"{self.where}: reader is closed")
+        data = bytearray(length)
+        view = memoryview(data)
+        done = 0
+        while done < length:
+            got = os.preadv(self._fd, [view[done:]], offset + done)
+            if got == 0:
+                raise TruncatedFileError(f"{self.where}: file shrank while reading at offset {offset + done}")
+            done += got
+        return data
+
+    def _read_header(self) -> Header:
+        preamble = Preamble.unpack(bytes(self.read_range(0, min(self.size, PREAMBLE_SIZE))), self.where)
+        if preamble.header_length > self.limits.max_header_bytes:
+            raise LimitExceededError(
+                f"{self.where}: header declares {preamble.header_length} bytes, over the limit of "
+                f"{self.limits.max_header_bytes} (ReadLimits.max_header_bytes)"
+            )
+        end = preamble.header_offset + preamble.header_length
+        if preamble.header_offset < DATA_START:
+            raise HeaderError(f"{self.where}: header offset {preamble.header_offset} lies inside the preamble")
+        if end > self.size:
+            raise TruncatedFileError(
+                f"{self.where}: file is {self.size} bytes but its header ends at offset {end} (truncated?)"
+            )
+        if end < self.size:
+            raise HeaderError(f"{self.where}: {self.size - end} unexpected bytes after the header at offset {end}")
+        raw = bytes(self.read_range(preamble.header_offset, preamble.header_length))
+        if _native.crc32c(raw) != preamble.header_crc32c:
+            raise HeaderError(
+                f"{self.where}: header checksum mismatch (header at offset {preamble.header_offset}, "
+                f"{preamble.header_length} bytes; the file is damaged)"
+            )
+        return Header.parse(raw, self.where, preamble.header_offset, self.limits)
+
+    # -- the safetensors-shaped surface ------------------------------------------------
+
+    def keys(self) -> list[str]:
+        return list(self.header.tensors)
+
+    def metadata(self) -> dict[str, str] | None:
+        return None if self.header.metadata is None else dict(self.header.metadata)
+
+    def entry(self, name: str) -> TensorEntry:
+        try:
+            return self.header.tensors[name]
+        except KeyError:
+            raise TensorNotFoundError(f"{self.where}: no tensor named {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.header.tensors
+
+    def __len__(self) -> int:
+        return len(self.header.tensors)
+
+    def get_tensor(self, name: str, *, verify_checksums: bool = True) -> np.ndarray:
+        """Decode one tensor, reading only its own chunks."""
+        return next(iter(self.iter_tensors([name], verify_checksums=verify_checksums)))[1]
+
+    def iter_tensors(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        verify_checksums: bool = True,
+        batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """Decode tensors in batches (one read and one native call per batch)."""
+        entries = [self.entry(n) for n in (self.keys() if names is None else names)]
+        batch: list[TensorEntry] = []
+        stored = 0
+        for entry in entries:
+            batch.append(entry)
+            stored += entry.stored_bytes
+            if stored >= batch_bytes:
+                yield from self._decode_batch(batch, verify_checksums)
+                batch, stored = [], 0
+        if batch:
+            yield from self._decode_batch(batch, verify_checksums)
+
+    def _decode_batch(self, entries: list[TensorEntry], verify: bool) -> Iterator[tuple[str, np.ndarray]]:
+        jobs: list[DecodeJob] = []
+        for entry in entries:
+            codec = codec_from_config_for(entry, self.where)
+            start = entry.data_offset
+            source = self.read_range(start, entry.stored_bytes)
+            chunks = [ChunkRef(c.offset - start, c.length, c.crc32c) for c in entry.chunks]
+            out = np.empty(entry.shape, dtype=entry.spec.numpy_dtype)
+            jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
+        by_class: dict[type, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_class.setdefault(type(job.codec), []).append(index)
+        for cls, indices in by_class.items():
+            try:
+                cls.decode_batch([jobs[i] for i in indices], self.threads, verify)
+            except ChunkDecodeError as error:
+                entry = entries[indices[error.job]]
+                raise describe_chunk_error(error, entry, self.where) from None
+        for entry, job in zip(entries, jobs, strict=True):
+            yield entry.name, job.out
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> TzipReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def codec_from_config_for(entry: TensorEntry, where: str):  # noqa: ANN201 - a Codec
+    """The tensor's codec, with the file and tensor named if its config is bad."""
+    try:
+        return codec_from_config(entry.codec_config)
+    except HeaderError as error:
+        raise type(error)(f"{where}: tensor {entry.name!r}: {error}") from None
+
+
+def describe_chunk_error(error: ChunkDecodeError, entry: TensorEntry, where: str) -> ChunkDecodeError:
+    chunk = entry.chunks[error.chunk] if error.chunk < len(entry.chunks) else None
+    at = f" at offset {chunk.offset} ({chunk.length} bytes)" if chunk else ""
+    return ChunkDecodeError(
+        f"{where}: tensor {entry.name!r} chunk {error.chunk}{at}: {error.reason}", error.job, error.chunk
+    )

@@ -1,0 +1,173 @@
+"""Writing .tzip files in one streaming pass.
+
+Tensors are queued and coded in batches (so the native thread pool sees many
+chunks at once, small tensors included); each batch is written as soon as it is
+coded, so memory stays near one batch however large the checkpoint is. The
+header goes after the chunks and the preamble, written last, points at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .. import _native, dtypes
+from ..atomic_file import atomic_output
+from ..codecs import BytePlanesCodec, ChunkRef, Codec, EncodeJob
+from ..errors import TensorzipError
+from .format import DATA_START, PREAMBLE_SIZE, Preamble
+from .header import Header, TensorEntry
+
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """What happened to one tensor: sizes and the order-0 bound of its coded planes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    original_bytes: int
+    stored_bytes: int
+    order0_bound_bytes: float
+
+
+def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise TensorzipError("metadata must map strings to strings (as in safetensors' __metadata__)")
+    return dict(metadata)
+
+
+class TzipWriter:
+    """Streams tensors into a .tzip file (atomically) or a seekable binary stream."""
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        source: dict[str, Any] | None = None,
+        threads: int | None = None,
+        overwrite: bool = True,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        on_tensor: Callable[[TensorStats], None] | None = None,
+    ):
+        self._header = Header(metadata=validate_metadata(metadata), source=source)
+        self._threads = threads or 0
+        self._batch_bytes = batch_bytes
+        self._on_tensor = on_tensor
+        self._pending: list[tuple[str, EncodeJob]] = []
+        self._pending_bytes = 0
+        self._names: set[str] = set()
+        self.stats: list[TensorStats] = []
+        self.encode_seconds = 0.0
+        self._closed = False
+        self._stack = contextlib.ExitStack()
+        if isinstance(target, (str, os.PathLike)):
+            self.where = str(target)
+            self._file: BinaryIO = self._stack.enter_context(atomic_output(target, overwrite=overwrite))
+            self._base = 0
+        else:
+            self.where = getattr(target, "name", "<stream>")
+            self._file = target
+            self._base = target.tell()
+        self._file.write(bytes(PREAMBLE_SIZE))  # placeholder until the header is known
+        self._offset = DATA_START
+
+    def add(self, name: str, array: np.ndarray, codec: Codec | None = None) -> None:
+        """Queue a tensor; it is coded and written with the next batch."""
+        if self._closed:
+            raise TensorzipError(f"{self.where}: writer is closed")
+        if not isinstance(name, str):
+            raise TensorzipError(f"tensor names must be strings, got {name!r}")
+        if name in self._names:
+            raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
+        spec = dtypes.by_numpy(array.dtype)
+        self._names.add(name)
+        job = EncodeJob(codec or BytePlanesCodec.for_dtype(spec), array, spec)
+        self._pending.append((name, job))
+        self._pending_bytes += array.nbytes
+        if self._pending_bytes >= self._batch_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Code and write every queued tensor."""
+        if not self._pending:
+            return
+        started = time.perf_counter()
+        by_class: dict[type[Codec], list[int]] = {}
+        for index, (_, job) in enumerate(self._pending):
+            by_class.setdefault(type(job.codec), []).append(index)
+        encoded: dict[int, Any] = {}
+        for cls, indices in by_class.items():
+            results = cls.encode_batch([self._pending[i][1] for i in indices], self._threads)
+            encoded.update(zip(indices, results, strict=True))
+        self.encode_seconds += time.perf_counter() - started
+        for index, (name, job) in enumerate(self._pending):
+            result = encoded[index]
+            chunks = []
+            for length, crc in zip(result.chunk_lengths, result.chunk_crc32c, strict=True):
+                chunks.append(ChunkRef(self._offset, length, crc))
+                self._offset += length
+            self._file.write(result.payload)
+            entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(), tuple(chunks))
+            self._header.tensors[name] = entry
+            stats = TensorStats(
+                name, job.spec.name, entry.shape, job.array.nbytes, len(result.payload),
+                result.order0_bound_bytes,
+            )
+            self.stats.append(stats)
+            if self._on_tensor is not None:
+                self._on_tensor(stats)
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def close(self) -> int:
+        """Finish the file (header, preamble) and commit it; returns its size in bytes."""
+        if self._closed:
+            return self._offset
+        try:
+            self.flush()
+            header = self._header.to_bytes()
+            self._file.write(header)
+            end = self._offset + len(header)
+            self._file.seek(self._base)
+            self._file.write(Preamble(self._offset, len(header), _native.crc32c(header)).pack())
+            self._file.seek(self._base + end)
+        except BaseException as error:
+            self.abort(error)
+            raise
+        self._closed = True
+        self._stack.close()  # commits an atomic file
+        self._offset = end
+        return end
+
+    def abort(self, error: BaseException | None = None) -> None:
+        """Drop everything written; a target path is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        error = error or TensorzipError("aborted")
+        # The caller re-raises its own error; cleanup failures must not mask it.
+        with contextlib.suppress(BaseException):
+            self._stack.__exit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> TzipWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)

@@ -1,0 +1,1 @@
+"""Bridges to other formats and libraries; nothing here is imported by the core."""

@@ -1,0 +1,161 @@
+"""Reading and writing the safetensors format without the safetensors package.
+
+Input files are memory-mapped and validated (bounded header, offsets inside the
+file, no holes or overlaps) before any tensor is touched, so a compressor can
+stream tensors from a checkpoint larger than RAM. The writer reproduces a file
+byte for byte from its original header text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import dtypes
+from ..dtypes import DTypeSpec
+from ..errors import InputFileError, LimitExceededError, TensorzipError, UnsupportedDtypeError
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
+
+
+@dataclass(frozen=True)
+class SafetensorsEntry:
+    name: str
+    spec: DTypeSpec
+    shape: tuple[int, ...]
+    begin: int  # offsets relative to the start of the data area
+    end: int
+
+
+def parse_header(raw: bytes, where: str, data_length: int) -> tuple[list[SafetensorsEntry], dict[str, str] | None]:
+    """Entries in data-offset order and the ``__metadata__``; validated against the data length."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputFileError(f"{where}: safetensors header is not valid UTF-8 JSON ({error})") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{where}: safetensors header must be a JSON object")
+    metadata = doc.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise InputFileError(f"{where}: __metadata__ must map strings to strings")
+    entries = []
+    for name, info in doc.items():
+        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= set(info)):
+            raise InputFileError(f"{where}: tensor {name!r} lacks dtype, shape or data_offsets")
+        try:
+            spec = dtypes.by_safetensors_name(info["dtype"])
+        except UnsupportedDtypeError as error:
+            raise UnsupportedDtypeError(f"{where}: tensor {name!r}: {error}") from None
+        shape, offsets = info["shape"], info["data_offsets"]
+        valid_shape = isinstance(shape, list) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        )
+        valid_offsets = (
+            isinstance(offsets, list) and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        )
+        if not (valid_shape and valid_offsets):
+            raise InputFileError(f"{where}: tensor {name!r} has a malformed shape or data_offsets")
+        begin, end = offsets
+        if end - begin != math.prod(shape) * spec.itemsize or begin < 0:
+            raise InputFileError(
+                f"{where}: tensor {name!r} spans bytes [{begin}, {end}) but its dtype and shape need "
+                f"{math.prod(shape) * spec.itemsize}"
+            )
+        entries.append(SafetensorsEntry(name, spec, tuple(shape), begin, end))
+    entries.sort(key=lambda e: (e.begin, e.end))
+    position = 0
+    for entry in entries:
+        if entry.begin != position:
+            raise InputFileError(
+                f"{where}: tensor {entry.name!r} starts at data offset {entry.begin}, expected {position} "
+                "(overlapping tensors or a hole)"
+            )
+        position = entry.end
+    if position != data_length:
+        raise InputFileError(
+            f"{where}: tensors cover {position} bytes of data but the file holds {data_length} (truncated?)"
+        )
+    return entries, metadata
+
+
+class SafetensorsFile:
+    """A memory-mapped, validated safetensors file."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.where = str(path)
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as handle:
+                prefix = handle.read(8)
+                if len(prefix) < 8:
+                    raise InputFileError(f"{self.where}: not a safetensors file (only {size} bytes)")
+                (header_length,) = struct.unpack("<Q", prefix)
+                if header_length > MAX_HEADER_BYTES:
+                    raise LimitExceededError(
+                        f"{self.where}: safetensors header declares {header_length} bytes "
+                        f"(limit {MAX_HEADER_BYTES}); not a safetensors file?"
+                    )
+                if 8 + header_length > size:
+                    raise InputFileError(
+                        f"{self.where}: safetensors header runs past the end of the file (truncated?)"
+                    )
+                raw = handle.read(header_length)
+        except FileNotFoundError:
+            raise InputFileError(f"{self.where}: no such file") from None
+        except IsADirectoryError:
+            raise InputFileError(f"{self.where}: is a directory, not a safetensors file") from None
+        except PermissionError as error:
+            raise InputFileError(f"{self.where}: cannot read ({error.strerror})") from None
+        self.size = size
+        self.data_start = 8 + header_length
+        self.header_text = raw.decode("utf-8", errors="replace")
+        self.entries, self.metadata = parse_header(raw, self.where, size - self.data_start)
+        self._map = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    def array(self, entry: SafetensorsEntry) -> np.ndarray:
+        """A read-only view of one tensor straight from the mapped file."""
+        raw = self._map[self.data_start + entry.begin : self.data_start + entry.end]
+        return raw.view(entry.spec.numpy_dtype).reshape(entry.shape)
+
+
+def build_header(
+    tensors: Iterable[tuple[str, DTypeSpec, tuple[int, ...]]], metadata: Mapping[str, str] | None
+) -> bytes:
+    """A safetensors header for tensors laid out in the given order, padded to 8 bytes."""
+    doc: dict[str, object] = {}
+    if metadata:
+        doc["__metadata__"] = dict(metadata)
+    offset = 0
+    for name, spec, shape in tensors:
+        nbytes = math.prod(shape) * spec.itemsize
+        doc[name] = {"dtype": spec.safetensors_name, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return raw + b" " * (-len(raw) % 8)
+
+
+def write_prefix(handle: BinaryIO, header: bytes) -> None:
+    handle.write(struct.pack("<Q", len(header)))
+    handle.write(header)
+
+
+def check_layout_matches(
+    entries: list[SafetensorsEntry], names_in_order: list[str], where: str
+) -> None:
+    """The stored tensors must be exactly those of the original header, in data order."""
+    expected = [e.name for e in entries]
+    if expected != names_in_order:
+        raise TensorzipError(
+            f"{where}: the stored safetensors header does not match the stored tensors "
+            f"({len(expected)} named there, {len(names_in_order)} stored)"
+        )
