@@ -198,12 +198,20 @@ constexpr ShedShuffles kShed{};
 // Codes eight symbols (lanes of x) and writes their shed words just below ptr;
 // the eight words below ptr must be writable.
 __attribute__((target("avx2,popcnt"))) inline __m256i encode_vector_avx2(__m256i x, const uint8_t* symbols,
-                                                                       const long long* table, uint16_t*& ptr) {
-  const __m256i ee = _mm256_setr_epi64x(table[symbols[0]], table[symbols[2]], table[symbols[4]], table[symbols[6]]);
-  const __m256i eo = _mm256_setr_epi64x(table[symbols[1]], table[symbols[3]], table[symbols[5]], table[symbols[7]]);
+                                                                       const uint64_t* table, uint16_t*& ptr) {
+  // Even lanes in one vector, odd lanes in the other, so that mul_epu32 pairs
+  // each reciprocal with its state. Scalar loads beat two vpgatherdq here.
+  const __m256i ee = _mm256_setr_epi64x(
+      static_cast<long long>(table[symbols[0]]), static_cast<long long>(table[symbols[2]]),
+      static_cast<long long>(table[symbols[4]]), static_cast<long long>(table[symbols[6]]));
+  const __m256i eo = _mm256_setr_epi64x(
+      static_cast<long long>(table[symbols[1]]), static_cast<long long>(table[symbols[3]]),
+      static_cast<long long>(table[symbols[5]]), static_cast<long long>(table[symbols[7]]));
   const __m256i packed = _mm256_blend_epi32(_mm256_srli_epi64(ee, 32), eo, 0xAA);
   const __m256i shed = _mm256_add_epi32(x, _mm256_and_si256(packed, _mm256_set1_epi32(0x7FF80000)));
   const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(shed));
+  // The low words of all eight states (< 2^31, so packus cannot saturate); the
+  // shed ones go, in lane order, to the top of the eight words below ptr.
   const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
   const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(ptr - 8),
@@ -211,6 +219,7 @@ __attribute__((target("avx2,popcnt"))) inline __m256i encode_vector_avx2(__m256i
   ptr -= _mm_popcnt_u32(static_cast<unsigned>(mask));
   x = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(x), _mm256_castsi256_ps(_mm256_srli_epi32(x, 16)),
                                            _mm256_castsi256_ps(shed)));
+  // q = x / frequency: the high half of x * reciprocal, shifted.
   const __m256i pe = _mm256_mul_epu32(x, ee);
   const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), eo);
   const __m256i shift = _mm256_and_si256(_mm256_srli_epi32(packed, 13), _mm256_set1_epi32(0xF));
@@ -220,10 +229,11 @@ __attribute__((target("avx2,popcnt"))) inline __m256i encode_vector_avx2(__m256i
   return _mm256_add_epi32(_mm256_add_epi32(x, bias), _mm256_mullo_epi32(q, complement));
 }
 
-// Codes full rounds [0, rounds) backwards, starting from ptr; returns false as
-// soon as more than max_words words are below end.
+// Codes full rounds [0, rounds) backwards, starting from ptr: lanes 24-31 first,
+// since their words come last in the stream. Returns false as soon as more than
+// max_words words are below end (checked every 4096 symbols).
 __attribute__((target("avx2,popcnt"))) bool encode_rounds_avx2(uint32_t* state, const uint8_t* symbols,
-                                                               size_t rounds, const long long* table,
+                                                               size_t rounds, const uint64_t* table,
                                                                uint16_t*& ptr, const uint16_t* end,
                                                                size_t max_words) {
   __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 0));
@@ -264,7 +274,8 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
     if (table.frequency[s]) enc[s] = make_encoder_symbol(table.cumulative[s], table.frequency[s]);
   }
   // At most one 16-bit word leaves a state per symbol; the slack lets the
-  // branch-free loop always write below the current position.
+  // branch-free loops always write below the current position (the AVX2 loop
+  // stores eight words at a time).
   const size_t capacity_words = count + 2 * kRansLanes;
   std::unique_ptr<uint16_t[]> words(new uint16_t[capacity_words]);
   uint16_t* const end = words.get() + capacity_words;
@@ -274,8 +285,8 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
   uint32_t state[kRansLanes];
   for (uint32_t& x : state) x = kStateLow;
 
-  // The partial last round first (the stream is written backwards), then full
-  // rounds.
+  // Walk backwards (the decoder consumes forwards): the partial last round
+  // first, then full rounds.
   const size_t rounds = count / kRansLanes;
   size_t i = count;
   while (i > rounds * kRansLanes) {
@@ -285,14 +296,13 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
   bool ok = true;
 #ifdef TZ_HAVE_X86
   if (cpu_has_avx2()) {
-    alignas(32) long long packed[256];
-    for (int s = 0; s < 256; ++s) packed[s] = table.frequency[s] ? static_cast<long long>(pack_encoder_symbol(enc[s])) : 0;
+    uint64_t packed[256];
+    for (int s = 0; s < 256; ++s) packed[s] = table.frequency[s] ? pack_encoder_symbol(enc[s]) : 0;
     ok = encode_rounds_avx2(state, symbols, rounds, packed, ptr, end, max_words);
     i = 0;
   }
 #endif
   while (ok && i > 0) {
-    // Walk backwards; the decoder consumes forwards.
     --i;
     encode_one(state[i % kRansLanes], enc[symbols[i]], ptr);
     if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) ok = false;

