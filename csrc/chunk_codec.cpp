@@ -14,6 +14,12 @@ namespace {
 
 constexpr size_t kDirectoryEntry = 5;  // u8 mode + u32 body length
 
+// A plane is rANS-coded only if that saves at least this fraction of it. Measured
+// on all-MiniLM-L6-v2: the sign+mantissa plane of BF16 saves 0.25-0.5% when coded,
+// which cost 35% of single-thread decode speed (1.06 vs 1.70 GB/s) for 0.18% of
+// file size; exponent planes save 60-70% and are always coded.
+constexpr double kMinPlaneGain = 0.005;
+
 void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
 uint32_t get_u32(const uint8_t* p) {
@@ -24,8 +30,8 @@ uint32_t get_u32(const uint8_t* p) {
 
 // Codes one plane into scratch.body; returns the mode chosen. The smallest of
 // raw, constant and rANS wins; rANS is tried only when its ideal size (from the
-// histogram, table included) is below raw, so incompressible planes cost one
-// histogram pass.
+// histogram, table included) is at least kMinPlaneGain below raw, so
+// incompressible planes cost one histogram pass.
 PlaneMode encode_plane(const uint8_t* plane, size_t count, std::vector<uint8_t>& body, ByteHistogram& total) {
   body.clear();
   const ByteHistogram counts = histogram(plane, count);
@@ -45,7 +51,7 @@ PlaneMode encode_plane(const uint8_t* plane, size_t count, std::vector<uint8_t>&
   const FrequencyTable table = FrequencyTable::from_histogram(counts);
   table.serialize(body);
   const double estimate = std::ceil(table.cost_bits(counts) / 8.0) + body.size() + kRansStateBytes;
-  if (estimate < static_cast<double>(count)) {
+  if (estimate < static_cast<double>(count) * (1.0 - kMinPlaneGain)) {
     const size_t table_size = body.size();
     if (rans_encode(plane, count, table, count - table_size, body)) return PlaneMode::kRans;
   }

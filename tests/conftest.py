@@ -1,0 +1,152 @@
+"""Shared helpers for the tensorzip test suite.
+
+Everything compares bytes, never values: a lossless codec must give back every
+NaN payload, every -0.0 and every padding bit exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tensorzip as tz
+from tensorzip import _native, dtypes
+from tensorzip.container.format import PREAMBLE_SIZE, Preamble
+
+ALL_DTYPES: tuple[str, ...] = tuple(tz.SUPPORTED_DTYPES)
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a tensorzip dtype name."""
+    return dtypes.by_name(name).numpy_dtype
+
+
+def random_bits(rng: np.random.Generator, dtype: np.dtype | str, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniformly random bit patterns (NaN payloads, -0.0, inf, denormals, bools that are not 0/1)."""
+    dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = rng.integers(0, 256, size=count * dtype.itemsize, dtype=np.uint8)
+    return raw.view(dtype).reshape(shape)
+
+
+def low_entropy(rng: np.random.Generator, dtype: np.dtype | str, shape: tuple[int, ...]) -> np.ndarray:
+    """Data shaped like trained weights: small normal floats, small integers, sparse bools."""
+    dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.1
+    if dtype.kind in "iu":
+        return (rng.geometric(0.3, size=shape) % 100).astype(dtype)
+    # floats, including bfloat16 / float8 (ml_dtypes types report kind "V" or "f")
+    return (rng.standard_normal(shape) * 0.02).astype(np.float32).astype(dtype)
+
+
+def make_data(kind: str, rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if kind == "bits":
+        return random_bits(rng, dtype, shape)
+    if kind == "zeros":
+        return np.zeros(shape, dtype=np_dtype(dtype))
+    if kind == "low_entropy":
+        return low_entropy(rng, dtype, shape)
+    raise ValueError(kind)
+
+
+DATA_KINDS = ("bits", "zeros", "low_entropy")
+
+
+def to_bytes(array: Any) -> bytes:
+    """Raw bytes of a numpy array or a torch tensor (any dtype, bf16 included)."""
+    if type(array).__module__.startswith("torch"):
+        import torch
+
+        tensor = array.detach().cpu().contiguous()
+        width = tensor.element_size()
+        carrier = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[width]
+        if tensor.dtype == torch.bool:
+            return tensor.numpy().tobytes()
+        return tensor.view(carrier).numpy().tobytes()
+    return np.asarray(array).tobytes()
+
+
+def assert_bit_equal(actual: Any, expected: Any) -> None:
+    """Same dtype, same shape, same bytes."""
+    assert type(actual).__module__.split(".")[0] == type(expected).__module__.split(".")[0], (
+        f"{type(actual)} is not of the kind of {type(expected)}"
+    )
+    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
+    assert tuple(actual.shape) == tuple(expected.shape), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    got, want = to_bytes(actual), to_bytes(expected)
+    assert len(got) == len(want)
+    if got != want:
+        first = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        raise AssertionError(f"bytes differ, first at byte {first}: {got[first]:#04x} != {want[first]:#04x}")
+
+
+# -- crafting .tzip images ----------------------------------------------------------
+
+_PREAMBLE = struct.Struct("<8sHHIQQII")
+
+
+def split_tzip(blob: bytes) -> tuple[dict[str, int], bytes, dict[str, Any]]:
+    """(preamble fields, data area, header document) of a well-formed .tzip image."""
+    magic, major, minor, flags, offset, length, header_crc, crc = _PREAMBLE.unpack(blob[:PREAMBLE_SIZE])
+    fields = dict(major=major, minor=minor, flags=flags, header_offset=offset, header_length=length,
+                  header_crc32c=header_crc, preamble_crc32c=crc)
+    header = json.loads(blob[offset : offset + length].decode("utf-8"))
+    return fields, blob[PREAMBLE_SIZE:offset], header
+
+
+def build_tzip(data: bytes, header: dict[str, Any] | bytes, *, major: int = 1, minor: int = 0,
+               flags: int = 0) -> bytes:
+    """A .tzip image from a data area and a header, with every checksum correct."""
+    raw = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode("utf-8")
+    offset = PREAMBLE_SIZE + len(data)
+    preamble = Preamble(offset, len(raw), _native.crc32c(raw), major=major, minor=minor, flags=flags).pack()
+    return preamble + data + raw
+
+
+def rewrite_header(blob: bytes, edit: Callable[[dict[str, Any]], Any]) -> bytes:
+    """Apply ``edit`` to the parsed header (in place or by returning a new one), re-checksum."""
+    _, data, header = split_tzip(blob)
+    result = edit(header)
+    return build_tzip(data, header if result is None else result)
+
+
+def flip(blob: bytes, index: int, mask: int = 0xFF) -> bytes:
+    changed = bytearray(blob)
+    changed[index] ^= mask
+    return bytes(changed)
+
+
+def chunk_modes(chunk: bytes) -> list[int]:
+    """Plane modes from a chunk's directory (0 raw, 1 constant, 2 rANS)."""
+    width = chunk[0]
+    return [chunk[1 + 5 * k] for k in range(width)]
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    """A generator seeded from the test's id, so every test is reproducible on its own."""
+    seed = _native.crc32c(request.node.nodeid.encode("utf-8"))
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def small_tzip(tmp_path: Path) -> Path:
+    """A small two-tensor file (one rANS-coded, one raw) with metadata."""
+    generator = np.random.default_rng(1234)
+    path = tmp_path / "small.tzip"
+    tz.save_file(
+        {
+            "weight": low_entropy(generator, "float32", (8, 16)),
+            "noise": random_bits(generator, "uint8", (40,)),
+        },
+        path,
+        metadata={"step": "7"},
+    )
+    return path
