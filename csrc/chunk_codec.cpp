@@ -32,7 +32,8 @@ uint32_t get_u32(const uint8_t* p) {
 // raw, constant and rANS wins; rANS is tried only when its ideal size (from the
 // histogram, table included) is at least kMinPlaneGain below raw, so
 // incompressible planes cost one histogram pass.
-PlaneMode encode_plane(const uint8_t* plane, size_t count, std::vector<uint8_t>& body, ByteHistogram& total) {
+PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch, ByteHistogram& total) {
+  std::vector<uint8_t>& body = scratch.body;
   body.clear();
   const ByteHistogram counts = histogram(plane, count);
   for (int s = 0; s < 256; ++s) total[s] += counts[s];
@@ -48,12 +49,18 @@ PlaneMode encode_plane(const uint8_t* plane, size_t count, std::vector<uint8_t>&
     body.push_back(static_cast<uint8_t>(last));
     return PlaneMode::kConstant;
   }
+  // The entropy alone already tells most near-random planes to stay raw.
+  const double raw_budget = static_cast<double>(count) * (1.0 - kMinPlaneGain);
+  if (entropy_bits(counts) / 8.0 + kRansStateBytes >= raw_budget) {
+    body.assign(plane, plane + count);
+    return PlaneMode::kRaw;
+  }
   const FrequencyTable table = FrequencyTable::from_histogram(counts);
   table.serialize(body);
   const double estimate = std::ceil(table.cost_bits(counts) / 8.0) + body.size() + kRansStateBytes;
-  if (estimate < static_cast<double>(count) * (1.0 - kMinPlaneGain)) {
+  if (estimate < raw_budget) {
     const size_t table_size = body.size();
-    if (rans_encode(plane, count, table, count - table_size, body)) return PlaneMode::kRans;
+    if (rans_encode(plane, count, table, count - table_size, body, scratch.words)) return PlaneMode::kRans;
   }
   body.assign(plane, plane + count);
   return PlaneMode::kRaw;
@@ -74,7 +81,7 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
   out.resize(1 + kDirectoryEntry * width);
   out[0] = static_cast<uint8_t>(width);
   for (int k = 0; k < width; ++k) {
-    const PlaneMode mode = encode_plane(planes[k], count, scratch.body, histograms[k]);
+    const PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k]);
     uint8_t* entry = out.data() + 1 + kDirectoryEntry * k;
     entry[0] = static_cast<uint8_t>(mode);
     put_u32(entry + 1, static_cast<uint32_t>(scratch.body.size()));

@@ -24,6 +24,7 @@ struct ChunkScratch {
   std::vector<uint8_t> planes;
   std::vector<uint8_t> body;
   std::vector<uint32_t> slot_tables;  // one rANS decoder table per plane
+  std::vector<uint16_t> words;        // the rANS encoder's output before it is framed
 };
 
 // Also adds each plane's byte counts to histograms[k] (width entries), so the

@@ -1,6 +1,7 @@
 #include "frequency_table.hpp"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "errors.hpp"
@@ -83,34 +84,32 @@ FrequencyTable FrequencyTable::from_histogram(const ByteHistogram& counts) {
     table.frequency[s] = f;
     assigned += f;
   }
-  // Hand out (or take back) single units where they cost the fewest bits.
+  // Hand out (or take back) single units where they cost the fewest bits. Only
+  // the symbol that changed needs its score recomputed.
   int64_t missing = static_cast<int64_t>(kProbScale) - assigned;
+  const bool adding = missing > 0;
+  auto score = [&](int s) -> double {
+    const double f = table.frequency[s];
+    if (adding) return static_cast<double>(counts[s]) * std::log2((f + 1.0) / f);  // bits saved
+    if (table.frequency[s] <= 1) return -std::numeric_limits<double>::infinity();
+    return -static_cast<double>(counts[s]) * std::log2(f / (f - 1.0));  // bits lost
+  };
+  std::array<double, 256> scores;
+  for (int s = 0; s < 256; ++s) scores[s] = counts[s] ? score(s) : -std::numeric_limits<double>::infinity();
   while (missing != 0) {
-    int best = -1;
-    double best_score = -1.0;
-    for (int s = 0; s < 256; ++s) {
-      if (!counts[s]) continue;
-      const double f = table.frequency[s];
-      double score;
-      if (missing > 0) {
-        score = static_cast<double>(counts[s]) * std::log2((f + 1.0) / f);  // bits saved
-      } else {
-        if (table.frequency[s] <= 1) continue;
-        score = -static_cast<double>(counts[s]) * std::log2(f / (f - 1.0));  // bits lost
-      }
-      if (best < 0 || score > best_score) {
-        best = s;
-        best_score = score;
-      }
+    int best = 0;
+    for (int s = 1; s < 256; ++s) {
+      if (scores[s] > scores[best]) best = s;
     }
-    require(best >= 0, "cannot quantize frequency table");
-    if (missing > 0) {
+    require(scores[best] > -std::numeric_limits<double>::infinity(), "cannot quantize frequency table");
+    if (adding) {
       ++table.frequency[best];
       --missing;
     } else {
       --table.frequency[best];
       ++missing;
     }
+    scores[best] = score(best);
   }
   finish_cumulative(table);
   return table;

@@ -26,8 +26,9 @@ constexpr size_t kRansStateBytes = 4 * kRansLanes;
 // Encodes symbols[0..count) under table and appends the stream to out. Returns
 // false (out then holds an unspecified tail) as soon as the stream would exceed
 // max_payload bytes, so a caller can store the plane raw without coding the rest.
+// `words` is scratch space, reused across calls to avoid a large allocation each.
 bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& table, size_t max_payload,
-                 std::vector<uint8_t>& out);
+                 std::vector<uint8_t>& out, std::vector<uint16_t>& words);
 
 // Decodes a stream in pieces, so a chunk's planes can be decoded and merged a
 // cache-sized block at a time.

@@ -72,19 +72,25 @@ ZERO_DIM_BUG = (
 
 
 @pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
-@pytest.mark.parametrize("kind", DATA_KINDS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
-def test_zero_dim_compress_decompress(dtype, kind, rng):
-    array = make_data(kind, rng, dtype, ())
-    assert_bit_equal(tz.decompress(tz.compress(array)), array)
+def test_zero_dim_compress_decompress(rng):
+    for dtype in ALL_DTYPES:
+        for kind in DATA_KINDS:
+            array = make_data(kind, rng, dtype, ())
+            assert_bit_equal(tz.decompress(tz.compress(array)), array)
 
 
 @pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
-@pytest.mark.parametrize("dtype", ALL_DTYPES)
-def test_zero_dim_save_load(dtype, rng, tmp_path):
-    array = make_data("bits", rng, dtype, ())
-    tz.save_file({"scalar": array}, tmp_path / "s.tzip")
-    assert_bit_equal(tz.load_file(tmp_path / "s.tzip")["scalar"], array)
+def test_zero_dim_numpy_scalar():
+    assert_bit_equal(tz.decompress(tz.compress(np.float32(1.5))), np.array(1.5, dtype=np.float32))
+
+
+@pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
+def test_zero_dim_save_load(rng, tmp_path):
+    tensors = {dtype: make_data("bits", rng, dtype, ()) for dtype in ALL_DTYPES}
+    tz.save_file(tensors, tmp_path / "s.tzip")
+    loaded = tz.load_file(tmp_path / "s.tzip")
+    for name, array in tensors.items():
+        assert_bit_equal(loaded[name], array)
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
@@ -113,8 +119,9 @@ def test_special_float_values_survive(rng):
         [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, np.finfo(np.float32).max, 1.0], dtype=np.float32
     )
     payload_nans = np.array([0x7FC00001, 0xFFC00123, 0x7F800001, 0xFF812345], dtype=np.uint32).view(np.float32)
-    for array in (specials, payload_nans, specials.astype(np.float16), specials.astype(np.float64),
-                  specials.astype(ml_dtypes.bfloat16)):
+    with np.errstate(over="ignore"):
+        narrowed = [specials.astype(np.float16), specials.astype(ml_dtypes.bfloat16)]
+    for array in (specials, payload_nans, specials.astype(np.float64), *narrowed):
         assert_bit_equal(tz.decompress(tz.compress(array)), array)
 
 
@@ -278,8 +285,10 @@ def test_numpy_input_decompresses_to_numpy(rng):
 @st.composite
 def arrays_from_bytes(draw):
     dtype = np_dtype(draw(st.sampled_from(ALL_DTYPES)))
-    ndim = draw(st.integers(0, 3))
-    shape = tuple(draw(st.lists(st.integers(0, 40), min_size=ndim, max_size=ndim)))
+    shape = draw(st.one_of(
+        st.lists(st.integers(0, 8), max_size=3).map(tuple),  # 0-d .. 3-d, up to 512 elements
+        st.tuples(st.integers(0, 300)),
+    ))
     count = int(np.prod(shape, dtype=np.int64))
     size = count * dtype.itemsize
     mode = draw(st.sampled_from(["random", "repeat", "few"]))
@@ -290,7 +299,8 @@ def arrays_from_bytes(draw):
         raw = (unit * (size // len(unit) + 1))[:size]
     else:
         alphabet = draw(st.lists(st.integers(0, 255), min_size=1, max_size=3))
-        raw = bytes(draw(st.lists(st.sampled_from(alphabet), min_size=size, max_size=size)))
+        picks = draw(st.binary(min_size=size, max_size=size))
+        raw = bytes(alphabet[b % len(alphabet)] for b in picks)
     chunk = draw(st.one_of(st.none(), st.integers(1, 64)))
     rotate = draw(st.sampled_from([0, 1]))
     return np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape), chunk, rotate
