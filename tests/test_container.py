@@ -1,0 +1,312 @@
+"""The .tzip container: preamble, header, chunk layout, random access, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import tensorzip as tz
+from tensorzip import _native
+from tensorzip.codecs import BytePlanesCodec
+from tensorzip.container import FORMAT_MAJOR, FORMAT_MINOR, MAGIC, TzipReader, TzipWriter
+from tensorzip.container.format import PREAMBLE_SIZE
+
+from .conftest import assert_bit_equal, flip, low_entropy, random_bits, split_tzip
+
+
+@pytest.fixture
+def three(rng):
+    return {
+        "a.weight": low_entropy(rng, "bfloat16", (64, 48)),
+        "b.bias": random_bits(rng, "float32", (300,)),
+        "c.steps": np.arange(1000, dtype=np.int64),
+    }
+
+
+def write(path, tensors, **kwargs):
+    tz.save_file(tensors, path, **kwargs)
+    return path.read_bytes()
+
+
+def test_magic_and_preamble(tmp_path, three):
+    blob = write(tmp_path / "m.tzip", three)
+    assert MAGIC == b"\x89TZIP\r\n\x1a"
+    assert blob.startswith(MAGIC)
+    assert PREAMBLE_SIZE == 40
+    magic, major, minor, flags, offset, length, header_crc, crc = struct.unpack("<8sHHIQQII", blob[:40])
+    assert (major, minor, flags) == (FORMAT_MAJOR, FORMAT_MINOR, 0) == (1, 0, 0)
+    assert offset + length == len(blob)  # the header is last
+    assert _native.crc32c(blob[offset:]) == header_crc
+    assert _native.crc32c(blob[:36]) == crc
+
+
+def test_header_fields(tmp_path, three):
+    blob = write(tmp_path / "m.tzip", three, metadata={"format": "pt", "step": "3"})
+    fields, data, header = split_tzip(blob)
+    assert set(header) == {"tensors", "metadata"}
+    assert header["metadata"] == {"format": "pt", "step": "3"}
+    assert [t["name"] for t in header["tensors"]] == list(three)
+    for entry, (name, array) in zip(header["tensors"], three.items(), strict=True):
+        assert set(entry) == {"name", "dtype", "shape", "codec", "chunks"}
+        assert entry["name"] == name
+        assert entry["dtype"] == {"bfloat16": "bfloat16", "float32": "float32", "int64": "int64"}[array.dtype.name]
+        assert entry["shape"] == list(array.shape)
+        expected_rotate = 0 if array.dtype.kind in "iub" else 1
+        assert entry["codec"] == {
+            "id": "tensorzip.byte_planes",
+            "rotate_bits": expected_rotate,
+            "chunk_elements": (1 << 20) // array.dtype.itemsize,
+        }
+        for offset, length, crc in entry["chunks"]:
+            assert _native.crc32c(blob[offset : offset + length]) == crc
+
+
+def test_chunks_tile_the_data_area(tmp_path, rng):
+    buffer = io.BytesIO()
+    with TzipWriter(buffer) as writer:
+        writer.add("x", low_entropy(rng, "float16", (1234,)), codec=BytePlanesCodec(1, 100))
+        writer.add("empty", np.zeros((0, 5), np.float32))
+        writer.add("y", random_bits(rng, "uint8", (999,)), codec=BytePlanesCodec(0, 250))
+    blob = buffer.getvalue()
+    fields, data, header = split_tzip(blob)
+    position = PREAMBLE_SIZE
+    for entry in header["tensors"]:
+        for offset, length, _ in entry["chunks"]:
+            assert offset == position
+            position += length
+    assert position == fields["header_offset"]
+    counts = [len(t["chunks"]) for t in header["tensors"]]
+    assert counts == [13, 0, 4]
+
+
+def test_random_access_survives_damage_elsewhere(tmp_path, three):
+    path = tmp_path / "m.tzip"
+    blob = write(path, three)
+    _, _, header = split_tzip(blob)
+    damaged_entry = header["tensors"][1]
+    offset, length, _ = damaged_entry["chunks"][0]
+    path.write_bytes(flip(blob, offset + length // 2))
+    with tz.safe_open(path) as f:
+        assert_bit_equal(f.get_tensor("a.weight"), three["a.weight"])
+        assert_bit_equal(f.get_tensor("c.steps"), three["c.steps"])
+        with pytest.raises(tz.CorruptDataError) as info:
+            f.get_tensor("b.bias")
+    message = str(info.value)
+    assert str(path) in message
+    assert "'b.bias'" in message
+    assert f"offset {offset}" in message
+    with pytest.raises(tz.CorruptDataError):
+        tz.load_file(path)
+
+
+def test_get_tensor_reads_only_its_own_chunks(tmp_path, three):
+    """Only the asked tensor's byte range is touched (recorded through read_range)."""
+    path = tmp_path / "m.tzip"
+    blob = write(path, three)
+    _, _, header = split_tzip(blob)
+    reader = TzipReader(path)
+    ranges = []
+    original = reader.read_range
+
+    def spy(offset, length):
+        ranges.append((offset, length))
+        return original(offset, length)
+
+    reader.read_range = spy
+    reader.get_tensor("c.steps")
+    entry = header["tensors"][2]
+    start = entry["chunks"][0][0]
+    assert ranges == [(start, sum(c[1] for c in entry["chunks"]))]
+    reader.close()
+
+
+def test_metadata_round_trip(tmp_path):
+    metadata = {"format": "pt", "ünïcode": "✓ \"quoted\" \n newline", "": ""}
+    path = tmp_path / "m.tzip"
+    tz.save_file({"x": np.zeros(3, np.float32)}, path, metadata=metadata)
+    with tz.safe_open(path) as f:
+        assert f.metadata() == metadata
+    tz.save_file({"x": np.zeros(3, np.float32)}, path)
+    with tz.safe_open(path) as f:
+        assert f.metadata() is None
+    tz.save_file({}, path, metadata={})
+    with tz.safe_open(path) as f:
+        assert f.metadata() == {}
+        assert f.keys() == []
+
+
+def test_safe_open_keys_and_get_tensor(tmp_path, three):
+    path = tmp_path / "m.tzip"
+    write(path, three)
+    with tz.safe_open(path) as f:
+        assert f.keys() == list(three)
+        for name in ("c.steps", "a.weight", "b.bias", "a.weight"):
+            assert_bit_equal(f.get_tensor(name), three[name])
+        with pytest.raises(tz.TensorNotFoundError) as info:
+            f.get_tensor("missing")
+    assert "'missing'" in str(info.value)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, KeyError)
+
+
+def test_unusual_tensor_names(tmp_path, rng):
+    tensors = {name: random_bits(rng, "int16", (3,)) for name in ["", " ", "a/b.c", "ünï", "x" * 1000, "\n\"\\"]}
+    path = tmp_path / "n.tzip"
+    tz.save_file(tensors, path)
+    loaded = tz.load_file(path)
+    assert list(loaded) == list(tensors)
+    for name, array in tensors.items():
+        assert_bit_equal(loaded[name], array)
+
+
+def test_concurrent_get_tensor(tmp_path, rng):
+    tensors = {f"t{i}": low_entropy(rng, "float32", (100 + 37 * i, 50)) for i in range(8)}
+    path = tmp_path / "c.tzip"
+    buffer = io.BytesIO()
+    with TzipWriter(buffer) as writer:
+        for name, array in tensors.items():
+            writer.add(name, array, codec=BytePlanesCodec(1, 1000))
+    path.write_bytes(buffer.getvalue())
+    barrier = threading.Barrier(8)
+    with tz.safe_open(path) as f:
+
+        def work(index):
+            barrier.wait()
+            results = []
+            for round_ in range(5):
+                name = f"t{(index + round_) % 8}"
+                results.append((name, f.get_tensor(name)))
+            return results
+
+        with ThreadPoolExecutor(8) as pool:
+            for results in pool.map(work, range(8)):
+                for name, array in results:
+                    assert_bit_equal(array, tensors[name])
+
+
+def test_write_to_bytesio(rng):
+    array = low_entropy(rng, "bfloat16", (100, 7))
+    buffer = io.BytesIO()
+    with TzipWriter(buffer, metadata={"k": "v"}) as writer:
+        writer.add("w", array)
+    assert not buffer.closed
+    blob = buffer.getvalue()
+    assert blob.startswith(MAGIC)
+    reader = TzipReader(blob)
+    assert reader.metadata() == {"k": "v"}
+    assert_bit_equal(reader.get_tensor("w"), array)
+
+
+def test_writer_reports_sizes(tmp_path, rng):
+    seen = []
+    array = low_entropy(rng, "float32", (10_000,))
+    path = tmp_path / "s.tzip"
+    with TzipWriter(path, on_tensor=seen.append) as writer:
+        writer.add("w", array)
+    size = path.stat().st_size
+    (stats,) = seen
+    assert stats.name == "w" and stats.dtype == "float32" and stats.shape == (10_000,)
+    assert stats.original_bytes == array.nbytes
+    assert 0 < stats.order0_bound_bytes <= stats.stored_bytes < size
+
+
+def test_small_batches_write_the_same_file(tmp_path, rng):
+    tensors = {f"t{i}": low_entropy(rng, "float16", (500 + i,)) for i in range(10)}
+    blobs = []
+    for batch_bytes in (1, 1 << 30):
+        buffer = io.BytesIO()
+        with TzipWriter(buffer, batch_bytes=batch_bytes) as writer:
+            for name, array in tensors.items():
+                writer.add(name, array)
+        blobs.append(buffer.getvalue())
+    assert blobs[0] == blobs[1]
+
+
+def _listing(directory):
+    return sorted(os.listdir(directory))
+
+
+def test_exception_inside_writer_leaves_no_file(tmp_path, rng):
+    target = tmp_path / "out.tzip"
+    with pytest.raises(RuntimeError, match="boom"), TzipWriter(target) as writer:
+        writer.add("w", random_bits(rng, "float32", (100_000,)))
+        writer.flush()  # bytes are already in the temporary file
+        raise RuntimeError("boom")
+    assert _listing(tmp_path) == []
+
+
+def test_exception_inside_writer_keeps_an_existing_target(tmp_path, rng):
+    target = tmp_path / "out.tzip"
+    target.write_bytes(b"precious")
+    with pytest.raises(KeyError), TzipWriter(target) as writer:
+        writer.add("w", random_bits(rng, "float32", (1000,)))
+        raise KeyError("boom")
+    assert target.read_bytes() == b"precious"
+    assert _listing(tmp_path) == ["out.tzip"]
+
+
+def test_failed_save_file_leaves_no_file(tmp_path, rng):
+    target = tmp_path / "out.tzip"
+    with pytest.raises(tz.UnsupportedDtypeError):
+        tz.save_file({"ok": np.zeros(3, np.float32), "bad": np.zeros(3, np.complex64)}, target)
+    assert _listing(tmp_path) == []
+    target.write_bytes(b"old")
+    with pytest.raises(tz.UnsupportedDtypeError):
+        tz.save_file({"ok": np.zeros(3, np.float32), "bad": np.zeros(3, np.complex64)}, target)
+    assert target.read_bytes() == b"old"
+    assert _listing(tmp_path) == ["out.tzip"]
+
+
+def test_writer_rejects_duplicate_and_non_string_names(tmp_path):
+    with pytest.raises(tz.TensorzipError, match="twice"), TzipWriter(tmp_path / "d.tzip") as writer:
+        writer.add("x", np.zeros(1, np.uint8))
+        writer.add("x", np.zeros(1, np.uint8))
+    with pytest.raises(tz.TensorzipError, match="string"), TzipWriter(tmp_path / "d.tzip") as writer:
+        writer.add(3, np.zeros(1, np.uint8))
+    assert _listing(tmp_path) == []
+
+
+def test_closed_writer_refuses_more(tmp_path):
+    writer = TzipWriter(tmp_path / "w.tzip")
+    writer.add("x", np.zeros(2, np.uint8))
+    size = writer.close()
+    assert size == (tmp_path / "w.tzip").stat().st_size
+    assert writer.close() == size
+    with pytest.raises(tz.TensorzipError, match="closed"):
+        writer.add("y", np.zeros(2, np.uint8))
+
+
+def test_overwrite_false_refuses_existing_target(tmp_path):
+    target = tmp_path / "x.tzip"
+    target.write_bytes(b"keep")
+    with pytest.raises(tz.OutputFileError, match="exists"):
+        TzipWriter(target, overwrite=False)
+    assert target.read_bytes() == b"keep"
+
+
+def test_output_file_permissions(tmp_path):
+    target = tmp_path / "p.tzip"
+    tz.save_file({"x": np.zeros(1, np.uint8)}, target)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_reader_is_closed_by_context(tmp_path, three):
+    path = tmp_path / "m.tzip"
+    write(path, three)
+    with TzipReader(path) as reader:
+        assert len(reader) == 3
+        assert "a.weight" in reader
+    with pytest.raises(tz.InputFileError, match="closed"):
+        reader.get_tensor("a.weight")
+
+
+def test_decompress_refuses_multi_tensor_files(tmp_path, three):
+    blob = write(tmp_path / "m.tzip", three)
+    with pytest.raises(tz.FormatError, match="3 tensors"):
+        tz.decompress(blob)
