@@ -79,7 +79,8 @@ def assert_bit_equal(actual: Any, expected: Any) -> None:
         f"{type(actual)} is not of the kind of {type(expected)}"
     )
     assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    shapes = tuple(actual.shape), tuple(expected.shape)
+    assert shapes[0] == shapes[1], f"shape {shapes[0]} != {shapes[1]}"
     got, want = to_bytes(actual), to_bytes(expected)
     assert len(got) == len(want)
     if got != want:

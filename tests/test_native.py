@@ -108,7 +108,7 @@ def test_round_trip_block_boundaries(width, rotate, rng):
 def test_mixed_plane_modes_in_one_chunk(rng):
     count = 20000
     values = (rng.geometric(0.2, count).astype(np.uint32) << 8) | rng.integers(0, 256, count, dtype=np.uint32)
-    values |= np.uint32(0x42 << 24)  # top byte constant, next byte constant-ish, then low-entropy, then random
+    values |= np.uint32(0x42 << 24)  # top byte constant, then low-entropy bytes, then a random one
     data = values.view(np.uint8)
     payload, _ = round_trip(data, 4, 0, count)
     modes = chunk_modes(payload)
@@ -119,15 +119,16 @@ def test_mixed_plane_modes_in_one_chunk(rng):
 
 
 def test_batches_and_threads_give_the_same_bytes(rng):
-    jobs = [(low_entropy_bytes(rng, n * w), w, r, c)
-            for n, w, r, c in [(5000, 4, 1, 700), (0, 2, 0, 10), (1, 8, 1, 1), (33333, 2, 1, 4096), (77, 1, 0, 8)]]
+    layouts = [(5000, 4, 1, 700), (0, 2, 0, 10), (1, 8, 1, 1), (33333, 2, 1, 4096), (77, 1, 0, 8)]
+    jobs = [(low_entropy_bytes(rng, n * w), w, r, c) for n, w, r, c in layouts]
     reference = [encode(*job, threads=1)[0] for job in jobs]
     for threads in (0, 1, 2, 8):
         batch = _native.encode_tensors(jobs, threads)
         assert [payload for payload, *_ in batch] == reference
     outs = [np.zeros_like(job[0]) for job in jobs]
     decode_jobs = []
-    for job, (payload, lengths, crcs, _), out in zip(jobs, _native.encode_tensors(jobs, 2), outs, strict=True):
+    encoded = _native.encode_tensors(jobs, 2)
+    for job, (payload, lengths, crcs, _), out in zip(jobs, encoded, outs, strict=True):
         decode_jobs.append((payload, table_of(lengths, crcs), out, job[1], job[2], job[3]))
     _native.decode_tensors(decode_jobs, 4, True)
     for job, out in zip(jobs, outs, strict=True):
@@ -176,7 +177,8 @@ def numpy_planes(data: np.ndarray, width: int, rotate: int) -> list[np.ndarray]:
     if rotate and width > 1:  # one-byte elements are kept plain (see csrc/byte_planes.cpp)
         mask = np.uint64((1 << bits) - 1)
         values = ((values << np.uint64(rotate)) | (values >> np.uint64(bits - rotate))) & mask
-    return [((values >> np.uint64(8 * (width - 1 - k))) & np.uint64(0xFF)).astype(np.uint8) for k in range(width)]
+    shifts = [np.uint64(8 * (width - 1 - k)) for k in range(width)]
+    return [((values >> shift) & np.uint64(0xFF)).astype(np.uint8) for shift in shifts]
 
 
 @pytest.mark.parametrize("rotate", [0, 1])

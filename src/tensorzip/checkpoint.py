@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic_file import atomic_output
 from .container import TensorStats, TzipReader, TzipWriter
+from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .errors import CorruptDataError, TensorzipError
 from .integrations.safetensors_file import (
     SafetensorsFile,
@@ -174,33 +175,65 @@ def decompress_file(
     started = time.perf_counter()
     with TzipReader(source, threads=threads) as reader:
         header = _safetensors_prefix(reader)
-        total = sum(e.nbytes for e in reader.header.tensors.values())
-
-        def write_all(handle: BinaryIO) -> int:
-            write_prefix(handle, header)
-            done = 0
-            for _, array in reader.iter_tensors():
-                handle.write(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
-                done += array.nbytes
-                if progress is not None:
-                    progress(done, total)
-            return 8 + len(header) + done
-
         if isinstance(target, (str, os.PathLike)):
             with atomic_output(target, overwrite=overwrite) as handle:
-                written = write_all(handle)
+                written = _write_tensors(reader, header, handle, progress)
+        elif isinstance(target, io.BytesIO):
+            written = _decode_into_bytesio(reader, header, target, progress)
         else:
-            if isinstance(target, io.BytesIO):
-                # Size the buffer once instead of growing it tensor by tensor.
-                start = target.tell()
-                target.seek(start + 8 + len(header) + total - 1)
-                target.write(b"\0")
-                target.seek(start)
-            written = write_all(target)
+            written = _write_tensors(reader, header, target, progress)
         return DecompressionReport(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,
             output_bytes=written, seconds=time.perf_counter() - started, threads=_resolve_threads(threads),
         )
+
+
+def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
+                   progress: ProgressCallback | None) -> int:
+    """Stream the restored file: prefix, then each decoded tensor in storage order."""
+    total = sum(e.nbytes for e in reader.header.tensors.values())
+    write_prefix(handle, header)
+    done = 0
+    for _, array in reader.iter_tensors():
+        handle.write(memoryview(array.reshape(-1).view(np.uint8)))
+        done += array.nbytes
+        if progress is not None:
+            progress(done, total)
+    return 8 + len(header) + done
+
+
+def _decode_into_bytesio(reader: TzipReader, header: bytes, target: io.BytesIO,
+                         progress: ProgressCallback | None) -> int:
+    """Size the in-memory file once and decode every tensor straight into it: no copy."""
+    entries = list(reader.header.tensors.values())
+    total = sum(e.nbytes for e in entries)
+    start = target.tell()
+    size = 8 + len(header) + total
+    target.seek(start + size - 1)
+    target.write(b"\0")
+    target.seek(start)
+    write_prefix(target, header)
+    position = start + 8 + len(header)
+    done = 0
+    view = target.getbuffer()
+    try:
+        file_bytes = np.frombuffer(view, dtype=np.uint8)
+        for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
+            items = []
+            for entry in batch:
+                region = file_bytes[position : position + entry.nbytes]
+                items.append((entry, region.view(entry.spec.numpy_dtype)))
+                position += entry.nbytes
+            reader.decode_into(items)
+            done += sum(e.nbytes for e in batch)
+            if progress is not None:
+                progress(done, total)
+            del items, region
+        del file_bytes
+    finally:
+        view.release()
+    target.seek(start + size)
+    return size
 
 
 def verify_file(

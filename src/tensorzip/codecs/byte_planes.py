@@ -17,7 +17,7 @@ from ..dtypes import DTypeSpec
 from ..errors import TensorzipError
 from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob
 
-DEFAULT_CHUNK_BYTES = 1 << 20
+DEFAULT_CHUNK_BYTES = 1 << 19
 
 
 class BytePlanesCodec(Codec):

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from ..codecs import ChunkDecodeError, ChunkRef, DecodeJob, codec_from_config
+from ..codecs import ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
 from ..errors import (
     HeaderError,
     InputFileError,
     LimitExceededError,
     TensorNotFoundError,
+    TensorzipError,
     TruncatedFileError,
 )
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
@@ -135,39 +136,37 @@ class TzipReader:
         verify_checksums: bool = True,
         batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
     ) -> Iterator[tuple[str, np.ndarray]]:
-        """Decode tensors in batches (one read and one native call per batch)."""
+        """Decode tensors in batches (one native call per batch), in storage order."""
         entries = [self.entry(n) for n in (self.keys() if names is None else names)]
-        batch: list[TensorEntry] = []
-        stored = 0
-        for entry in entries:
-            batch.append(entry)
-            stored += entry.stored_bytes
-            if stored >= batch_bytes:
-                yield from self._decode_batch(batch, verify_checksums)
-                batch, stored = [], 0
-        if batch:
-            yield from self._decode_batch(batch, verify_checksums)
+        for batch in batched_by_stored_bytes(entries, batch_bytes):
+            outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
+            self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums)
+            yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
 
-    def _decode_batch(self, entries: list[TensorEntry], verify: bool) -> Iterator[tuple[str, np.ndarray]]:
+    def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True) -> None:
+        """Decode each entry straight into its ``out`` (C-contiguous, the entry's dtype
+        and size), all in one native call so the thread pool sees every chunk."""
         jobs: list[DecodeJob] = []
-        for entry in entries:
+        for entry, out in items:
+            if out.dtype != entry.spec.numpy_dtype or out.size != entry.numel or not out.flags.c_contiguous:
+                raise TensorzipError(
+                    f"{self.where}: output for tensor {entry.name!r} must be a C-contiguous "
+                    f"{entry.spec.name} array of {entry.numel} elements"
+                )
             codec = codec_from_config_for(entry, self.where)
             start = entry.data_offset
             source = self.read_range(start, entry.stored_bytes)
             chunks = [ChunkRef(c.offset - start, c.length, c.crc32c) for c in entry.chunks]
-            out = np.empty(entry.shape, dtype=entry.spec.numpy_dtype)
             jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
         by_class: dict[type, list[int]] = {}
         for index, job in enumerate(jobs):
             by_class.setdefault(type(job.codec), []).append(index)
         for cls, indices in by_class.items():
             try:
-                cls.decode_batch([jobs[i] for i in indices], self.threads, verify)
+                cls.decode_batch([jobs[i] for i in indices], self.threads, verify_checksums)
             except ChunkDecodeError as error:
-                entry = entries[indices[error.job]]
+                entry = items[indices[error.job]][0]
                 raise describe_chunk_error(error, entry, self.where) from None
-        for entry, job in zip(entries, jobs, strict=True):
-            yield entry.name, job.out
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -186,7 +185,21 @@ class TzipReader:
         self.close()
 
 
-def codec_from_config_for(entry: TensorEntry, where: str):  # noqa: ANN201 - a Codec
+def batched_by_stored_bytes(entries: list[TensorEntry], batch_bytes: int) -> Iterator[list[TensorEntry]]:
+    """Consecutive groups of entries holding about ``batch_bytes`` of stored data each."""
+    batch: list[TensorEntry] = []
+    stored = 0
+    for entry in entries:
+        batch.append(entry)
+        stored += entry.stored_bytes
+        if stored >= batch_bytes:
+            yield batch
+            batch, stored = [], 0
+    if batch:
+        yield batch
+
+
+def codec_from_config_for(entry: TensorEntry, where: str) -> Codec:
     """The tensor's codec, with the file and tensor named if its config is bad."""
     try:
         return codec_from_config(entry.codec_config)
