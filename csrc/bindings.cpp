@@ -54,8 +54,15 @@ TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
   return layout;
 }
 
+// A chunk's bytes as a numpy array that owns them: handed to Python without a copy.
+py::array_t<uint8_t> owning_array(std::vector<uint8_t>&& bytes) {
+  auto* owned = new std::vector<uint8_t>(std::move(bytes));
+  py::capsule release(owned, [](void* p) { delete static_cast<std::vector<uint8_t>*>(p); });
+  return py::array_t<uint8_t>({static_cast<py::ssize_t>(owned->size())}, owned->data(), release);
+}
+
 // jobs: [(data, width, rotate, chunk_elements)]
-//   -> [(bytes, [chunk_length], [crc32c], plane histograms as a width x 256 uint64 array)]
+//   -> [([chunk arrays], [crc32c], plane histograms as a width x 256 uint64 array)]
 py::list encode_tensors_py(const py::list& jobs, int threads) {
   std::vector<std::unique_ptr<ByteView>> views;
   std::vector<EncodeJob> native_jobs;
@@ -74,31 +81,23 @@ py::list encode_tensors_py(const py::list& jobs, int threads) {
     encoded = encode_tensors(native_jobs, threads);
   }
   py::list result;
-  for (const auto& chunks : encoded) {
-    size_t total = 0;
-    for (const auto& c : chunks) total += c.bytes.size();
-    PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
-    if (!raw) throw py::error_already_set();
-    const auto payload = py::reinterpret_steal<py::bytes>(raw);
-    char* dst = PyBytes_AS_STRING(raw);
-    py::list lengths;
-    py::list crcs;
-    const int width = native_jobs[result.size()].layout.width;
+  for (size_t j = 0; j < encoded.size(); ++j) {
+    const int width = native_jobs[j].layout.width;
     py::array_t<uint64_t> histograms({static_cast<py::ssize_t>(width), py::ssize_t{256}});
     auto h = histograms.mutable_unchecked<2>();
     for (int k = 0; k < width; ++k) {
       for (int s = 0; s < 256; ++s) h(k, s) = 0;
     }
-    for (const auto& c : chunks) {
-      std::memcpy(dst, c.bytes.data(), c.bytes.size());
-      dst += c.bytes.size();
-      lengths.append(c.bytes.size());
-      crcs.append(c.crc32c);
+    py::list chunks;
+    py::list crcs;
+    for (auto& c : encoded[j]) {
       for (int k = 0; k < width; ++k) {
         for (int s = 0; s < 256; ++s) h(k, s) += c.histograms[k][s];
       }
+      crcs.append(c.crc32c);
+      chunks.append(owning_array(std::move(c.bytes)));
     }
-    result.append(py::make_tuple(payload, lengths, crcs, histograms));
+    result.append(py::make_tuple(chunks, crcs, histograms));
   }
   return result;
 }
@@ -174,7 +173,7 @@ PYBIND11_MODULE(_native, m) {
   m.attr("PROBABILITY_BITS") = kProbBits;
   m.attr("MAX_CHUNK_BYTES") = kMaxChunkBytes;
   m.def("encode_tensors", &encode_tensors_py, py::arg("jobs"), py::arg("threads"),
-        "Encode [(data, width, rotate, chunk_elements)] into [(bytes, chunk_lengths, crc32cs, histograms)].");
+        "Encode [(data, width, rotate, chunk_elements)] into [([chunk arrays], crc32cs, histograms)].");
   m.def("decode_tensors", &decode_tensors_py, py::arg("jobs"), py::arg("threads"),
         py::arg("verify_checksums") = true,
         "Decode [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)] in place.");

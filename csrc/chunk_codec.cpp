@@ -28,13 +28,12 @@ uint32_t get_u32(const uint8_t* p) {
   return v;
 }
 
-// Codes one plane into scratch.body; returns the mode chosen. The smallest of
+// Appends one plane's body to out and returns the mode chosen. The smallest of
 // raw, constant and rANS wins; rANS is tried only when its ideal size (from the
 // histogram, table included) is at least kMinPlaneGain below raw, so
 // incompressible planes cost one histogram pass.
-PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch, ByteHistogram& total) {
-  std::vector<uint8_t>& body = scratch.body;
-  body.clear();
+PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch, ByteHistogram& total,
+                       std::vector<uint8_t>& out) {
   const ByteHistogram counts = histogram(plane, count);
   for (int s = 0; s < 256; ++s) total[s] += counts[s];
   int distinct = 0;
@@ -46,23 +45,23 @@ PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch
     }
   }
   if (distinct == 1) {
-    body.push_back(static_cast<uint8_t>(last));
+    out.push_back(static_cast<uint8_t>(last));
     return PlaneMode::kConstant;
   }
+  const size_t start = out.size();
   // The entropy alone already tells most near-random planes to stay raw.
   const double raw_budget = static_cast<double>(count) * (1.0 - kMinPlaneGain);
-  if (entropy_bits(counts) / 8.0 + kRansStateBytes >= raw_budget) {
-    body.assign(plane, plane + count);
-    return PlaneMode::kRaw;
+  if (entropy_bits(counts) / 8.0 + kRansStateBytes < raw_budget) {
+    const FrequencyTable table = FrequencyTable::from_histogram(counts);
+    table.serialize(out);
+    const size_t table_size = out.size() - start;
+    const double estimate = std::ceil(table.cost_bits(counts) / 8.0) + table_size + kRansStateBytes;
+    if (estimate < raw_budget && rans_encode(plane, count, table, count - table_size, out, scratch.words)) {
+      return PlaneMode::kRans;
+    }
+    out.resize(start);
   }
-  const FrequencyTable table = FrequencyTable::from_histogram(counts);
-  table.serialize(body);
-  const double estimate = std::ceil(table.cost_bits(counts) / 8.0) + body.size() + kRansStateBytes;
-  if (estimate < raw_budget) {
-    const size_t table_size = body.size();
-    if (rans_encode(plane, count, table, count - table_size, body, scratch.words)) return PlaneMode::kRans;
-  }
-  body.assign(plane, plane + count);
+  out.insert(out.end(), plane, plane + count);
   return PlaneMode::kRaw;
 }
 
@@ -77,15 +76,18 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
   for (int k = 0; k < width; ++k) planes[k] = scratch.planes.data() + k * count;
   split_planes(elements, count, width, rotate, planes);
 
+  const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
   out.clear();
-  out.resize(1 + kDirectoryEntry * width);
+  // Room for every plane stored raw plus a table each: no reallocation while coding.
+  out.reserve(directory + count * width + 64 * width);
+  out.resize(directory);
   out[0] = static_cast<uint8_t>(width);
   for (int k = 0; k < width; ++k) {
-    const PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k]);
+    const size_t start = out.size();
+    const PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k], out);
     uint8_t* entry = out.data() + 1 + kDirectoryEntry * k;
     entry[0] = static_cast<uint8_t>(mode);
-    put_u32(entry + 1, static_cast<uint32_t>(scratch.body.size()));
-    out.insert(out.end(), scratch.body.begin(), scratch.body.end());
+    put_u32(entry + 1, static_cast<uint32_t>(out.size() - start));
   }
 }
 

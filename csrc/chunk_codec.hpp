@@ -22,7 +22,6 @@ enum class PlaneMode : uint8_t { kRaw = 0, kConstant = 1, kRans = 2 };
 // Reusable per-thread buffers so coding a chunk allocates nothing in steady state.
 struct ChunkScratch {
   std::vector<uint8_t> planes;
-  std::vector<uint8_t> body;
   std::vector<uint32_t> slot_tables;  // one rANS decoder table per plane
   std::vector<uint16_t> words;        // the rANS encoder's output before it is framed
 };

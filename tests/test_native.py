@@ -14,11 +14,23 @@ WIDTHS = (1, 2, 4, 8)
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
+def normalize(item):
+    """(payload, chunk lengths, crc32cs, histograms) from one encode_tensors result.
+
+    Accepts both result forms of the native API: (payload, lengths, crcs, histograms)
+    and ([chunk buffers], crcs, histograms).
+    """
+    if len(item) == 4:
+        payload, lengths, crcs, histograms = item
+        return bytes(payload), list(lengths), list(crcs), histograms
+    chunks, crcs, histograms = item
+    chunks = [bytes(memoryview(c).cast("B")) for c in chunks]
+    return b"".join(chunks), [len(c) for c in chunks], list(crcs), histograms
+
+
 def encode(data: np.ndarray, width: int, rotate: int, chunk_elements: int, threads: int = 0):
-    (payload, lengths, crcs, histograms), = _native.encode_tensors(
-        [(data, width, rotate, chunk_elements)], threads
-    )
-    return payload, list(lengths), list(crcs), histograms
+    (item,) = _native.encode_tensors([(data, width, rotate, chunk_elements)], threads)
+    return normalize(item)
 
 
 def table_of(lengths, crcs):
@@ -123,11 +135,11 @@ def test_batches_and_threads_give_the_same_bytes(rng):
     jobs = [(low_entropy_bytes(rng, n * w), w, r, c) for n, w, r, c in layouts]
     reference = [encode(*job, threads=1)[0] for job in jobs]
     for threads in (0, 1, 2, 8):
-        batch = _native.encode_tensors(jobs, threads)
+        batch = [normalize(item) for item in _native.encode_tensors(jobs, threads)]
         assert [payload for payload, *_ in batch] == reference
     outs = [np.zeros_like(job[0]) for job in jobs]
     decode_jobs = []
-    encoded = _native.encode_tensors(jobs, 2)
+    encoded = [normalize(item) for item in _native.encode_tensors(jobs, 2)]
     for job, (payload, lengths, crcs, _), out in zip(jobs, encoded, outs, strict=True):
         decode_jobs.append((payload, table_of(lengths, crcs), out, job[1], job[2], job[3]))
     _native.decode_tensors(decode_jobs, 4, True)

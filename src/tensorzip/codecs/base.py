@@ -21,10 +21,9 @@ from ..errors import CorruptDataError
 
 @dataclass(frozen=True)
 class EncodedTensor:
-    """What a codec produced for one tensor: its chunks back to back, and their index."""
+    """What a codec produced for one tensor: its chunks in order, and their checksums."""
 
-    payload: bytes
-    chunk_lengths: list[int]
+    chunks: list[np.ndarray]  # uint8 arrays, one per chunk
     chunk_crc32c: list[int]
     # Per byte plane, the byte counts of the coded stream: the order-0 bound comes
     # from these without a second pass over the data.
@@ -33,6 +32,10 @@ class EncodedTensor:
     @property
     def order0_bound_bytes(self) -> float:
         return order0_bound_bytes(self.plane_histograms)
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(chunk.nbytes for chunk in self.chunks)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class BytePlanesCodec(Codec):
             flat = np.ascontiguousarray(job.array).reshape(-1).view(np.uint8)
             native_jobs.append((flat, *job.codec._native_layout(job.spec)))
         encoded = _native.encode_tensors(native_jobs, threads)
-        return [EncodedTensor(payload, list(lengths), list(crcs), hist) for payload, lengths, crcs, hist in encoded]
+        return [EncodedTensor(list(chunks), list(crcs), hist) for chunks, crcs, hist in encoded]
 
     @classmethod
     def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:

@@ -117,14 +117,14 @@ class TzipWriter:
         for index, (name, job) in enumerate(self._pending):
             result = encoded[index]
             chunks = []
-            for length, crc in zip(result.chunk_lengths, result.chunk_crc32c, strict=True):
-                chunks.append(ChunkRef(self._offset, length, crc))
-                self._offset += length
-            self._file.write(result.payload)
+            for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
+                self._file.write(chunk)
+                chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
+                self._offset += chunk.nbytes
             entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(), tuple(chunks))
             self._header.tensors[name] = entry
             stats = TensorStats(
-                name, job.spec.name, entry.shape, job.array.nbytes, len(result.payload),
+                name, job.spec.name, entry.shape, job.array.nbytes, result.stored_bytes,
                 result.order0_bound_bytes,
             )
             self.stats.append(stats)
