@@ -19,7 +19,7 @@ void validate_layout(const TensorLayout& layout) {
   check_layout(layout.width, layout.rotate);
   require(layout.chunk_elements >= 1, "chunk_elements must be at least 1");
   require(layout.chunk_elements <= kMaxChunkBytes / static_cast<size_t>(layout.width),
-          "chunk_elements x element width must be at most 1 GiB");
+          "chunk_elements x element width must be at most 4 MiB");
 }
 
 namespace {

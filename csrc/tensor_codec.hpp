@@ -56,8 +56,10 @@ class ChunkError : public std::runtime_error {
   size_t chunk;
 };
 
-// Largest chunk the format allows (plane bodies carry u32 lengths).
-constexpr size_t kMaxChunkBytes = size_t{1} << 30;
+// Largest chunk the format allows. Small enough that even a constant chunk
+// (4 MiB stored in 7 bytes, 6e5x) stays under the reader's default expansion
+// limit of 2^20, so every file the writer makes reads back with default limits.
+constexpr size_t kMaxChunkBytes = size_t{1} << 22;
 
 size_t chunk_count(size_t elements, size_t chunk_elements);
 

@@ -50,12 +50,6 @@ def test_missing_file(tmp_path):
         tz.safe_open(path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: container/reader.py TzipReader only catches errors of os.open(); on Linux a directory opens "
-    "fine with O_RDONLY, and the os.preadv() in read_range then raises a raw IsADirectoryError "
-    "(not InputFileError)",
-    strict=True,
-)
 def test_directory_as_input(tmp_path):
     expect(tz.InputFileError, tmp_path)
 
@@ -351,12 +345,6 @@ def test_unknown_codec_id(small_tzip):
         assert_bit_equal(f.get_tensor("noise"), expected["noise"])
 
 
-@pytest.mark.xfail(
-    reason="BUG: container/reader.py codec_from_config_for() re-raises only HeaderError with the file and "
-    "tensor named; UnknownCodecError (a FormatError, not a HeaderError) escapes with a message that names "
-    "neither the file nor the tensor",
-    strict=True,
-)
 def test_unknown_codec_id_message_names_file_and_tensor(small_tzip):
     def edit(header):
         header["tensors"][0]["codec"] = {"id": "someone.else"}
@@ -418,12 +406,6 @@ def test_unsupported_dtype_in_header(small_tzip, dtype):
     assert isinstance(error, TypeError)
 
 
-@pytest.mark.xfail(
-    reason="BUG: container/header.py validates shapes only by their byte count; a header shape with more "
-    "than 64 dimensions, or a zero dimension next to one over numpy's limit (e.g. [0, 2**70]), passes "
-    "validation and np.empty() in reader._decode_batch then raises a raw ValueError, not a TensorzipError",
-    strict=True,
-)
 @pytest.mark.parametrize("shape", [[1] * 65, [0, 1 << 70]])
 def test_shape_numpy_cannot_allocate(tmp_path, shape):
     path = tmp_path / "shape.tzip"

@@ -126,7 +126,7 @@ def test_constructor_validates_directly():
 
 
 def test_chunk_over_the_native_limit_is_refused_on_use():
-    codec = BytePlanesCodec(0, (1 << 30) // 4 + 1)  # just over 1 GiB of float32 per chunk
+    codec = BytePlanesCodec(0, (1 << 22) // 4 + 1)  # just over 4 MiB of float32 per chunk
     with pytest.raises(tz.TensorzipError, match="chunk limit"), TzipWriter(io.BytesIO()) as writer:
         writer.add("x", np.zeros(4, np.float32), codec=codec)
         writer.flush()

@@ -65,27 +65,17 @@ def test_save_load_every_shape(dtype, kind, rng, tmp_path):
             assert_bit_equal(f.get_tensor(name), tensors[name])
 
 
-ZERO_DIM_BUG = (
-    "BUG: integrations/frameworks.py to_numpy() calls np.ascontiguousarray(), which returns an array "
-    "with ndim >= 1, so a 0-d numpy array (or numpy scalar) given to compress/save_file comes back "
-    "with shape (1,) instead of ()"
-)
-
-
-@pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
 def test_zero_dim_compress_decompress(rng):
     for dtype in ALL_DTYPES:
         for kind in DATA_KINDS:
-            array = make_data(kind, rng, dtype, ())
+            array = np.asarray(make_data(kind, rng, dtype, ()))  # a 0-d array, not a numpy scalar
             assert_bit_equal(tz.decompress(tz.compress(array)), array)
 
 
-@pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
 def test_zero_dim_numpy_scalar():
     assert_bit_equal(tz.decompress(tz.compress(np.float32(1.5))), np.array(1.5, dtype=np.float32))
 
 
-@pytest.mark.xfail(reason=ZERO_DIM_BUG, strict=True)
 def test_zero_dim_save_load(rng, tmp_path):
     tensors = {dtype: make_data("bits", rng, dtype, ()) for dtype in ALL_DTYPES}
     tz.save_file(tensors, tmp_path / "s.tzip")
@@ -315,8 +305,7 @@ def arrays_from_bytes(draw):
 @given(arrays_from_bytes())
 def test_property_round_trip(case):
     array, chunk, rotate = case
-    if array.ndim:  # 0-d through the API: see ZERO_DIM_BUG
-        assert_bit_equal(tz.decompress(tz.compress(array)), array)
+    assert_bit_equal(tz.decompress(tz.compress(array)), array)
     buffer = io.BytesIO()
     with TzipWriter(buffer, metadata={"k": "v"}) as writer:
         codec = None if chunk is None else BytePlanesCodec(rotate_bits=rotate, chunk_elements=chunk)
@@ -328,24 +317,19 @@ def test_property_round_trip(case):
     assert header["tensors"][0]["shape"] == list(array.shape)
 
 
-@pytest.mark.xfail(
-    reason="BUG (writer/reader mismatch): TzipWriter accepts any chunk_elements up to MAX_CHUNK_BYTES, but a "
-    "constant chunk of more than 7 MiB of uint8 is stored in 7 bytes, over the reader's default "
-    "ReadLimits.max_expansion (2**20): a file tensorzip itself wrote is refused with LimitExceededError",
-    strict=True,
-)
-def test_large_constant_chunk_reads_back_with_default_limits():
-    array = np.zeros(8 << 20, dtype=np.uint8)
+def test_largest_constant_chunk_reads_back_with_default_limits():
+    """The writer's most extreme expansion (a constant chunk of the largest size) stays readable."""
+    from tensorzip import _native
+
+    array = np.zeros(2 * _native.MAX_CHUNK_BYTES, dtype=np.uint8)
     buffer = io.BytesIO()
     with TzipWriter(buffer) as writer:
-        writer.add("z", array, codec=BytePlanesCodec(rotate_bits=0, chunk_elements=8 << 20))
+        writer.add("z", array, codec=BytePlanesCodec(rotate_bits=0, chunk_elements=_native.MAX_CHUNK_BYTES))
     assert_bit_equal(TzipReader(buffer.getvalue()).get_tensor("z"), array)
 
 
-def test_large_constant_chunk_reads_back_with_raised_limits():
-    array = np.zeros(8 << 20, dtype=np.uint8)
-    buffer = io.BytesIO()
-    with TzipWriter(buffer) as writer:
-        writer.add("z", array, codec=BytePlanesCodec(rotate_bits=0, chunk_elements=8 << 20))
-    reader = TzipReader(buffer.getvalue(), limits=tz.ReadLimits(max_expansion=1 << 30))
-    assert_bit_equal(reader.get_tensor("z"), array)
+def test_chunks_over_the_limit_are_refused():
+    from tensorzip import _native
+
+    with pytest.raises(tz.TensorzipError, match="chunk limit"), TzipWriter(io.BytesIO()) as writer:
+        writer.add("z", np.zeros(8, np.uint8), codec=BytePlanesCodec(0, _native.MAX_CHUNK_BYTES + 1))

@@ -15,7 +15,11 @@ from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES
 
 DEFAULT_MAX_TENSOR_BYTES = 1 << 40  # 1 TiB decoded per tensor
-DEFAULT_MAX_EXPANSION = 1 << 20  # decoded bytes per stored byte (a 1 GiB constant chunk is ~16 B)
+# Decoded bytes per stored byte. The writer's extreme case is a constant chunk of
+# the largest size (4 MiB stored in 7 bytes, 6e5x), so the default admits every
+# file tensorzip writes.
+DEFAULT_MAX_EXPANSION = 1 << 20
+MAX_DIMENSIONS = 64  # numpy's limit
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,9 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
     shape = item["shape"]
     _require(isinstance(shape, list) and all(_is_uint(d) for d in shape), where,
              "shape must be a list of non-negative integers")
+    _require(len(shape) <= MAX_DIMENSIONS, where, f"shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
+    _require(math.prod(d for d in shape if d) * spec.itemsize < 1 << 62, where,
+             f"shape {shape} is too large to exist in memory")
     nbytes = math.prod(shape) * spec.itemsize
     if nbytes > limits.max_tensor_bytes:
         raise LimitExceededError(

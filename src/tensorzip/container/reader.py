@@ -8,6 +8,7 @@ threads at once.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from .. import _native
 from ..codecs import ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
 from ..errors import (
+    FormatError,
     HeaderError,
     InputFileError,
     LimitExceededError,
@@ -48,7 +50,10 @@ class TzipReader:
             except OSError as error:
                 raise InputFileError(f"{self.where}: cannot open ({error.strerror or error})") from None
             try:
-                self.size = os.fstat(self._fd).st_size
+                status = os.fstat(self._fd)
+                if not stat.S_ISREG(status.st_mode):
+                    raise InputFileError(f"{self.where}: not a regular file")
+                self.size = status.st_size
                 self.header = self._read_header()
             except BaseException:
                 self.close()
@@ -203,7 +208,7 @@ def codec_from_config_for(entry: TensorEntry, where: str) -> Codec:
     """The tensor's codec, with the file and tensor named if its config is bad."""
     try:
         return codec_from_config(entry.codec_config)
-    except HeaderError as error:
+    except FormatError as error:  # UnknownCodecError and HeaderError
         raise type(error)(f"{where}: tensor {entry.name!r}: {error}") from None
 
 

@@ -40,12 +40,12 @@ def to_numpy(value: Any) -> np.ndarray:
             return tensor.numpy()
         except TypeError as error:
             raise UnsupportedDtypeError(f"torch dtype {tensor.dtype} is not supported: {error}") from None
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value)
     try:
-        return np.ascontiguousarray(np.asarray(value))
+        array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - anything numpy cannot convert
         raise TensorzipError(f"cannot convert {type(value).__name__} to an array: {error}") from None
+    # np.ascontiguousarray would turn a 0-d array into shape (1,).
+    return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def to_torch(array: np.ndarray) -> Any:
