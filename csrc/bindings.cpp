@@ -54,17 +54,7 @@ TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
   return layout;
 }
 
-// A chunk's bytes as a numpy array that owns them: handed to Python without a copy.
-py::array_t<uint8_t> owning_array(std::vector<uint8_t>&& bytes) {
-  auto* owned = new std::vector<uint8_t>(std::move(bytes));
-  py::capsule release(owned, [](void* p) { delete static_cast<std::vector<uint8_t>*>(p); });
-  return py::array_t<uint8_t>({static_cast<py::ssize_t>(owned->size())}, owned->data(), release);
-}
-
-// jobs: [(data, width, rotate, chunk_elements)]
-//   -> [([chunk arrays], [crc32c], plane histograms as a width x 256 uint64 array)]
-py::list encode_tensors_py(const py::list& jobs, int threads) {
-  std::vector<std::unique_ptr<ByteView>> views;
+std::vector<EncodeJob> encode_jobs(const py::list& jobs, std::vector<std::unique_ptr<ByteView>>& views) {
   std::vector<EncodeJob> native_jobs;
   for (const py::handle& item : jobs) {
     const auto job = item.cast<std::tuple<py::object, int, int, long long>>();
@@ -75,14 +65,16 @@ py::list encode_tensors_py(const py::list& jobs, int threads) {
     native.layout = make_layout(std::get<1>(job), std::get<2>(job), std::get<3>(job));
     native_jobs.push_back(native);
   }
-  std::vector<std::vector<EncodedChunk>> encoded;
-  {
-    py::gil_scoped_release release;
-    encoded = encode_tensors(native_jobs, threads);
-  }
+  return native_jobs;
+}
+
+// Per tensor: ([chunk], [crc32c], plane histograms as a width x 256 uint64 array),
+// each chunk made by make_chunk(EncodedChunk&).
+template <typename MakeChunk>
+py::list encoded_result(const std::vector<EncodeJob>& jobs, EncodeArena& arena, MakeChunk make_chunk) {
   py::list result;
-  for (size_t j = 0; j < encoded.size(); ++j) {
-    const int width = native_jobs[j].layout.width;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const int width = jobs[j].layout.width;
     py::array_t<uint64_t> histograms({static_cast<py::ssize_t>(width), py::ssize_t{256}});
     auto h = histograms.mutable_unchecked<2>();
     for (int k = 0; k < width; ++k) {
@@ -90,17 +82,59 @@ py::list encode_tensors_py(const py::list& jobs, int threads) {
     }
     py::list chunks;
     py::list crcs;
-    for (auto& c : encoded[j]) {
+    const size_t n = chunk_count(jobs[j].length / width, jobs[j].layout.chunk_elements);
+    for (size_t c = 0; c < n; ++c) {
+      EncodedChunk& chunk = arena.chunks[arena.first_chunk[j] + c];
       for (int k = 0; k < width; ++k) {
-        for (int s = 0; s < 256; ++s) h(k, s) += c.histograms[k][s];
+        for (int s = 0; s < 256; ++s) h(k, s) += chunk.histograms[k][s];
       }
-      crcs.append(c.crc32c);
-      chunks.append(owning_array(std::move(c.bytes)));
+      crcs.append(chunk.crc32c);
+      chunks.append(make_chunk(chunk));
     }
     result.append(py::make_tuple(chunks, crcs, histograms));
   }
   return result;
 }
+
+// jobs: [(data, width, rotate, chunk_elements)] -> per tensor ([chunk arrays], [crc32c], histograms).
+// The arrays own their bytes.
+py::list encode_tensors_py(const py::list& jobs, int threads) {
+  std::vector<std::unique_ptr<ByteView>> views;
+  const std::vector<EncodeJob> native_jobs = encode_jobs(jobs, views);
+  EncodeArena arena;
+  {
+    py::gil_scoped_release release;
+    encode_tensors(native_jobs, threads, arena);
+  }
+  return encoded_result(native_jobs, arena, [](EncodedChunk& chunk) {
+    auto* owned = new std::vector<uint8_t>(std::move(chunk.bytes));
+    py::capsule release(owned, [](void* p) { delete static_cast<std::vector<uint8_t>*>(p); });
+    return py::array_t<uint8_t>({static_cast<py::ssize_t>(owned->size())}, owned->data(), release);
+  });
+}
+
+// An encoder that keeps its buffers between calls (see EncodeArena): the chunk
+// views it returns stay valid only until its next encode() call.
+class StreamingEncoder {
+ public:
+  explicit StreamingEncoder(int threads) : threads_(threads) {}
+
+  py::list encode(const py::list& jobs) {
+    std::vector<std::unique_ptr<ByteView>> views;
+    const std::vector<EncodeJob> native_jobs = encode_jobs(jobs, views);
+    {
+      py::gil_scoped_release release;
+      encode_tensors(native_jobs, threads_, arena_);
+    }
+    return encoded_result(native_jobs, arena_, [](EncodedChunk& chunk) {
+      return py::memoryview::from_memory(chunk.bytes.data(), static_cast<py::ssize_t>(chunk.bytes.size()), true);
+    });
+  }
+
+ private:
+  int threads_;
+  EncodeArena arena_;
+};
 
 // jobs: [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)]
 void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums) {
@@ -174,6 +208,11 @@ PYBIND11_MODULE(_native, m) {
   m.attr("MAX_CHUNK_BYTES") = kMaxChunkBytes;
   m.def("encode_tensors", &encode_tensors_py, py::arg("jobs"), py::arg("threads"),
         "Encode [(data, width, rotate, chunk_elements)] into [([chunk arrays], crc32cs, histograms)].");
+  py::class_<StreamingEncoder>(m, "StreamingEncoder",
+                               "Encoder reusing its buffers; returned chunk views live until the next encode().")
+      .def(py::init<int>(), py::arg("threads"))
+      .def("encode", &StreamingEncoder::encode, py::arg("jobs"),
+           "Like encode_tensors, but chunks are read-only memoryviews into reused buffers.");
   m.def("decode_tensors", &decode_tensors_py, py::arg("jobs"), py::arg("threads"),
         py::arg("verify_checksums") = true,
         "Decode [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)] in place.");

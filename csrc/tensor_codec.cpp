@@ -45,27 +45,30 @@ size_t decode_elements(const DecodeJob& job) { return job.out_length / job.layou
 
 }  // namespace
 
-std::vector<std::vector<EncodedChunk>> encode_tensors(const std::vector<EncodeJob>& jobs, int threads) {
-  std::vector<std::vector<EncodedChunk>> result(jobs.size());
+void encode_tensors(const std::vector<EncodeJob>& jobs, int threads, EncodeArena& arena) {
+  arena.first_chunk.assign(jobs.size(), 0);
+  size_t total = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
     validate_layout(jobs[j].layout);
     require(jobs[j].length % jobs[j].layout.width == 0, "tensor byte length is not a multiple of its element width");
-    result[j].resize(chunk_count(encode_elements(jobs[j]), jobs[j].layout.chunk_elements));
+    arena.first_chunk[j] = total;
+    total += chunk_count(encode_elements(jobs[j]), jobs[j].layout.chunk_elements);
   }
+  if (arena.chunks.size() < total) arena.chunks.resize(total);
   const std::vector<ChunkTask> tasks = flatten<EncodeJob>(jobs, encode_elements);
-  std::vector<ChunkScratch> scratch(worker_count(tasks.size(), threads));
+  const size_t workers = worker_count(tasks.size(), threads);
+  if (arena.scratch.size() < workers) arena.scratch.resize(workers);
   parallel_for(tasks.size(), threads, [&](size_t i, size_t worker) {
     const EncodeJob& job = jobs[tasks[i].job];
-    const size_t total = encode_elements(job);
+    const size_t total_elements = encode_elements(job);
     const size_t first = tasks[i].chunk * job.layout.chunk_elements;
-    const size_t count = std::min(job.layout.chunk_elements, total - first);
-    EncodedChunk& chunk = result[tasks[i].job][tasks[i].chunk];
+    const size_t count = std::min(job.layout.chunk_elements, total_elements - first);
+    EncodedChunk& chunk = arena.chunks[arena.first_chunk[tasks[i].job] + tasks[i].chunk];
     chunk.histograms.assign(job.layout.width, ByteHistogram{});
     encode_chunk(job.data + first * job.layout.width, count, job.layout.width, job.layout.rotate,
-                 scratch[worker], chunk.bytes, chunk.histograms.data());
+                 arena.scratch[worker], chunk.bytes, chunk.histograms.data());
     chunk.crc32c = crc32c(chunk.bytes.data(), chunk.bytes.size());
   });
-  return result;
 }
 
 void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify_checksums) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "chunk_codec.hpp"
 #include "frequency_table.hpp"
 
 namespace tensorzip {
@@ -65,8 +66,18 @@ size_t chunk_count(size_t elements, size_t chunk_elements);
 
 void validate_layout(const TensorLayout& layout);
 
-// result[j] holds the chunks of jobs[j] in order.
-std::vector<std::vector<EncodedChunk>> encode_tensors(const std::vector<EncodeJob>& jobs, int threads);
+// Buffers that outlive one encode call: chunk outputs and per-worker scratch keep
+// their capacity, so a long stream of batches stops touching fresh memory (first
+// touches cost page faults that serialize threads).
+struct EncodeArena {
+  std::vector<EncodedChunk> chunks;    // slot i = the batch's i-th chunk, tensors in order
+  std::vector<size_t> first_chunk;     // per job, its first slot
+  std::vector<ChunkScratch> scratch;   // per worker
+};
+
+// Encodes every chunk of every job; afterwards the chunks of jobs[j] are
+// arena.chunks[arena.first_chunk[j] ...], in order.
+void encode_tensors(const std::vector<EncodeJob>& jobs, int threads, EncodeArena& arena);
 
 // Verifies each chunk's CRC-32C (when verify_checksums) before decoding it into
 // the job's output. Throws ChunkError on any corrupt or inconsistent input.

@@ -28,6 +28,7 @@ from .errors import (
     UnknownCodecError,
     UnsupportedDtypeError,
 )
+from .memory_file import MemoryFile
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "HeaderError",
     "InputFileError",
     "LimitExceededError",
+    "MemoryFile",
     "OutputFileError",
     "ReadLimits",
     "TensorNotFoundError",

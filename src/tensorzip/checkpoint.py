@@ -27,8 +27,11 @@ from .integrations.safetensors_file import (
     parse_header,
     write_prefix,
 )
+from .memory_file import MemoryFile
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
+
+WRITE_BATCH_BYTES = 16 * 1024 * 1024  # stored bytes decoded per batch when streaming to a file
 
 PathOrStream = str | os.PathLike[str] | BinaryIO
 
@@ -121,6 +124,8 @@ def compress_file(
         if progress is not None:
             progress(done, total)
 
+    if isinstance(target, MemoryFile):
+        target.reserve(target.tell() + checkpoint.size + (1 << 20))  # the output is rarely larger
     writer = TzipWriter(
         target,
         metadata=checkpoint.metadata,
@@ -178,8 +183,8 @@ def decompress_file(
         if isinstance(target, (str, os.PathLike)):
             with atomic_output(target, overwrite=overwrite) as handle:
                 written = _write_tensors(reader, header, handle, progress)
-        elif isinstance(target, io.BytesIO):
-            written = _decode_into_bytesio(reader, header, target, progress)
+        elif isinstance(target, (io.BytesIO, MemoryFile)):
+            written = _decode_in_place(reader, header, target, progress)
         else:
             written = _write_tensors(reader, header, target, progress)
         return DecompressionReport(
@@ -190,45 +195,58 @@ def decompress_file(
 
 def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
                    progress: ProgressCallback | None) -> int:
-    """Stream the restored file: prefix, then each decoded tensor in storage order."""
-    total = sum(e.nbytes for e in reader.header.tensors.values())
+    """Stream the restored file: prefix, then the tensors in storage order, decoded a
+    batch at a time into one reused buffer (fresh memory is slow to touch)."""
+    entries = list(reader.header.tensors.values())
+    total = sum(e.nbytes for e in entries)
     write_prefix(handle, header)
     done = 0
-    for _, array in reader.iter_tensors():
-        handle.write(memoryview(array.reshape(-1).view(np.uint8)))
-        done += array.nbytes
+    scratch = np.empty(0, dtype=np.uint8)
+    for batch in batched_by_stored_bytes(entries, WRITE_BATCH_BYTES):
+        size = sum(e.nbytes for e in batch)
+        if scratch.size < size:
+            scratch = np.empty(size, dtype=np.uint8)
+        items, position = [], 0
+        for entry in batch:
+            items.append((entry, scratch[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
+            position += entry.nbytes
+        reader.decode_into(items)
+        handle.write(memoryview(scratch[:size]))
+        done += size
         if progress is not None:
             progress(done, total)
     return 8 + len(header) + done
 
 
-def _decode_into_bytesio(reader: TzipReader, header: bytes, target: io.BytesIO,
-                         progress: ProgressCallback | None) -> int:
+def _decode_in_place(reader: TzipReader, header: bytes, target: io.BytesIO | MemoryFile,
+                     progress: ProgressCallback | None) -> int:
     """Size the in-memory file once and decode every tensor straight into it: no copy."""
     entries = list(reader.header.tensors.values())
     total = sum(e.nbytes for e in entries)
     start = target.tell()
     size = 8 + len(header) + total
-    target.seek(start + size - 1)
-    target.write(b"\0")
-    target.seek(start)
+    if isinstance(target, MemoryFile):
+        target.truncate_to(start + size)
+    else:
+        target.seek(start + size - 1)
+        target.write(b"\0")
+        target.seek(start)
     write_prefix(target, header)
     position = start + 8 + len(header)
     done = 0
-    view = target.getbuffer()
+    view = target.writable_view() if isinstance(target, MemoryFile) else target.getbuffer()
     try:
         file_bytes = np.frombuffer(view, dtype=np.uint8)
         for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
             items = []
             for entry in batch:
-                region = file_bytes[position : position + entry.nbytes]
-                items.append((entry, region.view(entry.spec.numpy_dtype)))
+                items.append((entry, file_bytes[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
                 position += entry.nbytes
             reader.decode_into(items)
             done += sum(e.nbytes for e in batch)
             if progress is not None:
                 progress(done, total)
-            del items, region
+            del items
         del file_bytes
     finally:
         view.release()

@@ -9,7 +9,7 @@ the .tzip header, so a file names everything needed to decode it. Equality and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +23,7 @@ from ..errors import CorruptDataError
 class EncodedTensor:
     """What a codec produced for one tensor: its chunks in order, and their checksums."""
 
-    chunks: list[np.ndarray]  # uint8 arrays, one per chunk
+    chunks: list[Any]  # bytes-like (uint8 arrays or memoryviews), one per chunk
     chunk_crc32c: list[int]
     # Per byte plane, the byte counts of the coded stream: the order-0 bound comes
     # from these without a second pass over the data.
@@ -112,6 +112,13 @@ class Codec(ABC):
     @abstractmethod
     def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
         """Encode every job (each with its own instance of this class)."""
+
+    @classmethod
+    def batch_encoder(cls, threads: int) -> Callable[[Sequence[EncodeJob]], list[EncodedTensor]]:
+        """A function encoding successive batches, which may reuse its buffers: the
+        chunks of one call are valid only until the next call (the writer writes
+        them out at once). By default, ``encode_batch`` with nothing reused."""
+        return lambda jobs: cls.encode_batch(jobs, threads)
 
     @classmethod
     @abstractmethod

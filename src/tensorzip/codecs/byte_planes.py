@@ -7,7 +7,7 @@ and hands whole batches of tensors to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,13 +56,27 @@ class BytePlanesCodec(Codec):
         return spec.itemsize, self.rotate_bits, self.chunk_elements
 
     @classmethod
-    def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
+    def _native_jobs(cls, jobs: Sequence[EncodeJob]) -> list[tuple[Any, int, int, int]]:
         native_jobs = []
         for job in jobs:
             flat = np.ascontiguousarray(job.array).reshape(-1).view(np.uint8)
             native_jobs.append((flat, *job.codec._native_layout(job.spec)))
-        encoded = _native.encode_tensors(native_jobs, threads)
+        return native_jobs
+
+    @classmethod
+    def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
+        encoded = _native.encode_tensors(cls._native_jobs(jobs), threads)
         return [EncodedTensor(list(chunks), list(crcs), hist) for chunks, crcs, hist in encoded]
+
+    @classmethod
+    def batch_encoder(cls, threads: int) -> Callable[[Sequence[EncodeJob]], list[EncodedTensor]]:
+        encoder = _native.StreamingEncoder(threads)
+
+        def encode(jobs: Sequence[EncodeJob]) -> list[EncodedTensor]:
+            encoded = encoder.encode(cls._native_jobs(jobs))
+            return [EncodedTensor(list(chunks), list(crcs), hist) for chunks, crcs, hist in encoded]
+
+        return encode
 
     @classmethod
     def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:

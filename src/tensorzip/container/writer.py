@@ -24,7 +24,7 @@ from ..errors import TensorzipError
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
 
-DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ class TzipWriter:
         self._pending: list[tuple[str, EncodeJob]] = []
         self._pending_bytes = 0
         self._names: set[str] = set()
+        # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
+        self._encoders: dict[type[Codec], Callable[[list[EncodeJob]], list[Any]]] = {}
         self.stats: list[TensorStats] = []
         self.encode_seconds = 0.0
         self._closed = False
@@ -111,7 +113,9 @@ class TzipWriter:
             by_class.setdefault(type(job.codec), []).append(index)
         encoded: dict[int, Any] = {}
         for cls, indices in by_class.items():
-            results = cls.encode_batch([self._pending[i][1] for i in indices], self._threads)
+            if cls not in self._encoders:
+                self._encoders[cls] = cls.batch_encoder(self._threads)
+            results = self._encoders[cls]([self._pending[i][1] for i in indices])
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
         for index, (name, job) in enumerate(self._pending):
