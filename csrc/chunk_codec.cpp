@@ -91,74 +91,150 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
   }
 }
 
+namespace {
+
+// Planes are decoded and merged a block at a time so that the decoded symbols
+// are still in L1 when the merge reads them.
+constexpr size_t kBlock = 8192;
+static_assert(kBlock % kRansLanes == 0, "blocks keep rANS lanes aligned");
+
+// One chunk parsed and ready to decode block by block. `planes` (block x width
+// bytes) and `slot_tables` (width x kProbScale words) are its scratch.
+struct PreparedChunk {
+  size_t count = 0;
+  int width = 1;
+  int rotate = 0;
+  uint8_t* elements = nullptr;
+  uint8_t* planes = nullptr;
+  PlaneMode modes[8] = {};
+  const uint8_t* bodies[8] = {};
+  std::vector<RansDecoder> decoders;
+  int decoder_of[8] = {};
+
+  PreparedChunk(const uint8_t* chunk, size_t length, size_t count_, int width_, int rotate_, uint8_t* planes_,
+                uint32_t* slot_tables, uint8_t* elements_)
+      : count(count_), width(width_), rotate(rotate_), elements(elements_), planes(planes_) {
+    check_layout(width, rotate);
+    const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
+    require_stream(length >= directory, "chunk is shorter than its plane directory");
+    require_stream(chunk[0] == width, "chunk has " + std::to_string(chunk[0]) + " planes, expected " +
+                                          std::to_string(width));
+    const size_t block = std::min(count, kBlock);
+    decoders.reserve(width);
+    size_t offset = directory;
+    for (int k = 0; k < width; ++k) {
+      const uint8_t* entry = chunk + 1 + kDirectoryEntry * k;
+      const uint8_t mode = entry[0];
+      const size_t body_length = get_u32(entry + 1);
+      require_stream(body_length <= length - offset, "plane " + std::to_string(k) + " runs past the chunk end");
+      const uint8_t* body = chunk + offset;
+      modes[k] = static_cast<PlaneMode>(mode);
+      bodies[k] = body;
+      switch (modes[k]) {
+        case PlaneMode::kRaw:
+          require_stream(body_length == count, "raw plane " + std::to_string(k) + " has the wrong length");
+          break;
+        case PlaneMode::kConstant:
+          require_stream(body_length == 1, "constant plane " + std::to_string(k) + " has the wrong length");
+          std::memset(planes + k * block, body[0], block);
+          break;
+        case PlaneMode::kRans: {
+          size_t table_size = 0;
+          const FrequencyTable table = FrequencyTable::parse(body, body_length, &table_size);
+          decoder_of[k] = static_cast<int>(decoders.size());
+          decoders.emplace_back(body + table_size, body_length - table_size, table,
+                                slot_tables + static_cast<size_t>(k) * kProbScale);
+          break;
+        }
+        default:
+          throw CorruptStreamError("plane " + std::to_string(k) + " has unknown mode " + std::to_string(mode));
+      }
+      offset += body_length;
+    }
+    require_stream(offset == length, "chunk has trailing bytes after its planes");
+  }
+
+  size_t block() const { return std::min(count, kBlock); }
+
+  // Where plane k's symbols for the block at `start` come from (raw planes are
+  // merged straight from the stored bytes).
+  const uint8_t* plane_source(int k, size_t start) const {
+    return modes[k] == PlaneMode::kRaw ? bodies[k] + start : planes + k * block();
+  }
+
+  void merge(size_t start, size_t n) const {
+    const uint8_t* sources[8];
+    for (int k = 0; k < width; ++k) sources[k] = plane_source(k, start);
+    merge_planes(sources, n, width, rotate, elements + start * width);
+  }
+
+  void finish() const {
+    for (const RansDecoder& d : decoders) d.finish();
+  }
+};
+
+struct PendingPlane {
+  RansDecoder* decoder;
+  uint8_t* out;
+  size_t count;
+};
+
+// Decodes the rANS planes of one block of up to two chunks, two streams at a time.
+void decode_block_planes(PreparedChunk* const* chunks, int chunk_count, size_t start) {
+  PendingPlane pending[16];
+  int n_pending = 0;
+  for (int c = 0; c < chunk_count; ++c) {
+    PreparedChunk& chunk = *chunks[c];
+    if (start >= chunk.count) continue;
+    const size_t n = std::min(chunk.block(), chunk.count - start);
+    for (int k = 0; k < chunk.width; ++k) {
+      if (chunk.modes[k] == PlaneMode::kRans) {
+        pending[n_pending++] = {&chunk.decoders[chunk.decoder_of[k]], chunk.planes + k * chunk.block(), n};
+      }
+    }
+  }
+  int i = 0;
+  for (; i + 1 < n_pending; i += 2) {
+    const size_t shared = std::min(pending[i].count, pending[i + 1].count) / kRansLanes * kRansLanes;
+    decode_pair(*pending[i].decoder, pending[i].out, *pending[i + 1].decoder, pending[i + 1].out, shared);
+    pending[i].decoder->decode(pending[i].out + shared, pending[i].count - shared);
+    pending[i + 1].decoder->decode(pending[i + 1].out + shared, pending[i + 1].count - shared);
+  }
+  if (i < n_pending) pending[i].decoder->decode(pending[i].out, pending[i].count);
+}
+
+}  // namespace
+
+void decode_chunks(const ChunkToDecode* chunks, int chunk_count, ChunkScratch& scratch) {
+  require(chunk_count >= 1 && chunk_count <= 2, "decode_chunks takes one or two chunks");
+  size_t plane_bytes[2] = {0, 0};
+  for (int c = 0; c < chunk_count; ++c) plane_bytes[c] = std::min(chunks[c].count, kBlock) * chunks[c].width;
+  scratch.planes.resize(plane_bytes[0] + plane_bytes[1]);
+  scratch.slot_tables.resize(static_cast<size_t>(chunk_count) * 8 * kProbScale);
+
+  std::vector<PreparedChunk> prepared;
+  prepared.reserve(chunk_count);
+  for (int c = 0; c < chunk_count; ++c) {
+    const ChunkToDecode& in = chunks[c];
+    prepared.emplace_back(in.bytes, in.length, in.count, in.width, in.rotate,
+                          scratch.planes.data() + (c == 0 ? 0 : plane_bytes[0]),
+                          scratch.slot_tables.data() + static_cast<size_t>(c) * 8 * kProbScale, in.elements);
+  }
+  PreparedChunk* pointers[2] = {&prepared[0], chunk_count > 1 ? &prepared[1] : nullptr};
+  const size_t longest = std::max(chunks[0].count, chunk_count > 1 ? chunks[1].count : 0);
+  for (size_t start = 0; start < longest; start += kBlock) {
+    decode_block_planes(pointers, chunk_count, start);
+    for (int c = 0; c < chunk_count; ++c) {
+      if (start < prepared[c].count) prepared[c].merge(start, std::min(kBlock, prepared[c].count - start));
+    }
+  }
+  for (const PreparedChunk& p : prepared) p.finish();
+}
+
 void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
                   ChunkScratch& scratch, uint8_t* elements) {
-  check_layout(width, rotate);
-  const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
-  require_stream(length >= directory, "chunk is shorter than its plane directory");
-  require_stream(chunk[0] == width, "chunk has " + std::to_string(chunk[0]) + " planes, expected " +
-                                        std::to_string(width));
-  // Planes are decoded and merged a block at a time so that the decoded symbols
-  // are still in L1 when the merge reads them.
-  constexpr size_t kBlock = 8192;
-  static_assert(kBlock % kRansLanes == 0, "blocks keep rANS lanes aligned");
-  const size_t block = std::min(count, kBlock);
-  scratch.planes.resize(block * width);
-  scratch.slot_tables.resize(static_cast<size_t>(width) * kProbScale);
-
-  PlaneMode modes[8];
-  const uint8_t* bodies[8];
-  std::vector<RansDecoder> decoders;
-  decoders.reserve(width);
-  int decoder_of[8];
-  size_t offset = directory;
-  for (int k = 0; k < width; ++k) {
-    const uint8_t* entry = chunk + 1 + kDirectoryEntry * k;
-    const uint8_t mode = entry[0];
-    const size_t body_length = get_u32(entry + 1);
-    require_stream(body_length <= length - offset, "plane " + std::to_string(k) + " runs past the chunk end");
-    const uint8_t* body = chunk + offset;
-    modes[k] = static_cast<PlaneMode>(mode);
-    bodies[k] = body;
-    switch (modes[k]) {
-      case PlaneMode::kRaw:
-        require_stream(body_length == count, "raw plane " + std::to_string(k) + " has the wrong length");
-        break;
-      case PlaneMode::kConstant:
-        require_stream(body_length == 1, "constant plane " + std::to_string(k) + " has the wrong length");
-        std::memset(scratch.planes.data() + k * block, body[0], block);
-        break;
-      case PlaneMode::kRans: {
-        size_t table_size = 0;
-        const FrequencyTable table = FrequencyTable::parse(body, body_length, &table_size);
-        decoder_of[k] = static_cast<int>(decoders.size());
-        decoders.emplace_back(body + table_size, body_length - table_size, table,
-                              scratch.slot_tables.data() + static_cast<size_t>(k) * kProbScale);
-        break;
-      }
-      default:
-        throw CorruptStreamError("plane " + std::to_string(k) + " has unknown mode " + std::to_string(mode));
-    }
-    offset += body_length;
-  }
-  require_stream(offset == length, "chunk has trailing bytes after its planes");
-
-  const uint8_t* planes[8];
-  for (size_t start = 0; start < count; start += block) {
-    const size_t n = std::min(block, count - start);
-    for (int k = 0; k < width; ++k) {
-      uint8_t* buffer = scratch.planes.data() + k * block;
-      switch (modes[k]) {
-        case PlaneMode::kRaw: planes[k] = bodies[k] + start; break;  // merge straight from the stored bytes
-        case PlaneMode::kConstant: planes[k] = buffer; break;
-        default:
-          decoders[decoder_of[k]].decode(buffer, n);
-          planes[k] = buffer;
-      }
-    }
-    merge_planes(planes, n, width, rotate, elements + start * width);
-  }
-  for (const RansDecoder& d : decoders) d.finish();
+  const ChunkToDecode one{chunk, length, count, width, rotate, elements};
+  decode_chunks(&one, 1, scratch);
 }
 
 std::vector<ByteHistogram> plane_histograms(const uint8_t* elements, size_t count, int width, int rotate,

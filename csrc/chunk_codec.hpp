@@ -34,6 +34,19 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
 void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
                   ChunkScratch& scratch, uint8_t* elements);
 
+struct ChunkToDecode {
+  const uint8_t* bytes;
+  size_t length;
+  size_t count;  // elements
+  int width;
+  int rotate;
+  uint8_t* elements;  // out: count x width bytes
+};
+
+// Decodes one or two chunks together: their rANS streams are decoded in pairs
+// (see decode_pair in rans.hpp), which is faster than one after the other.
+void decode_chunks(const ChunkToDecode* chunks, int chunk_count, ChunkScratch& scratch);
+
 // Per-plane histograms of elements under a layout: width x 256 counts.
 std::vector<ByteHistogram> plane_histograms(const uint8_t* elements, size_t count, int width, int rotate,
                                             ChunkScratch& scratch);

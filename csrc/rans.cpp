@@ -263,6 +263,98 @@ bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
   return has;
 }
+
+// AVX-512: two vectors of sixteen lanes. vpexpandd places the refill words in
+// the lanes that need them (no permutation table) and vpmovdb packs the symbols.
+#define TZ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+
+TZ_AVX512 inline __m512i decode_vector_avx512(__m512i x, const uint32_t* slots, const uint8_t*& in,
+                                              uint8_t* out) {
+  const __m512i slot_mask = _mm512_set1_epi32(static_cast<int>(kSlotMask));
+  const __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x, slot_mask), slots, 4);
+  const __m512i frequency =
+      _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), slot_mask), _mm512_set1_epi32(1));
+  x = _mm512_add_epi32(_mm512_mullo_epi32(frequency, _mm512_srli_epi32(x, kProbBits)), _mm512_srli_epi32(e, 20));
+  const __mmask16 refill = _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(kStateLow)));
+  const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in)));
+  const __m512i placed = _mm512_maskz_expand_epi32(refill, words);
+  x = _mm512_mask_or_epi32(x, refill, _mm512_slli_epi32(x, 16), placed);
+  in += 2 * _mm_popcnt_u32(static_cast<unsigned>(refill));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(e));
+  return x;
+}
+
+TZ_AVX512 size_t decode_rounds_avx512(uint32_t* state, const uint32_t* slots, const uint8_t*& in,
+                                      const uint8_t* end, uint8_t* out, size_t rounds) {
+  __m512i x0 = _mm512_loadu_si512(state);
+  __m512i x1 = _mm512_loadu_si512(state + 16);
+  size_t r = 0;
+  // The second vector reads 32 bytes at most 32 bytes past the round's start.
+  for (; r < rounds && end - in >= 2 * kRansLanes; ++r) {
+    x0 = decode_vector_avx512(x0, slots, in, out);
+    x1 = decode_vector_avx512(x1, slots, in, out + 16);
+    out += kRansLanes;
+  }
+  _mm512_storeu_si512(state, x0);
+  _mm512_storeu_si512(state + 16, x1);
+  return r;
+}
+
+TZ_AVX512 size_t decode_pair_rounds_avx512(uint32_t* state_a, const uint32_t* slots_a, const uint8_t*& in_a,
+                                           const uint8_t* end_a, uint8_t* out_a, uint32_t* state_b,
+                                           const uint32_t* slots_b, const uint8_t*& in_b, const uint8_t* end_b,
+                                           uint8_t* out_b, size_t rounds) {
+  __m512i a0 = _mm512_loadu_si512(state_a);
+  __m512i a1 = _mm512_loadu_si512(state_a + 16);
+  __m512i b0 = _mm512_loadu_si512(state_b);
+  __m512i b1 = _mm512_loadu_si512(state_b + 16);
+  size_t r = 0;
+  for (; r < rounds && end_a - in_a >= 2 * kRansLanes && end_b - in_b >= 2 * kRansLanes; ++r) {
+    a0 = decode_vector_avx512(a0, slots_a, in_a, out_a);
+    b0 = decode_vector_avx512(b0, slots_b, in_b, out_b);
+    a1 = decode_vector_avx512(a1, slots_a, in_a, out_a + 16);
+    b1 = decode_vector_avx512(b1, slots_b, in_b, out_b + 16);
+    out_a += kRansLanes;
+    out_b += kRansLanes;
+  }
+  _mm512_storeu_si512(state_a, a0);
+  _mm512_storeu_si512(state_a + 16, a1);
+  _mm512_storeu_si512(state_b, b0);
+  _mm512_storeu_si512(state_b + 16, b1);
+  return r;
+}
+
+__attribute__((target("avx2,popcnt"))) size_t decode_pair_rounds_avx2(
+    uint32_t* state_a, const uint32_t* slots_a, const uint8_t*& in_a, const uint8_t* end_a, uint8_t* out_a,
+    uint32_t* state_b, const uint32_t* slots_b, const uint8_t*& in_b, const uint8_t* end_b, uint8_t* out_b,
+    size_t rounds) {
+  __m256i a[4];
+  __m256i b[4];
+  for (int v = 0; v < 4; ++v) {
+    a[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state_a + 8 * v));
+    b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state_b + 8 * v));
+  }
+  size_t r = 0;
+  for (; r < rounds && end_a - in_a >= 2 * kRansLanes && end_b - in_b >= 2 * kRansLanes; ++r) {
+    for (int v = 0; v < 4; ++v) {
+      a[v] = decode_vector_avx2(a[v], slots_a, in_a, out_a + 8 * v);
+      b[v] = decode_vector_avx2(b[v], slots_b, in_b, out_b + 8 * v);
+    }
+    out_a += kRansLanes;
+    out_b += kRansLanes;
+  }
+  for (int v = 0; v < 4; ++v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(state_a + 8 * v), a[v]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(state_b + 8 * v), b[v]);
+  }
+  return r;
+}
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
+  return has;
+}
 #endif
 
 }  // namespace
@@ -340,7 +432,11 @@ void RansDecoder::decode(uint8_t* symbols, size_t count) {
   const size_t rounds = count / kRansLanes;
   size_t done = 0;
 #ifdef TZ_HAVE_X86
-  if (cpu_has_avx2()) done = decode_rounds_avx2(state_, slots_, in_, end_, symbols, rounds);
+  if (cpu_has_avx512()) {
+    done = decode_rounds_avx512(state_, slots_, in_, end_, symbols, rounds);
+  } else if (cpu_has_avx2()) {
+    done = decode_rounds_avx2(state_, slots_, in_, end_, symbols, rounds);
+  }
 #endif
   done += decode_rounds_scalar(state_, slots_, in_, end_, symbols + done * kRansLanes, rounds - done);
   // Near the end of the payload: bounds-checked, one symbol at a time.
@@ -358,6 +454,24 @@ void RansDecoder::decode(uint8_t* symbols, size_t count) {
     symbols[i] = static_cast<uint8_t>(e);
   }
   misaligned_ = count % kRansLanes != 0;
+}
+
+void decode_pair(RansDecoder& a, uint8_t* out_a, RansDecoder& b, uint8_t* out_b, size_t count) {
+  require_stream(!a.misaligned_ && !b.misaligned_, "rANS stream decoded past a partial round");
+  const size_t rounds = count / kRansLanes;
+  size_t done = 0;
+#ifdef TZ_HAVE_X86
+  if (cpu_has_avx512()) {
+    done = decode_pair_rounds_avx512(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
+                                     out_b, rounds);
+  } else if (cpu_has_avx2()) {
+    done = decode_pair_rounds_avx2(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
+                                   out_b, rounds);
+  }
+#endif
+  // The rest (and everything without SIMD) one stream at a time.
+  a.decode(out_a + done * kRansLanes, count - done * kRansLanes);
+  b.decode(out_b + done * kRansLanes, count - done * kRansLanes);
 }
 
 void RansDecoder::finish() const {

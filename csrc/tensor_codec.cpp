@@ -95,23 +95,46 @@ void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify
       }
     }
   }
+  // Chunks go to the workers two at a time: their rANS streams decode faster
+  // interleaved. A pair that fails is decoded again chunk by chunk, so the error
+  // names the chunk at fault.
   const std::vector<ChunkTask> tasks = flatten<DecodeJob>(jobs, decode_elements);
-  std::vector<ChunkScratch> scratch(worker_count(tasks.size(), threads));
-  parallel_for(tasks.size(), threads, [&](size_t i, size_t worker) {
-    const DecodeJob& job = jobs[tasks[i].job];
-    const StoredChunk& stored = job.chunks[tasks[i].chunk];
-    const size_t total = decode_elements(job);
-    const size_t first = tasks[i].chunk * job.layout.chunk_elements;
-    const size_t count = std::min(job.layout.chunk_elements, total - first);
+  const size_t pairs = (tasks.size() + 1) / 2;
+  std::vector<ChunkScratch> scratch(worker_count(pairs, threads));
+  auto prepare = [&](const ChunkTask& task) {
+    const DecodeJob& job = jobs[task.job];
+    const StoredChunk& stored = job.chunks[task.chunk];
+    const size_t first = task.chunk * job.layout.chunk_elements;
+    const size_t count = std::min(job.layout.chunk_elements, decode_elements(job) - first);
     const uint8_t* bytes = job.source + stored.offset;
+    if (verify_checksums && crc32c(bytes, stored.length) != stored.crc32c) {
+      throw ChunkError("checksum mismatch (CRC-32C)", task.job, task.chunk);
+    }
+    return ChunkToDecode{bytes, stored.length, count, job.layout.width, job.layout.rotate,
+                         job.out + first * job.layout.width};
+  };
+  auto decode_alone = [&](const ChunkTask& task, const ChunkToDecode& chunk, ChunkScratch& space) {
     try {
-      if (verify_checksums && crc32c(bytes, stored.length) != stored.crc32c) {
-        throw CorruptStreamError("checksum mismatch (CRC-32C)");
-      }
-      decode_chunk(bytes, stored.length, count, job.layout.width, job.layout.rotate, scratch[worker],
-                   job.out + first * job.layout.width);
+      decode_chunks(&chunk, 1, space);
     } catch (const CorruptStreamError& e) {
-      throw ChunkError(e.what(), tasks[i].job, tasks[i].chunk);
+      throw ChunkError(e.what(), task.job, task.chunk);
+    }
+  };
+  parallel_for(pairs, threads, [&](size_t p, size_t worker) {
+    const size_t first = 2 * p;
+    const int count = first + 1 < tasks.size() ? 2 : 1;
+    ChunkToDecode chunks[2];
+    for (int c = 0; c < count; ++c) chunks[c] = prepare(tasks[first + c]);
+    if (count == 1) {
+      decode_alone(tasks[first], chunks[0], scratch[worker]);
+      return;
+    }
+    try {
+      decode_chunks(chunks, 2, scratch[worker]);
+    } catch (const CorruptStreamError& e) {
+      for (int c = 0; c < 2; ++c) decode_alone(tasks[first + c], chunks[c], scratch[worker]);
+      // Each decodes alone, so the pair's failure is not in the data: report it as is.
+      throw ChunkError(e.what(), tasks[first].job, tasks[first].chunk);
     }
   });
 }
