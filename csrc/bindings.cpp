@@ -68,8 +68,8 @@ std::vector<EncodeJob> encode_jobs(const py::list& jobs, std::vector<std::unique
   return native_jobs;
 }
 
-// Per tensor: ([chunk], [crc32c], plane histograms as a width x 256 uint64 array),
-// each chunk made by make_chunk(EncodedChunk&).
+// Per tensor: ([chunk], [crc32c], plane histograms as a width x 256 uint64 array,
+// order-0 bound in bytes), each chunk made by make_chunk(EncodedChunk&).
 template <typename MakeChunk>
 py::list encoded_result(const std::vector<EncodeJob>& jobs, EncodeArena& arena, MakeChunk make_chunk) {
   py::list result;
@@ -91,7 +91,13 @@ py::list encoded_result(const std::vector<EncodeJob>& jobs, EncodeArena& arena, 
       crcs.append(chunk.crc32c);
       chunks.append(make_chunk(chunk));
     }
-    result.append(py::make_tuple(chunks, crcs, histograms));
+    double bound_bits = 0.0;
+    for (int k = 0; k < width; ++k) {
+      ByteHistogram plane{};
+      for (int s = 0; s < 256; ++s) plane[s] = h(k, s);
+      bound_bits += entropy_bits(plane);
+    }
+    result.append(py::make_tuple(chunks, crcs, histograms, bound_bits / 8.0));
   }
   return result;
 }

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tensorzip import _native
+from tensorzip.codecs import order0_bound_bytes
 
 from .conftest import chunk_modes, flip
 
@@ -15,15 +16,10 @@ UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def normalize(item):
-    """(payload, chunk lengths, crc32cs, histograms) from one encode_tensors result.
-
-    Accepts both result forms of the native API: (payload, lengths, crcs, histograms)
-    and ([chunk buffers], crcs, histograms).
-    """
-    if len(item) == 4:
-        payload, lengths, crcs, histograms = item
-        return bytes(payload), list(lengths), list(crcs), histograms
-    chunks, crcs, histograms = item
+    """(payload, chunk lengths, crc32cs, histograms) from one encode_tensors result
+    ([chunk buffers], crcs, histograms, order-0 bound), checking the bound on the way."""
+    chunks, crcs, histograms, bound = item
+    assert bound == pytest.approx(order0_bound_bytes(histograms), rel=1e-12, abs=1e-9)
     chunks = [bytes(memoryview(c).cast("B")) for c in chunks]
     return b"".join(chunks), [len(c) for c in chunks], list(crcs), histograms
 

@@ -15,7 +15,8 @@ class ChunkError(ValueError):
     """args = (message, job index, chunk index)."""
 
 EncodeJob = tuple[Buffer, int, int, int]  # (data, width, rotate, chunk_elements)
-EncodedTensor = tuple[list[npt.NDArray[np.uint8]], list[int], npt.NDArray[np.uint64]]
+# ([chunk arrays], [crc32c], plane histograms (width x 256), order-0 bound in bytes)
+EncodedTensor = tuple[list[npt.NDArray[np.uint8]], list[int], npt.NDArray[np.uint64], float]
 DecodeJob = tuple[Buffer, Sequence[tuple[int, int, int]], Buffer, int, int, int]
 
 def encode_tensors(jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]: ...
@@ -25,4 +26,6 @@ def crc32c(data: Buffer, previous: int = 0) -> int: ...
 
 class StreamingEncoder:
     def __init__(self, threads: int) -> None: ...
-    def encode(self, jobs: Sequence[EncodeJob]) -> list[tuple[list[memoryview], list[int], npt.NDArray[np.uint64]]]: ...
+    def encode(
+        self, jobs: Sequence[EncodeJob]
+    ) -> list[tuple[list[memoryview], list[int], npt.NDArray[np.uint64], float]]: ...

@@ -25,13 +25,10 @@ class EncodedTensor:
 
     chunks: list[Any]  # bytes-like (uint8 arrays or memoryviews), one per chunk
     chunk_crc32c: list[int]
-    # Per byte plane, the byte counts of the coded stream: the order-0 bound comes
-    # from these without a second pass over the data.
+    # Per byte plane, the byte counts of the coded stream, and the order-0 bound
+    # they give (sum over planes of length x entropy), without a second pass.
     plane_histograms: np.ndarray
-
-    @property
-    def order0_bound_bytes(self) -> float:
-        return order0_bound_bytes(self.plane_histograms)
+    order0_bound_bytes: float
 
     @property
     def stored_bytes(self) -> int:

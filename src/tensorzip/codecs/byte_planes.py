@@ -66,7 +66,7 @@ class BytePlanesCodec(Codec):
     @classmethod
     def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
         encoded = _native.encode_tensors(cls._native_jobs(jobs), threads)
-        return [EncodedTensor(list(chunks), list(crcs), hist) for chunks, crcs, hist in encoded]
+        return [EncodedTensor(list(chunks), list(crcs), hist, bound) for chunks, crcs, hist, bound in encoded]
 
     @classmethod
     def batch_encoder(cls, threads: int) -> Callable[[Sequence[EncodeJob]], list[EncodedTensor]]:
@@ -74,7 +74,7 @@ class BytePlanesCodec(Codec):
 
         def encode(jobs: Sequence[EncodeJob]) -> list[EncodedTensor]:
             encoded = encoder.encode(cls._native_jobs(jobs))
-            return [EncodedTensor(list(chunks), list(crcs), hist) for chunks, crcs, hist in encoded]
+            return [EncodedTensor(list(chunks), list(crcs), hist, bound) for chunks, crcs, hist, bound in encoded]
 
         return encode
 
