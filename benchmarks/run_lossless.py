@@ -117,10 +117,10 @@ def engine_speeds(tz, path: Path, threads: int, reps: int) -> dict:
         t0 = time.perf_counter()
         encoded = encoder.encode(jobs)
         best_c = min(best_c, time.perf_counter() - t0)
-    stored = [b"".join(bytes(c) for c in chunks) for chunks, _, _ in encoded]
+    stored = [b"".join(bytes(c) for c in chunks) for chunks, *_ in encoded]
     outs = [np.empty_like(a) for a in arrays]
     decode_jobs = []
-    for blob, (chunks, crcs, _), out, layout in zip(stored, encoded, outs, layouts, strict=True):
+    for blob, (chunks, crcs, *_), out, layout in zip(stored, encoded, outs, layouts, strict=True):
         offsets = np.cumsum([0] + [len(c) for c in chunks])
         table = [(int(offsets[i]), len(c), crc) for i, (c, crc) in enumerate(zip(chunks, crcs, strict=True))]
         decode_jobs.append((blob, table, out.reshape(-1).view(np.uint8), *layout))
