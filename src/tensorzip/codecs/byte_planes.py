@@ -17,7 +17,7 @@ from ..dtypes import DTypeSpec
 from ..errors import TensorzipError
 from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob
 
-DEFAULT_CHUNK_BYTES = 1 << 19
+DEFAULT_CHUNK_BYTES = 1 << 19  # bytes of input per chunk
 
 
 class BytePlanesCodec(Codec):
@@ -26,7 +26,8 @@ class BytePlanesCodec(Codec):
 
     ``chunk_elements`` fixes the random-access granularity: each chunk decodes on
     its own, so a reader can fetch any part of a tensor and threads can share the
-    work. ``for_dtype`` picks about 1 MiB of input per chunk.
+    work. ``for_dtype`` picks 512 KiB of input per chunk (measured best on MiniLM:
+    per-chunk tables adapt to local statistics; smaller chunks pay more overhead).
     """
 
     codec_id: ClassVar[str] = "tensorzip.byte_planes"

@@ -1,7 +1,7 @@
 """Reading .tzip files: validate the preamble and header first, then decode any
 tensor without touching the others.
 
-Reads use ``os.pread`` (no shared file position), so one reader can serve many
+Reads use ``os.preadv`` (no shared file position), so one reader can serve many
 threads at once.
 """
 
