@@ -1,6 +1,7 @@
 #include "rans.hpp"
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -259,8 +260,22 @@ __attribute__((target("avx2,popcnt"))) bool encode_rounds_avx2(uint32_t* state, 
   return ok;
 }
 
+// TENSORZIP_SIMD=scalar|avx2 caps the instruction set used (read once per
+// process): the tests run every path on one machine, and users can rule a path
+// out. All paths produce identical bytes.
+int simd_cap() {
+  static const int cap = [] {
+    const char* value = std::getenv("TENSORZIP_SIMD");
+    if (value == nullptr) return 2;
+    if (std::strcmp(value, "scalar") == 0) return 0;
+    if (std::strcmp(value, "avx2") == 0) return 1;
+    return 2;
+  }();
+  return cap;
+}
+
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  static const bool has = simd_cap() >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
   return has;
 }
 
@@ -351,7 +366,7 @@ __attribute__((target("avx2,popcnt"))) size_t decode_pair_rounds_avx2(
 }
 
 bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  static const bool has = simd_cap() >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
   return has;
 }
