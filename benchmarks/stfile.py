@@ -19,12 +19,13 @@ FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 
 
 class Tensor(NamedTuple):
-    """One tensor's dtype and absolute byte range inside the file."""
+    """One tensor's dtype, absolute byte range inside the file, and shape."""
 
     name: str
     dtype: str
     start: int
     end: int
+    shape: tuple[int, ...] = ()
 
     @property
     def width(self) -> int:
@@ -39,7 +40,8 @@ def parse(data: bytes) -> tuple[int, list[Tensor]]:
     header = json.loads(bytes(data[8:base]))
     header.pop("__metadata__", None)
     tensors = sorted(
-        (Tensor(name, info["dtype"], base + info["data_offsets"][0], base + info["data_offsets"][1])
+        (Tensor(name, info["dtype"], base + info["data_offsets"][0], base + info["data_offsets"][1],
+                tuple(info["shape"]))
          for name, info in header.items()),
         key=lambda t: t.start,
     )
