@@ -2,6 +2,8 @@
 
 from .base import ChunkDecodeError, ChunkRef, Codec, DecodeJob, EncodedTensor, EncodeJob, order0_bound_bytes
 from .byte_planes import BytePlanesCodec
+from .narrowed_float import NarrowedFloatCodec
+from .policy import choose_codec
 from .registry import BUILTIN_CODECS, codec_class, codec_from_config
 
 __all__ = [
@@ -12,8 +14,10 @@ __all__ = [
     "Codec",
     "DecodeJob",
     "EncodeJob",
+    "NarrowedFloatCodec",
     "EncodedTensor",
     "codec_class",
+    "choose_codec",
     "codec_from_config",
     "order0_bound_bytes",
 ]

@@ -12,8 +12,9 @@ from typing import Any
 from ..errors import HeaderError, TensorzipError, UnknownCodecError
 from .base import Codec
 from .byte_planes import BytePlanesCodec
+from .narrowed_float import NarrowedFloatCodec
 
-BUILTIN_CODECS: dict[str, type[Codec]] = {BytePlanesCodec.codec_id: BytePlanesCodec}
+BUILTIN_CODECS: dict[str, type[Codec]] = {cls.codec_id: cls for cls in (BytePlanesCodec, NarrowedFloatCodec)}
 
 ENTRY_POINT_GROUP = "tensorzip.codecs"
 

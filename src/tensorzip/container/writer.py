@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _native, dtypes
 from ..atomic_file import atomic_output
-from ..codecs import BytePlanesCodec, ChunkRef, Codec, EncodeJob
+from ..codecs import ChunkRef, Codec, EncodeJob, choose_codec
 from ..errors import TensorzipError
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
@@ -97,7 +97,7 @@ class TzipWriter:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
         spec = dtypes.by_numpy(array.dtype)
         self._names.add(name)
-        job = EncodeJob(codec or BytePlanesCodec.for_dtype(spec), array, spec)
+        job = EncodeJob(codec or choose_codec(array, spec), array, spec)
         self._pending.append((name, job))
         self._pending_bytes += array.nbytes
         if self._pending_bytes >= self._batch_bytes:
