@@ -24,7 +24,7 @@ import numpy as np
 
 import tensorzip as tz
 from tensorzip import dtypes
-from tensorzip.codecs import BytePlanesCodec
+from tensorzip.codecs import BytePlanesCodec, SparseCodec
 from tensorzip.container import TzipWriter
 
 HERE = Path(__file__).resolve().parent
@@ -105,6 +105,15 @@ def _cases() -> dict[str, dict[str, Any]]:
             "tensors": [
                 ("f32_holding_f16", small_normal((40, 30), np.float16).astype(np.float32), None),
                 ("f64_holding_f32", small_normal((500,), np.float32).astype(np.float64), None),
+            ],
+        },
+        "sparse.tzip": {  # mostly zeros: zero mask + nonzero values (sparse), several chunks
+            "metadata": None,
+            "tensors": [
+                ("pruned.f32", np.where(rng.random(3000) < 0.1, small_normal((3000,), np.float32), 0)
+                 .astype(np.float32), SparseCodec(1, 1024)),
+                ("pruned.i64", np.where(rng.random(700) < 0.2, rng.integers(-9, 9, 700), 0).astype(np.int64),
+                 SparseCodec(0, 300)),
             ],
         },
     }

@@ -5,6 +5,7 @@ from .byte_planes import BytePlanesCodec
 from .narrowed_float import NarrowedFloatCodec
 from .policy import choose_codec
 from .registry import BUILTIN_CODECS, codec_class, codec_from_config
+from .sparse import SparseCodec
 
 __all__ = [
     "BUILTIN_CODECS",
@@ -15,6 +16,7 @@ __all__ = [
     "DecodeJob",
     "EncodeJob",
     "NarrowedFloatCodec",
+    "SparseCodec",
     "EncodedTensor",
     "codec_class",
     "choose_codec",

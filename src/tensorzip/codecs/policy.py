@@ -1,9 +1,14 @@
 """Which codec a tensor gets when the caller does not say.
 
-Kept to cheap, exact tests: a wide float tensor that holds only narrower values
-is stored narrow (``narrowed_float``); everything else gets the byte-plane codec
-with its dtype's measured layout. The choice is recorded in the tensor's codec
-config, so files stay decodable whatever later policies choose.
+1. A wide float tensor that holds only narrower values is stored narrow
+   (``narrowed_float``): an exact test, sampled first, then on every value.
+2. A tensor of multi-byte elements whose sample is at least 20% zeros is coded
+   both ways on that sample (``sparse`` and ``byte_planes``) and gets the
+   smaller; trying costs two encodes of at most 64K elements.
+3. Everything else gets ``byte_planes`` with its dtype's measured layout.
+
+The choice is recorded in the tensor's codec config, so files stay decodable
+whatever later policies choose.
 """
 
 from __future__ import annotations
@@ -11,13 +16,40 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import DTypeSpec
-from .base import Codec
+from .base import Codec, EncodeJob
 from .byte_planes import BytePlanesCodec
 from .narrowed_float import NarrowedFloatCodec, hides_narrower
+from .sparse import SparseCodec
+
+SPARSE_MIN_ZERO_FRACTION = 0.2
+SAMPLE_ELEMENTS = 1 << 16
+
+
+def _sample(array: np.ndarray) -> np.ndarray:
+    """Up to SAMPLE_ELEMENTS elements in a few contiguous runs spread over the tensor."""
+    flat = array.reshape(-1)
+    if flat.size <= SAMPLE_ELEMENTS:
+        return flat
+    runs, run = 16, SAMPLE_ELEMENTS // 16
+    starts = np.linspace(0, flat.size - run, runs).astype(np.int64)
+    return np.concatenate([flat[s : s + run] for s in starts])
+
+
+def _stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
+    (encoded,) = type(codec).encode_batch([EncodeJob(codec, sample, spec)], 1)
+    return encoded.stored_bytes
 
 
 def choose_codec(array: np.ndarray, spec: DTypeSpec) -> Codec:
     narrow = hides_narrower(array)
     if narrow is not None:
         return NarrowedFloatCodec.for_narrow_dtype(narrow)
-    return BytePlanesCodec.for_dtype(spec)
+    planes = BytePlanesCodec.for_dtype(spec)
+    if spec.itemsize >= 2 and array.size:
+        sample = np.ascontiguousarray(_sample(array))
+        zeros = np.count_nonzero(sample.view(f"u{spec.itemsize}") == 0)
+        if zeros >= SPARSE_MIN_ZERO_FRACTION * sample.size:
+            sparse = SparseCodec(rotate_bits=planes.rotate_bits, chunk_elements=planes.chunk_elements)
+            if _stored_size(sparse, sample, spec) < _stored_size(planes, sample, spec):
+                return sparse
+    return planes

@@ -13,8 +13,11 @@ from ..errors import HeaderError, TensorzipError, UnknownCodecError
 from .base import Codec
 from .byte_planes import BytePlanesCodec
 from .narrowed_float import NarrowedFloatCodec
+from .sparse import SparseCodec
 
-BUILTIN_CODECS: dict[str, type[Codec]] = {cls.codec_id: cls for cls in (BytePlanesCodec, NarrowedFloatCodec)}
+BUILTIN_CODECS: dict[str, type[Codec]] = {
+    cls.codec_id: cls for cls in (BytePlanesCodec, NarrowedFloatCodec, SparseCodec)
+}
 
 ENTRY_POINT_GROUP = "tensorzip.codecs"
 
