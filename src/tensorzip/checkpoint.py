@@ -125,7 +125,7 @@ def compress_file(
             progress(done, total)
 
     if isinstance(target, MemoryFile):
-        target.reserve(target.tell() + checkpoint.size + (1 << 20))  # the output is rarely larger
+        target.reserve(target.tell() + checkpoint.size // 2)  # grows (without copying) if the output is larger
     writer = TzipWriter(
         target,
         metadata=checkpoint.metadata,

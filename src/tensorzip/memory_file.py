@@ -3,24 +3,35 @@
 Why not ``io.BytesIO``: on machines where a page fault is expensive (virtual
 machines; 1.5 GB/s to fill fresh memory was measured on the benchmark VM), filling
 a new buffer page by page costs as much as decoding into it. ``MemoryFile`` maps
-its memory with ``MAP_POPULATE`` where the OS has it, so all pages arrive in one
-system call, and lets the decoder write straight into it (no copy).
+its memory with ``MAP_POPULATE`` where the OS has it, so the pages arrive in one
+system call; it grows in place (``mremap``, then ``MADV_POPULATE_WRITE`` for the
+new pages) and lets a decoder write straight into it (no copy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 
 from .errors import TensorzipError
 
 _FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_MADV_POPULATE_WRITE = 23  # linux/mman.h (Linux 5.14+); Python's mmap module names it only from 3.13
 
 
 def _allocate(capacity: int) -> mmap.mmap:
     if _FLAGS:
         return mmap.mmap(-1, max(capacity, 1), flags=_FLAGS | _POPULATE)
     return mmap.mmap(-1, max(capacity, 1))
+
+
+def _populate(region: mmap.mmap, start: int, end: int) -> None:
+    """Map pages [start, end) in one call where the kernel can; else they fault in later."""
+    start -= start % mmap.PAGESIZE
+    if end > start:
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # older kernel, other OS
+            region.madvise(_MADV_POPULATE_WRITE, start, end - start)
 
 
 class MemoryFile:
@@ -41,13 +52,18 @@ class MemoryFile:
         self.name = "<memory>"
 
     def reserve(self, capacity: int) -> None:
-        """Make room for ``capacity`` bytes (pages mapped up front)."""
+        """Make room for ``capacity`` bytes (their pages mapped now)."""
         if capacity <= self._capacity:
             return
-        grown = _allocate(max(capacity, self._capacity + self._capacity // 2))
-        grown[: self._size] = self._map[: self._size]
-        self._map = grown  # the old map goes when the last view of it does
-        self._capacity = len(grown)
+        new_capacity = max(capacity, self._capacity + self._capacity // 4)
+        try:
+            self._map.resize(new_capacity)  # mremap: no copy
+            _populate(self._map, self._capacity, new_capacity)
+        except (BufferError, OSError, SystemError):  # a view is held, or the OS cannot resize
+            grown = _allocate(new_capacity)
+            grown[: self._size] = self._map[: self._size]
+            self._map = grown  # the old map goes when the last view of it does
+        self._capacity = new_capacity
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
