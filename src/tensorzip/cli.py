@@ -63,11 +63,12 @@ def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> N
         for entry in source.entries:
             bounds[entry.name] = tensor_bounds(source.array(entry)).context_bytes
         print(f"{'tensor':44} {'dtype':>9} {'original':>12} {'stored':>12} {'order-0':>12} {'gap':>8} "
-              f"{'context':>12}")
+              f"{'context':>12}  codec")
         for t in report.tensors:
             gap = t.stored_bytes / t.order0_bound_bytes - 1 if t.order0_bound_bytes else 0.0
             print(f"{t.name[:44]:44} {t.dtype:>9} {t.original_bytes:12,} {t.stored_bytes:12,} "
-                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {bounds.get(t.name, 0.0):12,.0f}")
+                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {bounds.get(t.name, 0.0):12,.0f}  "
+                  f"{t.codec_id.removeprefix('tensorzip.')}")
         print("order-0: bound of the planes as coded; context: planes given the exponent and the row's median "
               "exponent (tables not counted)")
     print(f"{report.source} -> {report.target}")
@@ -122,7 +123,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  metadata: {json.dumps(doc['metadata'])}")
         for t in tensors:
             ratio = t["original_bytes"] / max(1, t["stored_bytes"])
-            print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x")
+            codec = t["codec"]["id"].removeprefix("tensorzip.")
+            print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
     return doc
 
 

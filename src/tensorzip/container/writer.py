@@ -37,6 +37,7 @@ class TensorStats:
     original_bytes: int
     stored_bytes: int
     order0_bound_bytes: float
+    codec_id: str = ""
 
 
 def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -129,7 +130,7 @@ class TzipWriter:
             self._header.tensors[name] = entry
             stats = TensorStats(
                 name, job.spec.name, entry.shape, job.array.nbytes, result.stored_bytes,
-                result.order0_bound_bytes,
+                result.order0_bound_bytes, job.codec.codec_id,
             )
             self.stats.append(stats)
             if self._on_tensor is not None:
