@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .atomic_file import atomic_output
-from .container import TensorStats, TzipReader, TzipWriter
+from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .errors import CorruptDataError, TensorzipError
 from .integrations.safetensors_file import (
@@ -193,6 +193,17 @@ def decompress_file(
         )
 
 
+def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int) -> int:
+    """Decode a batch of tensors back to back into ``buffer`` (uint8) from ``position``;
+    returns the bytes written. This is how the tensors lie in a safetensors file."""
+    items = []
+    for entry in batch:
+        items.append((entry, buffer[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
+        position += entry.nbytes
+    reader.decode_into(items)
+    return sum(e.nbytes for e in batch)
+
+
 def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
                    progress: ProgressCallback | None) -> int:
     """Stream the restored file: prefix, then the tensors in storage order, decoded a
@@ -206,11 +217,7 @@ def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
         size = sum(e.nbytes for e in batch)
         if scratch.size < size:
             scratch = np.empty(size, dtype=np.uint8)
-        items, position = [], 0
-        for entry in batch:
-            items.append((entry, scratch[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
-            position += entry.nbytes
-        reader.decode_into(items)
+        _decode_batch_into(reader, batch, scratch, 0)
         handle.write(memoryview(scratch[:size]))
         done += size
         if progress is not None:
@@ -238,15 +245,11 @@ def _decode_in_place(reader: TzipReader, header: bytes, target: io.BytesIO | Mem
     try:
         file_bytes = np.frombuffer(view, dtype=np.uint8)
         for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
-            items = []
-            for entry in batch:
-                items.append((entry, file_bytes[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
-                position += entry.nbytes
-            reader.decode_into(items)
-            done += sum(e.nbytes for e in batch)
+            written = _decode_batch_into(reader, batch, file_bytes, position)
+            position += written
+            done += written
             if progress is not None:
                 progress(done, total)
-            del items
         del file_bytes
     finally:
         view.release()
