@@ -272,8 +272,8 @@ def _entry_edits():
         return lambda t: t.__setitem__(key, value)
 
     return [
-        ("extra key", lambda t: t.__setitem__("extra", 1), "exactly the keys"),
-        ("missing chunks", lambda t: t.pop("chunks"), "exactly the keys"),
+        ("extra key", lambda t: t.__setitem__("extra", 1), "must have the keys"),
+        ("missing chunks", lambda t: t.pop("chunks"), "must have the keys"),
         ("name not str", set_key("name", 5), "name must be a string"),
         ("negative dim", set_key("shape", [-1, 4]), "shape"),
         ("float dim", set_key("shape", [8.0, 16]), "shape"),

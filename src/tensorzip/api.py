@@ -7,11 +7,13 @@ one-tensor .tzip image, so every blob carries checksums and a versioned header.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import ReadLimits, TzipReader, TzipWriter
 from .errors import FormatError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
@@ -61,21 +63,30 @@ def save_file(
     path: str | os.PathLike[str],
     metadata: Mapping[str, str] | None = None,
     threads: int | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write a dict of arrays/tensors to a .tzip file, atomically."""
+    """Write a dict of arrays/tensors to a .tzip file, atomically.
+
+    ``base``: a checkpoint (.safetensors or .tzip) to code each tensor against (the
+    one it was fine-tuned from, or the previous checkpoint of a run); reading the
+    file back then needs that base. Identical tensors are stored once.
+    """
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
-    with TzipWriter(path, metadata=metadata, threads=threads) as writer:
-        for name, value in tensors.items():
-            writer.add(name, to_numpy(value))
+    with contextlib.ExitStack() as stack:
+        reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,
+                                                base={"file": reference.name} if reference else None))
+        add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference)
 
 
 def load_file(
-    path: str | os.PathLike[str], threads: int | None = None, framework: Framework = "np"
+    path: str | os.PathLike[str], threads: int | None = None, framework: Framework = "np",
+    base: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Read every tensor of a .tzip file."""
+    """Read every tensor of a .tzip file (``base``: see ``save_file``)."""
     torch_out = _wants_torch(framework, None)
-    with TzipReader(path, threads=threads) as reader:
+    with TzipReader(path, threads=threads, base=base) as reader:
         return {name: to_torch(a) if torch_out else a for name, a in reader.iter_tensors()}
 
 
@@ -91,9 +102,10 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, which it mir
     """
 
     def __init__(self, path: str | os.PathLike[str], framework: Framework = "np",
-                 threads: int | None = None, limits: ReadLimits | None = None):
+                 threads: int | None = None, limits: ReadLimits | None = None,
+                 base: str | os.PathLike[str] | None = None):
         self._torch = _wants_torch(framework, None)
-        self._reader = TzipReader(path, threads=threads, limits=limits)
+        self._reader = TzipReader(path, threads=threads, limits=limits, base=base)
 
     def keys(self) -> list[str]:
         return self._reader.keys()

@@ -7,6 +7,7 @@ for: ratio, throughput, and the distance to the order-0 entropy bound.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -17,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .atomic_file import atomic_output
+from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .errors import CorruptDataError, TensorzipError
@@ -46,6 +48,8 @@ class CompressionReport:
     seconds: float
     threads: int
     tensors: list[TensorStats] = field(default_factory=list)
+    base: str | None = None  # the checkpoint the file is coded against
+    dedup_saved_bytes: int = 0  # input bytes not stored again (tensors identical to an earlier one)
 
     @property
     def ratio(self) -> float:
@@ -111,10 +115,25 @@ def compress_file(
     threads: int | None = None,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> CompressionReport:
-    """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte."""
+    """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
+
+    With ``base`` (a .safetensors or .tzip checkpoint: the model this one was
+    fine-tuned from, or the previous checkpoint of a training run), each tensor is
+    coded against the base tensor of the same name when that is smaller. Tensors
+    identical to an earlier tensor of the file are stored once.
+    """
     started = time.perf_counter()
     checkpoint = SafetensorsFile(source)
+    with contextlib.ExitStack() as stack:
+        reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started)
+
+
+def _compress(checkpoint: SafetensorsFile, source: str | os.PathLike[str], target: PathOrStream,
+              base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
+              progress: ProgressCallback | None, started: float) -> CompressionReport:
     total = sum(e.end - e.begin for e in checkpoint.entries)
     done = 0
 
@@ -133,10 +152,10 @@ def compress_file(
         threads=threads,
         overwrite=overwrite,
         on_tensor=advance,
+        base={"file": base.name} if base is not None else None,
     )
     with writer:
-        for entry in checkpoint.entries:
-            writer.add(entry.name, checkpoint.array(entry))
+        dedup = add_tensors(writer, ((e.name, checkpoint.array(e)) for e in checkpoint.entries), base)
     size = writer.close()
     return CompressionReport(
         source=str(source),
@@ -147,6 +166,8 @@ def compress_file(
         seconds=time.perf_counter() - started,
         threads=_resolve_threads(threads),
         tensors=writer.stats,
+        base=None if base is None else str(base.path),
+        dedup_saved_bytes=dedup.saved_bytes,
     )
 
 
@@ -175,10 +196,15 @@ def decompress_file(
     threads: int | None = None,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> DecompressionReport:
-    """Restore the .safetensors file a .tzip was made from (bit-identical)."""
+    """Restore the .safetensors file a .tzip was made from (bit-identical).
+
+    A file coded against a base needs it: ``base``, or the file its header names,
+    found beside ``source`` (and so on down a chain of .tzip bases).
+    """
     started = time.perf_counter()
-    with TzipReader(source, threads=threads) as reader:
+    with TzipReader(source, threads=threads, base=base) as reader:
         header = _safetensors_prefix(reader)
         if isinstance(target, (str, os.PathLike)):
             with atomic_output(target, overwrite=overwrite) as handle:
@@ -263,12 +289,13 @@ def verify_file(
     against: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Decode every tensor (checking every checksum); with ``against``, compare with
     the original .safetensors bit for bit, header included."""
     started = time.perf_counter()
     original = SafetensorsFile(against) if against is not None else None
-    with TzipReader(source, threads=threads) as reader:
+    with TzipReader(source, threads=threads, base=base) as reader:
         if original is not None:
             stored = _safetensors_prefix(reader)
             if stored.decode("utf-8", errors="replace") != original.header_text:

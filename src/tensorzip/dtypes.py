@@ -28,6 +28,11 @@ class DTypeSpec:
     rotate_bits: int  # default layout: rotate each element left by this many bits before splitting
 
     @property
+    def is_float(self) -> bool:
+        """Sign-magnitude floating point (FP8 included), as opposed to integers and bool."""
+        return self.name.startswith("float")
+
+    @property
     def itemsize(self) -> int:
         return self.numpy_dtype.itemsize
 

@@ -53,3 +53,11 @@ class TensorNotFoundError(TensorzipError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class BaseRequiredError(TensorzipError):
+    """The file is coded against a base checkpoint that was not given or cannot be found."""
+
+
+class BaseMismatchError(TensorzipError, ValueError):
+    """The base given is not the one the file was coded against (a tensor's content hash differs)."""

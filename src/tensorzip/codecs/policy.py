@@ -25,7 +25,7 @@ SPARSE_MIN_ZERO_FRACTION = 0.2
 SAMPLE_ELEMENTS = 1 << 16
 
 
-def _sample(array: np.ndarray) -> np.ndarray:
+def sample_of(array: np.ndarray) -> np.ndarray:
     """Up to SAMPLE_ELEMENTS elements in a few contiguous runs spread over the tensor."""
     flat = array.reshape(-1)
     if flat.size <= SAMPLE_ELEMENTS:
@@ -46,7 +46,7 @@ def choose_codec(array: np.ndarray, spec: DTypeSpec) -> Codec:
         return NarrowedFloatCodec.for_narrow_dtype(narrow)
     planes = BytePlanesCodec.for_dtype(spec)
     if spec.itemsize >= 2 and array.size and _zero_fraction(array, spec) >= SPARSE_MIN_ZERO_FRACTION:
-        sample = np.ascontiguousarray(_sample(array))
+        sample = np.ascontiguousarray(sample_of(array))
         sparse = SparseCodec(rotate_bits=planes.rotate_bits, chunk_elements=planes.chunk_elements)
         if _stored_size(sparse, sample, spec) < _stored_size(planes, sample, spec):
             return sparse

@@ -13,7 +13,7 @@ from ..errors import FormatError, HeaderError
 
 MAGIC = b"\x89TZIP\r\n\x1a"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1  # 1.1 added bases (delta coding) and same_as; files without them are 1.0
 
 # magic, major, minor, flags, header_offset, header_length, header_crc32c, preamble_crc32c
 _PREAMBLE = struct.Struct("<8sHHIQQII")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import dtypes
 from ..codecs import ChunkRef
+from ..delta import Delta
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES
@@ -40,6 +41,10 @@ class TensorEntry:
     shape: tuple[int, ...]
     codec_config: dict[str, Any]
     chunks: tuple[ChunkRef, ...]  # offsets are absolute file offsets
+    delta: Delta | None = None  # stored against this base tensor
+    # Stored once under another name: the entry carries that tensor's codec, chunks
+    # and delta, so decoding it needs nothing special.
+    same_as: str | None = None
 
     @property
     def numel(self) -> int:
@@ -59,13 +64,15 @@ class TensorEntry:
         return self.chunks[0].offset if self.chunks else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dtype": self.spec.name,
-            "shape": list(self.shape),
-            "codec": self.codec_config,
-            "chunks": [[c.offset, c.length, c.crc32c] for c in self.chunks],
-        }
+        doc: dict[str, Any] = {"name": self.name, "dtype": self.spec.name, "shape": list(self.shape)}
+        if self.same_as is not None:
+            doc["same_as"] = self.same_as
+            return doc
+        doc["codec"] = self.codec_config
+        doc["chunks"] = [[c.offset, c.length, c.crc32c] for c in self.chunks]
+        if self.delta is not None:
+            doc["delta"] = self.delta.to_json()
+        return doc
 
 
 @dataclass
@@ -75,6 +82,13 @@ class Header:
     # Where the tensors came from, to restore that file byte for byte:
     # {"format": "safetensors", "header": "<its JSON header, verbatim>"}.
     source: dict[str, Any] | None = None
+    # The checkpoint that tensors with a "delta" are coded against: {"file": "<its file name>"}.
+    base: dict[str, Any] | None = None
+
+    @property
+    def uses_format_1_1(self) -> bool:
+        """Whether the file needs a 1.1 reader (a base, or tensors stored once under two names)."""
+        return self.base is not None or any(t.same_as is not None for t in self.tensors.values())
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {"tensors": [t.to_json() for t in self.tensors.values()]}
@@ -82,6 +96,8 @@ class Header:
             doc["metadata"] = self.metadata
         if self.source is not None:
             doc["source"] = self.source
+        if self.base is not None:
+            doc["base"] = self.base
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -93,7 +109,7 @@ class Header:
             raise HeaderError(f"{where}: header is not valid UTF-8 JSON ({error})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list):
             raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
-        unknown = set(doc) - {"tensors", "metadata", "source"}
+        unknown = set(doc) - {"tensors", "metadata", "source", "base"}
         if unknown:
             raise HeaderError(f"{where}: header has unknown keys {sorted(unknown)}")
         metadata = doc.get("metadata")
@@ -105,13 +121,21 @@ class Header:
         source = doc.get("source")
         if source is not None and not isinstance(source, dict):
             raise HeaderError(f"{where}: 'source' must be an object")
+        base = doc.get("base")
+        if base is not None and not (isinstance(base, dict) and isinstance(base.get("file"), str)):
+            raise HeaderError(f"{where}: 'base' must be an object with a 'file' string")
 
-        header = cls(metadata=metadata, source=source)
+        header = cls(metadata=metadata, source=source, base=base)
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
             entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
             if entry.name in header.tensors:
                 raise HeaderError(f"{where}: tensor {entry.name!r} appears twice")
+            if entry.same_as is not None:
+                header.tensors[entry.name] = _shared_entry(entry, header.tensors, f"{where}: tensor #{index}")
+                continue
+            if entry.delta is not None and base is None:
+                raise HeaderError(f"{where}: tensor {entry.name!r} is coded against a base the header does not name")
             for number, chunk in enumerate(entry.chunks):
                 if chunk.offset != expected_offset:
                     raise HeaderError(
@@ -142,10 +166,28 @@ def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _shared_entry(entry: TensorEntry, earlier: dict[str, TensorEntry], where: str) -> TensorEntry:
+    """A ``same_as`` entry, given the codec, chunks and delta of the earlier tensor it names."""
+    target = earlier.get(entry.same_as or "")
+    _require(target is not None and target.same_as is None, where,
+             f"same_as names {entry.same_as!r}, which is not an earlier stored tensor")
+    assert target is not None
+    _require(target.spec == entry.spec and target.shape == entry.shape, where,
+             f"same_as names {entry.same_as!r}, whose dtype or shape differs")
+    return TensorEntry(entry.name, entry.spec, entry.shape, target.codec_config, target.chunks, target.delta,
+                       entry.same_as)
+
+
+_STORED_KEYS = {"name", "dtype", "shape", "codec", "chunks"}
+_SHARED_KEYS = {"name", "dtype", "shape", "same_as"}
+
+
 def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
     _require(isinstance(item, dict), where, "must be an object")
-    _require(set(item) == {"name", "dtype", "shape", "codec", "chunks"}, where,
-             f"must have exactly the keys name, dtype, shape, codec, chunks (has {sorted(item)})")
+    keys = set(item)
+    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _SHARED_KEYS), where,
+             "must have the keys name, dtype, shape, codec, chunks (and optionally delta), "
+             f"or name, dtype, shape, same_as (has {sorted(item)})")
     name = item["name"]
     _require(isinstance(name, str), where, "name must be a string")
     where = f"{where} ({name!r})"
@@ -165,6 +207,9 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
             f"{where}: declares {nbytes} bytes, over the limit of {limits.max_tensor_bytes} bytes "
             "(raise ReadLimits.max_tensor_bytes to read it)"
         )
+    if "same_as" in item:
+        _require(isinstance(item["same_as"], str), where, "same_as must be a string")
+        return TensorEntry(name, spec, tuple(shape), {}, (), None, item["same_as"])
     _require(isinstance(item["codec"], dict), where, "codec must be an object")
     chunks = item["chunks"]
     _require(isinstance(chunks, list), where, "chunks must be a list")
@@ -174,4 +219,5 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
                  "each chunk must be [offset, length, crc32c] of non-negative integers")
         _require(chunk[2] < 1 << 32, where, "chunk crc32c must fit 32 bits")
         refs.append(ChunkRef(offset=chunk[0], length=chunk[1], crc32c=chunk[2]))
-    return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs))
+    delta = Delta.from_json(item["delta"], where) if "delta" in item else None
+    return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs), delta)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _native
 from ..codecs import ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
+from ..delta import restore
 from ..errors import (
+    BaseMismatchError,
+    BaseRequiredError,
     FormatError,
     HeaderError,
     InputFileError,
@@ -28,6 +31,9 @@ from ..errors import (
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 
+if TYPE_CHECKING:  # the base module reads .tzip bases with this reader
+    from ..base_checkpoint import BaseCheckpoint
+
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -36,11 +42,27 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 class TzipReader:
     """An open .tzip file (a path) or image (a bytes-like)."""
 
-    def __init__(self, source: Source, *, limits: ReadLimits | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        source: Source,
+        *,
+        limits: ReadLimits | None = None,
+        threads: int | None = None,
+        base: str | os.PathLike[str] | BaseCheckpoint | None = None,
+        base_depth: int = 0,
+    ):
+        """``base``: the checkpoint the file was coded against, if it was (a path or an
+        open ``BaseCheckpoint``). Without it, the base the header names is looked for
+        beside the file, when a tensor needs it."""
         self.limits = limits or ReadLimits()
         self.threads = threads or 0
         self._fd: int | None = None
         self._buffer: memoryview | None = None
+        self._path: str | os.PathLike[str] | None = source if isinstance(source, (str, os.PathLike)) else None
+        self._base_given = base
+        self._base: BaseCheckpoint | None = None if base is None or isinstance(base, (str, os.PathLike)) else base
+        self._owns_base = False
+        self._base_depth = base_depth
         if isinstance(source, (str, os.PathLike)):
             self.where = str(source)
             try:
@@ -151,6 +173,8 @@ class TzipReader:
     def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True) -> None:
         """Decode each entry straight into its ``out`` (C-contiguous, the entry's dtype
         and size), all in one native call so the thread pool sees every chunk."""
+        if any(entry.delta is not None for entry, _ in items):
+            self.base_checkpoint()  # a missing base fails before any work
         jobs: list[DecodeJob] = []
         for entry, out in items:
             if out.dtype != entry.spec.numpy_dtype or out.size != entry.numel or not out.flags.c_contiguous:
@@ -172,10 +196,39 @@ class TzipReader:
             except ChunkDecodeError as error:
                 entry = items[indices[error.job]][0]
                 raise describe_chunk_error(error, entry, self.where) from None
+        for entry, out in items:
+            if entry.delta is not None:
+                base = self.base_checkpoint().tensor_for(entry.delta, self.where, entry.name, self.base_name or "")
+                if base.size != out.size or base.dtype != out.dtype:
+                    raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
+                                            f"{entry.delta.base_tensor!r} has another dtype or shape")
+                restore(out, base, entry.delta.mode, entry.spec)
+
+    @property
+    def base_name(self) -> str | None:
+        """The file name of the base this file is coded against, if any."""
+        return self.header.base["file"] if self.header.base else None
+
+    def base_checkpoint(self) -> BaseCheckpoint:
+        """The base, opened on first use (given, or found beside the file)."""
+        if self._base is None:
+            from ..base_checkpoint import BaseCheckpoint, locate_base
+
+            recorded = self.base_name
+            if recorded is None:
+                raise BaseRequiredError(f"{self.where}: the file names no base")
+            given = self._base_given
+            path = given if given is not None else locate_base(recorded, self._path, self.where)
+            self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
+            self._owns_base = True
+        return self._base
 
     # -- lifetime ---------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._owns_base and self._base is not None:
+            self._base.close()
+            self._base = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -20,6 +20,7 @@ import numpy as np
 from .. import _native, dtypes
 from ..atomic_file import atomic_output
 from ..codecs import ChunkRef, Codec, EncodeJob, choose_codec
+from ..delta import Delta
 from ..errors import TensorzipError
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
@@ -63,12 +64,14 @@ class TzipWriter:
         overwrite: bool = True,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         on_tensor: Callable[[TensorStats], None] | None = None,
+        base: dict[str, Any] | None = None,
     ):
-        self._header = Header(metadata=validate_metadata(metadata), source=source)
+        self._header = Header(metadata=validate_metadata(metadata), source=source, base=base)
         self._threads = threads or 0
         self._batch_bytes = batch_bytes
         self._on_tensor = on_tensor
-        self._pending: list[tuple[str, EncodeJob]] = []
+        # Queued tensors: (name, job or None, delta, same_as).
+        self._pending: list[tuple[str, EncodeJob | None, Delta | None, str | None]] = []
         self._pending_bytes = 0
         self._names: set[str] = set()
         # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
@@ -88,21 +91,39 @@ class TzipWriter:
         self._file.write(bytes(PREAMBLE_SIZE))  # placeholder until the header is known
         self._offset = DATA_START
 
-    def add(self, name: str, array: np.ndarray, codec: Codec | None = None) -> None:
-        """Queue a tensor; it is coded and written with the next batch."""
+    def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
+        """Queue a tensor; it is coded and written with the next batch.
+
+        With ``delta``, ``array`` is the residual against that base tensor (see
+        ``tensorzip.delta``).
+        """
         if self._closed:
             raise TensorzipError(f"{self.where}: writer is closed")
         if not isinstance(name, str):
             raise TensorzipError(f"tensor names must be strings, got {name!r}")
         if name in self._names:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
+        if delta is not None and self._header.base is None:
+            raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
         spec = dtypes.by_numpy(array.dtype)
         self._names.add(name)
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
-        self._pending.append((name, job))
+        self._pending.append((name, job, delta, None))
         self._pending_bytes += array.nbytes
         if self._pending_bytes >= self._batch_bytes:
             self.flush()
+
+    def add_shared(self, name: str, same_as: str) -> None:
+        """Record ``name`` as stored once already, under ``same_as`` (added before, same dtype
+        and shape, identical bytes: the caller checks, see ``tensorzip.dedup``)."""
+        if self._closed:
+            raise TensorzipError(f"{self.where}: writer is closed")
+        if name in self._names:
+            raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
+        if same_as not in self._names:
+            raise TensorzipError(f"{self.where}: tensor {name!r} is the same as {same_as!r}, which was not added")
+        self._names.add(name)
+        self._pending.append((name, None, None, same_as))
 
     def flush(self) -> None:
         """Code and write every queued tensor."""
@@ -110,33 +131,47 @@ class TzipWriter:
             return
         started = time.perf_counter()
         by_class: dict[type[Codec], list[int]] = {}
-        for index, (_, job) in enumerate(self._pending):
-            by_class.setdefault(type(job.codec), []).append(index)
+        for index, (_, job, _, _) in enumerate(self._pending):
+            if job is not None:
+                by_class.setdefault(type(job.codec), []).append(index)
         encoded: dict[int, Any] = {}
         for cls, indices in by_class.items():
             if cls not in self._encoders:
                 self._encoders[cls] = cls.batch_encoder(self._threads)
-            results = self._encoders[cls]([self._pending[i][1] for i in indices])
+            results = self._encoders[cls]([self._pending[i][1] for i in indices])  # type: ignore[misc]
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
-        for index, (name, job) in enumerate(self._pending):
+        for index, (name, job, delta, same_as) in enumerate(self._pending):
+            if job is None:
+                self._record_shared(name, same_as)
+                continue
             result = encoded[index]
             chunks = []
             for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
                 self._file.write(chunk)
                 chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
                 self._offset += chunk.nbytes
-            entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(), tuple(chunks))
+            entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(), tuple(chunks), delta)
             self._header.tensors[name] = entry
             stats = TensorStats(
                 name, job.spec.name, entry.shape, job.array.nbytes, result.stored_bytes,
-                result.order0_bound_bytes, job.codec.codec_id,
+                result.order0_bound_bytes, job.codec.codec_id + (f"+{delta.mode}" if delta else ""),
             )
             self.stats.append(stats)
             if self._on_tensor is not None:
                 self._on_tensor(stats)
         self._pending.clear()
         self._pending_bytes = 0
+
+    def _record_shared(self, name: str, same_as: str | None) -> None:
+        target = self._header.tensors[same_as or ""]
+        entry = TensorEntry(name, target.spec, target.shape, target.codec_config, target.chunks, target.delta,
+                            same_as)
+        self._header.tensors[name] = entry
+        stats = TensorStats(name, target.spec.name, target.shape, target.nbytes, 0, 0.0, f"same_as:{same_as}")
+        self.stats.append(stats)
+        if self._on_tensor is not None:
+            self._on_tensor(stats)
 
     def close(self) -> int:
         """Finish the file (header, preamble) and commit it; returns its size in bytes."""
@@ -148,7 +183,8 @@ class TzipWriter:
             self._file.write(header)
             end = self._offset + len(header)
             self._file.seek(self._base)
-            self._file.write(Preamble(self._offset, len(header), _native.crc32c(header)).pack())
+            minor = 1 if self._header.uses_format_1_1 else 0
+            self._file.write(Preamble(self._offset, len(header), _native.crc32c(header), minor=minor).pack())
             self._file.seek(self._base + end)
         except BaseException as error:
             self.abort(error)

@@ -1,0 +1,138 @@
+"""The checkpoint a file is coded against: where to find it, and handing out its
+tensors only after checking they are the ones the file was made with.
+
+A base is a .safetensors file or a .tzip file. A .tzip base may itself be coded
+against a base (a chain of training checkpoints); its own base is looked up by the
+file name its header records, in the same folder, and so on down the chain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import dtypes
+from .container.format import MAGIC
+from .dedup import Deduplicator
+from .delta import Delta, choose_delta, codec_for, digest, residual
+from .errors import BaseMismatchError, BaseRequiredError, InputFileError
+from .integrations.safetensors_file import SafetensorsFile
+
+if TYPE_CHECKING:
+    from .container.writer import TzipWriter
+
+MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
+
+
+class BaseCheckpoint:
+    """An open base checkpoint; ``tensor_for(delta, ...)`` returns a verified base tensor."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, _depth: int = 0):
+        self.path = Path(path)
+        self.name = self.path.name
+        try:
+            with open(self.path, "rb") as handle:
+                magic = handle.read(len(MAGIC))
+        except FileNotFoundError:
+            raise BaseRequiredError(f"base {str(self.path)!r} does not exist") from None
+        except OSError as error:
+            raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
+        self._safetensors: SafetensorsFile | None = None
+        self._reader: Any = None
+        if magic == MAGIC:
+            from .container.reader import TzipReader  # the reader imports this module
+
+            if _depth >= MAX_CHAIN_LENGTH:
+                raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
+            self._reader = TzipReader(self.path, threads=threads, base_depth=_depth + 1)
+            self._entries = dict(self._reader.header.tensors)
+        else:
+            self._safetensors = SafetensorsFile(self.path)
+            self._entries = {e.name: e for e in self._safetensors.entries}
+
+    def tensor(self, name: str) -> np.ndarray | None:
+        """The base tensor called ``name``, or ``None`` when the base has none."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        if self._safetensors is not None:
+            return self._safetensors.array(entry)
+        return self._reader.get_tensor(name)
+
+    def tensor_for(self, delta: Delta, where: str, name: str, expected: str) -> np.ndarray:
+        """The base tensor a delta was made against, checked against its content hash."""
+        array = self.tensor(delta.base_tensor)
+        if array is None:
+            raise BaseMismatchError(
+                f"{where}: tensor {name!r} is coded against tensor {delta.base_tensor!r} of base {expected!r}, "
+                f"but {self.path} has no such tensor: wrong base?"
+            )
+        if digest(array) != delta.base_digest:
+            raise BaseMismatchError(
+                f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
+                f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
+                f"(content hash {digest(array)}, expected {delta.base_digest}): wrong base?"
+            )
+        return array
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> BaseCheckpoint:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def locate_base(recorded: str, next_to: str | os.PathLike[str] | None, where: str) -> Path:
+    """Where the base a header names should be: beside the file that names it."""
+    if next_to is None:
+        raise BaseRequiredError(
+            f"{where}: coded against base {recorded!r}; pass it (base=... in Python, --base on the command line)"
+        )
+    candidate = Path(next_to).parent / recorded
+    if not candidate.is_file():
+        raise BaseRequiredError(
+            f"{where}: coded against base {recorded!r}, which is not at {candidate}; pass it "
+            "(base=... in Python, --base on the command line)"
+        )
+    return candidate
+
+
+def add_against_base(writer: TzipWriter, name: str, array: np.ndarray, base: BaseCheckpoint | None) -> str | None:
+    """Queue ``array`` in ``writer``, coded against the base tensor of the same name, dtype
+    and shape when that is smallest on a sample; returns the delta mode used, if any.
+    Tensors the base lacks (or holds with another dtype or shape) are coded plainly."""
+    base_array = base.tensor(name) if base is not None else None
+    if base_array is None or base_array.dtype != array.dtype or base_array.shape != array.shape:
+        writer.add(name, array)
+        return None
+    spec = dtypes.by_numpy(array.dtype)
+    mode = choose_delta(array, base_array, spec)
+    if mode is None:
+        writer.add(name, array)
+        return None
+    stored = residual(array, base_array, mode, spec)
+    writer.add(name, stored, codec_for(mode, stored, spec), Delta(mode, name, digest(base_array)))
+    return mode
+
+
+def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
+                base: BaseCheckpoint | None) -> Deduplicator:
+    """Queue every tensor: a repeat of an earlier one is stored once, the rest are coded
+    against ``base`` where that pays. Returns the deduplicator (its saved bytes)."""
+    dedup = Deduplicator()
+    for name, array in tensors:
+        twin = dedup.twin_of(name, array)
+        if twin is not None:
+            writer.add_shared(name, twin)
+        else:
+            add_against_base(writer, name, array, base)
+    return dedup
