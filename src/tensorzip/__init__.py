@@ -16,6 +16,8 @@ from .checkpoint import (
 from .container import ReadLimits
 from .dtypes import SUPPORTED_DTYPES
 from .errors import (
+    BaseMismatchError,
+    BaseRequiredError,
     CorruptDataError,
     FormatError,
     HeaderError,
@@ -35,6 +37,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SUPPORTED_DTYPES",
     "CompressionReport",
+    "BaseMismatchError",
+    "BaseRequiredError",
     "CorruptDataError",
     "DecompressionReport",
     "FormatError",

@@ -21,7 +21,7 @@ from .atomic_file import atomic_output
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
-from .errors import CorruptDataError, TensorzipError
+from .errors import CorruptDataError, OutputFileError, TensorzipError
 from .integrations.safetensors_file import (
     SafetensorsFile,
     build_header,
@@ -126,9 +126,18 @@ def compress_file(
     """
     started = time.perf_counter()
     checkpoint = SafetensorsFile(source)
+    if base is not None and isinstance(target, (str, os.PathLike)) and _same_file(target, base):
+        raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started)
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def _compress(checkpoint: SafetensorsFile, source: str | os.PathLike[str], target: PathOrStream,

@@ -66,12 +66,16 @@ def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> N
               f"{'context':>12}  codec")
         for t in report.tensors:
             gap = t.stored_bytes / t.order0_bound_bytes - 1 if t.order0_bound_bytes else 0.0
+            # A context bound of the tensor itself says nothing about a residual or a shared copy.
+            plain = t.codec_id.startswith("tensorzip.") and "+" not in t.codec_id
+            context = f"{bounds.get(t.name, 0.0):12,.0f}" if plain else f"{'-':>12}"
             print(f"{t.name[:44]:44} {t.dtype:>9} {t.original_bytes:12,} {t.stored_bytes:12,} "
-                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {bounds.get(t.name, 0.0):12,.0f}  "
-                  f"{t.codec_id.removeprefix('tensorzip.')}")
+                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {context}  {t.codec_id.removeprefix('tensorzip.')}")
         print("order-0: bound of the planes as coded; context: planes given the exponent and the row's median "
               "exponent (tables not counted)")
-    print(f"{report.source} -> {report.target}")
+    print(f"{report.source} -> {report.target}" + (f" (coded against {report.base})" if report.base else ""))
+    if report.dedup_saved_bytes:
+        print(f"  identical tensors stored once: {_mb(report.dedup_saved_bytes)} not stored again")
     print(f"  {_mb(report.original_bytes)} -> {_mb(report.compressed_bytes)}  ratio {report.ratio:.4f}  "
           f"{report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
     print(f"  order-0 entropy bound {_mb(report.order0_bound_bytes)}; "
@@ -81,7 +85,8 @@ def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> N
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
-        report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress)
+        report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress,
+                                          base=args.base)
     if not args.json:
         _print_compression(report, args.verbose)
     return report.to_json()
@@ -90,7 +95,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".safetensors", args.force)
     with _progress("decompress", not args.json) as progress:
-        report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress)
+        report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
+                                            base=args.base)
     if not args.json:
         print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)} "
               f"at {report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
@@ -99,7 +105,8 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     with _progress("verify", not args.json) as progress:
-        report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads, progress=progress)
+        report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads, progress=progress,
+                                        base=args.base)
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
         print(f"{report.source}: OK, {report.tensors} tensors, {_mb(report.tensor_bytes)}, "
@@ -111,19 +118,27 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     with TzipReader(args.input) as reader:
         tensors = [
             {"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
-             "stored_bytes": e.stored_bytes, "chunks": len(e.chunks), "codec": e.codec_config}
+             "stored_bytes": 0 if e.same_as else e.stored_bytes, "chunks": len(e.chunks), "codec": e.codec_config,
+             "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as}
             for e in reader.header.tensors.values()
         ]
-        doc = {"file": reader.where, "size": reader.size, "metadata": reader.metadata(), "tensors": tensors}
+        doc = {"file": reader.where, "size": reader.size, "metadata": reader.metadata(), "base": reader.base_name,
+               "tensors": tensors}
     if not args.json:
         original = sum(t["original_bytes"] for t in tensors)
         print(f"{doc['file']}: {len(tensors)} tensors, {_mb(original)} -> {_mb(doc['size'])} "
               f"(ratio {original / max(1, doc['size']):.4f})")
         if doc["metadata"]:
             print(f"  metadata: {json.dumps(doc['metadata'])}")
+        if doc["base"]:
+            print(f"  coded against base {doc['base']!r} (decoding needs it: --base, or the file beside this one)")
         for t in tensors:
             ratio = t["original_bytes"] / max(1, t["stored_bytes"])
             codec = t["codec"]["id"].removeprefix("tensorzip.")
+            if t["same_as"]:
+                codec = f"same as {t['same_as']}"
+            elif t["delta"]:
+                codec += f" + {t['delta']['mode']} against base"
             print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
     return doc
 
@@ -182,15 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("-v", "--verbose", action="store_true", help="per-tensor sizes and entropy bounds")
+    sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip): the model it was "
+                                    "fine-tuned from, or the previous checkpoint of a run")
 
     sub = add("decompress", cmd_decompress, "restore the original .safetensors from a .tzip (bit-identical)")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
+    sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
+                                    "beside INPUT)")
 
     sub = add("verify", cmd_verify, "decode every tensor and check every checksum")
     sub.add_argument("input")
     sub.add_argument("--against", help="the original .safetensors to compare with, bit for bit")
+    sub.add_argument("--base", help="the base the file was coded against (default: beside INPUT)")
 
     sub = add("info", cmd_info, "list the tensors of a .tzip file", threads=False)
     sub.add_argument("input")

@@ -30,7 +30,7 @@ class DTypeSpec:
     @property
     def is_float(self) -> bool:
         """Sign-magnitude floating point (FP8 included), as opposed to integers and bool."""
-        return self.name.startswith("float")
+        return self.name.startswith(("float", "bfloat"))
 
     @property
     def itemsize(self) -> int:
