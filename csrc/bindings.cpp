@@ -16,6 +16,7 @@
 
 #include "chunk_codec.hpp"
 #include "crc32c.hpp"
+#include "delta.hpp"
 #include "errors.hpp"
 #include "frequency_table.hpp"
 #include "tensor_codec.hpp"
@@ -189,6 +190,34 @@ uint32_t crc32c_py(const py::object& data, uint32_t previous) {
   return crc32c(view.data(), view.size(), previous);
 }
 
+DeltaMode delta_mode(int mode) {
+  if (mode != 0 && mode != 1) throw InvalidArgumentError("delta mode must be 0 (xor) or 1 (sub)");
+  return static_cast<DeltaMode>(mode);
+}
+
+void delta_residual_py(const py::object& a, const py::object& base, const py::object& out, int width, int mode,
+                       bool is_float, int threads) {
+  ByteView va(a, false), vb(base, false), vo(out, true);
+  if (va.size() != vb.size() || va.size() != vo.size())
+    throw InvalidArgumentError("delta_residual: tensor, base and output must have the same size");
+  if (width < 1 || va.size() % static_cast<size_t>(width) != 0)
+    throw InvalidArgumentError("delta_residual: size is not a multiple of the element width");
+  const DeltaMode m = delta_mode(mode);
+  py::gil_scoped_release release;
+  delta_residual(va.data(), vb.data(), vo.data(), va.size() / width, width, m, is_float, threads);
+}
+
+void delta_restore_py(const py::object& stored, const py::object& base, int width, int mode, bool is_float,
+                      int threads) {
+  ByteView vs(stored, true), vb(base, false);
+  if (vs.size() != vb.size()) throw InvalidArgumentError("delta_restore: tensor and base must have the same size");
+  if (width < 1 || vs.size() % static_cast<size_t>(width) != 0)
+    throw InvalidArgumentError("delta_restore: size is not a multiple of the element width");
+  const DeltaMode m = delta_mode(mode);
+  py::gil_scoped_release release;
+  delta_restore(vs.data(), vb.data(), vs.size() / width, width, m, is_float, threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -224,5 +253,10 @@ PYBIND11_MODULE(_native, m) {
         "Decode [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)] in place.");
   m.def("plane_histograms", &plane_histograms_py, py::arg("data"), py::arg("width"), py::arg("rotate"),
         "Byte histograms (width x 256) of each plane of data under a layout.");
+  m.def("delta_residual", &delta_residual_py, py::arg("a"), py::arg("base"), py::arg("out"), py::arg("width"),
+        py::arg("mode"), py::arg("is_float"), py::arg("threads"),
+        "out = residual of a against base (mode 0 xor, 1 ordered difference, zigzag).");
+  m.def("delta_restore", &delta_restore_py, py::arg("stored"), py::arg("base"), py::arg("width"), py::arg("mode"),
+        py::arg("is_float"), py::arg("threads"), "Undo delta_residual in place.");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
 }

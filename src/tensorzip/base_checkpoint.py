@@ -119,7 +119,7 @@ def add_against_base(writer: TzipWriter, name: str, array: np.ndarray, base: Bas
     if mode is None:
         writer.add(name, array)
         return None
-    stored = residual(array, base_array, mode, spec)
+    stored = residual(array, base_array, mode, spec, writer.threads)
     writer.add(name, stored, codec_for(mode, stored, spec), Delta(mode, name, digest(base_array)))
     return mode
 

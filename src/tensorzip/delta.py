@@ -13,6 +13,8 @@ on the raw bits:
   mapped to integers whose order is the float order (sign-magnitude to two's
   complement), so a step across zero or across a binade stays small.
 
+Both run natively (``csrc/delta.cpp``), threaded, without the GIL.
+
 Which of plain, ``xor`` and ``sub`` a tensor gets is decided by coding a sample
 each way and keeping the smallest (``choose_delta``).
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
 from .codecs import BytePlanesCodec, Codec, EncodeJob, choose_codec
 from .codecs.policy import sample_of
 from .dtypes import DTypeSpec
@@ -66,46 +69,32 @@ def digest(array: np.ndarray) -> str:
     return DIGEST_PREFIX + hashlib.sha256(memoryview(flat)).hexdigest()[:32]
 
 
-def _bits(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array).reshape(-1).view(f"<u{array.dtype.itemsize}")
+_MODE_NUMBERS = {"xor": 0, "sub": 1}
 
 
-def _ordered(bits: np.ndarray, spec: DTypeSpec) -> np.ndarray:
-    """Floats' sign-magnitude bits mapped to integers in float order (an involution);
-    other dtypes are already integers."""
-    if not spec.is_float:
-        return bits
-    width = bits.dtype.itemsize * 8
-    sign = bits >> np.array(width - 1, bits.dtype)
-    return bits ^ (sign * np.array((1 << (width - 1)) - 1, bits.dtype))
+def _flat_bytes(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
 
 
-def residual(array: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec) -> np.ndarray:
-    """The stored form of ``array`` against ``base`` (same dtype and shape), as ``array``'s dtype."""
-    a, b = _bits(array), _bits(base)
-    if mode == "xor":
-        out = a ^ b
-    elif mode == "sub":
-        width = a.dtype.itemsize * 8
-        signed = f"<i{a.dtype.itemsize}"
-        difference = (_ordered(a, spec) - _ordered(b, spec)).view(signed)  # wraps modulo 2^width
-        out = ((difference << 1) ^ (difference >> (width - 1))).view(a.dtype)
-    else:
-        raise ValueError(f"unknown delta mode {mode!r}")
-    return out.view(array.dtype).reshape(array.shape)
+def _mode_number(mode: str) -> int:
+    try:
+        return _MODE_NUMBERS[mode]
+    except KeyError:
+        raise ValueError(f"unknown delta mode {mode!r}") from None
 
 
-def restore(stored: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec) -> None:
-    """Undo ``residual`` in place: ``stored`` becomes the original tensor."""
-    s, b = _bits(stored), _bits(base)
-    if mode == "xor":
-        np.bitwise_xor(s, b, out=s)
-    elif mode == "sub":
-        one = np.array(1, s.dtype)
-        difference = (s >> one) ^ (np.zeros_like(s) - (s & one))
-        s[...] = _ordered(_ordered(b, spec) + difference, spec)
-    else:
-        raise ValueError(f"unknown delta mode {mode!r}")
+def residual(array: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec, threads: int = 0) -> np.ndarray:
+    """The stored form of ``array`` against ``base`` (same dtype and size), as ``array``'s dtype."""
+    out = np.empty(array.shape, dtype=array.dtype)
+    _native.delta_residual(_flat_bytes(array), _flat_bytes(base), out.reshape(-1).view(np.uint8),
+                           spec.itemsize, _mode_number(mode), spec.is_float, threads)
+    return out
+
+
+def restore(stored: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec, threads: int = 0) -> None:
+    """Undo ``residual`` in place: ``stored`` (C-contiguous) becomes the original tensor."""
+    _native.delta_restore(stored.reshape(-1).view(np.uint8), _flat_bytes(base), spec.itemsize,
+                          _mode_number(mode), spec.is_float, threads)
 
 
 def codec_for(mode: str | None, array: np.ndarray, spec: DTypeSpec) -> Codec:

@@ -202,7 +202,7 @@ class TzipReader:
                 if base.size != out.size or base.dtype != out.dtype:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
-                restore(out, base, entry.delta.mode, entry.spec)
+                restore(out, base, entry.delta.mode, entry.spec, self.threads)
 
     @property
     def base_name(self) -> str | None:

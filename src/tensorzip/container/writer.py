@@ -91,6 +91,11 @@ class TzipWriter:
         self._file.write(bytes(PREAMBLE_SIZE))  # placeholder until the header is known
         self._offset = DATA_START
 
+    @property
+    def threads(self) -> int:
+        """Worker threads for native work (0: all cores)."""
+        return self._threads
+
     def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
         """Queue a tensor; it is coded and written with the next batch.
 
