@@ -22,6 +22,7 @@ from bounds import file_bounds
 from data import prepare
 from machine import describe
 from peers import all_peers
+from results_file import write_section
 from stfile import FLOAT_DTYPES, parse
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -287,7 +288,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.quick:
-        RESULTS.write_text(text)
+        write_section(RESULTS, "lossless", text)
 
 
 if __name__ == "__main__":

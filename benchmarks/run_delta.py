@@ -1,0 +1,171 @@
+"""Fine-tunes and training runs: tensorzip coding a checkpoint against its base,
+side by side with ZipNN's delta mode, BitX (XOR + byte planes + zstd-3) and
+tensorzip without the base, on the same files in one run; then dedup on a
+checkpoint whose embedding is tied (stored twice under two names).
+
+Data: all-MiniLM-L6-v2 fine-tuned on CPU (``finetune_data.py``, seeded), in FP32
+and BF16: the base against the last checkpoint (the fine-tune pair), and each
+checkpoint against the one before it (a training run).
+
+Run ``python benchmarks/run_delta.py`` (writes its section of ``benchmarks/RESULTS.md``).
+Single-threaded throughout; every output is decoded and compared byte for byte.
+"""
+
+import argparse
+import io
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+import tensorzip
+from delta_peers import BitX, ZipNNDelta
+from finetune_data import prepare_finetune
+from machine import describe
+from results_file import write_section
+from tensorzip.checkpoint import compress_file, decompress_file
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+class Tensorzip:
+    """tensorzip through its file API, into and out of memory, with or without the base."""
+
+    def __init__(self, with_base: bool):
+        self.with_base = with_base
+        self.name = "tensorzip-delta" if with_base else "tensorzip (no base)"
+
+    def compress(self, source: Path, base: Path) -> bytes:
+        out = io.BytesIO()
+        compress_file(source, out, threads=1, base=base if self.with_base else None)
+        return out.getvalue()
+
+    def decompress(self, blob: bytes, base: Path) -> bytes:
+        out = io.BytesIO()
+        decompress_file(blob, out, threads=1, base=base if self.with_base else None)
+        return out.getvalue()
+
+
+class BytesPeer:
+    """A peer that works on the file's bytes (and the base's bytes)."""
+
+    def __init__(self, peer):
+        self.peer = peer
+        self.name = peer.name
+
+    def compress(self, source: Path, base: Path) -> bytes:
+        return self.peer.compress(bytearray(source.read_bytes()), base.read_bytes())
+
+    def decompress(self, blob: bytes, base: Path) -> bytes:
+        return self.peer.decompress(blob, base.read_bytes())
+
+
+def measure(compressor, source: Path, base: Path, reps: int) -> dict:
+    original = source.read_bytes()
+    best_c = best_d = float("inf")
+    blob = b""
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        blob = compressor.compress(source, base)
+        best_c = min(best_c, time.perf_counter() - t0)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        back = compressor.decompress(blob, base)
+        best_d = min(best_d, time.perf_counter() - t0)
+        if back != original:
+            raise AssertionError(f"{compressor.name}: {source.name} does not round-trip bit-exactly")
+    mb = len(original) / 1e6
+    return {"name": compressor.name, "size": len(blob), "ratio": len(original) / len(blob),
+            "c_mbs": mb / best_c, "d_mbs": mb / best_d}
+
+
+def pair_lines(label: str, source: Path, base: Path, compressors: list, reps: int) -> tuple[list[str], bool]:
+    rows = [measure(c, source, base, reps) for c in compressors]
+    ours = rows[0]
+    lines = [f"### {label}: `{source.name}` against `{base.name}` ({source.stat().st_size:,} bytes)", "",
+             "| compressor | stored (B) | ratio | vs tensorzip-delta | compress MB/s | decompress MB/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['size']:,} | {r['ratio']:.3f} | {r['size'] / ours['size'] - 1:+.1%} | "
+                     f"{r['c_mbs']:,.1f} | {r['d_mbs']:,.1f} |")
+    won = all(ours["size"] < r["size"] for r in rows[1:])
+    lines += ["", f"tensorzip-delta smallest: {'yes' if won else 'NO'}; every output decoded bit-exactly.", ""]
+    return lines, won
+
+
+def dedup_lines(fp32: Path) -> list[str]:
+    """A checkpoint with a tied output embedding, as BERT's masked-LM head has."""
+    tensors = load_file(str(fp32))
+    tensors["cls.predictions.decoder.weight"] = tensors["embeddings.word_embeddings.weight"].copy()
+    with tempfile.TemporaryDirectory() as tmp:
+        tied = Path(tmp) / "tied.safetensors"
+        save_file(tensors, str(tied), metadata={"format": "pt"})
+        out = io.BytesIO()
+        report = compress_file(tied, out, threads=1)
+        back = io.BytesIO()
+        decompress_file(out.getvalue(), back, threads=1)
+        exact = back.getvalue() == tied.read_bytes()
+        untied = tied.stat().st_size - tensors["embeddings.word_embeddings.weight"].nbytes
+        return [
+            "### Dedup: a tied embedding stored once", "",
+            "all-MiniLM-L6-v2 FP32 plus `cls.predictions.decoder.weight`, a copy of the word embeddings "
+            "(a masked-LM head tied to the input embedding, saved untied).", "",
+            "| file | bytes |", "|---|---:|",
+            f"| safetensors with the tied copy | {tied.stat().st_size:,} |",
+            f"| safetensors without it | {untied:,} |",
+            f"| tensorzip, tied copy stored once | {report.compressed_bytes:,} |", "",
+            f"Bytes not stored again: {report.dedup_saved_bytes:,} "
+            f"({report.dedup_saved_bytes / tied.stat().st_size:.1%} of the input); decoded bit-exactly: "
+            f"{'yes' if exact else 'NO'}.", "",
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    files = prepare_finetune()
+    steps = sorted(int(k.split("-")[1]) for k in files if k.startswith("ckpt-") and k.endswith("-fp32"))
+    compressors = [Tensorzip(True), Tensorzip(False), BytesPeer(ZipNNDelta()), BytesPeer(BitX())]
+    lines = [
+        "## Fine-tunes and training runs (coding against a base)", "",
+        f"- Machine: {describe()}; Python {platform.python_version()}; "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- tensorzip {tensorzip.__version__}, zipnn {metadata.version('zipnn')}, "
+        f"zstandard {metadata.version('zstandard')}, numpy {np.__version__}",
+        "- Data: all-MiniLM-L6-v2 fine-tuned on CPU with a contrastive loss on passages of the Python "
+        f"documentation (`benchmarks/finetune_data.py`, seeded), checkpoints at steps {steps}.",
+        "- Reproduce: `python benchmarks/run_delta.py`. One thread; best of "
+        f"{args.reps}; sizes are whole files (header included); every output decoded and compared byte for byte.",
+        "- zipnn-delta: ZipNN's delta mode per tensor (XOR with the base tensor, then its byte grouping and "
+        "Huffman). bitx: XOR with the base tensor, byte planes, zstd-3.", "",
+    ]
+    must = []
+    for dtype in ("fp32", "bf16"):
+        pairs = [("fine-tune", files[f"ckpt-{steps[-1]}-{dtype}"], files[f"base-{dtype}"])]
+        pairs += [(f"consecutive checkpoints ({a} → {b})", files[f"ckpt-{b}-{dtype}"], files[f"ckpt-{a}-{dtype}"])
+                  for a, b in zip(steps, steps[1:], strict=False)]
+        for label, source, base in pairs:
+            text, won = pair_lines(f"{dtype.upper()} {label}", source, base, compressors, args.reps)
+            lines += text
+            must.append((f"{dtype.upper()} {label}", won))
+            print("\n".join(text), flush=True)
+    lines += dedup_lines(files["base-fp32"])
+    lines += ["| must show | met |", "|---|---|"]
+    lines += [f"| {label}: delta smaller than no-base, ZipNN delta and BitX | {'yes' if won else 'NO'} |"
+              for label, won in must]
+    text = "\n".join(lines)
+    print(text)
+    write_section(RESULTS, "delta", text)
+    if not all(won for _, won in must):
+        sys.exit("tensorzip-delta was not the smallest on every pair")
+
+
+if __name__ == "__main__":
+    main()
