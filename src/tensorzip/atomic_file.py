@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +48,38 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
         if not committed:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """A directory that appears whole or not at all: files go into a hidden temporary
+    directory beside ``path``, renamed into place when the block succeeds. An existing
+    target is replaced only then (with ``overwrite``)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputFileError(f"cannot write the folder {target}: a file of that name exists")
+    if not overwrite and target.exists():
+        raise OutputFileError(f"{target} already exists (use --force / overwrite=True to replace it)")
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    except OSError as error:
+        raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
+    committed = False
+    try:
+        yield temporary
+        os.chmod(temporary, 0o755)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, retired / target.name)
+            os.replace(temporary, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temporary, target)
+        committed = True
+    except TensorzipError:
+        raise
+    except OSError as error:
+        raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
+    finally:
+        if not committed:
+            shutil.rmtree(temporary, ignore_errors=True)

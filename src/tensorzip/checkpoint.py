@@ -17,11 +17,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .atomic_file import atomic_output
+from .atomic_file import atomic_directory, atomic_output
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .errors import CorruptDataError, OutputFileError, TensorzipError
+from .folder import ShardedCheckpoint, folder_layout, is_folder_source
 from .integrations.safetensors_file import (
     SafetensorsFile,
     build_header,
@@ -119,13 +120,19 @@ def compress_file(
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
 
+    ``source`` may also be a folder of safetensors shards (a Hugging Face
+    checkpoint with its ``*.safetensors.index.json``): it becomes one .tzip, and
+    tensors repeated across shards are stored once.
+
     With ``base`` (a .safetensors or .tzip checkpoint: the model this one was
     fine-tuned from, or the previous checkpoint of a training run), each tensor is
     coded against the base tensor of the same name when that is smaller. Tensors
     identical to an earlier tensor of the file are stored once.
     """
     started = time.perf_counter()
-    checkpoint = SafetensorsFile(source)
+    checkpoint: SafetensorsFile | ShardedCheckpoint = (
+        ShardedCheckpoint(source) if os.path.isdir(source) else SafetensorsFile(source)
+    )
     if base is not None and isinstance(target, (str, os.PathLike)) and _same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
@@ -140,10 +147,19 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _compress(checkpoint: SafetensorsFile, source: str | os.PathLike[str], target: PathOrStream,
-              base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
+def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.PathLike[str],
+              target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float) -> CompressionReport:
-    total = sum(e.end - e.begin for e in checkpoint.entries)
+    if isinstance(checkpoint, ShardedCheckpoint):
+        total = checkpoint.tensor_bytes
+        metadata = None
+        record = checkpoint.source_record()
+        tensors = checkpoint.tensors()
+    else:
+        total = sum(e.end - e.begin for e in checkpoint.entries)
+        metadata = checkpoint.metadata
+        record = {"format": "safetensors", "header": checkpoint.header_text}
+        tensors = ((e.name, checkpoint.array(e)) for e in checkpoint.entries)
     done = 0
 
     def advance(stats: TensorStats) -> None:
@@ -156,15 +172,15 @@ def _compress(checkpoint: SafetensorsFile, source: str | os.PathLike[str], targe
         target.reserve(target.tell() + checkpoint.size // 2)  # grows (without copying) if the output is larger
     writer = TzipWriter(
         target,
-        metadata=checkpoint.metadata,
-        source={"format": "safetensors", "header": checkpoint.header_text},
+        metadata=metadata,
+        source=record,
         threads=threads,
         overwrite=overwrite,
         on_tensor=advance,
         base={"file": base.name} if base is not None else None,
     )
     with writer:
-        dedup = add_tensors(writer, ((e.name, checkpoint.array(e)) for e in checkpoint.entries), base)
+        dedup = add_tensors(writer, tensors, base)
     size = writer.close()
     return CompressionReport(
         source=str(source),
@@ -180,22 +196,68 @@ def _compress(checkpoint: SafetensorsFile, source: str | os.PathLike[str], targe
     )
 
 
+def _checked_prefix(text: str, entries: list[TensorEntry], where: str) -> bytes:
+    """A recorded safetensors header, checked against the tensors it is to describe."""
+    raw = text.encode("utf-8")
+    original, _ = parse_header(raw, f"{where} (stored safetensors header)", sum(e.nbytes for e in entries))
+    check_layout_matches(original, [e.name for e in entries], where)
+    for before, stored in zip(original, entries, strict=True):
+        if before.spec != stored.spec or before.shape != stored.shape:
+            raise TensorzipError(f"{where}: tensor {stored.name!r} differs from the stored safetensors header")
+    return raw
+
+
 def _safetensors_prefix(reader: TzipReader) -> bytes:
     """The original safetensors header when the file recorded one, else a fresh one."""
     source = reader.header.source
     entries = list(reader.header.tensors.values())
+    if is_folder_source(source):
+        raise TensorzipError(f"{reader.where}: holds a folder of safetensors shards; decompress it to a folder path")
     if source and source.get("format") == "safetensors" and isinstance(source.get("header"), str):
-        raw = source["header"].encode("utf-8")
-        original, _ = parse_header(raw, f"{reader.where} (stored safetensors header)",
-                                   sum(e.nbytes for e in entries))
-        check_layout_matches(original, [e.name for e in entries], reader.where)
-        for before, stored in zip(original, entries, strict=True):
-            if before.spec != stored.spec or before.shape != stored.shape:
-                raise TensorzipError(
-                    f"{reader.where}: tensor {stored.name!r} differs from the stored safetensors header"
-                )
-        return raw
+        return _checked_prefix(source["header"], entries, reader.where)
     return build_header(((e.name, e.spec, e.shape) for e in entries), reader.metadata())
+
+
+def _folder_files(reader: TzipReader) -> tuple[list[tuple[str, bytes, list[TensorEntry]]], tuple[str, str] | None]:
+    """Each shard of a folder archive: (file name, its safetensors header, its tensors)."""
+    entries = list(reader.header.tensors.values())
+    shards, index = folder_layout(reader.header.source or {}, len(entries), reader.where)
+    files = []
+    position = 0
+    for name, text, count in shards:
+        part = entries[position : position + count]
+        position += count
+        files.append((name, _checked_prefix(text, part, f"{reader.where} ({name})"), part))
+    return files, index
+
+
+def _counter(total: int, progress: ProgressCallback | None) -> Callable[[int], None]:
+    done = 0
+
+    def add(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        if progress is not None:
+            progress(done, total)
+
+    return add
+
+
+def _write_folder(reader: TzipReader, target: str | os.PathLike[str], overwrite: bool,
+                  progress: ProgressCallback | None) -> int:
+    """Rebuild a checkpoint folder (every shard and the index), atomically."""
+    files, index = _folder_files(reader)
+    advance = _counter(sum(e.nbytes for _, _, part in files for e in part), progress)
+    written = 0
+    with atomic_directory(target, overwrite=overwrite) as folder:
+        for name, prefix, part in files:
+            with open(folder / name, "xb") as handle:
+                written += _write_tensors(reader, part, prefix, handle, advance)
+        if index is not None:
+            data = index[1].encode("utf-8")
+            (folder / index[0]).write_bytes(data)
+            written += len(data)
+    return written
 
 
 def decompress_file(
@@ -214,14 +276,18 @@ def decompress_file(
     """
     started = time.perf_counter()
     with TzipReader(source, threads=threads, base=base) as reader:
-        header = _safetensors_prefix(reader)
-        if isinstance(target, (str, os.PathLike)):
+        entries = list(reader.header.tensors.values())
+        if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
+            written = _write_folder(reader, target, overwrite, progress)
+        elif isinstance(target, (str, os.PathLike)):
+            header = _safetensors_prefix(reader)
             with atomic_output(target, overwrite=overwrite) as handle:
-                written = _write_tensors(reader, header, handle, progress)
+                written = _write_tensors(reader, entries, header, handle, _counter(_nbytes(entries), progress))
         elif isinstance(target, (io.BytesIO, MemoryFile)):
-            written = _decode_in_place(reader, header, target, progress)
+            written = _decode_in_place(reader, _safetensors_prefix(reader), target, progress)
         else:
-            written = _write_tensors(reader, header, target, progress)
+            header = _safetensors_prefix(reader)
+            written = _write_tensors(reader, entries, header, target, _counter(_nbytes(entries), progress))
         return DecompressionReport(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,
             output_bytes=written, seconds=time.perf_counter() - started, threads=_resolve_threads(threads),
@@ -239,12 +305,14 @@ def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.
     return sum(e.nbytes for e in batch)
 
 
-def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
-                   progress: ProgressCallback | None) -> int:
-    """Stream the restored file: prefix, then the tensors in storage order, decoded a
-    batch at a time into one reused buffer (fresh memory is slow to touch)."""
-    entries = list(reader.header.tensors.values())
-    total = sum(e.nbytes for e in entries)
+def _nbytes(entries: list[TensorEntry]) -> int:
+    return sum(e.nbytes for e in entries)
+
+
+def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes, handle: BinaryIO,
+                   advance: Callable[[int], None]) -> int:
+    """Stream a restored safetensors file: prefix, then ``entries`` in storage order,
+    decoded a batch at a time into one reused buffer (fresh memory is slow to touch)."""
     write_prefix(handle, header)
     done = 0
     scratch = np.empty(0, dtype=np.uint8)
@@ -255,8 +323,7 @@ def _write_tensors(reader: TzipReader, header: bytes, handle: BinaryIO,
         _decode_batch_into(reader, batch, scratch, 0)
         handle.write(memoryview(scratch[:size]))
         done += size
-        if progress is not None:
-            progress(done, total)
+        advance(size)
     return 8 + len(header) + done
 
 
@@ -301,22 +368,17 @@ def verify_file(
     base: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Decode every tensor (checking every checksum); with ``against``, compare with
-    the original .safetensors bit for bit, header included."""
+    the original .safetensors (or checkpoint folder) bit for bit, headers included."""
     started = time.perf_counter()
-    original = SafetensorsFile(against) if against is not None else None
     with TzipReader(source, threads=threads, base=base) as reader:
-        if original is not None:
-            stored = _safetensors_prefix(reader)
-            if stored.decode("utf-8", errors="replace") != original.header_text:
-                raise CorruptDataError(f"{reader.where}: safetensors header differs from {against}")
-            by_name = {e.name: e for e in original.entries}
+        originals = _originals(reader, against) if against is not None else {}
         total = sum(e.nbytes for e in reader.header.tensors.values())
         done = 0
         count = 0
         for name, array in reader.iter_tensors():
-            if original is not None:
-                expected = original.array(by_name[name])
-                if expected.tobytes() != array.tobytes():
+            if against is not None:
+                shard, entry = originals[name]
+                if shard.array(entry).tobytes() != array.tobytes():
                     raise CorruptDataError(f"{reader.where}: tensor {name!r} differs from {against}")
             done += array.nbytes
             count += 1
@@ -324,3 +386,26 @@ def verify_file(
                 progress(done, total)
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
                             time.perf_counter() - started)
+
+
+def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str, tuple[SafetensorsFile, Any]]:
+    """The original of every stored tensor, after checking the headers (and index) match."""
+    if os.path.isdir(against):
+        if not is_folder_source(reader.header.source):
+            raise CorruptDataError(f"{reader.where}: holds one safetensors file, not the folder {against}")
+        folder = ShardedCheckpoint(against)
+        files, index = _folder_files(reader)
+        if [name for name, _, _ in files] != [name for name, _ in folder.shards]:
+            raise CorruptDataError(f"{reader.where}: its shards are not the .safetensors files of {against}")
+        for (name, prefix, _), (_, shard) in zip(files, folder.shards, strict=True):
+            if prefix.decode("utf-8", errors="replace") != shard.header_text:
+                raise CorruptDataError(f"{reader.where}: safetensors header of {name} differs from {against}")
+        if index != folder.index:
+            raise CorruptDataError(f"{reader.where}: the index file differs from {against}")
+        shards = [shard for _, shard in folder.shards]
+    else:
+        shard = SafetensorsFile(against)
+        if _safetensors_prefix(reader).decode("utf-8", errors="replace") != shard.header_text:
+            raise CorruptDataError(f"{reader.where}: safetensors header differs from {against}")
+        shards = [shard]
+    return {e.name: (shard, e) for shard in shards for e in shard.entries}

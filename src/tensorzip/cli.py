@@ -21,6 +21,7 @@ from . import __version__, checkpoint, sample_data
 from .analysis import tensor_bounds
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
+from .folder import is_folder_source
 from .integrations.safetensors_file import SafetensorsFile
 
 
@@ -93,7 +94,9 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
-    target = _output_path(args.output, args.input, ".safetensors", args.force)
+    with TzipReader(args.input) as reader:
+        holds_folder = is_folder_source(reader.header.source)
+    target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
     with _progress("decompress", not args.json) as progress:
         report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
@@ -192,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
         return sub
 
-    sub = add("compress", cmd_compress, "compress a .safetensors file into .tzip")
+    sub = add("compress", cmd_compress, "compress a .safetensors file (or a folder of shards) into .tzip")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
@@ -202,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = add("decompress", cmd_decompress, "restore the original .safetensors from a .tzip (bit-identical)")
     sub.add_argument("input")
-    sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors)")
+    sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors, or without .tzip "
+                                            "for a folder)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")

@@ -1,0 +1,128 @@
+"""Multi-file checkpoints: a folder of safetensors shards, as Hugging Face saves
+large models (``model-00001-of-00003.safetensors`` ... plus
+``model.safetensors.index.json``), stored as one .tzip.
+
+One archive rather than a .tzip per shard: tensors repeated across shards (tied
+weights saved twice) are then stored once by the same dedup as within a file,
+and any tensor is still read alone. The header's ``source`` records each shard's
+name and verbatim safetensors header, and the index file's text, so decompressing
+rebuilds the folder byte for byte (docs/format.md, "Folders").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import HeaderError, InputFileError
+from .integrations.safetensors_file import SafetensorsFile
+
+FOLDER_FORMAT = "safetensors-folder"
+INDEX_SUFFIX = ".safetensors.index.json"
+MAX_INDEX_BYTES = 100 * 1024 * 1024
+
+
+class ShardedCheckpoint:
+    """The shards of a checkpoint folder, in name order, and its index file."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputFileError(f"{self.folder}: not a folder")
+        shard_paths = sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix == ".safetensors")
+        if not shard_paths:
+            raise InputFileError(f"{self.folder}: no .safetensors files in the folder")
+        self.shards = [(p.name, SafetensorsFile(p)) for p in shard_paths]
+        self.index = self._read_index(shard_paths)
+        seen: dict[str, str] = {}
+        for shard_name, shard in self.shards:
+            for entry in shard.entries:
+                if entry.name in seen:
+                    raise InputFileError(
+                        f"{self.folder}: tensor {entry.name!r} is in both {seen[entry.name]} and {shard_name}"
+                    )
+                seen[entry.name] = shard_name
+
+    def _read_index(self, shard_paths: list[Path]) -> tuple[str, str] | None:
+        indexes = sorted(p for p in self.folder.iterdir() if p.is_file() and p.name.endswith(INDEX_SUFFIX))
+        if not indexes:
+            return None
+        if len(indexes) > 1:
+            raise InputFileError(f"{self.folder}: more than one index file ({', '.join(p.name for p in indexes)})")
+        path = indexes[0]
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise InputFileError(f"{path}: index file is over {MAX_INDEX_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8", errors="strict")
+        try:
+            weight_map = json.loads(text).get("weight_map", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise InputFileError(f"{path}: not a safetensors index (invalid JSON)") from None
+        names = {p.name for p in shard_paths}
+        missing = sorted({f for f in weight_map.values() if isinstance(f, str)} - names)
+        if missing:
+            raise InputFileError(f"{path}: names shards that are not in the folder: {', '.join(missing[:3])}")
+        return path.name, text
+
+    @property
+    def size(self) -> int:
+        """Bytes of the shards and the index, as stored in the folder."""
+        return sum(s.size for _, s in self.shards) + (len(self.index[1].encode("utf-8")) if self.index else 0)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(e.end - e.begin for _, s in self.shards for e in s.entries)
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        for _, shard in self.shards:
+            for entry in shard.entries:
+                yield entry.name, shard.array(entry)
+
+    def source_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "format": FOLDER_FORMAT,
+            "files": [{"name": name, "header": shard.header_text, "tensors": len(shard.entries)}
+                      for name, shard in self.shards],
+        }
+        if self.index is not None:
+            record["index"] = {"name": self.index[0], "text": self.index[1]}
+        return record
+
+
+def is_folder_source(source: dict[str, Any] | None) -> bool:
+    return bool(source) and source.get("format") == FOLDER_FORMAT  # type: ignore[union-attr]
+
+
+def folder_layout(source: dict[str, Any], tensor_count: int,
+                  where: str) -> tuple[list[tuple[str, str, int]], tuple[str, str] | None]:
+    """The shards ``[(file name, header text, tensor count)]`` and the index a folder
+    archive records, checked: plain file names only, counts that add up."""
+    files = source.get("files")
+    if not isinstance(files, list) or not files:
+        raise HeaderError(f"{where}: folder source must list its files")
+    shards = []
+    for item in files:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("header"), str)
+                and isinstance(item.get("tensors"), int) and item["tensors"] >= 0):
+            raise HeaderError(f"{where}: each folder file needs a name, a header and a tensor count")
+        shards.append((_plain_name(item["name"], where), item["header"], item["tensors"]))
+    if sum(count for _, _, count in shards) != tensor_count:
+        raise HeaderError(f"{where}: the folder's files hold {sum(c for _, _, c in shards)} tensors, "
+                          f"the archive {tensor_count}")
+    index = source.get("index")
+    if index is None:
+        return shards, None
+    if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
+        raise HeaderError(f"{where}: the folder's index needs a name and a text")
+    return shards, (_plain_name(index["name"], where), index["text"])
+
+
+def _plain_name(name: str, where: str) -> str:
+    """A file name that stays inside the output folder (no paths, no '..')."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise HeaderError(f"{where}: folder file name {name!r} is not a plain file name")
+    return name
