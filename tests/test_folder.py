@@ -115,3 +115,22 @@ def test_cli_default_output_of_a_folder_archive(tmp_path, sharded):
     assert main(["compress", str(folder), "-o", str(tmp_path / "copy.tzip")]) == 0
     assert main(["decompress", str(tmp_path / "copy.tzip")]) == 0
     assert same_folder(folder, tmp_path / "copy")
+
+
+def test_fine_tuned_folder_against_a_base_folder(tmp_path, sharded):
+    folder, _ = sharded
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    for shard in sorted(folder.glob("*.safetensors")):
+        arrays = tz.integrations.safetensors_file.SafetensorsFile(shard)
+        moved = {e.name: np.array(arrays.array(e)) for e in arrays.entries}
+        for name, a in moved.items():
+            if a.dtype == np.float32:
+                moved[name] = (a * np.float32(1.001)).astype(np.float32)
+        save_safetensors(moved, str(tuned / shard.name), metadata={"format": "pt"})
+    (tuned / "model.safetensors.index.json").write_bytes((folder / "model.safetensors.index.json").read_bytes())
+    plain = compress_file(tuned, tmp_path / "plain.tzip")
+    report = compress_file(tuned, tmp_path / "tuned.tzip", base=folder)
+    assert report.compressed_bytes < plain.compressed_bytes
+    decompress_file(tmp_path / "tuned.tzip", tmp_path / "back", base=folder)
+    assert same_folder(tuned, tmp_path / "back")

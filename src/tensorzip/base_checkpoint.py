@@ -1,7 +1,7 @@
 """The checkpoint a file is coded against: where to find it, and handing out its
 tensors only after checking they are the ones the file was made with.
 
-A base is a .safetensors file or a .tzip file. A .tzip base may itself be coded
+A base is a .safetensors file, a folder of safetensors shards, or a .tzip file. A .tzip base may itself be coded
 against a base (a chain of training checkpoints); its own base is looked up by the
 file name its header records, in the same folder, and so on down the chain.
 """
@@ -20,6 +20,7 @@ from .container.format import MAGIC
 from .dedup import Deduplicator
 from .delta import Delta, choose_delta, codec_for, digest, residual
 from .errors import BaseMismatchError, BaseRequiredError, InputFileError
+from .folder import ShardedCheckpoint
 from .integrations.safetensors_file import SafetensorsFile
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ class BaseCheckpoint:
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, _depth: int = 0):
         self.path = Path(path)
         self.name = self.path.name
+        self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
+        self._reader: Any = None
+        if self.path.is_dir():  # a folder of shards
+            folder = ShardedCheckpoint(self.path)
+            self._safetensors = {e.name: (shard, e) for _, shard in folder.shards for e in shard.entries}
+            self._entries = dict.fromkeys(self._safetensors)
+            return
         try:
             with open(self.path, "rb") as handle:
                 magic = handle.read(len(MAGIC))
@@ -41,26 +49,25 @@ class BaseCheckpoint:
             raise BaseRequiredError(f"base {str(self.path)!r} does not exist") from None
         except OSError as error:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
-        self._safetensors: SafetensorsFile | None = None
-        self._reader: Any = None
         if magic == MAGIC:
             from .container.reader import TzipReader  # the reader imports this module
 
             if _depth >= MAX_CHAIN_LENGTH:
                 raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
             self._reader = TzipReader(self.path, threads=threads, base_depth=_depth + 1)
-            self._entries = dict(self._reader.header.tensors)
+            self._entries = dict.fromkeys(self._reader.header.tensors)
         else:
-            self._safetensors = SafetensorsFile(self.path)
-            self._entries = {e.name: e for e in self._safetensors.entries}
+            single = SafetensorsFile(self.path)
+            self._safetensors = {e.name: (single, e) for e in single.entries}
+            self._entries = dict.fromkeys(self._safetensors)
 
     def tensor(self, name: str) -> np.ndarray | None:
         """The base tensor called ``name``, or ``None`` when the base has none."""
-        entry = self._entries.get(name)
-        if entry is None:
+        if name not in self._entries:
             return None
         if self._safetensors is not None:
-            return self._safetensors.array(entry)
+            shard, entry = self._safetensors[name]
+            return shard.array(entry)
         return self._reader.get_tensor(name)
 
     def tensor_for(self, delta: Delta, where: str, name: str, expected: str) -> np.ndarray:
@@ -98,7 +105,7 @@ def locate_base(recorded: str, next_to: str | os.PathLike[str] | None, where: st
             f"{where}: coded against base {recorded!r}; pass it (base=... in Python, --base on the command line)"
         )
     candidate = Path(next_to).parent / recorded
-    if not candidate.is_file():
+    if not candidate.exists():
         raise BaseRequiredError(
             f"{where}: coded against base {recorded!r}, which is not at {candidate}; pass it "
             "(base=... in Python, --base on the command line)"

@@ -219,7 +219,7 @@ class TzipReader:
                 raise BaseRequiredError(f"{self.where}: the file names no base")
             given = self._base_given
             path = given if given is not None else locate_base(recorded, self._path, self.where)
-            if not os.path.isfile(path):
+            if not os.path.exists(path):
                 raise BaseRequiredError(f"{self.where}: coded against base {recorded!r}, but {path} does not exist")
             self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
             self._owns_base = True
