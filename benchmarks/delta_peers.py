@@ -49,6 +49,15 @@ def _segments(blob):
         pos += size
 
 
+def _stored_tensors(blob, base):
+    """The blob's safetensors header, and per tensor (kind, payload, tensor, base bytes or None)."""
+    segments = list(_segments(blob))
+    header = bytes(segments[0][1])
+    _, pairs = _pairs(header, base)
+    return header, [(kind, payload, t, partner)
+                    for (kind, payload), (t, partner) in zip(segments[1:], pairs, strict=True)]
+
+
 class ZipNNDelta:
     """ZipNN 0.5.4's delta mode per tensor; tensors without a base partner get plain ZipNN."""
 
@@ -84,11 +93,9 @@ class ZipNNDelta:
         return b"".join(parts)
 
     def decompress(self, blob, base) -> bytes:
-        segments = list(_segments(blob))
-        header = bytes(segments[0][1])
-        _, pairs = _pairs(header, base)
+        header, stored = _stored_tensors(blob, base)
         parts = [header]
-        for (kind, payload), (t, partner) in zip(segments[1:], pairs, strict=True):
+        for kind, payload, t, partner in stored:
             if kind == 0:
                 parts.append(payload)
             elif kind == 1:
@@ -121,11 +128,9 @@ class BitX:
         return b"".join(parts)
 
     def decompress(self, blob, base) -> bytes:
-        segments = list(_segments(blob))
-        header = bytes(segments[0][1])
-        _, pairs = _pairs(header, base)
+        header, stored = _stored_tensors(blob, base)
         parts = [header]
-        for (_, payload), (t, partner) in zip(segments[1:], pairs, strict=True):
+        for _, payload, t, partner in stored:
             planes = np.frombuffer(self._decompressor.decompress(payload), np.uint8)
             raw = planes.reshape(t.width, -1).T.reshape(-1)
             if partner is not None:

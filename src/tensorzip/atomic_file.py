@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,23 +31,25 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     except OSError as error:
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
-    committed = False
-    try:
-        with os.fdopen(fd, "w+b") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+    with _discarded_on_failure(target, lambda: os.unlink(temporary)), os.fdopen(fd, "w+b") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)
-        committed = True
-    except TensorzipError:
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(target: Path, discard: Callable[[], None]) -> Iterator[None]:
+    """Run ``discard`` (best effort) if the block fails; OS errors become OutputFileError."""
+    try:
+        yield
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            discard()
+        if isinstance(error, OSError) and not isinstance(error, TensorzipError):
+            raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
         raise
-    except OSError as error:
-        raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
-    finally:
-        if not committed:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
 
 
 @contextlib.contextmanager
@@ -64,8 +66,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
         temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     except OSError as error:
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
-    committed = False
-    try:
+    with _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True)):
         yield temporary
         os.chmod(temporary, 0o755)
         if target.exists():
@@ -75,11 +76,3 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(temporary, target)
-        committed = True
-    except TensorzipError:
-        raise
-    except OSError as error:
-        raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
-    finally:
-        if not committed:
-            shutil.rmtree(temporary, ignore_errors=True)
