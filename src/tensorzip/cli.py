@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import __version__, checkpoint, sample_data
+from . import __version__, checkpoint, cli_embeddings, sample_data
 from .analysis import tensor_bounds
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
@@ -186,14 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tensorzip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace], dict[str, Any]], help_text: str,
-            threads: bool = True) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def common(sub: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], dict[str, Any]],
+               threads: bool = True) -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
         if threads:
             sub.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
         return sub
+
+    def add(name: str, handler: Callable[[argparse.Namespace], dict[str, Any]], help_text: str,
+            threads: bool = True) -> argparse.ArgumentParser:
+        return common(commands.add_parser(name, help=help_text, description=help_text), handler, threads)
 
     sub = add("compress", cmd_compress, "compress a .safetensors file (or a folder of shards) into .tzip")
     sub.add_argument("input")
@@ -218,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = add("info", cmd_info, "list the tensors of a .tzip file", threads=False)
     sub.add_argument("input")
+
+    cli_embeddings.add_commands(commands, common)
 
     sub = add("demo", cmd_demo, "compress, restore and verify all-MiniLM-L6-v2 (FP32 and BF16)")
     sub.add_argument("--cache-dir", help="where to keep the model (default: $TENSORZIP_CACHE or "

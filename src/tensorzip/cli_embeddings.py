@@ -1,0 +1,83 @@
+"""``tensorzip embeddings ...``: embedding collections at a recall target (see
+``tensorzip.embeddings``). Kept apart from ``cli.py`` so each file has one job."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import embeddings
+from .atomic_file import atomic_output
+from .errors import InputFileError, OutputFileError
+
+
+def _load_vectors(path: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (ValueError, OSError) as error:
+        raise InputFileError(f"{path}: not a .npy array ({error})") from None
+
+
+def _target(given: str | None, source: str, suffix: str, force: bool) -> Path:
+    path = Path(given) if given else Path(source).with_suffix(suffix)
+    if path.exists() and not force:
+        raise OutputFileError(f"{path} already exists (use --force to replace it)")
+    return path
+
+
+def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
+    vectors = _load_vectors(args.input)
+    target = _target(args.output, args.input, ".tzip", args.force)
+    mode = "lossless" if args.lossless else args.mode
+    record = embeddings.save(target, vectors, recall=args.recall, k=args.k, metric=args.metric, mode=mode,
+                             sample_queries=args.sample, threads=args.threads)
+    if not args.json:
+        recall = record.get("recall_at_k")
+        if recall is not None and record.get("recall_queries"):
+            measured = f"recall@{record['k']} {recall:.4f} (on {record['recall_queries']} held-out rows)"
+        else:
+            measured = f"recall@{record['k']} 1 (lossless)" if mode == "lossless" else "recall not measured"
+        print(f"{args.input} -> {target}: {record['count']:,} x {record['dim']} {record['dtype']}, mode {mode}")
+        print(f"  {measured}; {record['bytes_per_vector']:,.1f} bytes/vector "
+              f"({vectors[0].nbytes / record['bytes_per_vector']:.2f}x smaller than the input)")
+    return record
+
+
+def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
+    collection = embeddings.open(args.input, threads=args.threads)
+    target = _target(args.output, args.input, ".npy", args.force)
+    vectors = collection.decode()
+    with atomic_output(target, overwrite=args.force) as handle:
+        np.save(handle, vectors, allow_pickle=False)
+    if not args.json:
+        print(f"{args.input} -> {target}: {vectors.shape[0]:,} x {vectors.shape[1]} {vectors.dtype}")
+    return {"source": args.input, "target": str(target), "shape": list(vectors.shape), "dtype": str(vectors.dtype)}
+
+
+def add_commands(commands: argparse._SubParsersAction, add_common) -> None:
+    """Register ``embeddings compress`` and ``embeddings decompress``."""
+    group = commands.add_parser("embeddings", help="embedding collections at a recall target",
+                                description="Embedding collections: the fewest bytes that keep a recall@k target.")
+    sub = group.add_subparsers(dest="embeddings_command", required=True)
+
+    compress = add_common(sub.add_parser("compress", help="compress a .npy matrix of vectors (rows)"), cmd_compress)
+    compress.add_argument("input")
+    compress.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
+    compress.add_argument("-f", "--force", action="store_true", help="replace an existing output")
+    compress.add_argument("--recall", type=float, help="recall@k target, e.g. 0.95 (measured on held-out rows)")
+    compress.add_argument("--k", type=int, default=10, help="k of recall@k (default 10)")
+    compress.add_argument("--metric", choices=embeddings.METRICS, default="ip", help="similarity (default ip)")
+    compress.add_argument("--mode", choices=[m for m in embeddings.MODES if m != "lossless"], default="transform",
+                          help="transform (default; needs --recall) or a fixed-level quantizer")
+    compress.add_argument("--lossless", action="store_true", help="keep every bit (no target needed)")
+    compress.add_argument("--sample", type=int, default=500, help="held-out rows used as queries (default 500)")
+
+    decompress = add_common(sub.add_parser("decompress", help="decode a collection to a .npy file"), cmd_decompress)
+    decompress.add_argument("input")
+    decompress.add_argument("-o", "--output", help="output path (default: INPUT with .npy)")
+    decompress.add_argument("-f", "--force", action="store_true", help="replace an existing output")

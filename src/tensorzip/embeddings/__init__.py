@@ -1,0 +1,124 @@
+"""Embedding collections: the fewest bytes that keep a stated recall@k, measured.
+
+    >>> import numpy as np, tensorzip.embeddings as tze
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = rng.standard_normal((2000, 32)).astype(np.float32) * np.linspace(1, 0.1, 32, dtype=np.float32)
+    >>> blob = tze.compress(vectors, recall=0.9, k=10)
+    >>> collection = tze.open(blob)
+    >>> collection.recall >= 0.9, collection.bytes_per_vector < vectors[0].nbytes
+    (True, True)
+    >>> scores, rows = collection.search(vectors[:5], k=3)
+    >>> rows.shape
+    (5, 3)
+
+Modes: ``"transform"`` (PCA or the original axes, truncation, reverse
+water-filling, entropy-coded integers; with ``recall=`` the solver picks the
+level, with ``level=`` the caller does), ``"lossless"`` (bit-exact floats),
+and fixed-level quantizers for comparison: ``"int8"``, ``"int4"``, ``"binary"``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import TensorzipError
+from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
+from .collection import EmbeddingCollection
+from .search import METRICS
+from .solver import TargetUnreachableError, hold_out, solve
+from .storage import to_bytes, write
+
+MODES = ("transform", "lossless", "int8", "int4", "binary")
+_LEVELS = {"int8": 256, "int4": 16, "binary": 2}
+
+__all__ = ["MODES", "EmbeddingCollection", "TargetUnreachableError", "compress", "open", "save"]
+
+
+def _checked(vectors: Any) -> np.ndarray:
+    array = np.asarray(vectors)
+    if array.ndim != 2:
+        raise TensorzipError(f"embeddings must be a 2-D array (vectors x dimensions), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise TensorzipError(f"embeddings must have at least one vector and one dimension, got shape {array.shape}")
+    spec = dtypes.by_numpy(array.dtype)
+    if not spec.is_float:
+        raise TensorzipError(f"embeddings must be floating point, got {array.dtype}")
+    if not np.isfinite(array.astype(np.float32)).all():
+        bad = int(np.argwhere(~np.isfinite(array.astype(np.float32)))[0][0])
+        raise TensorzipError(f"embeddings contain NaN or infinity (first in vector {bad})")
+    return array
+
+
+def save(target: str | os.PathLike[str] | BinaryIO, vectors: Any, *, recall: float | None = None, k: int = 10,
+         metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
+         sample_queries: int = 500, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """Compress a collection into ``target`` (a path, atomically, or a binary stream);
+    returns the record stored with it (mode, bytes per vector, measured recall, ...)."""
+    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, sample_queries, seed, threads)
+    size = write(target, record, code=code, vectors=lossless, threads=threads)
+    return {**record, "stored_bytes": size, "bytes_per_vector": size / record["count"]}
+
+
+def compress(vectors: Any, *, recall: float | None = None, k: int = 10, metric: str = "ip", mode: str = "transform",
+             level: float | None = None, rotation: bool | None = None, sample_queries: int = 500, seed: int = 0,
+             threads: int | None = None) -> bytes:
+    """``save`` into bytes."""
+    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, sample_queries, seed, threads)
+    return to_bytes(record, code=code, vectors=lossless, threads=threads)
+
+
+def open(source: str | os.PathLike[str] | bytes | bytearray | memoryview,  # noqa: A001 - mirrors builtins.open
+         threads: int | None = None) -> EmbeddingCollection:
+    """A stored collection, ready to decode or search."""
+    return EmbeddingCollection.load(source, threads=threads)
+
+
+def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, level: float | None,
+            rotation: bool | None, sample_queries: int, seed: int,
+            threads: int | None) -> tuple[dict[str, Any], EmbeddingCode | None, np.ndarray | None]:
+    array = _checked(vectors)
+    if mode not in MODES:
+        raise TensorzipError(f"mode must be one of {MODES}, got {mode!r}")
+    if metric not in METRICS:
+        raise TensorzipError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not isinstance(k, int) or k < 1:
+        raise TensorzipError(f"k must be a positive integer, got {k!r}")
+    record: dict[str, Any] = {"mode": mode, "count": int(array.shape[0]), "dim": int(array.shape[1]),
+                              "dtype": dtypes.by_numpy(array.dtype).name, "metric": metric, "k": k,
+                              "target_recall": recall}
+    if mode == "lossless":
+        return {**record, "recall_at_k": 1.0}, None, np.ascontiguousarray(array)
+    vectors32 = array.astype(np.float32)
+    held = hold_out(vectors32, k, metric, sample_queries, seed) if len(vectors32) > k else None
+    if mode == "transform" and level is None:
+        if recall is None:
+            raise TensorzipError("transform mode needs a target (recall=) or a level (level=); "
+                                 "use mode='lossless' to keep every bit")
+        if held is None:
+            raise TargetUnreachableError(f"measuring recall@{k} needs at least {k + 1} vectors; "
+                                         f"the collection has {len(vectors32)}")
+        rotations = (True, False) if rotation is None else (rotation,)
+        solution = solve(vectors32, recall, held, lambda c: len(to_bytes(record, code=c, threads=threads)),
+                         rotations, seed)
+        code, used_rotation, used_level = solution.code, solution.rotation, solution.level
+    else:
+        used_rotation = bool(rotation) if rotation is not None else mode == "transform"
+        projection = project(vectors32, fit_basis(vectors32, used_rotation, seed=seed))
+        if mode == "transform":
+            used_level = float(level)  # type: ignore[arg-type]
+            if not used_level > 0:
+                raise TensorzipError(f"level must be positive, got {level!r}")
+            code = uniform_code(projection, used_level)
+        else:
+            used_level = None
+            code = fixed_levels_code(projection, _LEVELS[mode])
+    measured = held.recall(code) if held is not None else None
+    if recall is not None and measured is not None and measured < recall:
+        raise TargetUnreachableError(f"{mode} reaches recall@{k} = {measured:.4f}, below the target {recall}")
+    record.update(rotation=used_rotation, level=used_level, kept_dims=int(code.symbols.shape[0]),
+                  recall_at_k=measured, recall_queries=None if held is None else len(held.rows))
+    return record, code, None

@@ -1,0 +1,172 @@
+"""Transform coding of an embedding collection: what is stored, and how it decodes.
+
+A collection of N vectors of dimension d is stored as
+
+    x ~ mean + B @ (offset + step * q)
+
+where ``B`` (d x d') holds the kept directions (principal components, or plain
+axes when there is no rotation), ``offset`` and ``step`` are per kept dimension,
+and ``q`` are small integers, one row per kept dimension so that each dimension
+gets its own entropy table. Choosing d' < d is truncation in the chosen basis (the
+post-hoc version of Matryoshka), and equal ``step`` for every kept component of
+variance above a level D, dropping the rest, is reverse water-filling: the
+rate-distortion optimum for Gaussian components.
+
+The integers are stored zigzag-coded (so small values of either sign are small
+symbols) in 8 or 16 bits, through tensorzip's byte-plane coder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TensorzipError
+
+DECODE_BLOCK_ROWS = 8192  # vectors decoded at a time: bounds memory in search
+
+
+@dataclass(frozen=True)
+class Basis:
+    """Where the collection is quantized: mean, and the directions, strongest first."""
+
+    mean: np.ndarray  # (d,) float32
+    directions: np.ndarray | None  # (d, d) float32 orthonormal columns; None: the original axes
+    variances: np.ndarray  # (d,) float64, variance of the collection along each direction
+
+    @property
+    def rotated(self) -> bool:
+        return self.directions is not None
+
+
+def fit_basis(vectors: np.ndarray, rotate: bool, sample_rows: int = 20000, seed: int = 0) -> Basis:
+    """PCA (on a sample of rows) when ``rotate``, else the original axes in variance order."""
+    x = np.asarray(vectors, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    sample = x if len(x) <= sample_rows else x[np.sort(rng.choice(len(x), sample_rows, replace=False))]
+    mean = sample.mean(axis=0, dtype=np.float64)
+    centered = sample.astype(np.float64) - mean
+    if not rotate:
+        return Basis(mean.astype(np.float32), None, centered.var(axis=0))
+    covariance = centered.T @ centered / max(1, len(sample) - 1)
+    variances, directions = np.linalg.eigh(covariance)
+    order = np.argsort(variances)[::-1]
+    directions = directions[:, order]
+    # Fix each direction's sign (largest component positive) so fits are reproducible.
+    signs = np.sign(directions[np.argmax(np.abs(directions), axis=0), np.arange(directions.shape[1])])
+    directions = directions * np.where(signs == 0, 1.0, signs)
+    return Basis(mean.astype(np.float32), directions.astype(np.float32), np.maximum(variances[order], 0.0))
+
+
+@dataclass(frozen=True)
+class EmbeddingCode:
+    """A quantized collection, exactly as stored."""
+
+    mean: np.ndarray  # (d,) float32
+    directions: np.ndarray | None  # (d, d') float16 (stored and used at this precision), or None
+    dims: np.ndarray  # (d',) int32: the kept original axes when directions is None
+    offset: np.ndarray  # (d',) float32
+    step: np.ndarray  # (d',) float32
+    symbols: np.ndarray  # (d', N) uint8 or uint16, zigzag-coded integers
+
+    @property
+    def count(self) -> int:
+        return self.symbols.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def coordinates(self, start: int, stop: int) -> np.ndarray:
+        """Dequantized coordinates of vectors [start, stop) in the kept basis: (rows, d')."""
+        z = self.symbols[:, start:stop].T.astype(np.int64)
+        q = (z >> 1) ^ -(z & 1)
+        return (self.offset + q.astype(np.float32) * self.step).astype(np.float32)
+
+    def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Vectors [start, stop) as float32 (rows, d)."""
+        stop = self.count if stop is None else stop
+        y = self.coordinates(start, stop)
+        out = np.empty((stop - start, self.dim), dtype=np.float32)
+        out[...] = self.mean
+        if self.directions is not None:
+            out += y @ self.directions.astype(np.float32).T
+        else:
+            out[:, self.dims] += y
+        return out
+
+    def blocks(self, rows: int = DECODE_BLOCK_ROWS):
+        """(start, decoded block) over the collection, ``rows`` vectors at a time."""
+        for start in range(0, self.count, rows):
+            yield start, self.decode(start, min(self.count, start + rows))
+
+
+def zigzag(q: np.ndarray) -> np.ndarray:
+    """Signed integers to unsigned symbols (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), 8 bits when they fit."""
+    z = (q.astype(np.int64) << 1) ^ (q.astype(np.int64) >> 63)
+    if z.size and z.max() >= 1 << 16:
+        raise TensorzipError("quantized embedding values exceed 16 bits; use a larger step (lower target)")
+    return z.astype(np.uint8 if not z.size or z.max() < 256 else np.uint16)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The collection's coordinates on every direction of a basis, strongest first, as the
+    decoder will see them (directions at their stored float16 precision). Computed once;
+    each candidate code keeps a prefix of the columns."""
+
+    basis: Basis
+    directions: np.ndarray | None  # (d, d) float16, or None for the original axes
+    axes: np.ndarray  # (d,) int32: original axis of each column (no rotation), strongest first
+    coordinates: np.ndarray  # (N, d) float32
+
+    def kept(self, count: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(stored directions, kept axes, coordinates) of the ``count`` strongest columns."""
+        if self.directions is not None:
+            return self.directions[:, :count], np.arange(count, dtype=np.int32), self.coordinates[:, :count]
+        return None, self.axes[:count], self.coordinates[:, :count]
+
+
+def project(vectors: np.ndarray, basis: Basis) -> Projection:
+    x = np.asarray(vectors, dtype=np.float32) - basis.mean
+    if basis.directions is not None:
+        stored = basis.directions.astype(np.float16)
+        axes = np.arange(x.shape[1], dtype=np.int32)
+        return Projection(basis, stored, axes, x @ stored.astype(np.float32))
+    axes = np.argsort(-basis.variances, kind="stable").astype(np.int32)
+    return Projection(basis, None, axes, np.ascontiguousarray(x[:, axes]))
+
+
+def uniform_code(projection: Projection, level: float) -> EmbeddingCode:
+    """Reverse water-filling at distortion ``level`` per component: components with more
+    variance are kept, all with the same step sqrt(12 * level); the rest are dropped."""
+    basis = projection.basis
+    kept = max(1, int(np.count_nonzero(basis.variances > level)))
+    directions, axes, y = projection.kept(kept)
+    step = np.float32(np.sqrt(12.0 * level))
+    q = np.rint(y / step)
+    return EmbeddingCode(basis.mean, directions, axes, np.zeros(kept, np.float32), np.full(kept, step, np.float32),
+                         zigzag(q.T))
+
+
+def fixed_levels_code(projection: Projection, levels: int) -> EmbeddingCode:
+    """``levels`` evenly spaced values per dimension between its minimum and maximum
+    (int8: 256, 4-bit: 16); for 2 levels, the sign, reconstructed to each side's mean."""
+    basis = projection.basis
+    directions, axes, y = projection.kept(basis.mean.shape[0])
+    if levels == 2:
+        positive = y > 0
+        high = np.where(positive.any(0), (y * positive).sum(0) / np.maximum(positive.sum(0), 1), 0.0)
+        low = np.where((~positive).any(0), (y * ~positive).sum(0) / np.maximum((~positive).sum(0), 1), 0.0)
+        q = positive.astype(np.int64)
+        offset, step = low.astype(np.float32), (high - low).astype(np.float32)
+    else:
+        low, high = y.min(axis=0), y.max(axis=0)
+        step = np.where(high > low, (high - low) / (levels - 1), 1.0).astype(np.float32)
+        offset = low.astype(np.float32)
+        q = np.clip(np.rint((y - offset) / step), 0, levels - 1)
+    # Centred on zero, so that zigzag symbols stay below ``levels`` (8 bits for int8).
+    middle = levels // 2
+    return EmbeddingCode(basis.mean, directions, axes, (offset + middle * step).astype(np.float32), step,
+                         zigzag((q - middle).T))

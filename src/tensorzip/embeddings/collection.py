@@ -1,0 +1,87 @@
+"""A stored embedding collection: decode it, or search it without decoding it all at once."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import TensorzipError
+from .search import array_blocks, top_k
+from .search import scores as score_block
+from .storage import StoredCollection, read
+
+
+class EmbeddingCollection:
+    """Vectors from a .tzip embedding file; ``search`` decodes block by block."""
+
+    def __init__(self, stored: StoredCollection, stored_bytes: int):
+        self._stored = stored
+        self.record: dict[str, Any] = stored.record
+        self.stored_bytes = stored_bytes
+
+    @classmethod
+    def load(cls, source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+             threads: int | None = None) -> EmbeddingCollection:
+        size = os.path.getsize(source) if isinstance(source, (str, os.PathLike)) else len(memoryview(source))
+        return cls(read(source, threads=threads), size)
+
+    @property
+    def count(self) -> int:
+        return int(self.record["count"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.record["dim"])
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Everything stored (codes, basis, steps, header), per vector."""
+        return self.stored_bytes / self.count
+
+    @property
+    def recall(self) -> float | None:
+        """recall@k measured when the collection was compressed (held-out rows as queries)."""
+        return self.record.get("recall_at_k")
+
+    def decode(self) -> np.ndarray:
+        """All vectors as float32 (the original dtype for a lossless collection)."""
+        if self._stored.vectors is not None:
+            return self._stored.vectors
+        assert self._stored.code is not None
+        return self._stored.code.decode()
+
+    def blocks(self):
+        if self._stored.vectors is not None:
+            return array_blocks(np.asarray(self._stored.vectors, dtype=np.float32))
+        assert self._stored.code is not None
+        return self._stored.code.blocks()
+
+    def search(self, queries: Any, k: int = 10, *, rescore: int | None = None, originals: Any = None,
+               metric: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` over the decoded vectors: (scores, row indices), each (Q, k).
+
+        With ``rescore=R`` and ``originals`` (the float vectors, e.g. a memory-mapped
+        .npy the user keeps), the top R candidates are re-ranked by their exact scores.
+        """
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise TensorzipError(f"queries must have shape (n, {self.dim}), got {np.shape(queries)}")
+        metric = metric or self.record.get("metric", "ip")
+        if rescore is None:
+            return top_k(self.blocks(), q, k, metric)
+        if originals is None:
+            raise TensorzipError("rescore needs the original vectors (originals=...)")
+        exact = np.asarray(originals)
+        if exact.shape != (self.count, self.dim):
+            raise TensorzipError(f"originals must have shape {(self.count, self.dim)}, got {exact.shape}")
+        _, candidates = top_k(self.blocks(), q, max(k, rescore), metric)
+
+
+        rescored = np.stack([score_block(q[i : i + 1], exact[candidates[i]].astype(np.float32), metric)[0]
+                             for i in range(len(q))])
+        order = np.lexsort((candidates, -rescored), axis=1)[:, :k]
+        return np.take_along_axis(rescored, order, axis=1), np.take_along_axis(candidates, order, axis=1)

@@ -1,0 +1,73 @@
+"""Exact top-k search over a collection given block by block, and recall@k.
+
+Used three ways: ground truth on the original vectors, search on decoded vectors
+(the solver and ``EmbeddingCollection.search``), and rescoring. Memory stays at
+one block of the collection plus a (queries x k) running best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..errors import TensorzipError
+
+METRICS = ("ip", "l2")
+
+
+def scores(queries: np.ndarray, block: np.ndarray, metric: str) -> np.ndarray:
+    """Higher is better: inner product, or minus the squared L2 distance."""
+    dots = queries @ block.T
+    if metric == "ip":
+        return dots
+    if metric == "l2":
+        block_norms = np.einsum("ij,ij->i", block, block)[None, :]
+        return 2.0 * dots - block_norms - np.einsum("ij,ij->i", queries, queries)[:, None]
+    raise TensorzipError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def top_k(blocks: Iterable[tuple[int, np.ndarray]], queries: np.ndarray, k: int, metric: str = "ip",
+          exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices), each (Q, k), best first; among the candidates kept, ties go to
+    the lower index.
+
+    ``exclude[i]``: a collection row that query i must not return (itself, when the
+    queries are rows of the collection).
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    best_scores = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_index = np.zeros((len(q), 0), dtype=np.int64)
+    for start, block in blocks:
+        s = scores(q, np.asarray(block, dtype=np.float32), metric).astype(np.float32)
+        if exclude is not None:
+            rows = np.flatnonzero((exclude >= start) & (exclude < start + len(block)))
+            s[rows, exclude[rows] - start] = -np.inf
+        if s.shape[1] > k:  # only each row's k best can enter the running best
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            s = np.take_along_axis(s, part, axis=1)
+            index = part + start
+        else:
+            index = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
+        all_scores = np.concatenate([best_scores, s], axis=1)
+        all_index = np.concatenate([best_index, index], axis=1)
+        keep = min(k, all_scores.shape[1])
+        # Sort by (-score, index): lexsort's last key is primary.
+        order = np.lexsort((all_index, -all_scores), axis=1)[:, :keep]
+        best_scores = np.take_along_axis(all_scores, order, axis=1)
+        best_index = np.take_along_axis(all_index, order, axis=1)
+    return best_scores, best_index
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over queries of |found ∩ truth| / k."""
+    if truth.size == 0:
+        return 1.0
+    k = truth.shape[1]
+    hits = sum(len(np.intersect1d(f[:k], t)) for f, t in zip(found, truth, strict=True))
+    return hits / (len(truth) * k)
+
+
+def array_blocks(vectors: np.ndarray, rows: int = 8192):
+    for start in range(0, len(vectors), rows):
+        yield start, vectors[start : start + rows]

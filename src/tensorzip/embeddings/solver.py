@@ -1,0 +1,112 @@
+"""The fewest bytes that meet a recall@k target, found by measuring.
+
+A sample of rows is held out as queries; their exact top-k on the original
+collection (each query's own row excluded) is the ground truth. For each basis
+(PCA, or the original axes), the distortion level of reverse water-filling is
+searched by bisection for the largest level whose *decoded* collection still
+meets the target on those queries; the smaller of the two encoded files wins.
+Recall only falls as the level rises (up to noise on a finite sample), and the
+size falls with it, so the largest passing level is the smallest passing file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TensorzipError
+from .code import EmbeddingCode, Projection, fit_basis, project, uniform_code
+from .search import array_blocks, recall_at_k, top_k
+
+BISECTION_STEPS = 14
+SAMPLE_QUERIES = 500
+
+
+class TargetUnreachableError(TensorzipError, ValueError):
+    """The recall target cannot be met (above 1, or beyond what the collection allows)."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Query rows and their true top-k on the original collection."""
+
+    rows: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray
+    k: int
+    metric: str
+
+    def recall(self, code: EmbeddingCode) -> float:
+        """recall@k of ``code``'s decoded collection on the held-out queries."""
+        _, found = top_k(code.blocks(), self.queries, self.k, self.metric, exclude=self.rows)
+        return recall_at_k(found, self.truth)
+
+
+def hold_out(vectors: np.ndarray, k: int, metric: str, sample: int = SAMPLE_QUERIES, seed: int = 0) -> HeldOut:
+    count = len(vectors)
+    if count < k + 1:
+        raise TargetUnreachableError(f"measuring recall@{k} needs at least {k + 1} vectors; the collection has {count}")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(count, size=min(sample, count), replace=False)).astype(np.int64)
+    queries = np.asarray(vectors[rows], dtype=np.float32)
+    _, truth = top_k(array_blocks(np.asarray(vectors, dtype=np.float32)), queries, k, metric, exclude=rows)
+    return HeldOut(rows, queries, truth, k, metric)
+
+
+@dataclass(frozen=True)
+class Solution:
+    code: EmbeddingCode
+    rotation: bool
+    level: float
+    recall: float  # measured on the held-out queries, on the decoded collection
+    stored_bytes: int
+
+
+def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callable[[EmbeddingCode], int],
+          rotations: tuple[bool, ...] = (True, False), seed: int = 0) -> Solution:
+    """The smallest code (by ``size_of``, the real encoded size) meeting ``target``."""
+    if not 0.0 < target <= 1.0:
+        raise TargetUnreachableError(f"a recall target must be in (0, 1], got {target}")
+    best: Solution | None = None
+    for rotation in rotations:
+        projection = project(vectors, fit_basis(vectors, rotation, seed=seed))
+        found = _largest_passing_level(projection, target, held_out)
+        if found is None:
+            continue
+        level, code, recall = found
+        candidate = Solution(code, rotation, level, recall, size_of(code))
+        if best is None or candidate.stored_bytes < best.stored_bytes:
+            best = candidate
+    if best is None:
+        raise TargetUnreachableError(
+            f"recall@{held_out.k} >= {target} is not reached even at the finest quantization tried; "
+            "store the collection losslessly (mode='lossless') instead"
+        )
+    return best
+
+
+def _largest_passing_level(projection: Projection, target: float,
+                           held_out: HeldOut) -> tuple[float, EmbeddingCode, float] | None:
+    variances = projection.basis.variances
+    top = float(variances.max()) if variances.size and variances.max() > 0 else 1.0
+    # The finest level whose symbols still fit 16 bits (step > largest |coordinate| / 2^15).
+    reach = float(np.abs(projection.coordinates).max()) if projection.coordinates.size else 0.0
+    finest = max(top * 1e-9, (reach / 30000.0) ** 2 / 12.0, 1e-30)
+    low, high = np.log(finest), np.log(max(top, finest))  # level = exp(.)
+    passing: tuple[float, EmbeddingCode, float] | None = None
+    code = uniform_code(projection, float(np.exp(low)))
+    recall = held_out.recall(code)
+    if recall < target:
+        return None
+    passing = (float(np.exp(low)), code, recall)
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        code = uniform_code(projection, float(np.exp(middle)))
+        recall = held_out.recall(code)
+        if recall >= target:
+            passing, low = (float(np.exp(middle)), code, recall), middle
+        else:
+            high = middle
+    return passing

@@ -1,0 +1,150 @@
+"""Embedding collections: the solver's recall is real, targets are met or refused
+clearly, lossless is bit-exact, search and rescoring agree with brute force."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import tensorzip.embeddings as tze
+from tensorzip.cli import main
+from tensorzip.errors import TensorzipError
+
+
+def collection(count=3000, dim=48, seed=0) -> np.ndarray:
+    """Clustered, anisotropic, normalized: like sentence embeddings, and small."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim))
+    mixing = rng.standard_normal((dim, dim)) * np.linspace(1.0, 0.1, dim)
+    x = centres[rng.integers(0, 20, count)] + 0.6 * rng.standard_normal((count, dim)) @ mixing
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_recall(original: np.ndarray, decoded: np.ndarray, rows: np.ndarray, k: int) -> float:
+    """recall@k by full sorting, written independently of tensorzip's search."""
+    hits = 0
+    for row in rows:
+        exact = original @ original[row]
+        approx = decoded @ original[row]
+        exact[row] = approx[row] = -np.inf
+        truth = np.argsort(-exact, kind="stable")[:k]
+        found = np.argsort(-approx, kind="stable")[:k]
+        hits += len(set(truth) & set(found))
+    return hits / (len(rows) * k)
+
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.97])
+def test_reported_recall_is_the_recall_of_the_decoded_collection(target):
+    x = collection()
+    blob = tze.compress(x, recall=target, k=10, sample_queries=300)
+    stored = tze.open(blob)
+    assert stored.recall >= target
+    rows = np.sort(np.random.default_rng(0).choice(len(x), size=300, replace=False))
+    assert stored.recall == pytest.approx(brute_recall(x, stored.decode(), rows, 10), abs=1e-9)
+    assert stored.bytes_per_vector == len(blob) / len(x)
+    assert stored.bytes_per_vector < x[0].nbytes / 2
+
+
+def test_higher_targets_cost_more_bytes():
+    x = collection()
+    sizes = [len(tze.compress(x, recall=t, sample_queries=300)) for t in (0.7, 0.9, 0.99)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_unreachable_targets_are_refused_clearly():
+    x = collection(count=200)
+    with pytest.raises(tze.TargetUnreachableError, match="must be in"):
+        tze.compress(x, recall=1.2)
+    with pytest.raises(tze.TargetUnreachableError, match="at least 11 vectors"):
+        tze.compress(x[:5], recall=0.9)
+    with pytest.raises(tze.TargetUnreachableError, match="below the target"):
+        tze.compress(x, recall=0.99, mode="binary")
+    with pytest.raises(TensorzipError, match="needs a target"):
+        tze.compress(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16, np.float64])
+def test_lossless_is_bit_exact(dtype):
+    x = collection(count=500).astype(dtype)
+    back = tze.open(tze.compress(x, mode="lossless")).decode()
+    assert back.dtype == x.dtype and back.tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "binary"])
+def test_fixed_level_modes_decode_to_their_levels(mode):
+    x = collection(count=800)
+    stored = tze.open(tze.compress(x, mode=mode, rotation=False))
+    levels = {"int8": 256, "int4": 16, "binary": 2}[mode]
+    decoded = stored.decode()
+    for column in range(0, x.shape[1], 7):
+        assert len(np.unique(decoded[:, column])) <= levels
+    assert stored.recall is not None
+
+
+def test_edge_shapes():
+    one = collection(count=1)
+    assert tze.open(tze.compress(one, mode="lossless")).decode().tobytes() == one.tobytes()
+    assert tze.open(tze.compress(one, mode="int8")).decode().shape == one.shape
+    narrow = collection(count=400, dim=1)
+    stored = tze.open(tze.compress(narrow, recall=0.5))
+    assert stored.decode().shape == (400, 1)
+    zeros = np.zeros((50, 8), np.float32)
+    stored = tze.open(tze.compress(zeros, recall=0.9))
+    assert np.array_equal(stored.decode(), zeros) and stored.recall == 1.0
+    with pytest.raises(TensorzipError, match="at least one vector"):
+        tze.compress(np.zeros((0, 8), np.float32), mode="lossless")
+    with pytest.raises(TensorzipError, match="2-D"):
+        tze.compress(np.zeros(8, np.float32), mode="lossless")
+
+
+def test_nan_and_bad_dtypes_are_refused():
+    x = collection(count=100)
+    x[37, 3] = np.nan
+    with pytest.raises(TensorzipError, match="NaN or infinity .*vector 37"):
+        tze.compress(x, recall=0.9)
+    with pytest.raises(TensorzipError, match="floating point"):
+        tze.compress(np.ones((10, 4), np.int32), mode="lossless")
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_search_matches_brute_force_on_the_decoded_vectors(metric):
+    x = collection(count=1500)
+    stored = tze.open(tze.compress(x, recall=0.9, metric=metric, sample_queries=200))
+    queries = collection(count=20, seed=5)
+    _, rows = stored.search(queries, k=5)
+    decoded = stored.decode()
+    for q, found in zip(queries, rows, strict=True):
+        s = decoded @ q if metric == "ip" else -((decoded - q) ** 2).sum(1)
+        assert set(found) == set(np.argsort(-s, kind="stable")[:5])
+
+
+def test_rescoring_with_the_originals_reaches_exact_results():
+    x = collection(count=1500)
+    stored = tze.open(tze.compress(x, recall=0.8, sample_queries=200))
+    queries = collection(count=30, seed=6)
+    exact = np.argsort(-(queries @ x.T), axis=1, kind="stable")[:, :10]
+    _, plain = stored.search(queries, k=10)
+    _, rescored = stored.search(queries, k=10, rescore=100, originals=x)
+    def hits(found):
+        return sum(len(set(f) & set(t)) for f, t in zip(found, exact, strict=True))
+    assert hits(rescored) >= hits(plain)
+    assert hits(rescored) / exact.size > 0.95
+    with pytest.raises(TensorzipError, match="originals"):
+        stored.search(queries, k=10, rescore=40)
+
+
+def test_saved_file_and_cli(tmp_path, capsys):
+    x = collection(count=1200)
+    source = tmp_path / "vectors.npy"
+    np.save(source, x)
+    assert main(["embeddings", "compress", str(source), "--recall", "0.9", "-o", str(tmp_path / "v.tzip")]) == 0
+    out = capsys.readouterr().out
+    assert "recall@10" in out and "bytes/vector" in out
+    stored = tze.open(tmp_path / "v.tzip")
+    assert stored.recall >= 0.9
+    assert main(["embeddings", "decompress", str(tmp_path / "v.tzip"), "-o", str(tmp_path / "back.npy")]) == 0
+    assert np.load(tmp_path / "back.npy").shape == x.shape
+    assert main(["embeddings", "compress", str(source), "--recall", "1.5"]) == 1
+    assert "must be in" in capsys.readouterr().err
