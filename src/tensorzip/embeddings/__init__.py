@@ -120,5 +120,6 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
     if recall is not None and measured is not None and measured < recall:
         raise TargetUnreachableError(f"{mode} reaches recall@{k} = {measured:.4f}, below the target {recall}")
     record.update(rotation=used_rotation, level=used_level, kept_dims=int(code.symbols.shape[0]),
+                  unit_norm=code.unit_norm,
                   recall_at_k=measured, recall_queries=None if held is None else len(held.rows))
     return record, code, None

