@@ -55,19 +55,26 @@ def _checked(vectors: Any) -> np.ndarray:
 
 def save(target: str | os.PathLike[str] | BinaryIO, vectors: Any, *, recall: float | None = None, k: int = 10,
          metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
-         sample_queries: int = 500, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+         emphasis: float = 0.75, sample_queries: int = 500, seed: int = 0,
+         threads: int | None = None) -> dict[str, Any]:
     """Compress a collection into ``target`` (a path, atomically, or a binary stream);
-    returns the record stored with it (mode, bytes per vector, measured recall, ...)."""
-    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, sample_queries, seed, threads)
+    returns the record stored with it (mode, bytes per vector, measured recall, ...).
+
+    With ``recall``, the solver chooses the basis, emphasis and level; ``level`` (and
+    ``emphasis``, ``rotation``) set them by hand instead (see ``code.uniform_code``).
+    """
+    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
+                                     seed, threads)
     size = write(target, record, code=code, vectors=lossless, threads=threads)
     return {**record, "stored_bytes": size, "bytes_per_vector": size / record["count"]}
 
 
 def compress(vectors: Any, *, recall: float | None = None, k: int = 10, metric: str = "ip", mode: str = "transform",
-             level: float | None = None, rotation: bool | None = None, sample_queries: int = 500, seed: int = 0,
-             threads: int | None = None) -> bytes:
+             level: float | None = None, rotation: bool | None = None, emphasis: float = 0.75,
+             sample_queries: int = 500, seed: int = 0, threads: int | None = None) -> bytes:
     """``save`` into bytes."""
-    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, sample_queries, seed, threads)
+    record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
+                                     seed, threads)
     return to_bytes(record, code=code, vectors=lossless, threads=threads)
 
 
@@ -78,7 +85,7 @@ def open(source: str | os.PathLike[str] | bytes | bytearray | memoryview,  # noq
 
 
 def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, level: float | None,
-            rotation: bool | None, sample_queries: int, seed: int,
+            rotation: bool | None, emphasis: float, sample_queries: int, seed: int,
             threads: int | None) -> tuple[dict[str, Any], EmbeddingCode | None, np.ndarray | None]:
     array = _checked(vectors)
     if mode not in MODES:
@@ -105,6 +112,7 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
         solution = solve(vectors32, recall, held, lambda c: len(to_bytes(record, code=c, threads=threads)),
                          rotations, seed)
         code, used_rotation, used_level = solution.code, solution.rotation, solution.level
+        used_emphasis: float | None = solution.emphasis
     else:
         used_rotation = bool(rotation) if rotation is not None else mode == "transform"
         projection = project(vectors32, fit_basis(vectors32, used_rotation, seed=seed))
@@ -112,14 +120,16 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
             used_level = float(level)  # type: ignore[arg-type]
             if not used_level > 0:
                 raise TensorzipError(f"level must be positive, got {level!r}")
-            code = uniform_code(projection, used_level)
+            used_emphasis = float(emphasis)
+            code = uniform_code(projection, used_level, used_emphasis)
         else:
-            used_level = None
+            used_level = used_emphasis = None
             code = fixed_levels_code(projection, _LEVELS[mode])
     measured = held.recall(code) if held is not None else None
     if recall is not None and measured is not None and measured < recall:
         raise TargetUnreachableError(f"{mode} reaches recall@{k} = {measured:.4f}, below the target {recall}")
-    record.update(rotation=used_rotation, level=used_level, kept_dims=int(code.symbols.shape[0]),
+    record.update(rotation=used_rotation, level=used_level, emphasis=used_emphasis,
+                  kept_dims=int(code.symbols.shape[0]),
                   unit_norm=code.unit_norm,
                   recall_at_k=measured, recall_queries=None if held is None else len(held.rows))
     return record, code, None

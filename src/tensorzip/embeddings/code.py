@@ -148,16 +148,28 @@ def project(vectors: np.ndarray, basis: Basis) -> Projection:
     return Projection(basis, None, axes, np.ascontiguousarray(x[:, axes]), unit_norm)
 
 
-def uniform_code(projection: Projection, level: float) -> EmbeddingCode:
-    """Reverse water-filling at distortion ``level`` per component: components with more
-    variance are kept, all with the same step sqrt(12 * level); the rest are dropped."""
-    basis = projection.basis
-    kept = max(1, int(np.count_nonzero(basis.variances > level)))
+def uniform_code(projection: Projection, level: float, emphasis: float = 0.0) -> EmbeddingCode:
+    """Reverse water-filling: component i is quantized with a uniform step giving it
+    distortion D_i = level * (variance_i / top variance) ** -emphasis, and dropped when
+    its variance is below D_i.
+
+    ``emphasis = 0`` is the MSE optimum (equal distortion everywhere). Search error is
+    not MSE: the error of a score q.x is the quantization error seen through the
+    query, and queries are strong along the same components as the collection, so
+    strong components deserve less distortion. Measured on MiniLM embeddings, 0.5-1
+    needs 15-20% fewer bytes than 0 at recall@10 0.90-0.99.
+    """
+    variances = projection.basis.variances[projection.axes]  # in column order, strongest first
+    top = float(variances.max()) if variances.size and variances.max() > 0 else 1.0
+    with np.errstate(divide="ignore"):
+        relative = np.where(variances > 0, variances / top, np.inf)
+        distortion = level * relative ** -emphasis
+    kept = max(1, int(np.count_nonzero(variances > distortion)))
     directions, axes, y = projection.kept(kept)
-    step = np.float32(np.sqrt(12.0 * level))
+    step = np.sqrt(12.0 * np.maximum(distortion[:kept], 1e-30)).astype(np.float32)
     q = np.rint(y / step)
-    return EmbeddingCode(basis.mean, directions, axes, np.zeros(kept, np.float32), np.full(kept, step, np.float32),
-                         zigzag(q.T), projection.unit_norm)
+    return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, zigzag(q.T),
+                         projection.unit_norm)
 
 
 def fixed_levels_code(projection: Projection, levels: int) -> EmbeddingCode:
