@@ -4,6 +4,7 @@ Lossless and bit-exact by default. The public API is re-exported here; nothing e
 lives in this module.
 """
 
+from . import embeddings
 from .api import compress, decompress, load_file, safe_open, save_file
 from .checkpoint import (
     CompressionReport,
@@ -35,6 +36,7 @@ from .memory_file import MemoryFile
 __version__ = "0.1.0"
 
 __all__ = [
+    "embeddings",
     "SUPPORTED_DTYPES",
     "CompressionReport",
     "BaseMismatchError",
