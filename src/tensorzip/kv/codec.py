@@ -1,0 +1,141 @@
+"""A KV cache (keys and values of every layer) as a .tzip file.
+
+Per tensor (keys, values): the most recent ``window`` tokens are kept exact (they
+are the ones attention weighs most, and cheap); the rest is quantized in groups
+(``groups.py``), optionally corrected by a rank-``rank`` approximation of the
+quantization residual per layer, batch and head (the GEAR recipe), and the
+integers are entropy-coded with one table per layer (the context measured to
+pay at these sizes: a table per channel would cost more than it saves on a few
+hundred tokens). Everything stored is counted in the file size: symbols, group
+minima and steps, window, low-rank factors, header.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..codecs import BytePlanesCodec
+from ..container import TzipReader, TzipWriter
+from ..errors import FormatError, TensorzipError
+from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_bounded, quantize_levels
+
+METADATA_KEY = "tensorzip.kv"
+FORMAT_VERSION = 1
+PARTS = ("keys", "values")
+
+
+@dataclass(frozen=True)
+class KVConfig:
+    """How a cache is quantized. Exactly one of ``levels`` and ``max_abs_error``."""
+
+    levels: int | None = 16  # integers per group: 4 = 2 bits, 16 = 4 bits; any value 2..65536
+    group: int = 32
+    window: int = 0  # most recent tokens kept exact
+    rank: int = 0  # low-rank correction of the residual (0: none)
+    max_abs_error: float | None = None  # per element, on the quantized part
+
+    def check(self) -> None:
+        if (self.levels is None) == (self.max_abs_error is None):
+            raise TensorzipError("give exactly one of levels (or bits) and max_abs_error")
+        if self.levels is not None and not 2 <= self.levels <= 1 << 16:
+            raise TensorzipError(f"levels must be in 2..65536, got {self.levels}")
+        if self.max_abs_error is not None and not self.max_abs_error > 0:
+            raise TensorzipError(f"max_abs_error must be positive, got {self.max_abs_error}")
+        if self.group < 1 or self.window < 0 or self.rank < 0:
+            raise TensorzipError("group must be >= 1, window and rank >= 0")
+        if self.max_abs_error is not None and self.rank:
+            raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
+
+
+def _quantize(x: np.ndarray, axis: int, config: KVConfig, out_dtype) -> Quantized:
+    if config.max_abs_error is not None:
+        return quantize_bounded(x, axis, config.group, config.max_abs_error, out_dtype)
+    assert config.levels is not None
+    return quantize_levels(x, axis, config.group, config.levels)
+
+
+def _low_rank(residual: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Factors (u: [..., tokens, r], w: [..., d, r]) of the best rank-r approximation, float16."""
+    u, s, vt = np.linalg.svd(residual.astype(np.float32), full_matrices=False)
+    r = min(rank, s.shape[-1])
+    return (u[..., :r] * s[..., None, :r]).astype(np.float16), np.swapaxes(vt[..., :r, :], -1, -2).astype(np.float16)
+
+
+def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The tensors to store and the record describing them."""
+    config.check()
+    tensors: dict[str, np.ndarray] = {}
+    tokens = keys.shape[TOKENS_AXIS]
+    cut = max(0, tokens - config.window)
+    for name, x, axis in (("keys", keys, TOKENS_AXIS), ("values", values, CHANNELS_AXIS)):
+        old = np.asarray(x[:, :, :, :cut], dtype=np.float32)
+        if cut < tokens:
+            tensors[f"{name}.window"] = np.ascontiguousarray(x[:, :, :, cut:])
+        if old.size == 0:
+            continue
+        q = _quantize(old, axis, config, np.asarray(x).dtype)
+        tensors[f"{name}.symbols"] = np.ascontiguousarray(q.symbols)
+        tensors[f"{name}.minimum"] = q.minimum
+        tensors[f"{name}.step"] = q.step
+        if config.rank:
+            u, w = _low_rank(old - q.decode(), config.rank)
+            tensors[f"{name}.u"], tensors[f"{name}.w"] = u, w
+    record = {"format": FORMAT_VERSION, "config": asdict(config), "shape": list(keys.shape),
+              "dtype": dtypes.by_numpy(keys.dtype).name, "values_shape": list(values.shape)}
+    return tensors, record
+
+
+def decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    config = KVConfig(**record["config"])
+    out = []
+    parts_of = (("keys", TOKENS_AXIS, record["shape"]), ("values", CHANNELS_AXIS, record["values_shape"]))
+    for name, axis, shape in parts_of:
+        window = tensors.get(f"{name}.window")
+        dtype = dtypes.by_name(record["dtype"]).numpy_dtype
+        parts = []
+        if f"{name}.symbols" in tensors:
+            q = Quantized(tensors[f"{name}.symbols"], tensors[f"{name}.minimum"], tensors[f"{name}.step"], axis,
+                          config.group)
+            old = q.decode()
+            if f"{name}.u" in tensors:
+                old += tensors[f"{name}.u"].astype(np.float32) @ np.swapaxes(tensors[f"{name}.w"], -1, -2).astype(
+                    np.float32)
+            parts.append(old)
+        if window is not None:
+            parts.append(window.astype(np.float32))
+        x = np.concatenate(parts, axis=TOKENS_AXIS) if parts else np.zeros(shape, np.float32)
+        if list(x.shape) != list(shape):
+            raise FormatError(f"KV {name} decode to {list(x.shape)}, the record says {shape}")
+        out.append(x.astype(dtype))
+    return out[0], out[1]
+
+
+def to_bytes(tensors: dict[str, np.ndarray], record: dict[str, Any], threads: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with TzipWriter(buffer, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)}, threads=threads) as writer:
+        for name, array in tensors.items():
+            if name.endswith(".symbols"):
+                # One table per layer: chunks of a whole layer's integers.
+                per_layer = max(1, array.size // max(1, array.shape[0]))
+                writer.add(name, array, BytePlanesCodec(rotate_bits=0, chunk_elements=min(per_layer, 1 << 21)))
+            else:
+                writer.add(name, np.ascontiguousarray(array))
+    return buffer.getvalue()
+
+
+def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None) -> tuple[dict[str, np.ndarray],
+                                                                                            dict[str, Any]]:
+    with TzipReader(blob, threads=threads) as reader:
+        raw = (reader.metadata() or {}).get(METADATA_KEY)
+        if raw is None:
+            raise FormatError(f"{reader.where}: not a KV cache (no {METADATA_KEY!r} record)")
+        record = json.loads(raw)
+        if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
+            raise FormatError(f"{reader.where}: KV record of unknown format")
+        return dict(reader.iter_tensors()), record

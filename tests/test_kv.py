@@ -1,0 +1,118 @@
+"""KV caches: bounds hold on every element, re-encoding is stable, odd shapes and
+half-precision inputs work, and the attention error is what it says."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import tensorzip as tz
+from tensorzip.errors import TensorzipError
+from tensorzip.kv.attention import output_errors
+
+
+def cache(layers=2, heads=3, tokens=40, dim=16, seed=0, dtype=np.float32):
+    """Keys with a few strong channels (as real keys have), values without."""
+    rng = np.random.default_rng(seed)
+    keys = rng.standard_normal((layers, 1, heads, tokens, dim)) * np.where(np.arange(dim) % 7 == 0, 8.0, 1.0)
+    values = rng.standard_normal((layers, 1, heads, tokens, dim))
+    queries = rng.standard_normal((layers, 1, heads, tokens, dim))
+    return keys.astype(dtype), values.astype(dtype), queries.astype(dtype)
+
+
+@pytest.mark.parametrize("bound", [0.5, 0.05, 0.001])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_per_element_bound_holds_on_every_element(bound, dtype):
+    keys, values, _ = cache(dtype=dtype)
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, max_abs_error=bound))
+    assert k.dtype == keys.dtype and v.shape == values.shape
+    # On the decoded values in their dtype: rounding to float16 counts against the bound too.
+    for decoded, original in ((k, keys), (v, values)):
+        error = np.abs(decoded.astype(np.float32) - original.astype(np.float32))
+        assert np.all(error <= bound), float(error.max())
+
+
+def test_more_bits_less_error_and_more_bytes():
+    keys, values, queries = cache(tokens=64, dim=32)
+    previous_error, previous_size = np.inf, 0
+    for bits in (2, 3, 4, 8):
+        blob = tz.kv.compress(keys, values, bits=bits, queries=queries)
+        info = tz.kv.describe(blob)
+        assert info["attention"]["relative_error"] < previous_error
+        assert info["stored_bytes"] > previous_size
+        previous_error, previous_size = info["attention"]["relative_error"], info["stored_bytes"]
+
+
+def test_reported_attention_error_is_recomputable():
+    keys, values, queries = cache()
+    blob = tz.kv.compress(keys, values, bits=3, queries=queries)
+    k, v = tz.kv.decompress(blob)
+    assert tz.kv.describe(blob)["attention"] == output_errors(queries, keys, values, k, v)
+
+
+def test_reencoding_the_decoded_cache_reproduces_the_bytes():
+    keys, values, _ = cache()
+    for options in ({"bits": 2}, {"levels": 6, "group_size": 16}, {"max_abs_error": 0.05}):
+        blob = tz.kv.compress(keys, values, **options)
+        k, v = tz.kv.decompress(blob)
+        again = tz.kv.compress(k, v, **options)
+        assert tz.kv.decompress(again)[0].tobytes() == k.tobytes()
+        assert again == tz.kv.compress(*tz.kv.decompress(again), **options)
+
+
+def test_window_is_exact_and_low_rank_reduces_error():
+    keys, values, queries = cache(tokens=48)
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, bits=2, window=8))
+    assert k[:, :, :, -8:].tobytes() == keys[:, :, :, -8:].tobytes()
+    assert v[:, :, :, -8:].tobytes() == values[:, :, :, -8:].tobytes()
+    plain = tz.kv.describe(tz.kv.compress(keys, values, bits=2, queries=queries))
+    corrected = tz.kv.describe(tz.kv.compress(keys, values, bits=2, rank=4, queries=queries))
+    assert corrected["attention"]["relative_error"] < plain["attention"]["relative_error"]
+
+
+def test_attention_error_target_is_met_with_the_smallest_tried():
+    keys, values, queries = cache(tokens=64, dim=32)
+    blob = tz.kv.compress(keys, values, max_rel_error=0.02, queries=queries)
+    info = tz.kv.describe(blob)
+    k, v = tz.kv.decompress(blob)
+    assert output_errors(queries, keys, values, k, v)["relative_error"] <= 0.02
+    assert len(blob) < len(tz.kv.compress(keys, values, bits=8))
+    with pytest.raises(TensorzipError, match="queries"):
+        tz.kv.compress(keys, values, max_rel_error=0.02)
+    assert info["target_relative_error"] == 0.02
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 7), (2, 1, 2, 5, 33), (1, 2, 3, 0, 8), (1, 1, 2, 3, 1)])
+def test_odd_shapes_one_token_and_empty_caches(shape):
+    rng = np.random.default_rng(1)
+    keys, values = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    for options in ({"bits": 4}, {"max_abs_error": 0.01}, {"bits": 2, "window": 2}):
+        k, v = tz.kv.decompress(tz.kv.compress(keys, values, **options))
+        assert k.shape == keys.shape and v.shape == values.shape
+        if "max_abs_error" in options:
+            assert np.all(np.abs(k - keys) <= 0.01) and np.all(np.abs(v - values) <= 0.01)
+
+
+def test_bfloat16_and_per_layer_lists():
+    keys, values, _ = cache(dtype=ml_dtypes.bfloat16)
+    k, v = tz.kv.decompress(tz.kv.compress(list(keys), list(values), bits=8))
+    assert k.dtype == ml_dtypes.bfloat16 and k.shape == keys.shape
+    error = np.abs(k.astype(np.float32) - keys.astype(np.float32)).max()
+    assert error < 0.01 * np.abs(keys.astype(np.float32)).max()  # 8 bits, plus bfloat16's own rounding
+
+
+def test_bad_input_is_refused_clearly():
+    keys, values, _ = cache()
+    with pytest.raises(TensorzipError, match="layers, batch, heads, tokens"):
+        tz.kv.compress(keys[0], values[0], bits=4)
+    with pytest.raises(TensorzipError, match="must agree"):
+        tz.kv.compress(keys, values[:, :, :, :5], bits=4)
+    bad = keys.copy()
+    bad[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(TensorzipError, match="NaN"):
+        tz.kv.compress(bad, values, bits=4)
+    with pytest.raises(TensorzipError, match="say how"):
+        tz.kv.compress(keys, values)
+    with pytest.raises(TensorzipError, match="not a KV cache"):
+        tz.kv.decompress(tz.compress(np.zeros(3, np.float32)))
