@@ -1,0 +1,17 @@
+"""The examples in the public modules' docstrings run and show what they claim."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import tensorzip.api
+import tensorzip.embeddings
+import tensorzip.kv
+
+
+@pytest.mark.parametrize("module", [tensorzip.api, tensorzip.embeddings, tensorzip.kv])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
