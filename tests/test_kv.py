@@ -116,3 +116,30 @@ def test_bad_input_is_refused_clearly():
         tz.kv.compress(keys, values)
     with pytest.raises(TensorzipError, match="not a KV cache"):
         tz.kv.decompress(tz.compress(np.zeros(3, np.float32)))
+
+
+def test_inconsistent_files_raise_format_errors():
+    import tensorzip.kv.codec as codec
+
+    keys, values, _ = cache()
+    tensors, record = codec.encode(keys, values, codec.KVConfig(levels=16))
+    broken = dict(tensors, **{"keys.minimum": tensors["keys.minimum"][:, :, :, :1]})
+    with pytest.raises(tz.FormatError, match="group parameters"):
+        tz.kv.decompress(codec.to_bytes(broken, record))
+    with pytest.raises(tz.FormatError, match="the record says"):
+        tz.kv.decompress(codec.to_bytes(tensors, dict(record, shape=[1, 2, 3])))
+    with pytest.raises(tz.TensorzipError):
+        tz.kv.decompress(codec.to_bytes(tensors, dict(record, config=dict(record["config"], levels=1))))
+
+
+def test_outlier_channels_are_exact_and_help_per_token_groups():
+    keys, values, queries = cache(tokens=64, dim=32)
+    values = values.copy()
+    values[:, :, 1, :, 5] *= 40.0  # one strong value channel widens every token's group
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, bits=3, outliers=2))
+    assert v[:, :, 1, :, 5].tobytes() == values[:, :, 1, :, 5].tobytes()
+    plain = tz.kv.describe(tz.kv.compress(keys, values, bits=3, queries=queries))
+    apart = tz.kv.describe(tz.kv.compress(keys, values, bits=3, outliers=2, queries=queries))
+    assert apart["attention"]["relative_error"] < plain["attention"]["relative_error"]
+    bounded = tz.kv.decompress(tz.kv.compress(keys, values, max_abs_error=0.01, outliers=3))
+    assert np.all(np.abs(bounded[1] - values) <= 0.01)

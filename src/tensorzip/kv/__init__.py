@@ -13,7 +13,8 @@ the error measured, never assumed.
     >>> float(np.abs(tz.kv.decompress(blob)[0] - keys).max()) <= 0.01
     True
 
-Ask with a bit budget (``bits=`` or any ``levels=`` per group), a per-element
+A Hugging Face ``transformers`` cache goes to a file and back with ``save_cache`` /
+``load_cache`` (transformers is optional). Ask with a bit budget (``bits=`` or any ``levels=`` per group), a per-element
 bound (``max_abs_error=``), or a bound on the attention output
 (``max_rel_error=`` with the ``queries``): the smallest configuration meeting it is
 found by measuring.
@@ -30,8 +31,9 @@ from .. import dtypes
 from ..errors import TensorzipError
 from .attention import output_errors
 from .codec import KVConfig, decode, encode, from_bytes, to_bytes
+from .hf_cache import load_cache, save_cache
 
-__all__ = ["KVConfig", "compress", "decompress", "describe"]
+__all__ = ["KVConfig", "compress", "decompress", "describe", "load_cache", "save_cache"]
 
 # Tried, cheapest first, when a bound on the attention output is asked for.
 _LEVELS_TRIED = (3, 4, 5, 6, 8, 11, 16, 23, 32, 64, 128, 256)
@@ -53,8 +55,8 @@ def _stacked(layers: Any, what: str) -> np.ndarray:
 
 
 def compress(keys: Any, values: Any, *, bits: int | None = None, levels: int | None = None, group_size: int = 32,
-             window: int = 0, rank: int = 0, max_abs_error: float | None = None, max_rel_error: float | None = None,
-             queries: Any = None, threads: int | None = None) -> bytes:
+             window: int = 0, rank: int = 0, outliers: int = 0, max_abs_error: float | None = None,
+             max_rel_error: float | None = None, queries: Any = None, threads: int | None = None) -> bytes:
     """Compress a KV cache; see the module docstring. ``bits`` means ``levels = 2**bits``."""
     k, v = _stacked(keys, "keys"), _stacked(values, "values")
     if k.shape[:4] != v.shape[:4] or k.dtype != v.dtype:
@@ -67,10 +69,11 @@ def compress(keys: Any, values: Any, *, bits: int | None = None, levels: int | N
     if max_rel_error is not None:
         if queries is None:
             raise TensorzipError("max_rel_error bounds the attention output: pass the queries too")
-        return _smallest_meeting(k, v, _stacked(queries, "queries"), max_rel_error, window, threads)
+        return _smallest_meeting(k, v, _stacked(queries, "queries"), max_rel_error, window, outliers, threads)
     if levels is None and max_abs_error is None:
         raise TensorzipError("say how: bits=, levels=, max_abs_error= or max_rel_error= (with queries=)")
-    config = KVConfig(levels=levels, group=group_size, window=window, rank=rank, max_abs_error=max_abs_error)
+    config = KVConfig(levels=levels, group=group_size, window=window, rank=rank, outliers=outliers,
+                      max_abs_error=max_abs_error)
     tensors, record = encode(k, v, config)
     if queries is not None:
         k_hat, v_hat = decode(tensors, record)
@@ -92,12 +95,12 @@ def describe(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
     return {**record, "stored_bytes": len(blob), "bytes_per_element": len(blob) / max(1, elements)}
 
 
-def _smallest_meeting(k: np.ndarray, v: np.ndarray, q: np.ndarray, target: float, window: int,
+def _smallest_meeting(k: np.ndarray, v: np.ndarray, q: np.ndarray, target: float, window: int, outliers: int,
                       threads: int | None) -> bytes:
     best: bytes | None = None
     for group in _GROUPS_TRIED:
         for levels in _LEVELS_TRIED:
-            tensors, record = encode(k, v, KVConfig(levels=levels, group=group, window=window))
+            tensors, record = encode(k, v, KVConfig(levels=levels, group=group, window=window, outliers=outliers))
             k_hat, v_hat = decode(tensors, record)
             errors = output_errors(q, k, v, k_hat, v_hat)
             if errors["relative_error"] <= target:

@@ -2,7 +2,10 @@
 
 Per tensor (keys, values): the most recent ``window`` tokens are kept exact (they
 are the ones attention weighs most, and cheap); the rest is quantized in groups
-(``groups.py``), optionally corrected by a rank-``rank`` approximation of the
+(``groups.py``) after setting aside the ``outliers`` channels of largest
+magnitude per layer (stored exact: in values, whose groups run across channels,
+one strong channel would otherwise widen every token's range), optionally
+corrected by a rank-``rank`` approximation of the
 quantization residual per layer, batch and head (the GEAR recipe), and the
 integers are entropy-coded with one table per layer (the context measured to
 pay at these sizes: a table per channel would cost more than it saves on a few
@@ -38,6 +41,7 @@ class KVConfig:
     group: int = 32
     window: int = 0  # most recent tokens kept exact
     rank: int = 0  # low-rank correction of the residual (0: none)
+    outliers: int = 0  # channels (of heads x head_dim) per layer stored exact, by largest magnitude
     max_abs_error: float | None = None  # per element, on the quantized part
 
     def check(self) -> None:
@@ -47,8 +51,8 @@ class KVConfig:
             raise TensorzipError(f"levels must be in 2..65536, got {self.levels}")
         if self.max_abs_error is not None and not self.max_abs_error > 0:
             raise TensorzipError(f"max_abs_error must be positive, got {self.max_abs_error}")
-        if self.group < 1 or self.window < 0 or self.rank < 0:
-            raise TensorzipError("group must be >= 1, window and rank >= 0")
+        if self.group < 1 or self.window < 0 or self.rank < 0 or self.outliers < 0:
+            raise TensorzipError("group must be >= 1, window, rank and outliers >= 0")
         if self.max_abs_error is not None and self.rank:
             raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
 
@@ -67,6 +71,27 @@ def _low_rank(residual: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     return (u[..., :r] * s[..., None, :r]).astype(np.float16), np.swapaxes(vt[..., :r, :], -1, -2).astype(np.float16)
 
 
+def _outlier_channels(x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer, the ``count`` channels (flattened heads x head_dim) of largest magnitude:
+    their indices [layers, count] (int32) and values [layers, batch, tokens, count]."""
+    layers, batch, heads, tokens, dim = x.shape
+    flat = np.moveaxis(x, 2, 3).reshape(layers, batch, tokens, heads * dim)
+    count = min(count, heads * dim)
+    strength = np.abs(flat).max(axis=(1, 2))
+    index = np.sort(np.argsort(-strength, axis=1, kind="stable")[:, :count], axis=1).astype(np.int32)
+    return index, np.take_along_axis(flat, index[:, None, None, :], axis=3)
+
+
+def _with_channels(x: np.ndarray, index: np.ndarray, replacement) -> np.ndarray:
+    """``x`` with the channels at ``index`` (per layer) set to ``replacement`` (a scalar or
+    [layers, batch, tokens, count] values)."""
+    layers, batch, heads, tokens, dim = x.shape
+    flat = np.moveaxis(x, 2, 3).reshape(layers, batch, tokens, heads * dim).copy()
+    values = np.broadcast_to(np.asarray(replacement, dtype=flat.dtype), flat.shape[:3] + (index.shape[1],))
+    np.put_along_axis(flat, np.broadcast_to(index[:, None, None, :], values.shape), values, axis=3)
+    return np.moveaxis(flat.reshape(layers, batch, tokens, heads, dim), 3, 2)
+
+
 def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The tensors to store and the record describing them."""
     config.check()
@@ -79,6 +104,11 @@ def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict
             tensors[f"{name}.window"] = np.ascontiguousarray(x[:, :, :, cut:])
         if old.size == 0:
             continue
+        if config.outliers:
+            index, exact = _outlier_channels(old, config.outliers)
+            tensors[f"{name}.outlier_index"] = index
+            tensors[f"{name}.outlier_values"] = exact.astype(np.asarray(x).dtype)
+            old = _with_channels(old, index, 0.0)
         q = _quantize(old, axis, config, np.asarray(x).dtype)
         tensors[f"{name}.symbols"] = np.ascontiguousarray(q.symbols)
         tensors[f"{name}.minimum"] = q.minimum
@@ -92,7 +122,20 @@ def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict
 
 
 def decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of ``encode``; a file whose parts do not fit together raises FormatError."""
+    try:
+        return _decode(tensors, record)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        if isinstance(error, TensorzipError):
+            raise
+        raise FormatError(
+            f"KV cache record and tensors do not fit together ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     config = KVConfig(**record["config"])
+    config.check()
     out = []
     parts_of = (("keys", TOKENS_AXIS, record["shape"]), ("values", CHANNELS_AXIS, record["values_shape"]))
     for name, axis, shape in parts_of:
@@ -102,10 +145,19 @@ def decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.n
         if f"{name}.symbols" in tensors:
             q = Quantized(tensors[f"{name}.symbols"], tensors[f"{name}.minimum"], tensors[f"{name}.step"], axis,
                           config.group)
+            groups = -(-q.symbols.shape[axis] // config.group)
+            expected = q.symbols.shape[:axis] + (groups,) + q.symbols.shape[axis + 1:]
+            if q.minimum.shape != expected or q.step.shape != expected:
+                raise FormatError(f"KV {name}: group parameters of shape {q.minimum.shape}, expected {expected}")
             old = q.decode()
             if f"{name}.u" in tensors:
                 old += tensors[f"{name}.u"].astype(np.float32) @ np.swapaxes(tensors[f"{name}.w"], -1, -2).astype(
                     np.float32)
+            if f"{name}.outlier_index" in tensors:
+                index = tensors[f"{name}.outlier_index"]
+                if index.size and (index.min() < 0 or index.max() >= old.shape[2] * old.shape[4]):
+                    raise FormatError(f"KV {name}: outlier channel index out of range")
+                old = _with_channels(old, index, tensors[f"{name}.outlier_values"].astype(np.float32))
             parts.append(old)
         if window is not None:
             parts.append(window.astype(np.float32))

@@ -1,0 +1,64 @@
+"""Hugging Face ``transformers`` KV caches to and from .tzip files.
+
+``transformers`` (and torch) are optional: this module imports them only when a
+cache is rebuilt. Reading works on anything indexable by layer that yields
+``(keys, values)`` pairs of [batch, heads, tokens, head_dim] tensors — a
+``DynamicCache`` or the legacy tuple of tuples.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..atomic_file import atomic_output
+from ..errors import InputFileError, TensorzipError
+from ..integrations.frameworks import to_numpy, to_torch
+
+
+def cache_layers(cache: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-layer keys and values of a cache, as numpy arrays."""
+    try:
+        if hasattr(cache, "layers") and all(hasattr(layer, "keys") for layer in cache.layers):
+            pairs = [(layer.keys, layer.values) for layer in cache.layers]  # transformers >= 4.56
+        else:
+            pairs = [cache[i] for i in range(len(cache))]
+    except (TypeError, KeyError, IndexError) as error:
+        raise TensorzipError(f"not a KV cache indexable by layer ({type(cache).__name__}: {error})") from None
+    if not pairs:
+        raise TensorzipError("the cache holds no layers")
+    return [to_numpy(k) for k, _ in pairs], [to_numpy(v) for _, v in pairs]
+
+
+def save_cache(cache: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """Compress a cache into ``path`` (atomically); ``options`` as for ``tensorzip.kv.compress``.
+    Returns ``tensorzip.kv.describe`` of what was written."""
+    from . import compress, describe
+
+    keys, values = cache_layers(cache)
+    blob = compress(keys, values, **options)
+    with atomic_output(path) as handle:
+        handle.write(blob)
+    return describe(blob)
+
+
+def load_cache(path: str | os.PathLike[str]) -> Any:
+    """A ``transformers.DynamicCache`` holding the decoded keys and values."""
+    from . import decompress
+
+    try:
+        from transformers import DynamicCache
+    except ImportError:
+        raise TensorzipError("rebuilding a Hugging Face cache needs transformers (pip install transformers)") from None
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    keys, values = decompress(blob)
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(zip(keys, values, strict=True)):
+        cache.update(to_torch(np.ascontiguousarray(k)), to_torch(np.ascontiguousarray(v)), layer)
+    return cache
