@@ -103,23 +103,24 @@ def per_token_int8(data) -> dict:
     return acc.row("per-token int8")
 
 
-def ours(data, levels: int, group: int, window: int = 0, rank: int = 0) -> dict:
+def ours(data, levels: int, group: int, window: int = 0, rank: int = 0, outliers: int = 0) -> dict:
     acc = Accumulator(data[0][1].shape[0])
     fixed = 0
     for q, k, v in data:
-        blob = tzkv.compress(k, v, levels=levels, group_size=group, window=window, rank=rank)
+        blob = tzkv.compress(k, v, levels=levels, group_size=group, window=window, rank=rank, outliers=outliers)
         acc.add(len(blob), q, k, v, *tzkv.decompress(blob))
         # The same integers and parameters, stored fixed-width instead of entropy-coded.
         bits = int(np.ceil(np.log2(levels)))
         cut = max(0, k.shape[TOKENS_AXIS] - window)
         for x, axis in ((k, TOKENS_AXIS), (v, CHANNELS_AXIS)):
             old = x[:, :, :, :cut]
+            fixed += outliers * x.shape[0] * x.shape[1] * cut * (4 + 4)  # exact values and their indices
             groups = -(-old.shape[axis] // group) * (old.size // max(1, old.shape[axis]))
             fixed += fixed_width_bytes(bits, groups, old.size, x.size - old.size) + (
                 2 * rank * (old.shape[TOKENS_AXIS] + old.shape[CHANNELS_AXIS]) * (old.size // max(1, old.shape[
                     TOKENS_AXIS] * old.shape[CHANNELS_AXIS])) if rank else 0)
     name = f"tensorzip {levels} levels, group {group}" + (f", window {window}" if window else "") + (
-        f", rank {rank}" if rank else "")
+        f", rank {rank}" if rank else "") + (f", {outliers} outlier channels" if outliers else "")
     return acc.row(name, ours=True, fixed_bpe=fixed / acc.elements)
 
 
@@ -130,7 +131,8 @@ def main() -> None:
     for group in (32, 64, 128):
         for levels in (3, 4, 5, 6, 8, 11, 16, 23, 32, 64, 128, 256):
             rows.append(ours(data, levels, group))
-    rows += [ours(data, 4, 32, window=32), ours(data, 16, 32, window=32), ours(data, 4, 64, rank=2)]
+    rows += [ours(data, 4, 32, window=32), ours(data, 16, 32, window=32), ours(data, 4, 64, rank=2),
+             ours(data, 6, 64, outliers=8)]
     peers = [r for r in rows if not r.get("ours")]
     mine = [r for r in rows if r.get("ours")]
     lines = [
@@ -176,7 +178,7 @@ def main() -> None:
               "| levels | saving, by group size 32 / 64 / 128 |", "|---:|---|"]
     by_levels: dict[int, list[str]] = {}
     for m in mine:
-        if "window" not in m["method"] and "rank" not in m["method"]:
+        if not any(word in m["method"] for word in ("window", "rank", "outlier")):
             levels = int(m["method"].split()[1])
             by_levels.setdefault(levels, []).append(f"{1 - m['bpe'] / m['fixed_bpe']:.1%}")
     lines += [f"| {levels} | {' / '.join(values)} |" for levels, values in sorted(by_levels.items())]
