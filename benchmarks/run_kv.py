@@ -114,7 +114,7 @@ def ours(data, levels: int, group: int, window: int = 0, rank: int = 0, outliers
         cut = max(0, k.shape[TOKENS_AXIS] - window)
         for x, axis in ((k, TOKENS_AXIS), (v, CHANNELS_AXIS)):
             old = x[:, :, :, :cut]
-            fixed += outliers * x.shape[0] * x.shape[1] * cut * (4 + 4)  # exact values and their indices
+            fixed += outliers * x.shape[0] * (x.shape[1] * cut * 4 + 4)  # exact float32 values, int32 indices
             groups = -(-old.shape[axis] // group) * (old.size // max(1, old.shape[axis]))
             fixed += fixed_width_bytes(bits, groups, old.size, x.size - old.size) + (
                 2 * rank * (old.shape[TOKENS_AXIS] + old.shape[CHANNELS_AXIS]) * (old.size // max(1, old.shape[
