@@ -149,3 +149,20 @@ def test_saved_file_and_cli(tmp_path, capsys):
     assert np.load(tmp_path / "back.npy").shape == x.shape
     assert main(["embeddings", "compress", str(source), "--recall", "1.5"]) == 1
     assert "must be in" in capsys.readouterr().err
+
+
+def test_recall_on_the_callers_own_queries():
+    x = collection(count=1500)
+    queries = collection(count=200, seed=9)
+    stored = tze.open(tze.compress(x, recall=0.9, queries=queries))
+    assert stored.record["recall_measured_on"] == "given queries"
+    decoded = stored.decode()
+    hits = 0
+    for q in queries:
+        truth = np.argsort(-(x @ q), kind="stable")[:10]
+        found = np.argsort(-(decoded @ q), kind="stable")[:10]
+        hits += len(set(truth) & set(found))
+    assert stored.recall == pytest.approx(hits / (len(queries) * 10), abs=1e-9)
+    assert stored.recall >= 0.9
+    with pytest.raises(TensorzipError, match="dimensions"):
+        tze.compress(x, recall=0.9, queries=queries[:, :5])

@@ -34,12 +34,14 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     vectors = _load_vectors(args.input)
     target = _target(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
+    queries = _load_vectors(args.queries) if args.queries else None
     record = embeddings.save(target, vectors, recall=args.recall, k=args.k, metric=args.metric, mode=mode,
-                             sample_queries=args.sample, threads=args.threads)
+                             sample_queries=args.sample, queries=queries, threads=args.threads)
     if not args.json:
         recall = record.get("recall_at_k")
         if recall is not None and record.get("recall_queries"):
-            measured = f"recall@{record['k']} {recall:.4f} (on {record['recall_queries']} held-out rows)"
+            measured = (f"recall@{record['k']} {recall:.4f} (on {record['recall_queries']} "
+                        f"{record.get('recall_measured_on', 'held-out rows')})")
         else:
             measured = f"recall@{record['k']} 1 (lossless)" if mode == "lossless" else "recall not measured"
         print(f"{args.input} -> {target}: {record['count']:,} x {record['dim']} {record['dtype']}, mode {mode}")
@@ -76,6 +78,7 @@ def add_commands(commands: argparse._SubParsersAction, add_common) -> None:
                           help="transform (default; needs --recall) or a fixed-level quantizer")
     compress.add_argument("--lossless", action="store_true", help="keep every bit (no target needed)")
     compress.add_argument("--sample", type=int, default=500, help="held-out rows used as queries (default 500)")
+    compress.add_argument("--queries", help="a .npy sample of your queries: recall is measured on them instead")
 
     decompress = add_common(sub.add_parser("decompress", help="decode a collection to a .npy file"), cmd_decompress)
     decompress.add_argument("input")

@@ -29,7 +29,7 @@ from ..errors import TensorzipError
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
 from .collection import EmbeddingCollection
 from .search import METRICS
-from .solver import TargetUnreachableError, hold_out, solve
+from .solver import TargetUnreachableError, given_queries, hold_out, solve
 from .storage import to_bytes, write
 
 MODES = ("transform", "lossless", "int8", "int4", "binary")
@@ -55,26 +55,29 @@ def _checked(vectors: Any) -> np.ndarray:
 
 def save(target: str | os.PathLike[str] | BinaryIO, vectors: Any, *, recall: float | None = None, k: int = 10,
          metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
-         emphasis: float = 0.75, sample_queries: int = 500, seed: int = 0,
+         emphasis: float = 0.75, sample_queries: int = 500, queries: Any = None, seed: int = 0,
          threads: int | None = None) -> dict[str, Any]:
     """Compress a collection into ``target`` (a path, atomically, or a binary stream);
     returns the record stored with it (mode, bytes per vector, measured recall, ...).
 
     With ``recall``, the solver chooses the basis, emphasis and level; ``level`` (and
     ``emphasis``, ``rotation``) set them by hand instead (see ``code.uniform_code``).
+    Recall is measured on ``sample_queries`` rows of the collection held out as
+    queries, or on ``queries`` (a sample of the queries you will search with: the
+    target then holds for their distribution).
     """
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
-                                     seed, threads)
+                                     queries, seed, threads)
     size = write(target, record, code=code, vectors=lossless, threads=threads)
     return {**record, "stored_bytes": size, "bytes_per_vector": size / record["count"]}
 
 
 def compress(vectors: Any, *, recall: float | None = None, k: int = 10, metric: str = "ip", mode: str = "transform",
              level: float | None = None, rotation: bool | None = None, emphasis: float = 0.75,
-             sample_queries: int = 500, seed: int = 0, threads: int | None = None) -> bytes:
+             sample_queries: int = 500, queries: Any = None, seed: int = 0, threads: int | None = None) -> bytes:
     """``save`` into bytes."""
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
-                                     seed, threads)
+                                     queries, seed, threads)
     return to_bytes(record, code=code, vectors=lossless, threads=threads)
 
 
@@ -85,7 +88,7 @@ def open(source: str | os.PathLike[str] | bytes | bytearray | memoryview,  # noq
 
 
 def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, level: float | None,
-            rotation: bool | None, emphasis: float, sample_queries: int, seed: int,
+            rotation: bool | None, emphasis: float, sample_queries: int, queries: Any, seed: int,
             threads: int | None) -> tuple[dict[str, Any], EmbeddingCode | None, np.ndarray | None]:
     array = _checked(vectors)
     if mode not in MODES:
@@ -100,7 +103,13 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
     if mode == "lossless":
         return {**record, "recall_at_k": 1.0}, None, np.ascontiguousarray(array)
     vectors32 = array.astype(np.float32)
-    held = hold_out(vectors32, k, metric, sample_queries, seed) if len(vectors32) > k else None
+    if queries is not None:
+        q = _checked(queries)
+        if q.shape[1] != vectors32.shape[1]:
+            raise TensorzipError(f"queries have {q.shape[1]} dimensions, the vectors {vectors32.shape[1]}")
+        held = given_queries(vectors32, q, k, metric)
+    else:
+        held = hold_out(vectors32, k, metric, sample_queries, seed) if len(vectors32) > k else None
     if mode == "transform" and level is None:
         if recall is None:
             raise TensorzipError("transform mode needs a target (recall=) or a level (level=); "
@@ -131,5 +140,6 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
     record.update(rotation=used_rotation, level=used_level, emphasis=used_emphasis,
                   kept_dims=int(code.symbols.shape[0]),
                   unit_norm=code.unit_norm,
-                  recall_at_k=measured, recall_queries=None if held is None else len(held.rows))
+                  recall_at_k=measured, recall_queries=None if held is None else len(held.queries),
+                  recall_measured_on="given queries" if queries is not None else "held-out rows")
     return record, code, None

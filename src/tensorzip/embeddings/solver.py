@@ -35,7 +35,7 @@ class TargetUnreachableError(TensorzipError, ValueError):
 class HeldOut:
     """Query rows and their true top-k on the original collection."""
 
-    rows: np.ndarray
+    rows: np.ndarray | None  # collection rows used as queries (excluded from their own results)
     queries: np.ndarray
     truth: np.ndarray
     k: int
@@ -56,6 +56,16 @@ def hold_out(vectors: np.ndarray, k: int, metric: str, sample: int = SAMPLE_QUER
     queries = np.asarray(vectors[rows], dtype=np.float32)
     _, truth = top_k(array_blocks(np.asarray(vectors, dtype=np.float32)), queries, k, metric, exclude=rows)
     return HeldOut(rows, queries, truth, k, metric)
+
+
+def given_queries(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> HeldOut:
+    """The caller's own queries (their distribution, not the collection's): truth = exact top-k."""
+    if len(vectors) < k:
+        raise TargetUnreachableError(f"measuring recall@{k} needs at least {k} vectors; the collection has "
+                                     f"{len(vectors)}")
+    q = np.asarray(queries, dtype=np.float32)
+    _, truth = top_k(array_blocks(np.asarray(vectors, dtype=np.float32)), q, k, metric)
+    return HeldOut(None, q, truth, k, metric)
 
 
 @dataclass(frozen=True)
