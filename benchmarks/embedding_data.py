@@ -55,7 +55,6 @@ import inspect
 import io
 import json
 import math
-import os
 import pkgutil
 import platform
 import pydoc_data.topics
@@ -74,6 +73,7 @@ import torch.nn.functional as F
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from atomic import write_bytes_atomically
 from data import DATA_DIR, WHEEL_SPEC, _wheel, prepare
 from finetune_data import WHEEL_MODEL_DIR, load_model
 
@@ -436,12 +436,6 @@ def _paths() -> dict[str, Path]:
     return {key: OUT_DIR / name for key, name in FILES.items()}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=False)
@@ -508,9 +502,9 @@ def prepare_embeddings() -> dict[str, Path]:
         "queries_source": [s for s, _, _ in queries],
         "queries_document": [d for _, d, _ in queries],
     }
-    _atomic_write(paths["collection"], coll_npy)
-    _atomic_write(paths["queries"], query_npy)
-    _atomic_write(paths["passages"], json.dumps(record, ensure_ascii=False, indent=0).encode())
+    write_bytes_atomically(paths["collection"], coll_npy)
+    write_bytes_atomically(paths["queries"], query_npy)
+    write_bytes_atomically(paths["passages"], json.dumps(record, ensure_ascii=False, indent=0).encode())
     return paths
 
 

@@ -47,7 +47,6 @@ Run (about 5.5 minutes on two CPU cores; needs ``tokenizers``, see requirements.
 import hashlib
 import json
 import math
-import os
 import pydoc_data.topics
 import random
 import time
@@ -62,6 +61,7 @@ from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
+from atomic import replace_atomically, write_bytes_atomically
 from data import DATA_DIR, _wheel, prepare
 
 OUT_DIR = DATA_DIR / "finetune"
@@ -273,9 +273,7 @@ def _paths() -> dict[str, Path]:
 
 
 def _atomic_save(tensors: dict[str, np.ndarray], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def _save_all(name: str, tensors: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
@@ -372,9 +370,7 @@ def prepare_finetune() -> dict[str, Path]:
         },
         "torch": torch.__version__,
     }
-    tmp = OUT_DIR / (LOG_NAME + ".tmp")
-    tmp.write_text(json.dumps(log, indent=1))
-    os.replace(tmp, OUT_DIR / LOG_NAME)
+    write_bytes_atomically(OUT_DIR / LOG_NAME, json.dumps(log, indent=1).encode())
     return paths
 
 

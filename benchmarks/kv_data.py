@@ -52,7 +52,6 @@ and load with ``np.load(path)["k"]``, or get the paths from ``prepare_kv()``.
 
 import hashlib
 import json
-import os
 import platform
 import pydoc_data.topics
 import time
@@ -64,6 +63,7 @@ import torch
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from atomic import replace_atomically, write_bytes_atomically
 from data import DATA_DIR, WHEEL_SPEC, _wheel, prepare
 from finetune_data import WHEEL_MODEL_DIR, Bert, load_model
 
@@ -189,13 +189,14 @@ def _paths() -> list[Path]:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Like ``np.savez`` (stored, no compression) but with fixed zip timestamps; temp file + rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name, a in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=ZIP_TIME)
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for name, a in arrays.items():
+                info = zipfile.ZipInfo(name + ".npy", date_time=ZIP_TIME)
+                with zf.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+
+    replace_atomically(path, write)
 
 
 def _ids_sha256(ids: list[int]) -> str:
@@ -247,9 +248,7 @@ def prepare_kv() -> list[Path]:
         "threads": THREADS,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    tmp = OUT_DIR / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, OUT_DIR / INDEX_NAME)
+    write_bytes_atomically(OUT_DIR / INDEX_NAME, json.dumps(index, indent=1).encode())
     return paths
 
 
