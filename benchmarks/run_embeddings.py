@@ -81,6 +81,10 @@ def tensorzip_points(base, queries, truth, levels) -> list[dict]:
         for level in grid:
             rows.append(evaluate_tensorzip(f"tensorzip transform {'PCA' if rotation else 'axes'} D={level:.1e}",
                                            base, queries, truth, mode="transform", level=level, rotation=rotation))
+    # Emphasis 0 (plain reverse water-filling, the MSE optimum) for comparison with the default 0.75.
+    for level in levels[::2] * 10:
+        rows.append(evaluate_tensorzip(f"tensorzip transform PCA emphasis 0 D={level:.1e}", base, queries, truth,
+                                       mode="transform", level=level, rotation=True, emphasis=0.0))
     return rows
 
 

@@ -98,19 +98,19 @@ class BaseCheckpoint:
         self.close()
 
 
-def locate_base(recorded: str, next_to: str | os.PathLike[str] | None, where: str) -> Path:
-    """Where the base a header names should be: beside the file that names it."""
-    if next_to is None:
-        raise BaseRequiredError(
-            f"{where}: coded against base {recorded!r}; pass it (base=... in Python, --base on the command line)"
-        )
-    candidate = Path(next_to).parent / recorded
-    if not candidate.exists():
-        raise BaseRequiredError(
-            f"{where}: coded against base {recorded!r}, which is not at {candidate}; pass it "
-            "(base=... in Python, --base on the command line)"
-        )
-    return candidate
+PASS_IT = "pass it (base=... in Python, --base on the command line)"
+
+
+def locate_base(recorded: str, given: str | os.PathLike[str] | None, next_to: str | os.PathLike[str] | None,
+                where: str) -> str | os.PathLike[str]:
+    """Where the base a header names is: ``given``, else beside the file that names it.
+    Raises BaseRequiredError, naming the expected base, when it is not there."""
+    if given is None and next_to is None:
+        raise BaseRequiredError(f"{where}: coded against base {recorded!r}; {PASS_IT}")
+    path = given if given is not None else Path(next_to).parent / recorded  # type: ignore[arg-type]
+    if not os.path.exists(path):
+        raise BaseRequiredError(f"{where}: coded against base {recorded!r}, which is not at {path}; {PASS_IT}")
+    return path
 
 
 def add_against_base(writer: TzipWriter, name: str, array: np.ndarray, base: BaseCheckpoint | None) -> str | None:

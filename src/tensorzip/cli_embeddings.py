@@ -11,7 +11,7 @@ import numpy as np
 
 from . import embeddings
 from .atomic_file import atomic_output
-from .errors import InputFileError, OutputFileError
+from .errors import InputFileError
 
 
 def _load_vectors(path: str) -> np.ndarray:
@@ -24,10 +24,9 @@ def _load_vectors(path: str) -> np.ndarray:
 
 
 def _target(given: str | None, source: str, suffix: str, force: bool) -> Path:
-    path = Path(given) if given else Path(source).with_suffix(suffix)
-    if path.exists() and not force:
-        raise OutputFileError(f"{path} already exists (use --force to replace it)")
-    return path
+    from .cli import _output_path  # the main CLI imports this module
+
+    return _output_path(given, source, suffix, force)
 
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:

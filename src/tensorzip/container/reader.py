@@ -217,10 +217,7 @@ class TzipReader:
             recorded = self.base_name
             if recorded is None:
                 raise BaseRequiredError(f"{self.where}: the file names no base")
-            given = self._base_given
-            path = given if given is not None else locate_base(recorded, self._path, self.where)
-            if not os.path.exists(path):
-                raise BaseRequiredError(f"{self.where}: coded against base {recorded!r}, but {path} does not exist")
+            path = locate_base(recorded, self._base_given, self._path, self.where)
             self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
             self._owns_base = True
         return self._base

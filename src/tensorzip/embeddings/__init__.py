@@ -122,6 +122,7 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
                          rotations, seed)
         code, used_rotation, used_level = solution.code, solution.rotation, solution.level
         used_emphasis: float | None = solution.emphasis
+        measured: float | None = solution.recall  # measured by the solver on the decoded collection
     else:
         used_rotation = bool(rotation) if rotation is not None else mode == "transform"
         projection = project(vectors32, fit_basis(vectors32, used_rotation, seed=seed))
@@ -134,7 +135,7 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
         else:
             used_level = used_emphasis = None
             code = fixed_levels_code(projection, _LEVELS[mode])
-    measured = held.recall(code) if held is not None else None
+        measured = held.recall(code) if held is not None else None
     if recall is not None and measured is not None and measured < recall:
         raise TargetUnreachableError(f"{mode} reaches recall@{k} = {measured:.4f}, below the target {recall}")
     record.update(rotation=used_rotation, level=used_level, emphasis=used_emphasis,

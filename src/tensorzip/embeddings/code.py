@@ -70,8 +70,8 @@ class EmbeddingCode:
     step: np.ndarray  # (d',) float32
     symbols: np.ndarray  # (d', N) uint8 or uint16, zigzag-coded integers
     # The collection's vectors all have norm 1: decoded vectors are scaled back to it,
-    # which removes the quantization error along each vector (measured: +1-3 points of
-    # recall@10 at the same bytes).
+    # which removes the quantization error along each vector's length (it raised recall@10
+    # at equal bytes in a probe on MiniLM embeddings).
     unit_norm: bool = False
 
     @property
@@ -157,7 +157,8 @@ def uniform_code(projection: Projection, level: float, emphasis: float = 0.0) ->
     not MSE: the error of a score q.x is the quantization error seen through the
     query, and queries are strong along the same components as the collection, so
     strong components deserve less distortion. Measured on MiniLM embeddings, 0.5-1
-    needs 15-20% fewer bytes than 0 at recall@10 0.90-0.99.
+    e = 0.75 needs 6-15% fewer bytes than 0 at recall@10 0.92-0.99
+    (benchmarks/RESULTS.md, embeddings section).
     """
     variances = projection.basis.variances[projection.axes]  # in column order, strongest first
     top = float(variances.max()) if variances.size and variances.max() > 0 else 1.0
