@@ -53,21 +53,29 @@ def test_reported_attention_error_is_recomputable():
 
 def test_reencoding_the_decoded_cache_reproduces_the_bytes():
     keys, values, _ = cache()
-    for options in ({"bits": 2}, {"levels": 6, "group_size": 16}, {"max_abs_error": 0.05}):
+    # A grid: encode(decode(encode(x))) == encode(x), from the first round trip.
+    for options in ({"step": 0.1}, {"step": 0.37, "value_step_ratio": 0.5, "window": 5}, {"max_abs_error": 0.05}):
         blob = tz.kv.compress(keys, values, **options)
-        k, v = tz.kv.decompress(blob)
-        again = tz.kv.compress(k, v, **options)
-        assert tz.kv.decompress(again)[0].tobytes() == k.tobytes()
-        assert again == tz.kv.compress(*tz.kv.decompress(again), **options)
+        assert tz.kv.compress(*tz.kv.decompress(blob), **options) == blob, options
+    # A budget: the grid it chose, asked for by its step, reproduces the file's cache.
+    blob = tz.kv.compress(keys, values, bits=2)
+    config = tz.kv.describe(blob)["config"]
+    again = tz.kv.compress(*tz.kv.decompress(blob), step=config["step"], value_step_ratio=config["value_step_ratio"])
+    assert [a.tobytes() for a in tz.kv.decompress(again)] == [a.tobytes() for a in tz.kv.decompress(blob)]
+    # Min-max groups: a group's extremes move to grid points once, then the file is stable.
+    options = {"levels": 6, "group_size": 16}
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, **options))
+    again = tz.kv.compress(k, v, **options)
+    assert again == tz.kv.compress(*tz.kv.decompress(again), **options)
 
 
 def test_window_is_exact_and_low_rank_reduces_error():
     keys, values, queries = cache(tokens=48)
-    k, v = tz.kv.decompress(tz.kv.compress(keys, values, bits=2, window=8))
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, levels=4, window=8))
     assert k[:, :, :, -8:].tobytes() == keys[:, :, :, -8:].tobytes()
     assert v[:, :, :, -8:].tobytes() == values[:, :, :, -8:].tobytes()
-    plain = tz.kv.describe(tz.kv.compress(keys, values, bits=2, queries=queries))
-    corrected = tz.kv.describe(tz.kv.compress(keys, values, bits=2, rank=4, queries=queries))
+    plain = tz.kv.describe(tz.kv.compress(keys, values, levels=4, queries=queries))
+    corrected = tz.kv.describe(tz.kv.compress(keys, values, levels=4, rank=4, queries=queries))
     assert corrected["attention"]["relative_error"] < plain["attention"]["relative_error"]
 
 
@@ -87,7 +95,7 @@ def test_attention_error_target_is_met_with_the_smallest_tried():
 def test_odd_shapes_one_token_and_empty_caches(shape):
     rng = np.random.default_rng(1)
     keys, values = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
-    for options in ({"bits": 4}, {"max_abs_error": 0.01}, {"bits": 2, "window": 2}):
+    for options in ({"step": 0.1}, {"levels": 16}, {"max_abs_error": 0.01}, {"levels": 4, "window": 2}):
         k, v = tz.kv.decompress(tz.kv.compress(keys, values, **options))
         assert k.shape == keys.shape and v.shape == values.shape
         if "max_abs_error" in options:
@@ -136,10 +144,50 @@ def test_outlier_channels_are_exact_and_help_per_token_groups():
     keys, values, queries = cache(tokens=64, dim=32)
     values = values.copy()
     values[:, :, 1, :, 5] *= 40.0  # one strong value channel widens every token's group
-    k, v = tz.kv.decompress(tz.kv.compress(keys, values, bits=3, outliers=2))
+    k, v = tz.kv.decompress(tz.kv.compress(keys, values, levels=8, outliers=2))
     assert v[:, :, 1, :, 5].tobytes() == values[:, :, 1, :, 5].tobytes()
-    plain = tz.kv.describe(tz.kv.compress(keys, values, bits=3, queries=queries))
-    apart = tz.kv.describe(tz.kv.compress(keys, values, bits=3, outliers=2, queries=queries))
+    plain = tz.kv.describe(tz.kv.compress(keys, values, levels=8, queries=queries))
+    apart = tz.kv.describe(tz.kv.compress(keys, values, levels=8, outliers=2, queries=queries))
     assert apart["attention"]["relative_error"] < plain["attention"]["relative_error"]
     bounded = tz.kv.decompress(tz.kv.compress(keys, values, max_abs_error=0.01, outliers=3))
     assert np.all(np.abs(bounded[1] - values) <= 0.01)
+
+
+@pytest.mark.parametrize("bits", [1.5, 3, 6])
+def test_a_bit_budget_counts_every_byte_and_uses_it(bits):
+    keys, values, queries = cache(tokens=64, dim=32)
+    elements = keys.size + values.size
+    for options in ({}, {"queries": queries}, {"window": 4} if bits >= 3 else {"rank": 1}):
+        blob = tz.kv.compress(keys, values, bits=bits, **options)
+        assert len(blob) * 8 <= bits * elements
+        assert len(blob) * 8 > 0.9 * bits * elements  # the finest grid that fits, not a coarse one
+        assert tz.kv.describe(blob)["budget_bits_per_element"] == bits
+
+
+def test_budget_with_queries_chooses_the_ratio_and_records_its_error():
+    from tensorzip.kv.search import RATIOS_TRIED
+
+    keys, values, queries = cache(tokens=64, dim=32)
+    blob = tz.kv.compress(keys, values, bits=3, queries=queries)
+    info = tz.kv.describe(blob)
+    assert info["config"]["value_step_ratio"] in RATIOS_TRIED
+    assert info["attention"] == output_errors(queries, keys, values, *tz.kv.decompress(blob))
+
+
+def test_an_impossible_budget_says_why():
+    keys, values, _ = cache(tokens=3, dim=4)  # the header alone outweighs 2 bits per element
+    with pytest.raises(TensorzipError, match="cannot be met"):
+        tz.kv.compress(keys, values, bits=2)
+    empty = np.zeros((1, 1, 2, 0, 8), np.float32)
+    assert tz.kv.decompress(tz.kv.compress(empty, empty, bits=2))[0].shape == empty.shape
+
+
+def test_grid_is_finer_where_asked_and_symbols_stay_small():
+    keys, values, _ = cache(tokens=64, dim=32)
+    blob = tz.kv.compress(keys, values, step=0.2, value_step_ratio=0.5)
+    k, v = tz.kv.decompress(blob)
+    assert np.abs(k - keys).max() <= 0.1 * (1 + 1e-6) and np.abs(v - values).max() <= 0.05 * (1 + 1e-6)
+    with pytest.raises(TensorzipError, match="16 bits"):
+        tz.kv.compress(keys, values, step=1e-6)
+    with pytest.raises(TensorzipError, match="exactly one"):
+        tz.kv.compress(keys, values, step=0.1, bits=3)

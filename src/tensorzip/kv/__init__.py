@@ -1,28 +1,29 @@
-"""KV caches and activations: quantized in groups, entropy-coded, with the bytes and
-the error measured, never assumed.
+"""KV caches and activations: quantized on a grid (or in KIVI's min-max groups),
+entropy-coded, with the bytes and the error measured, never assumed.
 
     >>> import numpy as np, tensorzip as tz
     >>> rng = np.random.default_rng(0)
     >>> keys = rng.standard_normal((2, 1, 4, 64, 32)).astype(np.float32)   # [layers, batch, heads, tokens, dim]
     >>> values = rng.standard_normal((2, 1, 4, 64, 32)).astype(np.float32)
-    >>> blob = tz.kv.compress(keys, values, bits=4)
+    >>> blob = tz.kv.compress(keys, values, bits=4)                  # 4 bits per element, all included
     >>> k, v = tz.kv.decompress(blob)
-    >>> k.shape == keys.shape, len(blob) < (keys.nbytes + values.nbytes) / 6
+    >>> k.shape == keys.shape, len(blob) <= 4 * (keys.size + values.size) / 8
     (True, True)
     >>> blob = tz.kv.compress(keys, values, max_abs_error=0.01)        # a bound on every element
     >>> float(np.abs(tz.kv.decompress(blob)[0] - keys).max()) <= 0.01
     True
 
 A Hugging Face ``transformers`` cache goes to a file and back with ``save_cache`` /
-``load_cache`` (transformers is optional). Ask with a bit budget (``bits=`` or any ``levels=`` per group), a per-element
-bound (``max_abs_error=``), or a bound on the attention output
-(``max_rel_error=`` with the ``queries``): the smallest configuration meeting it is
-found by measuring.
+``load_cache`` (transformers is optional). Ask with a bit budget (``bits=``), a
+per-element bound (``max_abs_error=``), or a bound on the attention output
+(``max_rel_error=`` with the ``queries``): the configuration is found by encoding
+and measuring. ``step=`` and ``levels=`` fix the quantizer instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,14 +31,11 @@ import numpy as np
 from .. import dtypes
 from ..errors import TensorzipError
 from .attention import output_errors
-from .codec import KVConfig, decode, encode, from_bytes, to_bytes
+from .codec import DEFAULT_VALUE_STEP_RATIO, KVConfig, decode, encode, from_bytes, to_bytes
 from .hf_cache import load_cache, save_cache
+from .search import within_attention_error, within_budget
 
 __all__ = ["KVConfig", "compress", "decompress", "describe", "load_cache", "save_cache"]
-
-# Tried, cheapest first, when a bound on the attention output is asked for.
-_LEVELS_TRIED = (3, 4, 5, 6, 8, 11, 16, 23, 32, 64, 128, 256)
-_GROUPS_TRIED = (32, 64, 128)
 
 
 def _stacked(layers: Any, what: str) -> np.ndarray:
@@ -54,30 +52,53 @@ def _stacked(layers: Any, what: str) -> np.ndarray:
     return array
 
 
-def compress(keys: Any, values: Any, *, bits: int | None = None, levels: int | None = None, group_size: int = 32,
-             window: int = 0, rank: int = 0, outliers: int = 0, max_abs_error: float | None = None,
-             max_rel_error: float | None = None, queries: Any = None, threads: int | None = None) -> bytes:
-    """Compress a KV cache; see the module docstring. ``bits`` means ``levels = 2**bits``."""
+def compress(keys: Any, values: Any, *, bits: float | None = None, step: float | None = None,
+             max_abs_error: float | None = None, max_rel_error: float | None = None, levels: int | None = None,
+             group_size: int = 32, window: int = 0, rank: int = 0, outliers: int = 0,
+             value_step_ratio: float = DEFAULT_VALUE_STEP_RATIO, queries: Any = None,
+             threads: int | None = None) -> bytes:
+    """Compress a KV cache; say how with exactly one of:
+
+    - ``bits``: a budget, in bits per element of K and V, for the whole file (every
+      byte counted); the finest grid that fits is found by encoding;
+    - ``max_abs_error``: a bound on every element, checked in the output dtype;
+    - ``max_rel_error`` (with ``queries``): a bound on the relative error of the
+      attention output, measured; the smallest file found that meets it;
+    - ``step``: the keys' grid step (values: ``step * value_step_ratio``);
+    - ``levels``: min-max groups of ``group_size`` with that many levels (KIVI's
+      quantizer, entropy-coded).
+
+    With ``queries``, the attention error achieved is measured and stored, and the
+    searches (``bits``, ``max_rel_error``) also choose ``value_step_ratio``.
+    """
     k, v = _stacked(keys, "keys"), _stacked(values, "values")
     if k.shape[:4] != v.shape[:4] or k.dtype != v.dtype:
         raise TensorzipError(f"keys {k.shape} {k.dtype} and values {v.shape} {v.dtype} must agree "
                              "in layers, batch, heads, tokens and dtype")
-    if bits is not None:
-        if levels is not None:
-            raise TensorzipError("give bits or levels, not both")
-        levels = 1 << bits
-    if max_rel_error is not None:
-        if queries is None:
-            raise TensorzipError("max_rel_error bounds the attention output: pass the queries too")
-        return _smallest_meeting(k, v, _stacked(queries, "queries"), max_rel_error, window, outliers, threads)
-    if levels is None and max_abs_error is None:
-        raise TensorzipError("say how: bits=, levels=, max_abs_error= or max_rel_error= (with queries=)")
+    asked = {"bits": bits, "step": step, "max_abs_error": max_abs_error, "max_rel_error": max_rel_error,
+             "levels": levels}
+    given = [name for name, value in asked.items() if value is not None]
+    if len(given) != 1:
+        raise TensorzipError("say how, with exactly one of bits=, max_abs_error=, max_rel_error= (with queries=), "
+                             f"step= and levels=; got {given or 'none'}")
+    q = None if queries is None else _stacked(queries, "queries")
     config = KVConfig(levels=levels, group=group_size, window=window, rank=rank, outliers=outliers,
-                      max_abs_error=max_abs_error)
+                      max_abs_error=max_abs_error, step=step, value_step_ratio=value_step_ratio)
+    if bits is not None:
+        if not bits > 0:
+            raise TensorzipError(f"bits must be positive, got {bits}")
+        config = replace(config, step=1.0)
+        config.check()
+        return within_budget(k, v, bits, config, q, threads)
+    if max_rel_error is not None:
+        if q is None:
+            raise TensorzipError("max_rel_error bounds the attention output: pass the queries too")
+        config = replace(config, step=1.0)
+        config.check()
+        return within_attention_error(k, v, q, max_rel_error, config, threads)
     tensors, record = encode(k, v, config)
-    if queries is not None:
-        k_hat, v_hat = decode(tensors, record)
-        record["attention"] = output_errors(_stacked(queries, "queries"), k, v, k_hat, v_hat)
+    if q is not None:
+        record["attention"] = output_errors(q, k, v, *decode(tensors, record))
     return to_bytes(tensors, record, threads)
 
 
@@ -93,24 +114,3 @@ def describe(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
     _, record = from_bytes(blob)
     elements = 2 * int(np.prod(record["shape"]))
     return {**record, "stored_bytes": len(blob), "bytes_per_element": len(blob) / max(1, elements)}
-
-
-def _smallest_meeting(k: np.ndarray, v: np.ndarray, q: np.ndarray, target: float, window: int, outliers: int,
-                      threads: int | None) -> bytes:
-    best: bytes | None = None
-    for group in _GROUPS_TRIED:
-        for levels in _LEVELS_TRIED:
-            tensors, record = encode(k, v, KVConfig(levels=levels, group=group, window=window, outliers=outliers))
-            k_hat, v_hat = decode(tensors, record)
-            errors = output_errors(q, k, v, k_hat, v_hat)
-            if errors["relative_error"] <= target:
-                record["attention"] = errors
-                record["target_relative_error"] = target
-                blob = to_bytes(tensors, record, threads)
-                if best is None or len(blob) < len(best):
-                    best = blob
-                break  # more levels only cost more at this group size
-    if best is None:
-        raise TensorzipError(f"no configuration reaches an attention-output relative error of {target} "
-                             "(try a window of exact tokens, or max_abs_error)")
-    return best

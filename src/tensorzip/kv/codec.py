@@ -1,16 +1,18 @@
 """A KV cache (keys and values of every layer) as a .tzip file.
 
 Per tensor (keys, values): the most recent ``window`` tokens are kept exact (they
-are the ones attention weighs most, and cheap); the rest is quantized in groups
-(``groups.py``) after setting aside the ``outliers`` channels of largest
-magnitude per layer (stored exact: in values, whose groups run across channels,
-one strong channel would otherwise widen every token's range), optionally
-corrected by a rank-``rank`` approximation of the
-quantization residual per layer, batch and head (the GEAR recipe), and the
-integers are entropy-coded with one table per layer (the context measured to
-pay at these sizes: a table per channel would cost more than it saves on a few
-hundred tokens). Everything stored is counted in the file size: symbols, group
-minima and steps, window, low-rank factors, header.
+are the ones attention weighs most, and cheap); the ``outliers`` channels of
+largest magnitude per layer are set aside and stored exact (in values, whose
+groups run across channels, one strong channel would otherwise widen every
+token's range); the rest is quantized, on one grid per layer (``grid.py``, the
+default: a step, or a per-element bound) or in min-max groups (``groups.py``,
+KIVI's layout, when ``levels`` is given), optionally corrected by a
+rank-``rank`` approximation of the quantization residual per layer, batch and
+head (the GEAR recipe). The integers are entropy-coded with one table per layer
+(the context measured to pay at these sizes: a table per channel would cost more
+than it saves on a few hundred tokens). Everything stored is counted in the file
+size: symbols, grid steps and offsets or group minima and steps, window,
+low-rank factors, header.
 """
 
 from __future__ import annotations
@@ -26,27 +28,44 @@ from .. import dtypes
 from ..codecs import BytePlanesCodec
 from ..container import TzipReader, TzipWriter
 from ..errors import FormatError, TensorzipError
-from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_bounded, quantize_levels
+from .grid import GridQuantized, quantize_grid
+from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_levels
 
 METADATA_KEY = "tensorzip.kv"
-FORMAT_VERSION = 1
+# 1: min-max groups only (max_abs_error was a grid from each group's minimum).
+# 2: adds the per-layer grid ("quantizer": "grid"), used for step and max_abs_error.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 PARTS = ("keys", "values")
+# Values' step relative to keys' when only one step is asked for: an error in a value
+# reaches the attention output directly, an error in a key only through the softmax.
+# Measured on MiniLM caches (benchmarks/run_kv.py); a search with queries tries others.
+DEFAULT_VALUE_STEP_RATIO = 0.35
 
 
 @dataclass(frozen=True)
 class KVConfig:
-    """How a cache is quantized. Exactly one of ``levels`` and ``max_abs_error``."""
+    """How a cache is quantized. Exactly one of ``levels``, ``step`` and ``max_abs_error``."""
 
-    levels: int | None = 16  # integers per group: 4 = 2 bits, 16 = 4 bits; any value 2..65536
-    group: int = 32
+    levels: int | None = None  # min-max groups: integers per group (4 = 2 bits); any value 2..65536
+    group: int = 32  # elements per min-max group
     window: int = 0  # most recent tokens kept exact
     rank: int = 0  # low-rank correction of the residual (0: none)
     outliers: int = 0  # channels (of heads x head_dim) per layer stored exact, by largest magnitude
-    max_abs_error: float | None = None  # per element, on the quantized part
+    max_abs_error: float | None = None  # per element, on the quantized part (a grid of step ~2x this)
+    step: float | None = None  # the keys' grid step; values get step * value_step_ratio
+    value_step_ratio: float = DEFAULT_VALUE_STEP_RATIO
+
+    @property
+    def quantizer(self) -> str:
+        return "groups" if self.levels is not None else "grid"
 
     def check(self) -> None:
-        if (self.levels is None) == (self.max_abs_error is None):
-            raise TensorzipError("give exactly one of levels (or bits) and max_abs_error")
+        if sum(option is not None for option in (self.levels, self.step, self.max_abs_error)) != 1:
+            raise TensorzipError("give exactly one of levels, step and max_abs_error")
+        if self.step is not None and not (self.step > 0 and self.value_step_ratio > 0):
+            raise TensorzipError(f"step and value_step_ratio must be positive, got {self.step}, "
+                                 f"{self.value_step_ratio}")
         if self.levels is not None and not 2 <= self.levels <= 1 << 16:
             raise TensorzipError(f"levels must be in 2..65536, got {self.levels}")
         if self.max_abs_error is not None and not self.max_abs_error > 0:
@@ -57,11 +76,31 @@ class KVConfig:
             raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
 
 
-def _quantize(x: np.ndarray, axis: int, config: KVConfig, out_dtype) -> Quantized:
-    if config.max_abs_error is not None:
-        return quantize_bounded(x, axis, config.group, config.max_abs_error, out_dtype)
-    assert config.levels is not None
-    return quantize_levels(x, axis, config.group, config.levels)
+def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype) -> Quantized | GridQuantized:
+    if config.levels is not None:
+        return quantize_levels(x, TOKENS_AXIS if name == "keys" else CHANNELS_AXIS, config.group, config.levels)
+    try:
+        if config.max_abs_error is not None:
+            return _grid_within(x, config.max_abs_error, out_dtype)
+        assert config.step is not None
+        step = config.step * (config.value_step_ratio if name == "values" else 1.0)
+        return quantize_grid(x, np.full(x.shape[0], step, np.float32))
+    except ValueError as error:
+        raise TensorzipError(f"KV {name}: {error}") from None
+
+
+def _grid_within(x: np.ndarray, bound: float, out_dtype) -> GridQuantized:
+    """A grid of step 2 * bound, shrunk in the layers where float32 arithmetic or the
+    rounding to ``out_dtype`` breaks the bound, checked on every element."""
+    step = np.full(x.shape[0], 2.0 * bound, np.float32)
+    for _ in range(60):
+        q = quantize_grid(x, step)
+        decoded = q.decode().astype(out_dtype).astype(np.float32)
+        broken = np.abs(decoded - x).reshape(x.shape[0], -1).max(axis=1, initial=0) > bound
+        if not broken.any():
+            return q
+        step = np.where(broken, step * np.float32(0.9), step).astype(np.float32)
+    raise ValueError(f"could not meet the error bound {bound} (values too large for float32 steps?)")
 
 
 def _low_rank(residual: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +137,7 @@ def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict
     tensors: dict[str, np.ndarray] = {}
     tokens = keys.shape[TOKENS_AXIS]
     cut = max(0, tokens - config.window)
-    for name, x, axis in (("keys", keys, TOKENS_AXIS), ("values", values, CHANNELS_AXIS)):
+    for name, x in (("keys", keys), ("values", values)):
         old = np.asarray(x[:, :, :, :cut], dtype=np.float32)
         if cut < tokens:
             tensors[f"{name}.window"] = np.ascontiguousarray(x[:, :, :, cut:])
@@ -109,14 +148,17 @@ def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict
             tensors[f"{name}.outlier_index"] = index
             tensors[f"{name}.outlier_values"] = exact.astype(np.asarray(x).dtype)
             old = _with_channels(old, index, 0.0)
-        q = _quantize(old, axis, config, np.asarray(x).dtype)
+        q = _quantize(old, name, config, np.asarray(x).dtype)
         tensors[f"{name}.symbols"] = np.ascontiguousarray(q.symbols)
-        tensors[f"{name}.minimum"] = q.minimum
-        tensors[f"{name}.step"] = q.step
+        if isinstance(q, GridQuantized):
+            tensors[f"{name}.grid_offset"], tensors[f"{name}.grid_step"] = q.offset, q.step
+        else:
+            tensors[f"{name}.minimum"], tensors[f"{name}.step"] = q.minimum, q.step
         if config.rank:
             u, w = _low_rank(old - q.decode(), config.rank)
             tensors[f"{name}.u"], tensors[f"{name}.w"] = u, w
-    record = {"format": FORMAT_VERSION, "config": asdict(config), "shape": list(keys.shape),
+    record = {"format": FORMAT_VERSION, "quantizer": config.quantizer, "config": asdict(config),
+              "shape": list(keys.shape),
               "dtype": dtypes.by_numpy(keys.dtype).name, "values_shape": list(values.shape)}
     return tensors, record
 
@@ -136,6 +178,8 @@ def decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.n
 def _decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     config = KVConfig(**record["config"])
     config.check()
+    # Format 1 knew only groups (its max_abs_error files too).
+    quantizer = record["quantizer"] if record["format"] >= 2 else "groups"
     out = []
     parts_of = (("keys", TOKENS_AXIS, record["shape"]), ("values", CHANNELS_AXIS, record["values_shape"]))
     for name, axis, shape in parts_of:
@@ -143,13 +187,7 @@ def _decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.
         dtype = dtypes.by_name(record["dtype"]).numpy_dtype
         parts = []
         if f"{name}.symbols" in tensors:
-            q = Quantized(tensors[f"{name}.symbols"], tensors[f"{name}.minimum"], tensors[f"{name}.step"], axis,
-                          config.group)
-            groups = -(-q.symbols.shape[axis] // config.group)
-            expected = q.symbols.shape[:axis] + (groups,) + q.symbols.shape[axis + 1:]
-            if q.minimum.shape != expected or q.step.shape != expected:
-                raise FormatError(f"KV {name}: group parameters of shape {q.minimum.shape}, expected {expected}")
-            old = q.decode()
+            old = _dequantize(tensors, name, axis, config, quantizer)
             if f"{name}.u" in tensors:
                 old += tensors[f"{name}.u"].astype(np.float32) @ np.swapaxes(tensors[f"{name}.w"], -1, -2).astype(
                     np.float32)
@@ -166,6 +204,26 @@ def _decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.
             raise FormatError(f"KV {name} decode to {list(x.shape)}, the record says {shape}")
         out.append(x.astype(dtype))
     return out[0], out[1]
+
+
+def _dequantize(tensors: dict[str, np.ndarray], name: str, axis: int, config: KVConfig,
+                quantizer: str) -> np.ndarray:
+    symbols = tensors[f"{name}.symbols"]
+    if quantizer == "grid":
+        q = GridQuantized(symbols, tensors[f"{name}.grid_offset"], tensors[f"{name}.grid_step"])
+        expected = symbols.shape[:TOKENS_AXIS] + (1,) + symbols.shape[TOKENS_AXIS + 1:]
+        if q.offset.shape != expected or q.step.shape != symbols.shape[:1]:
+            raise FormatError(f"KV {name}: grid parameters of shapes {q.offset.shape} and {q.step.shape}, "
+                              f"expected {expected} and {symbols.shape[:1]}")
+        return q.decode()
+    if quantizer != "groups":
+        raise FormatError(f"KV {name}: unknown quantizer {quantizer!r}")
+    g = Quantized(symbols, tensors[f"{name}.minimum"], tensors[f"{name}.step"], axis, config.group)
+    groups = -(-symbols.shape[axis] // config.group)
+    expected = symbols.shape[:axis] + (groups,) + symbols.shape[axis + 1:]
+    if g.minimum.shape != expected or g.step.shape != expected:
+        raise FormatError(f"KV {name}: group parameters of shape {g.minimum.shape}, expected {expected}")
+    return g.decode()
 
 
 def to_bytes(tensors: dict[str, np.ndarray], record: dict[str, Any], threads: int | None = None) -> bytes:
@@ -188,6 +246,6 @@ def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None)
         if raw is None:
             raise FormatError(f"{reader.where}: not a KV cache (no {METADATA_KEY!r} record)")
         record = json.loads(raw)
-        if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
+        if not isinstance(record, dict) or record.get("format") not in READABLE_FORMATS:
             raise FormatError(f"{reader.where}: KV record of unknown format")
         return dict(reader.iter_tensors()), record

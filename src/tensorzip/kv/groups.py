@@ -53,25 +53,5 @@ def quantize_levels(x: np.ndarray, axis: int, group: int, levels: int, parameter
     return Quantized(q.astype(np.uint8 if levels <= 256 else np.uint16), low, step, axis, group)
 
 
-def quantize_bounded(x: np.ndarray, axis: int, group: int, bound: float, out_dtype=np.float32) -> Quantized:
-    """Every element within ``bound`` of its decoded value *in the output dtype*: a grid
-    of step ~2 * bound from each group's minimum (float32 parameters), checked element
-    by element, the step shrunk until neither float32 arithmetic nor rounding to
-    ``out_dtype`` can break the bound."""
-    low = _group_reduce(x, axis, group, np.minimum).astype(np.float32)
-    full_low = _expand(low, axis, group, x.shape[axis])
-    step = np.float32(2.0 * bound)
-    for _ in range(60):
-        q = np.rint((x - full_low) / step)
-        if q.max(initial=0) >= 1 << 16:
-            raise ValueError(f"an error bound of {bound} needs more than 16-bit symbols here; loosen it")
-        quantized = Quantized(q.astype(np.uint8 if q.max(initial=0) < 256 else np.uint16), low,
-                              np.full_like(low, step), axis, group)
-        if np.all(np.abs(quantized.decode().astype(out_dtype).astype(np.float32) - x) <= bound):
-            return quantized
-        step = np.float32(step * 0.9)
-    raise ValueError(f"could not meet the error bound {bound} (values too large for float32 steps?)")
-
-
 def _expand(per_group: np.ndarray, axis: int, group: int, n: int) -> np.ndarray:
     return np.take(np.repeat(per_group.astype(np.float32), group, axis=axis), np.arange(n), axis=axis)
