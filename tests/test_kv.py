@@ -157,7 +157,7 @@ def test_outlier_channels_are_exact_and_help_per_token_groups():
 def test_a_bit_budget_counts_every_byte_and_uses_it(bits):
     keys, values, queries = cache(tokens=64, dim=32)
     elements = keys.size + values.size
-    for options in ({}, {"queries": queries}, {"window": 4} if bits >= 3 else {"rank": 1}):
+    for options in ({}, {"queries": queries}, {"window": 4 if bits >= 3 else 1}):
         blob = tz.kv.compress(keys, values, bits=bits, **options)
         assert len(blob) * 8 <= bits * elements
         assert len(blob) * 8 > 0.9 * bits * elements  # the finest grid that fits, not a coarse one

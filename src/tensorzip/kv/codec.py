@@ -28,7 +28,7 @@ from .. import dtypes
 from ..codecs import BytePlanesCodec
 from ..container import TzipReader, TzipWriter
 from ..errors import FormatError, TensorzipError
-from .grid import GridQuantized, quantize_grid
+from .grid import MAX_REFINE, GridQuantized, quantize_grid
 from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_levels
 
 METADATA_KEY = "tensorzip.kv"
@@ -84,7 +84,7 @@ def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype) -> Quantize
             return _grid_within(x, config.max_abs_error, out_dtype)
         assert config.step is not None
         step = config.step * (config.value_step_ratio if name == "values" else 1.0)
-        return quantize_grid(x, np.full(x.shape[0], step, np.float32))
+        return quantize_grid(x, np.full(x.shape[0], step, np.float32), refine_tokens=name == "values")
     except ValueError as error:
         raise TensorzipError(f"KV {name}: {error}") from None
 
@@ -152,6 +152,8 @@ def encode(keys: np.ndarray, values: np.ndarray, config: KVConfig) -> tuple[dict
         tensors[f"{name}.symbols"] = np.ascontiguousarray(q.symbols)
         if isinstance(q, GridQuantized):
             tensors[f"{name}.grid_offset"], tensors[f"{name}.grid_step"] = q.offset, q.step
+            if q.refine is not None:
+                tensors[f"{name}.grid_refine"] = q.refine
         else:
             tensors[f"{name}.minimum"], tensors[f"{name}.step"] = q.minimum, q.step
         if config.rank:
@@ -210,11 +212,15 @@ def _dequantize(tensors: dict[str, np.ndarray], name: str, axis: int, config: KV
                 quantizer: str) -> np.ndarray:
     symbols = tensors[f"{name}.symbols"]
     if quantizer == "grid":
-        q = GridQuantized(symbols, tensors[f"{name}.grid_offset"], tensors[f"{name}.grid_step"])
+        q = GridQuantized(symbols, tensors[f"{name}.grid_offset"], tensors[f"{name}.grid_step"],
+                          tensors.get(f"{name}.grid_refine"))
         expected = symbols.shape[:TOKENS_AXIS] + (1,) + symbols.shape[TOKENS_AXIS + 1:]
         if q.offset.shape != expected or q.step.shape != symbols.shape[:1]:
             raise FormatError(f"KV {name}: grid parameters of shapes {q.offset.shape} and {q.step.shape}, "
                               f"expected {expected} and {symbols.shape[:1]}")
+        if q.refine is not None and (q.refine.shape != symbols.shape[:-1] + (1,) or q.refine.max(initial=0) >
+                                     MAX_REFINE):
+            raise FormatError(f"KV {name}: token refinement of shape {q.refine.shape} or beyond {MAX_REFINE}")
         return q.decode()
     if quantizer != "groups":
         raise FormatError(f"KV {name}: unknown quantizer {quantizer!r}")
