@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import __version__, checkpoint, cli_embeddings, sample_data
+from . import __version__, checkpoint, cli_analyze, cli_embeddings, sample_data
 from .analysis import tensor_bounds
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("input")
 
     cli_embeddings.add_commands(commands, common)
+    cli_analyze.add_command(commands, common)
 
     sub = add("demo", cmd_demo, "compress, restore and verify all-MiniLM-L6-v2 (FP32 and BF16)")
     sub.add_argument("--cache-dir", help="where to keep the model (default: $TENSORZIP_CACHE or "

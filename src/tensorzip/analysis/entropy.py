@@ -44,6 +44,15 @@ def _planes(array: np.ndarray, rotate: int) -> np.ndarray:
     return words.view(np.uint8).reshape(-1, width)[:, ::-1].T
 
 
+def plane_bits(array: np.ndarray) -> list[float]:
+    """Order-0 entropy, in bits, of each byte plane in the dtype's layout, most
+    significant first: where a tensor's information sits."""
+    if array.size == 0:
+        return [0.0] * array.dtype.itemsize
+    planes = _planes(array, dtypes.by_numpy(array.dtype).rotate_bits)
+    return [_entropy_bits(np.bincount(p, minlength=256)) for p in planes]
+
+
 def tensor_bounds(array: np.ndarray) -> TensorBounds:
     """The order-0 and context-model bounds, in bytes, of one tensor in its dtype's layout."""
     spec = dtypes.by_numpy(array.dtype)

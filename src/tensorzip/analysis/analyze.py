@@ -1,0 +1,48 @@
+"""``tensorzip analyze``'s entry point: a checkpoint or a representation matrix in,
+one JSON-ready record out (rendered by ``report_html``, printed by the CLI)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputFileError
+from .representations import analyze_representations
+from .weights import DEFAULT_EXACT_ELEMENTS, ProgressCallback, analyze_checkpoint
+
+
+def load_matrix(path: str | os.PathLike[str], what: str = "representation matrix") -> np.ndarray:
+    """A .npy array, memory-mapped; never unpickled."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (ValueError, OSError) as error:
+        raise InputFileError(f"{path}: not a .npy {what} ({error})") from None
+
+
+def analyze(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | np.ndarray | None = None,
+            threads: int | None = None, exact_elements: int = DEFAULT_EXACT_ELEMENTS,
+            progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Analyse ``path``: a ``.npy`` matrix (rows = samples) as representations, anything
+    else (.safetensors, .tzip, a folder of shards) as a checkpoint."""
+    from .. import __version__
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        if isinstance(labels, (str, os.PathLike)):
+            labels = np.asarray(load_matrix(labels, "label array"))
+        measures = analyze_representations(load_matrix(path), labels, progress=progress)
+        record: dict[str, Any] = {"tensorzip_analysis": 1, "kind": "representations", "source": str(path),
+                                  "notes": list(measures.get("notes", [])), "representations": measures}
+    else:
+        if labels is not None:
+            raise InputFileError("--labels goes with a representation matrix (.npy), not a checkpoint")
+        record = analyze_checkpoint(path, threads=threads, exact_elements=exact_elements, progress=progress)
+    record["generated"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    record["tensorzip_version"] = __version__
+    return record

@@ -1,0 +1,68 @@
+"""``tensorzip analyze``: how much information is in these tensors, as text, JSON or a
+self-contained HTML report. Kept apart from ``cli.py`` so each file has one job."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .analysis.analyze import analyze
+from .analysis.report_html import render_report
+from .atomic_file import atomic_output
+
+
+def _print_checkpoint(record: dict[str, Any]) -> None:
+    s = record["summary"]
+    print(f"{record['source']}: {s['tensors']} tensors, {s['parameters']:,} parameters, {s['bytes'] / 1e6:,.2f} MB")
+    print(f"  tensorzip {s['achieved_bytes'] / 1e6:,.2f} MB (ratio {s['ratio']:.4f}); order-0 bound "
+          f"{s['order0_bytes'] / 1e6:,.2f} MB (gap {s['gap_to_order0']:+.2%}); context-model bound "
+          f"{s['context_bytes'] / 1e6:,.2f} MB")
+    largest = sorted(record["tensors"], key=lambda t: -t["bytes"])[:10]
+    print(f"  {'largest tensors':<48} {'dtype':>9} {'bits/w':>7} {'order-0':>7} {'context':>7}  notes")
+    for t in largest:
+        notes = ", ".join(n for n in (f"holds {t['hidden']}" if t["hidden"] else "",
+                                      f"{t['zeros']:.0%} zeros" if t["zeros"] >= 0.01 else "",
+                                      "sampled" if t["sampled"] else "") if n)
+        print(f"  {t['name'][:48]:<48} {t['dtype']:>9} {t['achieved_bits']:7.3f} {t['order0_bits']:7.3f} "
+              f"{t['context_bits']:7.3f}  {notes}")
+
+
+def _print_representations(record: dict[str, Any]) -> None:
+    r = record["representations"]
+    print(f"{record['source']}: {r['rows']:,} x {r['dims']} {r['dtype']}")
+    print(f"  effective rank {r['effective_rank']:.1f}, stable rank {r['stable_rank']:.2f}, "
+          f"TwoNN intrinsic dimension {r['twonn_dimension']:.1f}, anisotropy (mean cosine) {r['anisotropy']:.3f}")
+    k = r["components_for"]
+    print(f"  principal components for 90% / 95% / 99% of the variance: {k['0.9']} / {k['0.95']} / {k['0.99']}")
+    labels = r.get("labels")
+    if labels:
+        print(f"  {labels['classes']} classes: NC1 {labels['nc1']:.4f}, NC2 equinorm {labels['nc2_equinorm']:.4f}, "
+              f"equiangular {labels['nc2_equiangular']:.4f}, coding-rate reduction "
+              f"{labels['coding_rate_reduction']:.3f}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    from .cli import _progress  # the main CLI imports this module
+
+    with _progress("analysing", not args.json) as progress:
+        record = analyze(args.input, labels=args.labels, threads=args.threads, progress=progress)
+    if args.html:
+        page = render_report(record)
+        with atomic_output(args.html, overwrite=True) as handle:
+            handle.write(page.encode("utf-8"))
+    if not args.json:
+        (_print_checkpoint if record["kind"] == "checkpoint" else _print_representations)(record)
+        for note in record.get("notes", []):
+            print(f"  note: {note}")
+        if args.html:
+            print(f"  report: {args.html}")
+    return record
+
+
+def add_command(commands: argparse._SubParsersAction, add_common) -> None:
+    """Register ``analyze``."""
+    text = "how much information is in a checkpoint or a representation matrix"
+    sub = add_common(commands.add_parser("analyze", help=text, description=text.capitalize() + "."), cmd_analyze)
+    sub.add_argument("input", help=".safetensors, .tzip, a folder of shards, or a .npy matrix (rows = samples)")
+    sub.add_argument("--labels", help="a .npy of class labels, one per row (neural-collapse measures)")
+    sub.add_argument("--html", help="also write a self-contained HTML report here")
