@@ -25,7 +25,7 @@ from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
 from ..container.format import MAGIC
 from ..errors import InputFileError
-from ..folder import ShardedCheckpoint
+from ..folder import ShardedCheckpoint, is_folder_source
 from ..integrations.safetensors_file import SafetensorsFile
 from .entropy import plane_bits, tensor_bounds
 
@@ -99,9 +99,22 @@ def sample_rows(array: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
         keep = np.sort(np.random.default_rng(seed).choice(rows.shape[0], limit // rows.shape[1], replace=False))
         return rows[keep]
     flat = array.reshape(-1)
-    runs, run = 64, limit // 64
+    runs = max(1, min(64, limit))
+    run = limit // runs
     starts = np.linspace(0, flat.size - run, runs).astype(np.int64)
     return np.concatenate([flat[s:s + run] for s in starts])
+
+
+def hidden_narrower(array: np.ndarray) -> str | None:
+    """The narrower float every value of ``array`` is exactly: "bfloat16" for a float32
+    tensor whose low 16 bits are all zero (a widened bfloat16), else what the
+    ``narrowed_float`` codec would store it as ("float16" in float32, "float32" in
+    float64), else None."""
+    if array.size == 0:
+        return None
+    if array.dtype == np.float32 and not np.any(_bits(array) & np.uint32(0xFFFF)):
+        return "bfloat16"
+    return hides_narrower(array)
 
 
 def tensor_profile(name: str, array: np.ndarray, exact_elements: int = DEFAULT_EXACT_ELEMENTS) -> dict[str, Any]:
@@ -116,7 +129,7 @@ def tensor_profile(name: str, array: np.ndarray, exact_elements: int = DEFAULT_E
         "order0_bits": 8 * bounds.order0_bytes / n, "context_bits": 8 * bounds.context_bytes / n,
         "exponent_histogram": exponent_histogram(sample, spec),
         **special_values(array, spec),
-        "hidden": hides_narrower(array) if array.size else None,
+        "hidden": hidden_narrower(array),
         "sampled": sample.size < array.size,
     }
 
@@ -147,15 +160,44 @@ class _CountingSink(io.RawIOBase):
         return self.position
 
 
-def _source_tensors(path: Path) -> tuple[Iterator[tuple[str, np.ndarray]], int, int]:
-    """(name, array) pairs of a .safetensors file or a folder of shards, the tensors'
-    total bytes and the files' total size."""
+@dataclass
+class _Source:
+    """A .safetensors file or a folder of shards, with what ``compress_file`` records of it."""
+
+    tensors: Iterator[tuple[str, np.ndarray]]
+    tensor_bytes: int
+    file_bytes: int  # the files' total size, index included
+    metadata: dict[str, str] | None
+    record: dict[str, Any]
+
+
+def _source(path: Path) -> _Source:
+    # The same metadata and source record as checkpoint._compress writes, so the
+    # counted size is the size of the file ``tensorzip compress`` makes.
     if path.is_dir():
         folder = ShardedCheckpoint(path)
-        return folder.tensors(), folder.tensor_bytes, sum(shard.size for _, shard in folder.shards)
+        return _Source(folder.tensors(), folder.tensor_bytes, folder.size, None, folder.source_record())
     single = SafetensorsFile(path)
     entries = single.entries
-    return ((e.name, single.array(e)) for e in entries), sum(e.end - e.begin for e in entries), single.size
+    return _Source(((e.name, single.array(e)) for e in entries), sum(e.end - e.begin for e in entries),
+                   single.size, single.metadata, {"format": "safetensors", "header": single.header_text})
+
+
+def _original_size(source: Any, tensor_bytes: int) -> int:
+    """The size of the file (or folder) a .tzip was made from, from its source record;
+    the tensors' bytes when it recorded none."""
+    if not isinstance(source, dict):
+        return tensor_bytes
+    if source.get("format") == "safetensors" and isinstance(source.get("header"), str):
+        return 8 + len(source["header"].encode("utf-8")) + tensor_bytes
+    if is_folder_source(source) and isinstance(source.get("files"), list):
+        headers = [f.get("header") for f in source["files"] if isinstance(f, dict)]
+        index = source.get("index")
+        text = index.get("text") if isinstance(index, dict) else None
+        if headers and all(isinstance(h, str) for h in headers):
+            return (sum(8 + len(h.encode("utf-8")) for h in headers) + tensor_bytes
+                    + (len(text.encode("utf-8")) if isinstance(text, str) else 0))
+    return tensor_bytes
 
 
 def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = None,
@@ -185,12 +227,14 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
             for _ in profiled(reader.iter_tensors(), total):
                 pass
             achieved = {name: (0 if e.same_as else e.stored_bytes) for name, e in entries.items()}
-        file_bytes, achieved_total, tensor_bytes = total, path.stat().st_size, total
+            file_bytes = _original_size(reader.header.source, total)
+        achieved_total, tensor_bytes = path.stat().st_size, total
     else:
-        tensors, tensor_bytes, file_bytes = _source_tensors(path)
+        source = _source(path)
+        tensor_bytes, file_bytes = source.tensor_bytes, source.file_bytes
         sink = _CountingSink()
-        with TzipWriter(sink, threads=threads) as writer:
-            add_tensors(writer, profiled(tensors, tensor_bytes), None)
+        with TzipWriter(sink, metadata=source.metadata, source=source.record, threads=threads) as writer:
+            add_tensors(writer, profiled(source.tensors, tensor_bytes), None)
         writer.close()
         achieved = {s.name: s.stored_bytes for s in writer.stats}
         achieved_total = sink.size
