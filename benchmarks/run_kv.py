@@ -192,8 +192,7 @@ def main() -> None:
     lines += ["", "Per layer (relative error of the attention output):", "",
               "| method | " + " | ".join(f"layer {i}" for i in range(len(rows[0]["per_layer"]))) + " |",
               "|---|" + "---:|" * len(rows[0]["per_layer"])]
-    for r in peers + [min((m for m in mine if m["bpe"] <= p["bpe"]), key=lambda m: m["error"], default=None)
-                      for p in peers]:
+    for r in sorted(rows, key=lambda r: r["bpe"]):
         if r is not None:
             lines.append(f"| {r['method']} | " + " | ".join(f"{e:.5f}" for e in r["per_layer"]) + " |")
     lines += ["", "| peer | its bytes / element, error | tensorzip at no more bytes: best error | lower error |",
