@@ -155,16 +155,22 @@ def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.
         metadata = None
         record = checkpoint.source_record()
         tensors = checkpoint.tensors()
+        files = [shard for _, shard in checkpoint.shards]
     else:
         total = sum(e.end - e.begin for e in checkpoint.entries)
         metadata = checkpoint.metadata
         record = {"format": "safetensors", "header": checkpoint.header_text}
         tensors = ((e.name, checkpoint.array(e)) for e in checkpoint.entries)
+        files = [checkpoint]
+    where = {e.name: (f, e) for f in files for e in f.entries}
     done = 0
 
     def advance(stats: TensorStats) -> None:
         nonlocal done
         done += stats.original_bytes
+        if stats.name in where:  # written: its input pages need not stay resident
+            file, entry = where[stats.name]
+            file.release(entry)
         if progress is not None:
             progress(done, total)
 

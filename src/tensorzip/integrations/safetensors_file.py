@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import struct
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,22 @@ class SafetensorsFile:
         """A read-only view of one tensor straight from the mapped file."""
         raw = self._map[self.data_start + entry.begin : self.data_start + entry.end]
         return raw.view(entry.spec.numpy_dtype).reshape(entry.shape)
+
+    def release(self, entry: SafetensorsEntry) -> None:
+        """Drop the mapped pages of a tensor that has been read from this process's
+        resident memory. The mapping is read-only and file-backed, so nothing is lost:
+        a later read faults the pages in again from the page cache. Without this, a
+        checkpoint read once from start to end stays resident in full (its RSS grows
+        to the file size), which is what bounds memory when compressing files
+        larger than RAM."""
+        handle = getattr(self._map, "_mmap", None)
+        if handle is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = (self.data_start + entry.begin) // page * page
+        end = min(self.size, -(-(self.data_start + entry.end) // page) * page)
+        if end > start:
+            handle.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def build_header(
