@@ -26,3 +26,14 @@ def test_round_trip_every_byte(dtype):
     out = np.empty_like(array)
     assert codec.decode(encoded, out=out) is out
     assert out.tobytes() == array.tobytes()
+
+
+def test_fortran_ordered_buffer_decodes_to_the_same_memory_bytes():
+    # numcodecs codes a buffer's bytes in memory order: what Zarr format 2 ``order="F"`` relies on
+    array = np.asfortranarray((np.random.default_rng(3).standard_normal((40, 24)) * 0.02).astype(np.float32))
+    codec = Tensorzip(threads=1)
+    encoded = codec.encode(array)
+    assert codec.decode(encoded).tobytes(order="A") == array.tobytes(order="F")
+    out = np.empty_like(array)  # Fortran-ordered, like the input
+    codec.decode(encoded, out=out)
+    assert np.array_equal(out, array) and out.tobytes(order="F") == array.tobytes(order="F")

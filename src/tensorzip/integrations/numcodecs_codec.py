@@ -1,9 +1,10 @@
-"""tensorzip as a numcodecs codec (and so a Zarr v2 compressor).
+"""tensorzip as a numcodecs codec (and so a Zarr format 2 compressor).
 
 Registered under the id ``"tensorzip"`` through the ``numcodecs.codecs`` entry
 point, so ``numcodecs.get_codec({"id": "tensorzip"})`` works without importing
 this module first. Each encoded buffer is a one-tensor .tzip image: dtype, shape
-and checksums travel with the bytes.
+and checksums travel with the bytes. Zarr format 3 arrays use the array→bytes
+codec in :mod:`tensorzip.integrations.zarr_codec` (``numcodecs.tensorzip``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ class Tensorzip(NumcodecsCodec):
         self.threads = threads
 
     def encode(self, buf: Any) -> bytes:
-        return compress(ensure_ndarray(buf), threads=self.threads)
+        array = ensure_ndarray(buf)
+        if array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous:
+            # numcodecs codes a buffer's bytes in memory order (Zarr v2 ``order="F"`` chunks);
+            # the transpose is the C-ordered array with those bytes.
+            array = array.T
+        return compress(array, threads=self.threads)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         array = decompress(ensure_contiguous_ndarray(buf).view(np.uint8), threads=self.threads, framework="np")
