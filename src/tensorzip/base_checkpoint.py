@@ -70,6 +70,15 @@ class BaseCheckpoint:
             return shard.array(entry)
         return self._reader.get_tensor(name)
 
+    def location(self, name: str) -> tuple[str, int] | None:
+        """Where base tensor ``name`` lies as raw bytes, (file, byte offset), when the base is
+        safetensors (a file or a folder of shards) and holds it; else ``None`` (a .tzip base's
+        tensors must be decoded). Lets another process read it without opening the base."""
+        if self._safetensors is None or name not in self._safetensors:
+            return None
+        shard, entry = self._safetensors[name]
+        return shard.where, shard.data_start + entry.begin
+
     def tensor_for(self, delta: Delta, where: str, name: str, expected: str) -> np.ndarray:
         """The base tensor a delta was made against, checked against its content hash."""
         array = self.tensor(delta.base_tensor)

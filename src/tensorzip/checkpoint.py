@@ -117,6 +117,7 @@ def compress_file(
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
     base: str | os.PathLike[str] | None = None,
+    scheduler: Any = None,
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
 
@@ -128,6 +129,12 @@ def compress_file(
     fine-tuned from, or the previous checkpoint of a training run), each tensor is
     coded against the base tensor of the same name when that is smaller. Tensors
     identical to an earlier tensor of the file are stored once.
+
+    With ``scheduler`` (a Dask scheduler address such as ``"tcp://host:8786"``, or a
+    ``distributed.Client``), the tensors are encoded on that cluster's workers, which read
+    them from ``source`` themselves (they must see it at the same path), and the file is
+    the same bytes as a local run's (``tensorzip.cluster``); ``threads`` is then native
+    threads per task (default 1). Needs the ``dask`` extra.
     """
     started = time.perf_counter()
     checkpoint: SafetensorsFile | ShardedCheckpoint = (
@@ -137,7 +144,7 @@ def compress_file(
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
-        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started)
+        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -149,7 +156,7 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
-              progress: ProgressCallback | None, started: float) -> CompressionReport:
+              progress: ProgressCallback | None, started: float, scheduler: Any = None) -> CompressionReport:
     if isinstance(checkpoint, ShardedCheckpoint):
         total = checkpoint.tensor_bytes
         metadata = None
@@ -186,7 +193,13 @@ def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.
         base={"file": base.name} if base is not None else None,
     )
     with writer:
-        dedup = add_tensors(writer, tensors, base)
+        if scheduler is None:
+            dedup = add_tensors(writer, tensors, base)
+        else:  # the same decisions, encoded on a Dask cluster (an optional extra)
+            from .cluster import add_tensors_on_cluster, connect
+
+            with connect(scheduler) as client:
+                dedup, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
     size = writer.close()
     return CompressionReport(
         source=str(source),

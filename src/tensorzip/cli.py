@@ -87,7 +87,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
         report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress,
-                                          base=args.base)
+                                          base=args.base, scheduler=args.scheduler)
     if not args.json:
         _print_compression(report, args.verbose)
     return report.to_json()
@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-v", "--verbose", action="store_true", help="per-tensor sizes and entropy bounds")
     sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip): the model it was "
                                     "fine-tuned from, or the previous checkpoint of a run")
+    sub.add_argument("--scheduler", metavar="ADDRESS",
+                     help="encode on this Dask cluster (e.g. tcp://host:8786; the workers must see INPUT at the "
+                          "same path); the output is the same bytes. Needs the dask extra. --threads is then "
+                          "native threads per task (default 1)")
 
     sub = add("decompress", cmd_decompress, "restore the original .safetensors from a .tzip (bit-identical)")
     sub.add_argument("input")

@@ -9,6 +9,7 @@ header goes after the chunks and the preamble, written last, points at it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,9 +20,9 @@ import numpy as np
 
 from .. import _native, dtypes
 from ..atomic_file import atomic_output
-from ..codecs import ChunkRef, Codec, EncodeJob, choose_codec
+from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
 from ..delta import Delta
-from ..errors import TensorzipError
+from ..errors import CorruptDataError, TensorzipError
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
 
@@ -150,23 +151,52 @@ class TzipWriter:
             if job is None:
                 self._record_shared(name, same_as)
                 continue
-            result = encoded[index]
-            chunks = []
-            for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
-                self._file.write(chunk)
-                chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
-                self._offset += chunk.nbytes
-            entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(), tuple(chunks), delta)
-            self._header.tensors[name] = entry
-            stats = TensorStats(
-                name, job.spec.name, entry.shape, job.array.nbytes, result.stored_bytes,
-                result.order0_bound_bytes, job.codec.codec_id + (f"+{delta.mode}" if delta else ""),
-            )
-            self.stats.append(stats)
-            if self._on_tensor is not None:
-                self._on_tensor(stats)
+            self._write_tensor(name, job.spec, tuple(job.array.shape), job.codec, encoded[index], delta)
         self._pending.clear()
         self._pending_bytes = 0
+
+    def add_encoded(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
+                    encoded: EncodedTensor, delta: Delta | None = None) -> None:
+        """Write a tensor that was encoded elsewhere (``tensorzip.cluster`` encodes on Dask
+        workers), exactly as ``flush`` writes one coded here: queued tensors first, then its
+        chunks, then its header entry. ``encoded`` must be what ``codec`` makes of the tensor
+        (``spec``, ``shape``; with ``delta``, of the residual); each chunk's checksum is
+        checked before it is written, so damage in transit cannot reach the file."""
+        if self._closed:
+            raise TensorzipError(f"{self.where}: writer is closed")
+        if not isinstance(name, str):
+            raise TensorzipError(f"tensor names must be strings, got {name!r}")
+        if name in self._names:
+            raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
+        if delta is not None and self._header.base is None:
+            raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
+        encoded = dataclasses.replace(encoded, chunks=[memoryview(c).cast("B") for c in encoded.chunks])
+        if len(encoded.chunks) != len(encoded.chunk_crc32c):
+            raise TensorzipError(f"{self.where}: tensor {name!r}: {len(encoded.chunks)} chunks but "
+                                 f"{len(encoded.chunk_crc32c)} checksums")
+        for number, (chunk, crc) in enumerate(zip(encoded.chunks, encoded.chunk_crc32c, strict=True)):
+            if _native.crc32c(chunk) != crc:
+                raise CorruptDataError(f"{self.where}: tensor {name!r}: encoded chunk {number} fails its checksum")
+        self.flush()
+        self._names.add(name)
+        self._write_tensor(name, spec, tuple(shape), codec, encoded, delta)
+
+    def _write_tensor(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
+                      result: EncodedTensor, delta: Delta | None) -> None:
+        chunks = []
+        for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
+            self._file.write(chunk)
+            chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
+            self._offset += chunk.nbytes
+        entry = TensorEntry(name, spec, shape, codec.get_config(), tuple(chunks), delta)
+        self._header.tensors[name] = entry
+        stats = TensorStats(
+            name, spec.name, entry.shape, entry.nbytes, result.stored_bytes,
+            result.order0_bound_bytes, codec.codec_id + (f"+{delta.mode}" if delta else ""),
+        )
+        self.stats.append(stats)
+        if self._on_tensor is not None:
+            self._on_tensor(stats)
 
     def _record_shared(self, name: str, same_as: str | None) -> None:
         target = self._header.tensors[same_as or ""]
