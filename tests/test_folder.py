@@ -101,7 +101,7 @@ def test_folder_file_names_cannot_leave_the_output(tmp_path, sharded, name):
 
 def test_cli_folder_defaults(tmp_path, sharded, capsys):
     folder, _ = sharded
-    assert main(["compress", str(folder)]) == 0
+    assert main(["compress", str(folder), "--archive"]) == 0  # without --archive: a folder of shards
     assert "stored once" in capsys.readouterr().out
     archive = tmp_path / "model.tzip"
     assert archive.exists()
@@ -112,7 +112,8 @@ def test_cli_folder_defaults(tmp_path, sharded, capsys):
 
 def test_cli_default_output_of_a_folder_archive(tmp_path, sharded):
     folder, _ = sharded
-    assert main(["compress", str(folder), "-o", str(tmp_path / "copy.tzip")]) == 0
+    assert main(["compress", str(folder), "--archive", "-o", str(tmp_path / "copy.tzip")]) == 0
+    assert (tmp_path / "copy.tzip").is_file()
     assert main(["decompress", str(tmp_path / "copy.tzip")]) == 0
     assert same_folder(folder, tmp_path / "copy")
 

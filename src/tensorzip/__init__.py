@@ -4,7 +4,7 @@ Lossless and bit-exact by default. The public API is re-exported here; nothing e
 lives in this module.
 """
 
-from . import embeddings, kv
+from . import embeddings, kv, torch
 from .api import compress, decompress, load_file, safe_open, save_file
 from .checkpoint import (
     CompressionReport,
@@ -32,18 +32,21 @@ from .errors import (
     UnsupportedDtypeError,
 )
 from .memory_file import MemoryFile
+from .model_folder import FolderReport, compress_folder, decompress_folder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "embeddings",
     "kv",
+    "torch",
     "SUPPORTED_DTYPES",
     "CompressionReport",
     "BaseMismatchError",
     "BaseRequiredError",
     "CorruptDataError",
     "DecompressionReport",
+    "FolderReport",
     "FormatError",
     "HeaderError",
     "InputFileError",
@@ -59,8 +62,10 @@ __all__ = [
     "VerifyReport",
     "compress",
     "compress_file",
+    "compress_folder",
     "decompress",
     "decompress_file",
+    "decompress_folder",
     "load_file",
     "safe_open",
     "save_file",

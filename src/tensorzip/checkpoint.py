@@ -8,10 +8,11 @@ for: ratio, throughput, and the distance to the order-0 entropy bound.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -21,14 +22,24 @@ from .atomic_file import atomic_directory, atomic_output
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
-from .errors import CorruptDataError, OutputFileError, TensorzipError
+from .errors import CorruptDataError, HeaderError, OutputFileError, TensorzipError
 from .folder import ShardedCheckpoint, folder_layout, is_folder_source
+from .integrations.frameworks import to_numpy, to_torch
 from .integrations.safetensors_file import (
     SafetensorsFile,
     build_header,
     check_layout_matches,
     parse_header,
     write_prefix,
+)
+from .integrations.torch_file import (
+    STATE_DICT_KEY,
+    TORCH_FORMAT,
+    TorchFile,
+    import_torch,
+    is_torch_path,
+    looks_like_torch_file,
+    save_torch,
 )
 from .memory_file import MemoryFile
 
@@ -123,7 +134,10 @@ def compress_file(
 
     ``source`` may also be a folder of safetensors shards (a Hugging Face
     checkpoint with its ``*.safetensors.index.json``): it becomes one .tzip, and
-    tensors repeated across shards are stored once.
+    tensors repeated across shards are stored once (``compress_folder`` makes a
+    folder of one .tzip per shard instead). Or a PyTorch file (``.pt``, ``.pth``,
+    ``.bin``) holding a flat dict of tensors, read with ``torch.load(weights_only=True)``:
+    its tensors come back bit for bit, as .safetensors (or a torch file again).
 
     With ``base`` (a .safetensors or .tzip checkpoint: the model this one was
     fine-tuned from, or the previous checkpoint of a training run), each tensor is
@@ -137,14 +151,32 @@ def compress_file(
     threads per task (default 1). Needs the ``dask`` extra.
     """
     started = time.perf_counter()
-    checkpoint: SafetensorsFile | ShardedCheckpoint = (
-        ShardedCheckpoint(source) if os.path.isdir(source) else SafetensorsFile(source)
-    )
+    checkpoint = open_checkpoint(source)
     if base is not None and isinstance(target, (str, os.PathLike)) and _same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
+
+
+Checkpoint = SafetensorsFile | ShardedCheckpoint | TorchFile
+
+
+def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
+    """A folder of shards, a PyTorch file (by name, or by its first bytes), or a .safetensors file."""
+    if os.path.isdir(source):
+        return ShardedCheckpoint(source)
+    if looks_like_torch_file(source):
+        return TorchFile(source)
+    return SafetensorsFile(source)
+
+
+def source_tensors(source: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """The tensors of an input ``compress_file`` takes, by name."""
+    checkpoint = open_checkpoint(source)
+    if isinstance(checkpoint, SafetensorsFile):
+        return ((e.name, checkpoint.array(e)) for e in checkpoint.entries)
+    return checkpoint.tensors()
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -154,7 +186,7 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.PathLike[str],
+def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None) -> CompressionReport:
     if isinstance(checkpoint, ShardedCheckpoint):
@@ -163,6 +195,15 @@ def _compress(checkpoint: SafetensorsFile | ShardedCheckpoint, source: str | os.
         record = checkpoint.source_record()
         tensors = checkpoint.tensors()
         files = [shard for _, shard in checkpoint.shards]
+    elif isinstance(checkpoint, TorchFile):
+        if scheduler is not None:
+            raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
+                                 "first (tensorzip compress, then decompress to .safetensors)")
+        total = checkpoint.tensor_bytes
+        metadata = {"format": "pt"}  # as Hugging Face writes: the restored .safetensors loads in transformers
+        record = checkpoint.source_record()
+        tensors = checkpoint.tensors()
+        files = []
     else:
         total = sum(e.end - e.begin for e in checkpoint.entries)
         metadata = checkpoint.metadata
@@ -292,12 +333,18 @@ def decompress_file(
 
     A file coded against a base needs it: ``base``, or the file its header names,
     found beside ``source`` (and so on down a chain of .tzip bases).
+
+    A ``target`` path named ``.pt``, ``.pth`` or ``.bin`` gets a PyTorch file
+    (``torch.save`` of the state dict; tensors bit-exact). A .tzip made from a
+    PyTorch file restores to .safetensors otherwise: the pickle itself is not kept.
     """
     started = time.perf_counter()
     with TzipReader(source, threads=threads, base=base) as reader:
         entries = list(reader.header.tensors.values())
         if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
             written = _write_folder(reader, target, overwrite, progress)
+        elif isinstance(target, (str, os.PathLike)) and is_torch_path(target):
+            written = _write_torch(reader, target, overwrite, progress)
         elif isinstance(target, (str, os.PathLike)):
             header = _safetensors_prefix(reader)
             with atomic_output(target, overwrite=overwrite) as handle:
@@ -311,6 +358,32 @@ def decompress_file(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,
             output_bytes=written, seconds=time.perf_counter() - started, threads=_resolve_threads(threads),
         )
+
+
+def torch_wrapper(reader: TzipReader) -> str | None:
+    """The key the original torch file held its state dict under, if any (``"state_dict"``)."""
+    source = reader.header.source
+    if not (source and source.get("format") == TORCH_FORMAT) or source.get("wrapper") is None:
+        return None
+    if source["wrapper"] != STATE_DICT_KEY:
+        raise HeaderError(f"{reader.where}: torch source record has an unknown wrapper {source['wrapper']!r}")
+    return STATE_DICT_KEY
+
+
+def _write_torch(reader: TzipReader, target: str | os.PathLike[str], overwrite: bool,
+                 progress: ProgressCallback | None) -> int:
+    """A PyTorch file of every tensor (torch.save), atomically."""
+    import_torch(f"writing {target}")
+    wrapper = torch_wrapper(reader)
+    advance = _counter(_nbytes(list(reader.header.tensors.values())), progress)
+    tensors = {}
+    for name, array in reader.iter_tensors():
+        tensors[name] = to_torch(array)
+        advance(array.nbytes)
+    with atomic_output(target, overwrite=overwrite) as handle:
+        save_torch(tensors, handle, wrapper)
+        handle.flush()
+        return os.fstat(handle.fileno()).st_size
 
 
 def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int) -> int:
@@ -395,10 +468,8 @@ def verify_file(
         done = 0
         count = 0
         for name, array in reader.iter_tensors():
-            if against is not None:
-                shard, entry = originals[name]
-                if shard.array(entry).tobytes() != array.tobytes():
-                    raise CorruptDataError(f"{reader.where}: tensor {name!r} differs from {against}")
+            if against is not None and originals[name]().tobytes() != array.tobytes():
+                raise CorruptDataError(f"{reader.where}: tensor {name!r} differs from {against}")
             done += array.nbytes
             count += 1
             if progress is not None:
@@ -407,8 +478,14 @@ def verify_file(
                             time.perf_counter() - started)
 
 
-def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str, tuple[SafetensorsFile, Any]]:
-    """The original of every stored tensor, after checking the headers (and index) match."""
+def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str, Callable[[], np.ndarray]]:
+    """The original of every stored tensor, after checking the headers (and index) match;
+    for a PyTorch file, the tensor names."""
+    if not os.path.isdir(against) and looks_like_torch_file(against):
+        original = TorchFile(against)
+        if set(original.state) != set(reader.keys()):
+            raise CorruptDataError(f"{reader.where}: its tensors are not those of {against}")
+        return {name: functools.partial(to_numpy, tensor) for name, tensor in original.state.items()}
     if os.path.isdir(against):
         if not is_folder_source(reader.header.source):
             raise CorruptDataError(f"{reader.where}: holds one safetensors file, not the folder {against}")
@@ -427,4 +504,4 @@ def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str,
         if _safetensors_prefix(reader).decode("utf-8", errors="replace") != shard.header_text:
             raise CorruptDataError(f"{reader.where}: safetensors header differs from {against}")
         shards = [shard]
-    return {e.name: (shard, e) for shard in shards for e in shard.entries}
+    return {e.name: functools.partial(shard.array, e) for shard in shards for e in shard.entries}

@@ -17,12 +17,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import __version__, checkpoint, cli_analyze, cli_embeddings, sample_data
+from . import __version__, checkpoint, cli_analyze, cli_embeddings, model_folder, sample_data
 from .analysis import tensor_bounds
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
 from .folder import is_folder_source
-from .integrations.safetensors_file import SafetensorsFile
+from .integrations.torch_file import TORCH_FORMAT, is_torch_path, looks_like_torch_file
 
 
 @contextmanager
@@ -59,10 +59,7 @@ def _mb(n: float) -> str:
 def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> None:
     if verbose:
         # The context bound (tables not counted) shows the room a context-model coder would have.
-        bounds = {}
-        source = SafetensorsFile(report.source)
-        for entry in source.entries:
-            bounds[entry.name] = tensor_bounds(source.array(entry)).context_bytes
+        bounds = {name: tensor_bounds(array).context_bytes for name, array in checkpoint.source_tensors(report.source)}
         print(f"{'tensor':44} {'dtype':>9} {'original':>12} {'stored':>12} {'order-0':>12} {'gap':>8} "
               f"{'context':>12}  codec")
         for t in report.tensors:
@@ -83,19 +80,89 @@ def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> N
           f"output is {report.gap_to_bound:+.3%} from it (header included)")
 
 
+def _folder_output(given: str | None, source: str, compress: bool, force: bool) -> Path:
+    """-o, or the folder's name with .tzip appended (compress) or removed (decompress)."""
+    if given is None:
+        path = Path(source)
+        path = path.resolve() if path.name in ("", ".", "..") else path
+        if compress:
+            given = str(path.with_name(path.name + ".tzip"))
+        elif path.name.endswith(".tzip") and len(path.name) > len(".tzip"):
+            given = str(path.with_name(path.name[: -len(".tzip")]))
+        else:
+            raise OutputFileError(f"{source}: its name does not end in .tzip; name the output folder with -o")
+    return _output_path(given, source, "", force)
+
+
+def _print_folder(report: model_folder.FolderReport, compressed: bool, verbose: bool) -> None:
+    counts = (f"{len(report.shards)} shards {'compressed' if compressed else 'restored'}, "
+              f"{len(report.indexes)} index {'rewritten' if compressed else 'restored'}, "
+              f"{len(report.copied)} files copied")
+    print(f"{report.source} -> {report.target}: {counts}")
+    if verbose:
+        print(f"  {'shard':56} {'original':>14} {'stored':>14} {'ratio':>9}")
+        for shard in report.shards:
+            original = shard.original_bytes if compressed else shard.output_bytes
+            print(f"  {Path(shard.source).name if compressed else Path(shard.target).name:56} "
+                  f"{original:14,} {shard.compressed_bytes:14,} {original / max(1, shard.compressed_bytes):8.4f}x")
+    print(f"  {_mb(report.original_bytes)} {'->' if compressed else '<-'} {_mb(report.compressed_bytes)}  "
+          f"ratio {report.ratio:.4f}  {report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
+    if compressed:
+        if report.dedup_saved_bytes:
+            print(f"  identical tensors stored once (within each shard): {_mb(report.dedup_saved_bytes)} not stored "
+                  "again; --archive also finds them across shards")
+        gap = report.shard_compressed_bytes / report.order0_bound_bytes - 1 if report.order0_bound_bytes else 0.0
+        print(f"  shards: {_mb(report.shard_original_bytes)} -> {_mb(report.shard_compressed_bytes)}; order-0 entropy "
+              f"bound {_mb(report.order0_bound_bytes)}, {gap:+.3%} from it")
+    if report.torch_files:
+        print(f"  PyTorch shards ({', '.join(report.torch_files[:3])}{', ...' if len(report.torch_files) > 3 else ''})"
+              f": {'decompressing writes them' if compressed else 'written'} again by torch.save, tensors bit-exact "
+              "(the pickle's own bytes are not kept)")
+
+
+def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
+    if args.base or getattr(args, "scheduler", None):
+        option = "--base" if args.base else "--scheduler"
+        raise TensorzipError(f"{option} with a folder needs --archive (one .tzip for the whole folder)")
+    target = _folder_output(args.output, args.input, True, args.force)
+    with _progress("compress", not args.json) as progress:
+        report = model_folder.compress_folder(args.input, target, threads=args.threads, progress=progress)
+    if not args.json:
+        _print_folder(report, True, args.verbose)
+    return report.to_json()
+
+
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
+    if Path(args.input).is_dir() and not args.archive:
+        return _compress_folder(args)
+    if Path(args.input).is_dir() and args.output is None:
+        args.output = str(_folder_output(None, args.input, True, args.force))
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
         report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress,
                                           base=args.base, scheduler=args.scheduler)
     if not args.json:
         _print_compression(report, args.verbose)
+        if not Path(args.input).is_dir() and looks_like_torch_file(args.input):
+            print("  a PyTorch file: decompress gives its tensors back bit for bit, as .safetensors (or a .pt/.bin "
+                  "through torch.save with -o); the pickle's own bytes are not kept")
     return report.to_json()
 
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
+    if Path(args.input).is_dir():
+        if args.base:
+            raise TensorzipError("--base applies to a .tzip file, not to a folder of shards")
+        target = _folder_output(args.output, args.input, False, args.force)
+        with _progress("decompress", not args.json) as progress:
+            folder_report = model_folder.decompress_folder(args.input, target, threads=args.threads,
+                                                           progress=progress)
+        if not args.json:
+            _print_folder(folder_report, False, False)
+        return folder_report.to_json()
     with TzipReader(args.input) as reader:
         holds_folder = is_folder_source(reader.header.source)
+        from_torch = (reader.header.source or {}).get("format") == TORCH_FORMAT
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
     with _progress("decompress", not args.json) as progress:
         report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
@@ -103,13 +170,22 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)} "
               f"at {report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
+        if from_torch and not is_torch_path(target):
+            print("  made from a PyTorch file: written as .safetensors, tensors bit-exact (the pickle itself is not "
+                  "restored; -o NAME.pt writes one with torch.save)")
+        elif is_torch_path(target):
+            print("  written with torch.save: tensors bit-exact")
     return report.to_json()
 
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     with _progress("verify", not args.json) as progress:
-        report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads, progress=progress,
-                                        base=args.base)
+        if Path(args.input).is_dir():  # a compressed model folder: every shard, every file
+            report = model_folder.verify_folder(args.input, against=args.against, threads=args.threads,
+                                                progress=progress)
+        else:
+            report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads,
+                                            progress=progress, base=args.base)
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
         print(f"{report.source}: OK, {report.tensors} tensors, {_mb(report.tensor_bytes)}, "
@@ -198,9 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
             threads: bool = True) -> argparse.ArgumentParser:
         return common(commands.add_parser(name, help=help_text, description=help_text), handler, threads)
 
-    sub = add("compress", cmd_compress, "compress a .safetensors file (or a folder of shards) into .tzip")
+    sub = add("compress", cmd_compress, "compress a .safetensors or PyTorch file into .tzip, or a model folder "
+                                        "into a folder of .tzip shards")
     sub.add_argument("input")
-    sub.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
+    sub.add_argument("-o", "--output", help="output path (default: INPUT with .tzip; a folder: INPUT.tzip/)")
+    sub.add_argument("--archive", action="store_true",
+                     help="a folder becomes ONE .tzip file (tensors repeated across shards stored once) instead of "
+                          "a folder with a .tzip per shard")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("-v", "--verbose", action="store_true", help="per-tensor sizes and entropy bounds")
     sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip): the model it was "
@@ -210,10 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "same path); the output is the same bytes. Needs the dask extra. --threads is then "
                           "native threads per task (default 1)")
 
-    sub = add("decompress", cmd_decompress, "restore the original .safetensors from a .tzip (bit-identical)")
+    sub = add("decompress", cmd_decompress, "restore the original .safetensors (or model folder) from a .tzip "
+                                            "(or a compressed folder), bit-identical")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors, or without .tzip "
-                                            "for a folder)")
+                                            "for a folder; a name ending .pt/.bin writes a PyTorch file)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")

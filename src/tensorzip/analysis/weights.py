@@ -190,6 +190,8 @@ def _original_size(source: Any, tensor_bytes: int) -> int:
         return tensor_bytes
     if source.get("format") == "safetensors" and isinstance(source.get("header"), str):
         return 8 + len(source["header"].encode("utf-8")) + tensor_bytes
+    if source.get("format") == "torch" and isinstance(source.get("size"), int):  # a PyTorch file's own size
+        return source["size"]
     if is_folder_source(source) and isinstance(source.get("files"), list):
         headers = [f.get("header") for f in source["files"] if isinstance(f, dict)]
         index = source.get("index")

@@ -1,0 +1,156 @@
+"""PyTorch checkpoint files (``model.pt``, ``pytorch_model.bin``) as input, and as output.
+
+A file is read with ``torch.load(weights_only=True)`` (memory-mapped when it is in
+torch's zip format), which refuses anything but tensors and plain containers
+without running code from the file; a file it refuses is refused here too, never
+unpickled in full. It must hold a flat dict of name -> tensor, or such a dict as
+the only entry ``"state_dict"`` of a dict. Each tensor is stored as its own
+contiguous data: views and shared storages are not kept (tensors identical in
+content are still stored once, by dedup).
+
+The pickle itself cannot be restored byte for byte; its tensors can, bit for bit.
+Decompressing writes a .safetensors file, or a torch file through ``torch.save``
+when the output is named ``.pt``, ``.pth`` or ``.bin``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..dtypes import SUPPORTED_DTYPES
+from ..errors import InputFileError, TensorzipError, UnsupportedDtypeError
+from .frameworks import to_numpy
+
+TORCH_FORMAT = "torch"  # the ``source`` record's format
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+STATE_DICT_KEY = "state_dict"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # the legacy format: a pickled magic number, protocol 2
+
+
+def import_torch(purpose: str) -> Any:
+    try:
+        return importlib.import_module("torch")
+    except ImportError:
+        raise TensorzipError(f"{purpose} needs PyTorch: pip install torch") from None
+
+
+def is_torch_path(path: str | os.PathLike[str]) -> bool:
+    """Named like a torch file (.pt, .pth, .bin)."""
+    return Path(path).suffix.lower() in TORCH_SUFFIXES
+
+
+def looks_like_torch_file(path: str | os.PathLike[str]) -> bool:
+    """A torch file by its name, or by its first bytes when it is not named .safetensors."""
+    if is_torch_path(path):
+        return True
+    if Path(path).suffix.lower() == ".safetensors" or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head in (_ZIP_MAGIC, _LEGACY_MAGIC)
+
+
+def _reason(error: BaseException) -> str:
+    """The useful line of a torch.load failure (its weights_only message is long and
+    suggests weights_only=False, which tensorzip never does)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+class TorchFile:
+    """A PyTorch state-dict file, loaded safely and checked: flat, string keys, tensors."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.where = str(path)
+        torch = import_torch(f"{self.where}: reading a PyTorch file")
+        try:
+            self.size = os.path.getsize(path)
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+        except FileNotFoundError:
+            raise InputFileError(f"{self.where}: no such file") from None
+        except IsADirectoryError:
+            raise InputFileError(f"{self.where}: is a directory, not a PyTorch file") from None
+        except OSError as error:
+            raise InputFileError(f"{self.where}: cannot read ({error.strerror or error})") from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
+        except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the file is refused
+            if head not in (_ZIP_MAGIC, _LEGACY_MAGIC) and not isinstance(error, pickle.UnpicklingError):
+                raise InputFileError(f"{self.where}: not a PyTorch file ({_reason(error)})") from None
+            raise InputFileError(
+                f"{self.where}: not loadable as a PyTorch file with weights_only=True ({_reason(error)}); "
+                "tensorzip never unpickles arbitrary objects. Save a plain dict of tensors "
+                "(model.state_dict()) or safetensors"
+            ) from None
+        self.wrapper: str | None = None
+        if (isinstance(loaded, Mapping) and set(loaded) == {STATE_DICT_KEY}
+                and isinstance(loaded[STATE_DICT_KEY], Mapping)):
+            self.wrapper = STATE_DICT_KEY
+            loaded = loaded[STATE_DICT_KEY]
+        self.state = self._checked(loaded, torch)
+
+    def _checked(self, loaded: Any, torch: Any) -> dict[str, Any]:
+        if not isinstance(loaded, Mapping):
+            raise InputFileError(f"{self.where}: holds a {type(loaded).__name__}, not a dict of tensors "
+                                 "(a state dict)")
+        if STATE_DICT_KEY in loaded and len(loaded) > 1 and not all(
+                isinstance(v, torch.Tensor) for v in loaded.values()):
+            others = ", ".join(repr(k) for k in list(loaded) if k != STATE_DICT_KEY)[:200]
+            raise InputFileError(f"{self.where}: holds 'state_dict' beside other entries ({others}); only a flat "
+                                 "dict of tensors is stored, so they would be lost: save the state dict alone")
+        for name, value in loaded.items():
+            if not isinstance(name, str):
+                raise InputFileError(f"{self.where}: key {name!r} is a {type(name).__name__}; tensor names must "
+                                     "be strings")
+            if not isinstance(value, torch.Tensor):
+                raise InputFileError(f"{self.where}: entry {name!r} is a {type(value).__name__}, not a tensor; "
+                                     "only a flat dict of name -> tensor is supported")
+            if value.layout != torch.strided or value.is_quantized or value.is_meta:
+                kind = "quantized" if value.is_quantized else "meta" if value.is_meta else str(value.layout)
+                raise InputFileError(f"{self.where}: tensor {name!r} is a {kind} tensor; only dense tensors "
+                                     "are supported")
+            dtype = str(value.dtype).removeprefix("torch.")
+            if dtype not in SUPPORTED_DTYPES:
+                raise UnsupportedDtypeError(f"{self.where}: tensor {name!r} has dtype {dtype}, which tensorzip "
+                                            "does not store")
+        return dict(loaded)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.state.values())
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Each tensor as a contiguous numpy array (a view of the mapped file where it can be)."""
+        for name, tensor in self.state.items():
+            yield name, to_numpy(tensor)
+
+    def source_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"format": TORCH_FORMAT, "file": os.path.basename(self.where), "size": self.size}
+        if self.wrapper is not None:
+            record["wrapper"] = self.wrapper
+        return record
+
+
+def save_torch(tensors: dict[str, Any], handle: BinaryIO, wrapper: str | None) -> None:
+    """Write a state dict with ``torch.save`` (under ``wrapper`` when the original had one)."""
+    torch = import_torch("writing a .pt/.bin file")
+    torch.save({wrapper: tensors} if wrapper else tensors, handle)

@@ -1,0 +1,508 @@
+"""Hugging Face model folders compressed shard by shard: ``model_dir/`` -> ``model_dir.tzip/``.
+
+The compressed folder mirrors the original (docs/format.md, "Model folders"):
+
+- every ``*.safetensors`` file, at any depth, becomes a ``.tzip`` of the same stem,
+  made by ``compress_file`` alone, so each one decompresses on its own to the
+  identical shard (and is read alone by ``load_file``/``safe_open``);
+- ``pytorch_model*.bin`` shards (PyTorch files holding a flat dict of tensors)
+  become ``.tzip`` files likewise; restored, they are written by ``torch.save``:
+  tensors bit-exact, the pickle not byte for byte;
+- a ``*.safetensors.index.json`` (or ``pytorch_model*.bin.index.json``) is rewritten
+  so its ``weight_map`` names the ``.tzip`` shards, and keeps its original text
+  under ``"tensorzip": {"format": 1, "original_index": TEXT}``;
+- every other file (config, tokenizer, README, subfolders) is copied unchanged.
+
+Decompressing undoes each step, so the folder comes back byte for byte. Both
+directions write into a hidden temporary folder renamed into place at the end: a
+failure leaves no output, and the input is only read. ``compress_file(folder,
+"x.tzip")`` still makes one archive of a folder (tensors repeated across shards
+stored once); this layout keeps shards independent instead, as the Hub stores them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic_file import atomic_directory
+from .checkpoint import (
+    CompressionReport,
+    DecompressionReport,
+    ProgressCallback,
+    VerifyReport,
+    _resolve_threads,
+    compress_file,
+    decompress_file,
+    verify_file,
+)
+from .container import TzipReader
+from .container.format import MAGIC
+from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
+from .folder import MAX_INDEX_BYTES, is_folder_source
+from .integrations.torch_file import TORCH_FORMAT, TORCH_SUFFIXES
+
+FORMAT_VERSION = 1
+INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
+SHARD_SUFFIX = ".tzip"
+
+_SHARD, _INDEX, _COPY = "shard", "index", "copy"
+
+
+def is_safetensors_shard(name: str) -> bool:
+    return name.endswith(".safetensors")
+
+
+def is_torch_shard(name: str) -> bool:
+    """``pytorch_model.bin``, ``pytorch_model-00001-of-00002.bin``, ``diffusion_pytorch_model.bin``;
+    other .bin/.pt files of a folder (``training_args.bin``, ``optimizer.pt``) are copied."""
+    return name.endswith(".bin") and "pytorch_model" in name
+
+
+def is_index(name: str) -> bool:
+    return name.endswith(".safetensors.index.json") or (name.endswith(".bin.index.json") and "pytorch_model" in name)
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What ``compress_folder`` / ``decompress_folder`` did; sizes count every file."""
+
+    source: str
+    target: str
+    original_bytes: int  # the uncompressed folder, every file
+    compressed_bytes: int  # the compressed folder, every file
+    seconds: float
+    threads: int
+    shards: list[Any] = field(default_factory=list)  # a CompressionReport / DecompressionReport per shard
+    indexes: list[str] = field(default_factory=list)  # index files rewritten (or restored), relative paths
+    copied: list[str] = field(default_factory=list)  # files copied unchanged, relative paths
+    torch_files: list[str] = field(default_factory=list)  # restored by torch.save: tensors exact, file not
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / max(1, self.compressed_bytes)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.original_bytes / 1e6 / max(self.seconds, 1e-9)
+
+    @property
+    def shard_original_bytes(self) -> int:
+        return sum(s.original_bytes if isinstance(s, CompressionReport) else s.output_bytes for s in self.shards)
+
+    @property
+    def shard_compressed_bytes(self) -> int:
+        return sum(s.compressed_bytes for s in self.shards)
+
+    @property
+    def dedup_saved_bytes(self) -> int:
+        return sum(getattr(s, "dedup_saved_bytes", 0) for s in self.shards)
+
+    @property
+    def order0_bound_bytes(self) -> float:
+        return sum(getattr(s, "order0_bound_bytes", 0.0) for s in self.shards)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        doc["shards"] = [s.to_json() for s in self.shards]
+        doc.update(ratio=self.ratio, megabytes_per_second=self.megabytes_per_second,
+                   shard_original_bytes=self.shard_original_bytes,
+                   shard_compressed_bytes=self.shard_compressed_bytes,
+                   dedup_saved_bytes=self.dedup_saved_bytes)
+        return doc
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str  # _SHARD, _INDEX or _COPY
+    source: str  # relative path in the folder read (POSIX separators)
+    output: str  # relative path in the folder written
+    size: int
+    text: str | None = None  # the index text to write
+    torch: bool = False  # a PyTorch shard (restored through torch.save)
+
+
+@dataclass
+class _Plan:
+    folders: list[str] = field(default_factory=list)  # every subfolder, relative, parents first
+    items: list[_Item] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(item.size for item in self.items)
+
+
+def _walk(root: Path) -> _Plan:
+    """Every subfolder and file of ``root`` in a fixed order; file symlinks are followed,
+    folder symlinks and special files refused."""
+    if not root.exists():
+        raise InputFileError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise InputFileError(f"{root}: not a folder")
+    plan = _Plan()
+
+    def failed(error: OSError) -> None:
+        raise InputFileError(f"{root}: cannot read {error.filename} ({error.strerror or error})")
+
+    files: list[tuple[str, str, int]] = []  # (folder, name, size)
+    for here, folders, names in os.walk(root, onerror=failed):
+        folders.sort()
+        relative = Path(here).relative_to(root).as_posix()
+        for name in folders:
+            if os.path.islink(os.path.join(here, name)):
+                raise InputFileError(f"{os.path.join(here, name)}: a symbolic link to a folder; "
+                                     "copy the folder it points to instead")
+            plan.folders.append(name if relative == "." else f"{relative}/{name}")
+        for name in sorted(names):
+            path = os.path.join(here, name)
+            if not os.path.isfile(path):  # follows links: a broken link or a special file
+                raise InputFileError(f"{path}: not a regular file (a broken link, a pipe or a device)")
+            files.append((relative, name, os.path.getsize(path)))
+    plan.items = [_Item(_COPY, name if folder == "." else f"{folder}/{name}", "", size) for folder, name, size in files]
+    return plan
+
+
+def _by_folder(items: list[_Item]) -> dict[str, list[_Item]]:
+    groups: dict[str, list[_Item]] = {}
+    for item in items:
+        groups.setdefault(os.path.dirname(item.source), []).append(item)
+    return groups
+
+
+def _read_index(path: Path) -> str:
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise InputFileError(f"{path}: index file is over {MAX_INDEX_BYTES} bytes")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: index file is not UTF-8") from None
+
+
+def _rewritten_index(path: Path, text: str, shards: dict[str, str]) -> str:
+    """The index with its ``weight_map`` naming the .tzip shards, and its original text."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputFileError(f"{path}: not a weights index (invalid JSON)") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
+        raise InputFileError(f"{path}: not a weights index (no weight_map)")
+    if INDEX_KEY in doc:
+        raise InputFileError(f"{path}: already rewritten by tensorzip (the folder is compressed; decompress it)")
+    missing = sorted({str(f) for f in doc["weight_map"].values() if not isinstance(f, str) or f not in shards})
+    if missing:
+        raise InputFileError(f"{path}: names shards that are not in the folder: {', '.join(missing[:3])}")
+    doc["weight_map"] = {name: shards[file] for name, file in doc["weight_map"].items()}
+    doc[INDEX_KEY] = {"format": FORMAT_VERSION, "original_index": text}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _compression_plan(root: Path) -> _Plan:
+    """What becomes of each file, every check made before anything is written."""
+    plan = _walk(root)
+    items: list[_Item] = []
+    found_shard = False
+    for folder, group in _by_folder(plan.items).items():
+        names = {os.path.basename(item.source) for item in group}
+        shards: dict[str, str] = {}  # shard file name -> .tzip name
+        for name in sorted(names):
+            if name.endswith(SHARD_SUFFIX):
+                raise InputFileError(f"{root / folder / name}: the folder holds .tzip files already; compress a "
+                                     "folder once (decompress this one first)")
+            if is_safetensors_shard(name) or is_torch_shard(name):
+                out = name.rsplit(".", 1)[0] + SHARD_SUFFIX
+                clash = next((s for s, o in shards.items() if o == out), None)
+                if clash is not None:
+                    raise InputFileError(f"{root / folder}: {clash} and {name} would both become {out}")
+                shards[name] = out
+        for item in group:
+            name = os.path.basename(item.source)
+            path = root / item.source
+            if name in shards:
+                found_shard = True
+                out = f"{folder}/{shards[name]}" if folder else shards[name]
+                items.append(_Item(_SHARD, item.source, out, item.size, torch=is_torch_shard(name)))
+            elif is_index(name):
+                text = _rewritten_index(path, _read_index(path), shards)
+                items.append(_Item(_INDEX, item.source, item.source, item.size, text=text))
+            else:
+                items.append(dataclasses.replace(item, output=item.source))
+    if not found_shard:
+        raise InputFileError(f"{root}: no .safetensors (or pytorch_model*.bin) files in the folder")
+    plan.items = items
+    return plan
+
+
+def _restored_name(path: Path) -> tuple[str, bool]:
+    """The file name a .tzip shard restores to, and whether it is a PyTorch file."""
+    with TzipReader(path) as reader:
+        source = reader.header.source or {}
+    if is_folder_source(source):
+        raise InputFileError(f"{path}: a whole-folder archive, not one shard; decompress it on its own")
+    stem = path.name[: -len(SHARD_SUFFIX)]
+    if source.get("format") == TORCH_FORMAT:
+        recorded = source.get("file")
+        suffix = os.path.splitext(recorded)[1] if isinstance(recorded, str) else ""
+        return stem + (suffix if suffix in TORCH_SUFFIXES else ".bin"), True
+    return stem + ".safetensors", False
+
+
+def _original_index(path: Path) -> str | None:
+    """The original text a rewritten index keeps; None for an index tensorzip did not write."""
+    text = _read_index(path)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or INDEX_KEY not in doc:
+        return None
+    record = doc[INDEX_KEY]
+    if not (isinstance(record, dict) and record.get("format") == FORMAT_VERSION
+            and isinstance(record.get("original_index"), str)):
+        raise HeaderError(f"{path}: its {INDEX_KEY!r} record is not one this release reads "
+                          f"(format {FORMAT_VERSION} with the original index text)")
+    return record["original_index"]
+
+
+def _decompression_plan(root: Path) -> _Plan:
+    plan = _walk(root)
+    items: list[_Item] = []
+    for folder, group in _by_folder(plan.items).items():
+        outputs: dict[str, str] = {}  # output name -> the file it comes from
+        for item in group:
+            name = os.path.basename(item.source)
+            path = root / item.source
+            if name.endswith(SHARD_SUFFIX):
+                out, torch = _restored_name(path)
+                item = _Item(_SHARD, item.source, "", item.size, torch=torch)
+            elif is_index(name) and (text := _original_index(path)) is not None:
+                out = name
+                item = _Item(_INDEX, item.source, "", item.size, text=text)
+            else:
+                out = name
+            if out in outputs:
+                raise InputFileError(f"{root / folder}: {outputs[out]} and {name} would both restore {out}")
+            outputs[out] = name
+            items.append(dataclasses.replace(item, output=f"{folder}/{out}" if folder else out))
+    if not any(item.kind != _COPY for item in items):
+        raise InputFileError(f"{root}: not a compressed model folder (no .tzip shards, no tensorzip index)")
+    plan.items = items
+    return plan
+
+
+def _check_paths(source: Path, target: Path) -> None:
+    """The output may be neither the input, nor inside it, nor around it."""
+    inside, outside = source.resolve(), target.resolve()
+    if outside == inside or outside.is_relative_to(inside):
+        raise OutputFileError(f"output {target} would be inside the input folder {source}; choose another")
+    if inside.is_relative_to(outside):
+        raise OutputFileError(f"output {target} would replace the folder holding the input {source}")
+
+
+class _Progress:
+    """One bar over every file's bytes; a shard advances it in proportion."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None):
+        self.total, self.callback, self.done = total, callback, 0
+
+    def part(self, weight: int) -> ProgressCallback | None:
+        if self.callback is None:
+            return None
+
+        def update(done: int, total: int) -> None:
+            share = weight * done // total if total else 0
+            self.callback(self.done + min(share, weight), self.total)  # type: ignore[misc]
+
+        return update
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _run(plan: _Plan, source: Path, target: Path, overwrite: bool, progress: ProgressCallback | None,
+         shard: Callable[[Path, Path, _Item, ProgressCallback | None], Any]) -> tuple[list[Any], int]:
+    """Write the plan's output into a temporary folder renamed to ``target`` at the end."""
+    tracker = _Progress(plan.total, progress)
+    reports = []
+    with atomic_directory(target, overwrite=overwrite) as out:
+        for folder in plan.folders:
+            (out / folder).mkdir()
+        for item in plan.items:
+            if item.kind == _SHARD:
+                report = shard(source / item.source, out / item.output, item, tracker.part(item.size))
+                reports.append(dataclasses.replace(report, source=str(source / item.source),
+                                                   target=str(target / item.output)))
+            elif item.kind == _INDEX:
+                (out / item.output).write_bytes((item.text or "").encode("utf-8"))
+            else:
+                shutil.copy2(source / item.source, out / item.output)
+            tracker.advance(item.size)
+        written = _folder_bytes(out)
+    return reports, written
+
+
+def compress_folder(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> FolderReport:
+    """Compress a model folder into a folder of the same layout: each shard a .tzip of
+    the same stem, the index rewritten to name them, every other file copied.
+
+    Each .tzip decompresses alone to its identical shard; ``decompress_folder``
+    restores the whole folder byte for byte. The output appears whole or not at all.
+    """
+    started = time.perf_counter()
+    src, dst = Path(source), Path(target)
+    plan = _compression_plan(src)
+    _check_paths(src, dst)
+
+    def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> CompressionReport:
+        return compress_file(path, out, threads=threads, overwrite=False, progress=progress)
+
+    reports, written = _run(plan, src, dst, overwrite, progress, shard)
+    return FolderReport(
+        source=str(src), target=str(dst), original_bytes=plan.total, compressed_bytes=written,
+        seconds=time.perf_counter() - started, threads=_resolve_threads(threads), shards=reports,
+        indexes=[i.source for i in plan.items if i.kind == _INDEX],
+        copied=[i.source for i in plan.items if i.kind == _COPY],
+        torch_files=[i.source for i in plan.items if i.torch],
+    )
+
+
+def decompress_folder(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    overwrite: bool = True,
+    progress: ProgressCallback | None = None,
+) -> FolderReport:
+    """Restore the model folder ``compress_folder`` made ``source`` from: every file byte
+    for byte (``pytorch_model*.bin`` shards: their tensors bit for bit, written by
+    ``torch.save``). The output appears whole or not at all."""
+    started = time.perf_counter()
+    src, dst = Path(source), Path(target)
+    plan = _decompression_plan(src)
+    _check_paths(src, dst)
+
+    def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> DecompressionReport:
+        return decompress_file(path, out, threads=threads, overwrite=False, progress=progress)
+
+    reports, written = _run(plan, src, dst, overwrite, progress, shard)
+    return FolderReport(
+        source=str(src), target=str(dst), original_bytes=written, compressed_bytes=plan.total,
+        seconds=time.perf_counter() - started, threads=_resolve_threads(threads), shards=reports,
+        indexes=[i.output for i in plan.items if i.kind == _INDEX],
+        copied=[i.output for i in plan.items if i.kind == _COPY],
+        torch_files=[i.output for i in plan.items if i.torch],
+    )
+
+
+def verify_folder(
+    source: str | os.PathLike[str],
+    *,
+    against: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> VerifyReport:
+    """Decode every tensor of every shard of a compressed folder (checking every checksum);
+    with ``against``, the original folder, compare every file with it: tensors bit for bit
+    (safetensors headers too), the index and the copied files byte for byte, no file missing
+    or extra."""
+    started = time.perf_counter()
+    src = Path(source)
+    plan = _decompression_plan(src)
+    original = Path(against) if against is not None else None
+    if original is not None:
+        expected = {item.output for item in plan.items}
+        present = {p.relative_to(original).as_posix() for p in original.rglob("*") if p.is_file()}
+        if expected != present:
+            odd = sorted(expected ^ present)[:3]
+            raise CorruptDataError(f"{src}: its files are not those of {original} ({', '.join(odd)})")
+    tracker = _Progress(plan.total, progress)
+    tensors = tensor_bytes = 0
+    for item in plan.items:
+        twin = original / item.output if original is not None else None
+        if item.kind == _SHARD:
+            report = verify_file(src / item.source, against=twin, threads=threads, progress=tracker.part(item.size))
+            tensors += report.tensors
+            tensor_bytes += report.tensor_bytes
+        elif twin is not None:
+            data = (item.text or "").encode("utf-8") if item.kind == _INDEX else (src / item.source).read_bytes()
+            if data != twin.read_bytes():
+                raise CorruptDataError(f"{src / item.source}: differs from {twin}")
+        tracker.advance(item.size)
+    return VerifyReport(str(src), tensors, tensor_bytes, None if against is None else str(against),
+                        time.perf_counter() - started)
+
+
+def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files holding a model folder's weights, in order: those its index names
+    (``.tzip`` shards in a compressed folder); without an index, its top-level .tzip
+    files, else .safetensors files, else ``pytorch_model*.bin`` files."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputFileError(f"{root}: not a folder")
+    children = sorted(p for p in root.iterdir() if p.is_file())
+    indexes = [p for p in children if is_index(p.name)]
+    candidates = [p for p in indexes if _original_index(p) is not None] or indexes
+    # A Hub folder may carry both a safetensors and a PyTorch index: transformers prefers safetensors.
+    candidates = [p for p in candidates if is_safetensors_index(p.name)] or candidates
+    if len(candidates) > 1:
+        raise InputFileError(f"{root}: more than one weights index ({', '.join(p.name for p in candidates)})")
+    if candidates:
+        index = candidates[0]
+        try:
+            weight_map = json.loads(_read_index(index)).get("weight_map")
+        except (json.JSONDecodeError, AttributeError):
+            weight_map = None
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+            raise InputFileError(f"{index}: not a weights index (no weight_map)")
+        files = []
+        for name in dict.fromkeys(weight_map.values()):
+            if "/" in name or "\\" in name or name in ("", ".", "..") or not (root / name).is_file():
+                raise InputFileError(f"{index}: names {name!r}, which is not a file of the folder")
+            files.append(root / name)
+        return files
+    for test in (lambda n: n.endswith(SHARD_SUFFIX) and _is_tzip(root / n), is_safetensors_shard, is_torch_shard):
+        files = [p for p in children if test(p.name)]
+        if files:
+            return _preferred_tzip(files)
+    raise InputFileError(f"{root}: no weights found (.tzip, .safetensors or pytorch_model*.bin files)")
+
+
+def is_safetensors_index(name: str) -> bool:
+    return name.endswith(".safetensors.index.json")
+
+
+def _is_tzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(MAGIC)) == MAGIC
+
+
+def _preferred_tzip(files: list[Path]) -> list[Path]:
+    """Of .tzip shards made from safetensors and from PyTorch files side by side (a Hub folder
+    that carried both), the safetensors ones, as transformers prefers them."""
+    if not files[0].name.endswith(SHARD_SUFFIX):
+        return files
+    kinds = {}
+    for path in files:
+        with TzipReader(path) as reader:
+            kinds[path] = (reader.header.source or {}).get("format")
+    return [p for p in files if kinds[p] != TORCH_FORMAT] or files

@@ -1,0 +1,256 @@
+"""PyTorch in and out: .pt / pytorch_model.bin files as input (loaded only with
+weights_only=True, anything but a flat dict of tensors refused), .safetensors or
+torch.save output, folders of .bin shards, and ``tensorzip.torch.load_state_dict``
+reading every kind of checkpoint straight into tensors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import tensorzip as tz  # noqa: E402
+from tensorzip.cli import main  # noqa: E402
+from tensorzip.torch import load_state_dict  # noqa: E402
+
+from .test_model_folder import save_model, tiny_bert, tree  # noqa: E402
+
+
+def raw(tensor):
+    """A tensor's bytes (NaN payloads and -0.0 compared exactly)."""
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def assert_same_tensors(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert got[name].dtype == tensor.dtype and got[name].shape == tensor.shape, name
+        assert torch.equal(raw(got[name]), raw(tensor)), name
+
+
+def awkward_state() -> dict:
+    """Every kind of tensor a state dict holds: bf16, ints, bool, views, shared storage, a NaN payload, empty."""
+    torch.manual_seed(1)
+    base = torch.randn(40, 30)
+    nan = torch.tensor([1.0, float("nan"), -0.0, float("inf")]).view(torch.int32)
+    nan[1] = 0x7FC00123  # a NaN with a payload
+    return {
+        "weight": base,
+        "weight.T": base.t(),  # a non-contiguous view of the same storage
+        "rows": base[5:9],  # a slice sharing it
+        "tied": base,  # the same tensor twice (tied weights)
+        "bf16": torch.randn(17, 3).to(torch.bfloat16),
+        "half": torch.randn(8).half(),
+        "steps": torch.arange(10, dtype=torch.int64),
+        "mask": torch.rand(12) > 0.5,
+        "nan": nan.view(torch.float32),
+        "empty": torch.zeros(0, 4),
+        "scalar": torch.tensor(3.5, dtype=torch.float64),
+        "param": torch.nn.Parameter(torch.ones(3)),
+    }
+
+
+def test_pt_round_trip_is_bit_exact(tmp_path, capsys):
+    state = awkward_state()
+    torch.save(state, tmp_path / "model.pt")
+    assert main(["compress", str(tmp_path / "model.pt")]) == 0
+    assert "the pickle's own bytes are not kept" in capsys.readouterr().out
+    with tz.safe_open(tmp_path / "model.tzip") as f:
+        assert f.metadata() == {"format": "pt"}
+    with tz.container.TzipReader(tmp_path / "model.tzip") as reader:
+        assert reader.header.source == {"format": "torch", "file": "model.pt",
+                                        "size": (tmp_path / "model.pt").stat().st_size}
+        assert reader.entry("tied").same_as == "weight"  # tied weights stored once
+
+    assert main(["decompress", str(tmp_path / "model.tzip")]) == 0
+    assert "written as .safetensors, tensors bit-exact" in capsys.readouterr().out
+    from safetensors.torch import load_file
+
+    assert_same_tensors(load_file(tmp_path / "model.safetensors"), {k: v.detach() for k, v in state.items()})
+
+    assert main(["decompress", str(tmp_path / "model.tzip"), "-o", str(tmp_path / "back.pt")]) == 0
+    assert_same_tensors(torch.load(tmp_path / "back.pt", weights_only=True), state)
+    assert main(["verify", str(tmp_path / "model.tzip"), "--against", str(tmp_path / "model.pt")]) == 0
+    assert_same_tensors(load_state_dict(tmp_path / "model.pt"), state)
+
+
+def test_state_dict_wrapper_and_bin_name(tmp_path):
+    state = {"a": torch.randn(5, 5), "b": torch.arange(3)}
+    torch.save({"state_dict": state}, tmp_path / "pytorch_model.bin")
+    tz.compress_file(tmp_path / "pytorch_model.bin", tmp_path / "m.tzip")
+    tz.decompress_file(tmp_path / "m.tzip", tmp_path / "back.bin")
+    back = torch.load(tmp_path / "back.bin", weights_only=True)
+    assert list(back) == ["state_dict"]
+    assert_same_tensors(back["state_dict"], state)
+    tz.decompress_file(tmp_path / "m.tzip", tmp_path / "m.safetensors")  # the wrapper only matters to torch files
+    assert_same_tensors(load_state_dict(tmp_path / "m.safetensors"), state)
+    # The legacy (non-zip) torch format is read without mmap.
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    tz.compress_file(tmp_path / "legacy.pt", tmp_path / "legacy.tzip")
+    assert_same_tensors(load_state_dict(tmp_path / "legacy.tzip"), state)
+
+
+class Custom:
+    def __init__(self):
+        self.value = 3
+
+
+class Sneaky:
+    """Unpickling it with full pickle would create a file; weights_only must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("case", ["custom class", "pickled code", "non-tensor value", "a list", "nested",
+                                  "int key", "state_dict beside others", "not torch", "sparse", "complex"])
+def test_anything_but_a_flat_dict_of_tensors_is_refused(tmp_path, case, capsys):
+    path = tmp_path / "model.pt"
+    marker = tmp_path / "executed"
+    if case == "custom class":
+        torch.save({"w": torch.ones(2), "obj": Custom()}, path)
+        match = "weights_only=True"
+    elif case == "pickled code":
+        path.write_bytes(pickle.dumps({"w": Sneaky(marker)}))
+        match = "weights_only=True"
+    elif case == "non-tensor value":
+        torch.save({"w": torch.ones(2), "epoch": 3}, path)
+        match = "'epoch' is a int, not a tensor"
+    elif case == "a list":
+        torch.save([torch.ones(2)], path)
+        match = "holds a list, not a dict of tensors"
+    elif case == "nested":
+        torch.save({"encoder": {"w": torch.ones(2)}}, path)
+        match = "'encoder' is a dict, not a tensor"
+    elif case == "int key":
+        torch.save({0: torch.ones(2)}, path)
+        match = "key 0 is a int"
+    elif case == "state_dict beside others":
+        torch.save({"state_dict": {"w": torch.ones(2)}, "optimizer": {"lr": torch.tensor(0.1)}}, path)
+        match = "'state_dict' beside other entries"
+    elif case == "not torch":
+        path.write_bytes(b"this is not a checkpoint")
+        match = "not a PyTorch file"
+    elif case == "sparse":
+        torch.save({"s": torch.eye(3).to_sparse()}, path)
+        match = "sparse_coo tensor"
+    else:
+        torch.save({"c": torch.ones(2, dtype=torch.complex64)}, path)
+        match = "dtype complex64"
+    with pytest.raises(tz.TensorzipError, match=match) as info:
+        tz.compress_file(path, tmp_path / "out.tzip")
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, (tz.InputFileError, tz.UnsupportedDtypeError))
+    assert main(["compress", str(path)]) == 1
+    assert str(path) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no output, and nothing ran
+    assert not marker.exists()
+
+
+def test_load_state_dict_from_every_kind_of_checkpoint(tmp_path):
+    for dtype in (None, torch.bfloat16):
+        model = tiny_bert(dtype)
+        expected = model.state_dict()
+        label = "bf16" if dtype else "fp32"
+        folder = save_model(model, tmp_path / label)
+        tz.compress_folder(folder, tmp_path / f"{label}.tzip")
+        tz.compress_file(folder, tmp_path / f"{label}-archive.tzip")
+        tz.compress_file(next(folder.glob("*-00001-*.safetensors")), tmp_path / f"{label}-shard.tzip")
+        for source in (tmp_path / f"{label}.tzip", tmp_path / f"{label}-archive.tzip", folder):
+            got = load_state_dict(source)
+            assert_same_tensors(got, expected)
+            assert all(t.device.type == "cpu" for t in got.values())
+        assert {t.dtype for t in load_state_dict(tmp_path / f"{label}.tzip").values()} == {dtype or torch.float32}
+        shard = load_state_dict(tmp_path / f"{label}-shard.tzip")
+        assert shard and all(torch.equal(t, expected[k]) for k, t in shard.items())
+        fresh = transformers.BertModel(model.config).to(dtype or torch.float32)
+        fresh.load_state_dict(load_state_dict(tmp_path / f"{label}.tzip", device=torch.device("cpu")))
+        assert_same_tensors(fresh.state_dict(), expected)
+
+
+def test_load_state_dict_makes_no_temporary_file(tmp_path, monkeypatch):
+    model = tiny_bert()
+    folder = save_model(model, tmp_path / "bert")
+    tz.compress_folder(folder, tmp_path / "bert.tzip")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a temporary file was made")
+
+    for name in ("mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "TemporaryDirectory"):
+        monkeypatch.setattr(tempfile, name, forbidden)
+    assert_same_tensors(load_state_dict(tmp_path / "bert.tzip"), model.state_dict())
+
+
+def test_load_state_dict_refusals(tmp_path, monkeypatch):
+    with pytest.raises(tz.InputFileError, match="no such file"):
+        load_state_dict(tmp_path / "absent.tzip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(tz.InputFileError, match="no weights found"):
+        load_state_dict(tmp_path / "empty")
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    tz.save_file({"w": np.zeros(2, np.float32)}, clash / "a.tzip")
+    tz.save_file({"w": np.ones(2, np.float32)}, clash / "b.tzip")
+    with pytest.raises(tz.InputFileError, match="'w' is in both a.tzip and b.tzip"):
+        load_state_dict(clash)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    with pytest.raises(tz.TensorzipError, match="needs PyTorch: pip install torch"):
+        load_state_dict(clash / "a.tzip")
+    with pytest.raises(tz.TensorzipError, match="needs PyTorch"):
+        tz.compress_file(tmp_path / "x.pt", tmp_path / "x.tzip")
+
+
+def test_folder_of_pytorch_bin_shards(tmp_path, capsys):
+    model = tiny_bert()
+    state = model.state_dict()
+    folder = tmp_path / "bin-model"
+    folder.mkdir()
+    model.config.to_json_file(folder / "config.json")
+    names = list(state)
+    halves = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+              "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :]}
+    weight_map = {}
+    for file, keys in halves.items():
+        torch.save({k: state[k] for k in keys}, folder / file)
+        weight_map.update(dict.fromkeys(keys, file))
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    torch.save({"lr": 0.1}, folder / "training_args.bin")  # not a model shard: copied as it is
+
+    assert main(["compress", str(folder)]) == 0
+    assert "again by torch.save" in capsys.readouterr().out
+    out = tmp_path / "bin-model.tzip"
+    assert sorted(p.name for p in out.glob("*.tzip")) == ["pytorch_model-00001-of-00002.tzip",
+                                                            "pytorch_model-00002-of-00002.tzip"]
+    assert (out / "training_args.bin").read_bytes() == (folder / "training_args.bin").read_bytes()
+    assert set(json.loads((out / "pytorch_model.bin.index.json").read_text())["weight_map"].values()) == {
+        "pytorch_model-00001-of-00002.tzip", "pytorch_model-00002-of-00002.tzip"}
+    assert_same_tensors(load_state_dict(out), state)
+
+    assert main(["decompress", str(out), "-o", str(tmp_path / "restored")]) == 0
+    original, restored = tree(folder), tree(tmp_path / "restored")
+    assert restored.keys() == original.keys()
+    for name in ("config.json", "pytorch_model.bin.index.json", "training_args.bin"):
+        assert original[name] == restored[name]
+    for name in halves:  # written again by torch.save: the tensors, not the pickle's bytes
+        assert_same_tensors(torch.load(tmp_path / "restored" / name, weights_only=True),
+                            torch.load(folder / name, weights_only=True))
+    assert main(["verify", str(out), "--against", str(folder)]) == 0
+    back = transformers.BertModel.from_pretrained(tmp_path / "restored")
+    assert_same_tensors(back.state_dict(), state)
+
+    # A pytorch_model*.bin that is not a plain state dict stops the folder, naming the file.
+    torch.save({"model": {"w": torch.ones(1)}}, folder / "pytorch_model-00002-of-00002.bin")
+    with pytest.raises(tz.InputFileError, match="pytorch_model-00002-of-00002.bin.*'model' is a dict"):
+        tz.compress_folder(folder, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
