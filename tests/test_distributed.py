@@ -187,6 +187,26 @@ def test_cli_scheduler_address(tmp_path, client, capsys):
 
 
 @needs_distributed
+def test_cli_model_folder_with_scheduler_is_byte_identical(tmp_path, client, capsys, small_pieces, sharded):  # noqa: F811
+    """`tensorzip compress DIR --scheduler ADDRESS`: the per-shard folder, every file the
+    same bytes as the local run's."""
+    folder, _ = sharded
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    assert main(["compress", str(folder), "-o", str(tmp_path / "local.tzip"), "--json"]) == 0
+    code = main(["compress", str(folder), "-o", str(tmp_path / "remote.tzip"), "--scheduler",
+                 client.scheduler.address, "--json"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    local = sorted(p.relative_to(tmp_path / "local.tzip") for p in (tmp_path / "local.tzip").rglob("*"))
+    remote = sorted(p.relative_to(tmp_path / "remote.tzip") for p in (tmp_path / "remote.tzip").rglob("*"))
+    assert local == remote and any(p.suffix == ".tzip" for p in local)
+    for relative in local:
+        mine, theirs = tmp_path / "local.tzip" / relative, tmp_path / "remote.tzip" / relative
+        if mine.is_file():
+            assert theirs.read_bytes() == mine.read_bytes(), relative
+
+
+@needs_distributed
 def test_whole_files_farmed_out(tmp_path, client):
     pairs = []
     for number in range(3):

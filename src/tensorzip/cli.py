@@ -121,12 +121,12 @@ def _print_folder(report: model_folder.FolderReport, compressed: bool, verbose: 
 
 
 def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
-    if args.base or getattr(args, "scheduler", None):
-        option = "--base" if args.base else "--scheduler"
-        raise TensorzipError(f"{option} with a folder needs --archive (one .tzip for the whole folder)")
+    if args.base:
+        raise TensorzipError("--base with a folder needs --archive (one .tzip for the whole folder)")
     target = _folder_output(args.output, args.input, True, args.force)
     with _progress("compress", not args.json) as progress:
-        report = model_folder.compress_folder(args.input, target, threads=args.threads, progress=progress)
+        report = model_folder.compress_folder(args.input, target, threads=args.threads, progress=progress,
+                                              scheduler=args.scheduler)
     if not args.json:
         _print_folder(report, True, args.verbose)
     return report.to_json()

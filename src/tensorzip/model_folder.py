@@ -22,6 +22,7 @@ stored once); this layout keeps shards independent instead, as the Hub stores th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -360,22 +361,32 @@ def compress_folder(
     threads: int | None = None,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    scheduler: Any = None,
 ) -> FolderReport:
     """Compress a model folder into a folder of the same layout: each shard a .tzip of
     the same stem, the index rewritten to name them, every other file copied.
 
     Each .tzip decompresses alone to its identical shard; ``decompress_folder``
     restores the whole folder byte for byte. The output appears whole or not at all.
+    With ``scheduler`` (a Dask address or client), the safetensors shards' tensors are
+    encoded on that cluster (see ``tensorzip.cluster``); the files are the same bytes.
     """
     started = time.perf_counter()
     src, dst = Path(source), Path(target)
     plan = _compression_plan(src)
     _check_paths(src, dst)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if scheduler is not None:
+            from .cluster import connect
 
-    def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> CompressionReport:
-        return compress_file(path, out, threads=threads, overwrite=False, progress=progress)
+            client = stack.enter_context(connect(scheduler))
 
-    reports, written = _run(plan, src, dst, overwrite, progress, shard)
+        def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> CompressionReport:
+            remote = None if item.torch else client  # PyTorch shards are read (unpickled safely) here
+            return compress_file(path, out, threads=threads, overwrite=False, progress=progress, scheduler=remote)
+
+        reports, written = _run(plan, src, dst, overwrite, progress, shard)
     return FolderReport(
         source=str(src), target=str(dst), original_bytes=plan.total, compressed_bytes=written,
         seconds=time.perf_counter() - started, threads=_resolve_threads(threads), shards=reports,
