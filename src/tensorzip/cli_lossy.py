@@ -1,0 +1,68 @@
+"""``tensorzip compress --lossy``: a checkpoint in a stated number of bytes (see
+``tensorzip.lossy``), and the decompression of such files. Kept apart from
+``cli.py`` so each file has one job."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from . import lossy
+from .errors import InputFileError, TensorzipError
+
+
+def add_arguments(compress: argparse.ArgumentParser) -> None:
+    group = compress.add_argument_group("lossy (only with --lossy)")
+    group.add_argument("--lossy", action="store_true",
+                       help="quantize the weight matrices to meet --budget or --bits-per-weight (error measured "
+                            "and recorded per tensor); everything else stays exact")
+    group.add_argument("--budget", type=float, help="the output's size as a fraction of the input's, e.g. 0.15")
+    group.add_argument("--bits-per-weight", type=float, help="the output's size in bits per parameter, e.g. 3.5")
+    group.add_argument("--calibration", help="a .npz mapping matrix names to the mean square of their input "
+                                             "columns on calibration data: minimise output error, not weight MSE")
+
+
+def _sensitivity(path: str | None) -> dict[str, np.ndarray] | None:
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (ValueError, OSError) as error:
+        raise InputFileError(f"{path}: not a .npz of per-column sensitivities ({error})") from None
+
+
+def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    if args.base or args.scheduler or args.archive:
+        raise TensorzipError("--lossy does not combine with --base, --scheduler or --archive")
+    from .cli import _progress  # the main CLI imports this module
+
+    with _progress("searching the budget", not args.json) as progress:
+        report = lossy.compress_file(args.input, target, budget=args.budget, bits_per_weight=args.bits_per_weight,
+                                     sensitivity=_sensitivity(args.calibration), threads=args.threads,
+                                     overwrite=args.force, progress=progress)
+    if not args.json:
+        grid = {n: t for n, t in report.tensors.items() if t["mode"] == "grid"}
+        worst = max(grid, key=lambda n: grid[n]["relative_rms_error"])
+        print(f"{report.source} -> {report.target}: {report.original_bytes / 1e6:,.2f} MB -> "
+              f"{report.compressed_bytes / 1e6:,.2f} MB (budget {report.budget_bytes / 1e6:,.2f} MB), ratio "
+              f"{report.ratio:.2f}, {report.bits_per_parameter:.2f} bits per parameter")
+        print(f"  {len(grid)} matrices quantized (relative RMS error up to {grid[worst]['relative_rms_error']:.4f}, "
+              f"in {worst}); {len(report.tensors) - len(grid)} tensors exact")
+    return report.to_json()
+
+
+def is_lossy(metadata: dict[str, str] | None) -> bool:
+    return bool(metadata) and lossy.codec.METADATA_KEY in metadata
+
+
+def cmd_decompress(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    written = lossy.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
+    if not args.json:
+        print(f"{args.input} -> {target}: {written / 1e6:,.2f} MB, a lossy checkpoint decoded to its original "
+              "dtypes and layout (per-tensor errors: tensorzip.lossy.describe)")
+    return {"source": args.input, "target": str(target), "output_bytes": written, "lossy": True}

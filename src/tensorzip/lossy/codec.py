@@ -1,0 +1,240 @@
+"""The lossy checkpoint file: layout, the budget search, and decoding back to an
+ordinary .safetensors checkpoint.
+
+A lossy file is a .tzip whose metadata key ``tensorzip.lossy`` holds a record
+(format, budget, the shared step scale, the source's safetensors header, and per
+tensor: how it is stored and the error achieved). Matrices are stored as
+``lossy/NAME/symbols`` (uint8/uint16), ``lossy/NAME/row_offset`` (int32) and
+``lossy/NAME/column_step`` (float32); every other tensor as ``exact/NAME``,
+losslessly. Decoding writes the original header verbatim and each tensor in its
+original dtype, so loaders see the checkpoint they know.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..atomic_file import atomic_output
+from ..container import TzipReader, TzipWriter
+from ..errors import FormatError, InputFileError, TensorzipError
+from ..integrations.safetensors_file import SafetensorsFile, parse_header, write_prefix
+from .grid import GridMatrix, column_steps, quantize_matrix
+
+METADATA_KEY = "tensorzip.lossy"
+FORMAT_VERSION = 1
+MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: they cost little
+_BISECTION_STEPS = 13  # ~0.003 octaves of delta over the 24-octave bracket: within ~1% of the budget
+
+
+@dataclass
+class LossyReport:
+    source: str
+    target: str
+    original_bytes: int
+    compressed_bytes: int
+    budget_bytes: float
+    delta: float
+    seconds: float
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / max(1, self.compressed_bytes)
+
+    @property
+    def bits_per_parameter(self) -> float:
+        parameters = sum(math.prod(t["shape"]) for t in self.tensors.values())
+        return 8 * self.compressed_bytes / max(1, parameters)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio, "bits_per_parameter": self.bits_per_parameter}
+
+
+def _is_matrix(array: np.ndarray) -> bool:
+    spec = dtypes.by_numpy(array.dtype)
+    return spec.is_float and spec.itemsize >= 2 and array.ndim == 2 and min(array.shape) >= MIN_MATRIX_SIDE
+
+
+def _errors(original: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+    a, b = original.astype(np.float64), decoded.astype(np.float64)
+    norm = float(np.linalg.norm(a))
+    diff = a - b
+    return {"relative_rms_error": float(np.linalg.norm(diff)) / norm if norm else 0.0,
+            "max_abs_error": float(np.abs(diff).max(initial=0.0))}
+
+
+class _Encoder:
+    """Holds the checkpoint and the sensitivities; encodes the whole file for a given delta."""
+
+    def __init__(self, checkpoint: SafetensorsFile, sensitivity: Mapping[str, np.ndarray] | None,
+                 threads: int | None):
+        self.checkpoint = checkpoint
+        self.threads = threads
+        self.entries = checkpoint.entries
+        self.matrices = [e.name for e in self.entries if _is_matrix(checkpoint.array(e))]
+        self.sensitivity = dict(sensitivity or {})
+        unknown = sorted(set(self.sensitivity) - set(self.matrices))
+        if unknown:
+            raise TensorzipError(f"sensitivity given for tensors that are not quantized matrices: {unknown[:5]}")
+        finest = 0.0
+        for e in self.entries:
+            if e.name in self.matrices:
+                w = np.abs(checkpoint.array(e).astype(np.float32)).max(initial=0.0)
+                h = self.sensitivity.get(e.name)
+                finest = max(finest, float(w) * (math.sqrt(float(np.max(h))) if h is not None else 1.0))
+        self.finest = math.log2(max(finest, 1e-30) * 2.2 / 32000)  # log2 delta keeping integers in 16 bits
+
+    def encode(self, delta: float, budget: float, target: Any = None) -> tuple[int, dict[str, Any]]:
+        """The file for ``delta`` (written to ``target``, or only measured): its size and record."""
+        record: dict[str, Any] = {"format": FORMAT_VERSION, "delta": delta, "budget_bytes": budget,
+                                  "source": {"format": "safetensors", "header": self.checkpoint.header_text},
+                                  "tensors": {}}
+        tensors: list[tuple[str, np.ndarray]] = []
+        for e in self.entries:
+            array = self.checkpoint.array(e)
+            info: dict[str, Any] = {"dtype": e.spec.name, "shape": list(e.shape)}
+            if e.name in self.matrices:
+                steps = column_steps(delta, self.sensitivity.get(e.name), array.shape[1])
+                q = quantize_matrix(array, steps)
+                decoded = q.decode().astype(array.dtype)
+                info.update(mode="grid", **_errors(array, decoded))
+                tensors += [(f"lossy/{e.name}/symbols", q.symbols), (f"lossy/{e.name}/row_offset", q.row_offset),
+                            (f"lossy/{e.name}/column_step", q.column_step)]
+            else:
+                info.update(mode="exact", relative_rms_error=0.0, max_abs_error=0.0)
+                tensors.append((f"exact/{e.name}", array))
+            record["tensors"][e.name] = info
+        sink = target if target is not None else io.BytesIO()
+        metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
+        with TzipWriter(sink, metadata=metadata, threads=self.threads) as writer:
+            for name, array in tensors:
+                writer.add(name, np.ascontiguousarray(array))
+        size = writer.close()
+        return size, record
+
+
+def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, budget: float | None = None,
+                  bits_per_weight: float | None = None, sensitivity: Mapping[str, np.ndarray] | None = None,
+                  threads: int | None = None, overwrite: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> LossyReport:
+    """Compress a .safetensors checkpoint into at most ``budget`` x its size (or
+    ``bits_per_weight`` bits per parameter, every stored byte counted).
+
+    ``sensitivity`` maps a matrix's name to the mean square of each of its input
+    columns' activations on calibration data (E[x_j^2], length = columns): the
+    allocation then minimises the layers' output error instead of the weights' MSE.
+    """
+    started = time.perf_counter()
+    if (budget is None) == (bits_per_weight is None):
+        raise TensorzipError("give exactly one of budget (a fraction of the file size) and bits_per_weight")
+    if os.path.isdir(source):
+        raise InputFileError(f"{source}: lossy compression takes one .safetensors file (not a folder) for now")
+    checkpoint = SafetensorsFile(source)
+    parameters = sum(math.prod(e.shape) for e in checkpoint.entries)
+    limit = budget * checkpoint.size if budget is not None else bits_per_weight * parameters / 8
+    if not limit > 0:
+        raise TensorzipError(f"the budget must be positive, got {budget if budget is not None else bits_per_weight}")
+    encoder = _Encoder(checkpoint, sensitivity, threads)
+    if not encoder.matrices:
+        raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
+    fine, coarse = encoder.finest, encoder.finest + 24
+    steps_done = 0
+
+    def fits(log_delta: float) -> bool:
+        nonlocal steps_done
+        steps_done += 1
+        if progress is not None:
+            progress(steps_done, _BISECTION_STEPS + 2)
+        return encoder.encode(2.0**log_delta, limit)[0] <= limit
+
+    if not fits(coarse):
+        smallest = encoder.encode(2.0**coarse, limit)[0]
+        raise TensorzipError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid takes "
+                             f"{smallest:,} bytes (the tensors kept exact and the header count too)")
+    if fits(fine):
+        chosen = fine
+    else:
+        good, bad = coarse, fine
+        for _ in range(_BISECTION_STEPS):
+            middle = (good + bad) / 2
+            good, bad = (middle, bad) if fits(middle) else (good, middle)
+        chosen = good
+    with atomic_output(target, overwrite=overwrite) as handle:
+        size, record = encoder.encode(2.0**chosen, limit, handle)
+    return LossyReport(source=str(source), target=str(target), original_bytes=checkpoint.size, compressed_bytes=size,
+                       budget_bytes=limit, delta=2.0**chosen, seconds=time.perf_counter() - started,
+                       tensors=record["tensors"])
+
+
+def _read(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> tuple[dict[str, Any],
+                                                                                     dict[str, np.ndarray]]:
+    with TzipReader(path, threads=threads) as reader:
+        raw = (reader.metadata() or {}).get(METADATA_KEY)
+        if raw is None:
+            raise FormatError(f"{reader.where}: not a lossy checkpoint (no {METADATA_KEY!r} record)")
+        record = json.loads(raw)
+        if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
+            raise FormatError(f"{reader.where}: lossy record of unknown format")
+        return record, dict(reader.iter_tensors())
+
+
+def _decoded(record: dict[str, Any], stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    try:
+        for name, info in record["tensors"].items():
+            dtype = dtypes.by_name(info["dtype"]).numpy_dtype
+            if info["mode"] == "grid":
+                q = GridMatrix(stored[f"lossy/{name}/symbols"], stored[f"lossy/{name}/row_offset"],
+                               stored[f"lossy/{name}/column_step"])
+                array = q.decode().astype(dtype)
+            elif info["mode"] == "exact":
+                array = stored[f"exact/{name}"]
+            else:
+                raise FormatError(f"tensor {name!r}: unknown mode {info['mode']!r}")
+            if list(array.shape) != list(info["shape"]):
+                raise FormatError(f"tensor {name!r} decodes to {list(array.shape)}, the record says {info['shape']}")
+            out[name] = array
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        if isinstance(error, TensorzipError):
+            raise
+        raise FormatError(f"lossy record and tensors do not fit together ({type(error).__name__}: {error})") from None
+    return out
+
+
+def load(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of a lossy file, decoded, in its original dtype."""
+    return _decoded(*_read(path, threads))
+
+
+def describe(path: str | os.PathLike[str] | bytes) -> dict[str, Any]:
+    """The stored record: the budget, the step scale, and each tensor's mode and achieved error."""
+    record, _ = _read(path)
+    return {key: value for key, value in record.items() if key != "source"}
+
+
+def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, threads: int | None = None,
+                    overwrite: bool = True) -> int:
+    """Write the decoded checkpoint as a .safetensors file with the original header
+    (same names, dtypes, shapes and layout); returns the bytes written."""
+    record, stored = _read(source, threads)
+    tensors = _decoded(record, stored)
+    header = record["source"]["header"].encode("utf-8")
+    total = sum(a.nbytes for a in tensors.values())
+    entries, _ = parse_header(header, str(source), total)
+    if sorted(e.name for e in entries) != sorted(tensors):
+        raise FormatError(f"{source}: the stored safetensors header names other tensors than the record")
+    with atomic_output(target, overwrite=overwrite) as handle:
+        write_prefix(handle, header)
+        for e in entries:
+            handle.write(np.ascontiguousarray(tensors[e.name]).tobytes())
+    return 8 + len(header) + total
