@@ -4,7 +4,7 @@ Lossless and bit-exact by default. The public API is re-exported here; nothing e
 lives in this module.
 """
 
-from . import embeddings, kv, torch
+from . import embeddings, kv, lossy, torch
 from .api import compress, decompress, load_file, safe_open, save_file
 from .checkpoint import (
     CompressionReport,
@@ -39,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "embeddings",
     "kv",
+    "lossy",
     "torch",
     "SUPPORTED_DTYPES",
     "CompressionReport",

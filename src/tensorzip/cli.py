@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import __version__, checkpoint, cli_analyze, cli_embeddings, model_folder, sample_data
+from . import __version__, checkpoint, cli_analyze, cli_embeddings, cli_lossy, model_folder, sample_data
 from .analysis import tensor_bounds
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
@@ -45,7 +45,7 @@ def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] 
 
 def _output_path(given: str | None, source: str, suffix: str, force: bool) -> Path:
     path = Path(given) if given else Path(source).with_suffix(suffix)
-    if path.resolve() == Path(source).resolve():
+    if path.resolve() == Path(source).resolve() or checkpoint._same_file(path, source):  # a hard link too
         raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
     if path.exists() and not force:
         raise OutputFileError(f"{path} already exists (use --force to replace it)")
@@ -133,6 +133,10 @@ def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
+    if args.lossy or args.budget is not None or args.bits_per_weight is not None or args.calibration:
+        if not args.lossy:
+            raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
+        return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".tzip", args.force)))
     if Path(args.input).is_dir() and not args.archive:
         return _compress_folder(args)
     if Path(args.input).is_dir() and args.output is None:
@@ -163,7 +167,10 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     with TzipReader(args.input) as reader:
         holds_folder = is_folder_source(reader.header.source)
         from_torch = (reader.header.source or {}).get("format") == TORCH_FORMAT
+        made_lossy = cli_lossy.is_lossy(reader.metadata())
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
+    if made_lossy:
+        return cli_lossy.cmd_decompress(args, str(target))
     with _progress("decompress", not args.json) as progress:
         report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
@@ -289,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="encode on this Dask cluster (e.g. tcp://host:8786; the workers must see INPUT at the "
                           "same path); the output is the same bytes. Needs the dask extra. --threads is then "
                           "native threads per task (default 1)")
+    cli_lossy.add_arguments(sub)
 
     sub = add("decompress", cmd_decompress, "restore the original .safetensors (or model folder) from a .tzip "
                                             "(or a compressed folder), bit-identical")
