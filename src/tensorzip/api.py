@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import ReadLimits, TzipReader, TzipWriter
-from .errors import FormatError, TensorzipError
+from .errors import FormatError, OutputFileError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
 
 Framework = Literal["np", "numpy", "pt", "torch"]
@@ -73,6 +73,8 @@ def save_file(
     """
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
+    if base is not None and os.path.exists(path) and os.path.exists(base) and os.path.samefile(path, base):
+        raise OutputFileError(f"{path}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,

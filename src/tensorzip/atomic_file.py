@@ -40,8 +40,9 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
 
 
 @contextlib.contextmanager
-def _discarded_on_failure(target: Path, discard: Callable[[], None]) -> Iterator[None]:
-    """Run ``discard`` (best effort) if the block fails; OS errors become OutputFileError."""
+def _discarded_on_failure(target: Path, discard: Callable[[], None], temporary: Path | None = None) -> Iterator[None]:
+    """Run ``discard`` (best effort) if the block fails; OS errors become OutputFileError.
+    An OutputFileError naming a file inside the ``temporary`` folder names it where it was to be."""
     try:
         yield
     except BaseException as error:
@@ -49,6 +50,8 @@ def _discarded_on_failure(target: Path, discard: Callable[[], None]) -> Iterator
             discard()
         if isinstance(error, OSError) and not isinstance(error, TensorzipError):
             raise OutputFileError(f"writing {target} failed: {error.strerror or error}") from error
+        if temporary is not None and isinstance(error, OutputFileError) and str(temporary) in str(error):
+            raise OutputFileError(str(error).replace(str(temporary), str(target))) from error
         raise
 
 
@@ -66,7 +69,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
         temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     except OSError as error:
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
-    with _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True)):
+    with _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True), temporary):
         yield temporary
         os.chmod(temporary, 0o755)
         if target.exists():

@@ -154,6 +154,7 @@ def compress_file(
     checkpoint = open_checkpoint(source)
     if base is not None and isinstance(target, (str, os.PathLike)) and _same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
+    _refuse_output_over_inputs(target, source)
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
@@ -184,6 +185,27 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist
         return False
+
+
+def _refuse_output_over_inputs(target: PathOrStream, *inputs: Any, folder: bool = False) -> None:
+    """An output path may not be an input by any name (the same path, a hard or symbolic
+    link to it); a folder output (which replaces what is there whole) may not hold one,
+    and nothing is written inside an input folder."""
+    if not isinstance(target, (str, os.PathLike)):
+        return
+    out = os.path.realpath(target)
+    for given in inputs:
+        if not isinstance(given, (str, os.PathLike)):
+            continue
+        inside = os.path.realpath(given)
+        if (_same_file(target, given) or (folder and _is_within(inside, out))
+                or (os.path.isdir(given) and _is_within(out, inside))):
+            raise OutputFileError(f"output {target} would overwrite or sit inside the input {given}; "
+                                  "write it elsewhere")
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
@@ -341,6 +363,8 @@ def decompress_file(
     started = time.perf_counter()
     with TzipReader(source, threads=threads, base=base) as reader:
         entries = list(reader.header.tensors.values())
+        used_base = reader.base_checkpoint().path if reader.base_name else None
+        _refuse_output_over_inputs(target, source, used_base, folder=is_folder_source(reader.header.source))
         if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
             written = _write_folder(reader, target, overwrite, progress)
         elif isinstance(target, (str, os.PathLike)) and is_torch_path(target):

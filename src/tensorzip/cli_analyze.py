@@ -4,11 +4,14 @@ self-contained HTML report. Kept apart from ``cli.py`` so each file has one job.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .analysis.analyze import analyze
 from .analysis.report_html import render_report
 from .atomic_file import atomic_output
+from .checkpoint import _same_file
+from .errors import OutputFileError
 
 
 def _print_checkpoint(record: dict[str, Any]) -> None:
@@ -44,6 +47,9 @@ def _print_representations(record: dict[str, Any]) -> None:
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     from .cli import _progress  # the main CLI imports this module
 
+    for given in (args.input, args.labels):
+        if args.html and given and (Path(args.html).resolve() == Path(given).resolve() or _same_file(args.html, given)):
+            raise OutputFileError(f"report {args.html} would overwrite the input {given}; choose another --html")
     with _progress("analysing", not args.json) as progress:
         record = analyze(args.input, labels=args.labels, threads=args.threads, progress=progress)
     if args.html:

@@ -124,6 +124,9 @@ class Header:
         base = doc.get("base")
         if base is not None and not (isinstance(base, dict) and isinstance(base.get("file"), str)):
             raise HeaderError(f"{where}: 'base' must be an object with a 'file' string")
+        if base is not None and (base["file"] in ("", ".", "..") or any(c in base["file"] for c in "/\\\0")):
+            # The base is looked for beside the file: a path would let a file open any file on the machine.
+            raise HeaderError(f"{where}: base file {base['file']!r} is not a plain file name")
 
         header = cls(metadata=metadata, source=source, base=base)
         expected_offset = DATA_START

@@ -22,7 +22,7 @@ from .. import _native, dtypes
 from ..atomic_file import atomic_output
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
 from ..delta import Delta
-from ..errors import CorruptDataError, TensorzipError
+from ..errors import CorruptDataError, OutputFileError, TensorzipError
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
 
@@ -235,9 +235,16 @@ class TzipWriter:
             return
         self._closed = True
         error = error or TensorzipError("aborted")
-        # The caller re-raises its own error; cleanup failures must not mask it.
-        with contextlib.suppress(BaseException):
+        # The caller re-raises its own error; cleanup failures must not mask it. The one
+        # exception: an OS error (disk full) that the atomic file told as an OutputFileError
+        # naming the target, which is raised in its place.
+        try:
             self._stack.__exit__(type(error), error, error.__traceback__)
+        except OutputFileError:
+            if isinstance(error, OSError) and not isinstance(error, TensorzipError):
+                raise
+        except BaseException:
+            pass
 
     def __enter__(self) -> TzipWriter:
         return self

@@ -150,7 +150,32 @@ class TorchFile:
         return record
 
 
+class _RememberedWriteError:
+    """The handle for ``torch.save``, remembering the OS error of a failed write: torch turns
+    it into a RuntimeError ("unexpected pos ...") that does not say the disk is full."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
 def save_torch(tensors: dict[str, Any], handle: BinaryIO, wrapper: str | None) -> None:
     """Write a state dict with ``torch.save`` (under ``wrapper`` when the original had one)."""
     torch = import_torch("writing a .pt/.bin file")
-    torch.save({wrapper: tensors} if wrapper else tensors, handle)
+    sink = _RememberedWriteError(handle)
+    try:
+        torch.save({wrapper: tensors} if wrapper else tensors, sink)
+    except RuntimeError:
+        if sink.error is not None:  # the atomic output turns it into an OutputFileError naming the file
+            raise sink.error from None
+        raise
