@@ -8,6 +8,7 @@ file name its header records, in the same folder, and so on down the chain.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,14 +80,35 @@ class BaseCheckpoint:
         shard, entry = self._safetensors[name]
         return shard.where, shard.data_start + entry.begin
 
-    def tensor_for(self, delta: Delta, where: str, name: str, expected: str) -> np.ndarray:
-        """The base tensor a delta was made against, checked against its content hash."""
-        array = self.tensor(delta.base_tensor)
-        if array is None:
+    def layout(self, name: str) -> tuple[str, int] | None:
+        """(dtype name, element count) of base tensor ``name`` from the base's header alone,
+        or ``None`` when the base has no such tensor."""
+        if name not in self._entries:
+            return None
+        if self._safetensors is not None:
+            _, entry = self._safetensors[name]
+            return entry.spec.name, math.prod(entry.shape)
+        stored = self._reader.header.tensors[name]
+        return stored.spec.name, stored.numel
+
+    def tensor_for(self, delta: Delta, where: str, name: str, expected: str,
+                   like: tuple[str, int] | None = None) -> np.ndarray:
+        """The base tensor a delta was made against, checked against its content hash.
+        ``like``: the (dtype name, element count) it must have, checked from the base's
+        header before the base tensor is read or decoded."""
+        layout = self.layout(delta.base_tensor)
+        if layout is None:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against tensor {delta.base_tensor!r} of base {expected!r}, "
                 f"but {self.path} has no such tensor: wrong base?"
             )
+        if like is not None and layout != like:
+            raise BaseMismatchError(
+                f"{where}: tensor {name!r} is coded against tensor {delta.base_tensor!r} of base {expected!r}, "
+                f"but that tensor of {self.path} is {layout[1]} x {layout[0]}, not {like[1]} x {like[0]}: wrong base?"
+            )
+        array = self.tensor(delta.base_tensor)
+        assert array is not None
         if digest(array) != delta.base_digest:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "

@@ -122,6 +122,12 @@ class Codec(ABC):
     def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:
         """Decode every job into its ``out``; raises ``ChunkDecodeError`` on damage."""
 
+    def chunk_count(self, elements: int) -> int | None:
+        """How many chunks a tensor of ``elements`` elements has with this config, if the
+        codec fixes it (a reader then refuses a header that says otherwise before sizing
+        anything from the shape); ``None``: not known in advance."""
+        return None
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Codec) and self.get_config() == other.get_config()
 

@@ -48,6 +48,9 @@ class BytePlanesCodec(Codec):
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "rotate_bits": self.rotate_bits, "chunk_elements": self.chunk_elements}
 
+    def chunk_count(self, elements: int) -> int | None:
+        return -(-elements // self.chunk_elements)
+
     def _native_layout(self, spec: DTypeSpec) -> tuple[int, int, int]:
         if self.chunk_elements * spec.itemsize > _native.MAX_CHUNK_BYTES:
             raise TensorzipError(

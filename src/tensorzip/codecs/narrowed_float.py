@@ -75,6 +75,9 @@ class NarrowedFloatCodec(Codec):
         return {"id": self.codec_id, "stored_dtype": self.stored_dtype,
                 "rotate_bits": self.inner.rotate_bits, "chunk_elements": self.inner.chunk_elements}
 
+    def chunk_count(self, elements: int) -> int | None:
+        return self.inner.chunk_count(elements)
+
     def _narrow_spec(self, wide: dtypes.DTypeSpec) -> dtypes.DTypeSpec:
         if NARROWER.get(wide.name) != self.stored_dtype:
             raise TensorzipError(f"codec {self.codec_id} stores {self.stored_dtype}, which cannot hold a {wide.name} "

@@ -49,6 +49,9 @@ class SparseCodec(Codec):
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "rotate_bits": self.values.rotate_bits, "chunk_elements": self.chunk_elements}
 
+    def chunk_count(self, elements: int) -> int | None:
+        return self.values.chunk_count(elements)
+
     @classmethod
     def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
         native_jobs = []

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import _native
-from ..codecs import ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
+from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
 from ..delta import restore
 from ..errors import (
     BaseMismatchError,
     BaseRequiredError,
+    CorruptDataError,
     FormatError,
     HeaderError,
     InputFileError,
@@ -40,7 +42,15 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
 class TzipReader:
-    """An open .tzip file (a path) or image (a bytes-like)."""
+    """An open .tzip file (a path) or image (a bytes-like).
+
+    Thread-safe for reading: any number of threads may call ``get_tensor``,
+    ``iter_tensors`` and ``decode_into`` on one reader at once (each with its own output
+    arrays). Reads use ``os.preadv`` at explicit offsets (no shared file position), the
+    header is not changed after opening, decoding keeps its scratch per call, and the base
+    of a delta-coded file is opened once, under a lock, by whichever thread needs it
+    first. ``close`` must not race with reads.
+    """
 
     def __init__(
         self,
@@ -62,6 +72,7 @@ class TzipReader:
         self._base_given = base
         self._base: BaseCheckpoint | None = None if base is None or isinstance(base, (str, os.PathLike)) else base
         self._owns_base = False
+        self._base_lock = threading.Lock()
         self._base_depth = base_depth
         if isinstance(source, (str, os.PathLike)):
             self.where = str(source)
@@ -130,7 +141,9 @@ class TzipReader:
                 f"{self.where}: header checksum mismatch (header at offset {preamble.header_offset}, "
                 f"{preamble.header_length} bytes; the file is damaged)"
             )
-        return Header.parse(raw, self.where, preamble.header_offset, self.limits)
+        header = Header.parse(raw, self.where, preamble.header_offset, self.limits)
+        check_chunk_counts(header, self.where)
+        return header
 
     # -- the safetensors-shaped surface ------------------------------------------------
 
@@ -198,7 +211,8 @@ class TzipReader:
                 raise describe_chunk_error(error, entry, self.where) from None
         for entry, out in items:
             if entry.delta is not None:
-                base = self.base_checkpoint().tensor_for(entry.delta, self.where, entry.name, self.base_name or "")
+                base = self.base_checkpoint().tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
+                                                         like=(entry.spec.name, entry.numel))
                 if base.size != out.size or base.dtype != out.dtype:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
@@ -211,16 +225,17 @@ class TzipReader:
 
     def base_checkpoint(self) -> BaseCheckpoint:
         """The base, opened on first use (given, or found beside the file)."""
-        if self._base is None:
-            from ..base_checkpoint import BaseCheckpoint, locate_base
+        with self._base_lock:  # threads reading at once open it once
+            if self._base is None:
+                from ..base_checkpoint import BaseCheckpoint, locate_base
 
-            recorded = self.base_name
-            if recorded is None:
-                raise BaseRequiredError(f"{self.where}: the file names no base")
-            path = locate_base(recorded, self._base_given, self._path, self.where)
-            self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
-            self._owns_base = True
-        return self._base
+                recorded = self.base_name
+                if recorded is None:
+                    raise BaseRequiredError(f"{self.where}: the file names no base")
+                path = locate_base(recorded, self._base_given, self._path, self.where)
+                self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
+                self._owns_base = True
+            return self._base
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -254,6 +269,27 @@ def batched_by_stored_bytes(entries: list[TensorEntry], batch_bytes: int) -> Ite
             batch, stored = [], 0
     if batch:
         yield batch
+
+
+def check_chunk_counts(header: Header, where: str) -> None:
+    """Each stored tensor of a built-in codec has the chunk count its shape needs. Checked
+    when the file is opened, so that nothing is sized from a shape its chunks cannot fill
+    (a few KB of chunks declaring gigabytes, within the expansion limit). Other codecs, and
+    configs that do not parse, are checked when the tensor is read."""
+    for entry in header.tensors.values():
+        codec_id = entry.codec_config.get("id")
+        if entry.same_as is not None or not isinstance(codec_id, str) or codec_id not in BUILTIN_CODECS:
+            continue
+        try:
+            codec = codec_from_config(entry.codec_config)
+        except TensorzipError:
+            continue  # reported, naming the tensor, when it is read
+        expected = codec.chunk_count(entry.numel)
+        if expected is not None and expected != len(entry.chunks):
+            raise CorruptDataError(
+                f"{where}: tensor {entry.name!r} has {len(entry.chunks)} chunks, its shape {list(entry.shape)} "
+                f"needs {expected} (chunks of {entry.codec_config.get('chunk_elements')} elements)"
+            )
 
 
 def codec_from_config_for(entry: TensorEntry, where: str) -> Codec:

@@ -73,10 +73,15 @@ def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
         except json.JSONDecodeError:
             raise FormatError(f"{reader.where}: embedding record is not valid JSON") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
-            raise FormatError(f"{reader.where}: embedding record of unknown format {record.get('format')!r}")
+            found = record.get("format") if isinstance(record, dict) else record
+            raise FormatError(f"{reader.where}: embedding record of unknown format {found!r}")
         names = set(reader.keys())
         if names == {"vectors"}:
-            return StoredCollection(record, None, reader.get_tensor("vectors"))
+            vectors = reader.get_tensor("vectors")
+            if vectors.ndim != 2:
+                raise FormatError(f"{reader.where}: embedding vectors of shape {vectors.shape}, not a matrix")
+            _check_sizes(record, vectors.shape, reader.where)
+            return StoredCollection(record, None, vectors)
         needed = {"mean", "offset", "step", "symbols"}
         if not needed <= names or not ({"directions", "dims"} & names):
             raise FormatError(f"{reader.where}: embedding collection lacks tensors ({sorted(names)})")
@@ -84,7 +89,15 @@ def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     code = EmbeddingCode(tensors["mean"], tensors.get("directions"), tensors.get("dims", np.zeros(0, np.int32)),
                          tensors["offset"], tensors["step"], tensors["symbols"], bool(record.get("unit_norm")))
     _check(code, reader.where)
+    _check_sizes(record, (code.count, code.dim), reader.where)
     return StoredCollection(record, code, None)
+
+
+def _check_sizes(record: dict[str, Any], shape: tuple[int, int], where: str) -> None:
+    """The record's count and dim (what search and bytes_per_vector use) are the tensors'."""
+    for key, size in zip(("count", "dim"), shape, strict=True):
+        if record.get(key) != size:
+            raise FormatError(f"{where}: embedding record says {key} {record.get(key)!r}, the tensors hold {size}")
 
 
 def _check(code: EmbeddingCode, where: str) -> None:

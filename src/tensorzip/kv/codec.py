@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -201,6 +202,8 @@ def _decode(tensors: dict[str, np.ndarray], record: dict[str, Any]) -> tuple[np.
             parts.append(old)
         if window is not None:
             parts.append(window.astype(np.float32))
+        if not parts and math.prod(shape) != 0:  # checked before allocating what the record declares
+            raise FormatError(f"KV {name}: the record says {shape} but the file holds no tensors for it")
         x = np.concatenate(parts, axis=TOKENS_AXIS) if parts else np.zeros(shape, np.float32)
         if list(x.shape) != list(shape):
             raise FormatError(f"KV {name} decode to {list(x.shape)}, the record says {shape}")
@@ -251,7 +254,10 @@ def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None)
         raw = (reader.metadata() or {}).get(METADATA_KEY)
         if raw is None:
             raise FormatError(f"{reader.where}: not a KV cache (no {METADATA_KEY!r} record)")
-        record = json.loads(raw)
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            raise FormatError(f"{reader.where}: KV record is not valid JSON") from None
         if not isinstance(record, dict) or record.get("format") not in READABLE_FORMATS:
             raise FormatError(f"{reader.where}: KV record of unknown format")
         return dict(reader.iter_tensors()), record

@@ -54,4 +54,6 @@ def quantize_levels(x: np.ndarray, axis: int, group: int, levels: int, parameter
 
 
 def _expand(per_group: np.ndarray, axis: int, group: int, n: int) -> np.ndarray:
-    return np.take(np.repeat(per_group.astype(np.float32), group, axis=axis), np.arange(n), axis=axis)
+    # Indexed, not np.repeat'ed: a group size far beyond the axis (a crafted record) must
+    # not allocate group copies of every entry.
+    return np.take(per_group.astype(np.float32), np.arange(n) // group, axis=axis)
