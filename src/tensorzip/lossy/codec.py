@@ -4,8 +4,9 @@ ordinary .safetensors checkpoint.
 A lossy file is a .tzip whose metadata key ``tensorzip.lossy`` holds a record
 (format, budget, the shared step scale, the source's safetensors header, and per
 tensor: how it is stored and the error achieved). Matrices are stored as
-``lossy/NAME/symbols`` (uint8/uint16), ``lossy/NAME/row_offset`` (int32) and
-``lossy/NAME/column_step`` (float32); every other tensor as ``exact/NAME``,
+``lossy/NAME/symbols`` (uint8/uint16), ``lossy/NAME/row_offset`` (int32),
+``lossy/NAME/row_step`` and ``lossy/NAME/column_step`` (float32; weight (i, j) has
+the step ``row_step[i] * column_step[j]``); every other tensor as ``exact/NAME``,
 losslessly. Decoding writes the original header verbatim and each tensor in its
 original dtype, so loaders see the checkpoint they know.
 """
@@ -28,7 +29,7 @@ from ..atomic_file import atomic_output
 from ..container import TzipReader, TzipWriter
 from ..errors import FormatError, InputFileError, TensorzipError
 from ..integrations.safetensors_file import SafetensorsFile, parse_header, write_prefix
-from .grid import GridMatrix, column_steps, quantize_matrix
+from .grid import GridMatrix, grid_steps, quantize_matrix
 
 METADATA_KEY = "tensorzip.lossy"
 FORMAT_VERSION = 1
@@ -73,6 +74,16 @@ def _errors(original: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
             "max_abs_error": float(np.abs(diff).max(initial=0.0))}
 
 
+def _rows_and_columns(given: Any, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A sensitivity is a column vector (E[x_j^2] of the layer's inputs), or a pair
+    (per-row weights, per-column weights), either of which may be None."""
+    if given is None:
+        return None, None
+    if isinstance(given, (tuple, list)) and len(given) == 2 and not np.isscalar(given[0]):
+        return given[0], given[1]
+    return None, np.asarray(given)
+
+
 class _Encoder:
     """Holds the checkpoint and the sensitivities; encodes the whole file for a given delta."""
 
@@ -82,16 +93,21 @@ class _Encoder:
         self.threads = threads
         self.entries = checkpoint.entries
         self.matrices = [e.name for e in self.entries if _is_matrix(checkpoint.array(e))]
-        self.sensitivity = dict(sensitivity or {})
-        unknown = sorted(set(self.sensitivity) - set(self.matrices))
+        unknown = sorted(set(sensitivity or {}) - set(self.matrices))
         if unknown:
             raise TensorzipError(f"sensitivity given for tensors that are not quantized matrices: {unknown[:5]}")
+        self.factors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         finest = 0.0
         for e in self.entries:
             if e.name in self.matrices:
-                w = np.abs(checkpoint.array(e).astype(np.float32)).max(initial=0.0)
-                h = self.sensitivity.get(e.name)
-                finest = max(finest, float(w) * (math.sqrt(float(np.max(h))) if h is not None else 1.0))
+                rows, columns = _rows_and_columns((sensitivity or {}).get(e.name), e.name)
+                try:
+                    self.factors[e.name] = grid_steps(1.0, e.shape, rows, columns)
+                except ValueError as error:
+                    raise TensorzipError(f"tensor {e.name!r}: {error}") from None
+                r, c = self.factors[e.name]
+                w = float(np.abs(checkpoint.array(e).astype(np.float32)).max(initial=0.0))
+                finest = max(finest, w / (float(r.min()) * float(c.min())))
         self.finest = math.log2(max(finest, 1e-30) * 2.2 / 32000)  # log2 delta keeping integers in 16 bits
 
     def encode(self, delta: float, budget: float, target: Any = None) -> tuple[int, dict[str, Any]]:
@@ -104,12 +120,12 @@ class _Encoder:
             array = self.checkpoint.array(e)
             info: dict[str, Any] = {"dtype": e.spec.name, "shape": list(e.shape)}
             if e.name in self.matrices:
-                steps = column_steps(delta, self.sensitivity.get(e.name), array.shape[1])
-                q = quantize_matrix(array, steps)
+                rows, columns = self.factors[e.name]
+                q = quantize_matrix(array, (rows * np.float32(delta)).astype(np.float32), columns)
                 decoded = q.decode().astype(array.dtype)
                 info.update(mode="grid", **_errors(array, decoded))
                 tensors += [(f"lossy/{e.name}/symbols", q.symbols), (f"lossy/{e.name}/row_offset", q.row_offset),
-                            (f"lossy/{e.name}/column_step", q.column_step)]
+                            (f"lossy/{e.name}/row_step", q.row_step), (f"lossy/{e.name}/column_step", q.column_step)]
             else:
                 info.update(mode="exact", relative_rms_error=0.0, max_abs_error=0.0)
                 tensors.append((f"exact/{e.name}", array))
@@ -130,9 +146,11 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     """Compress a .safetensors checkpoint into at most ``budget`` x its size (or
     ``bits_per_weight`` bits per parameter, every stored byte counted).
 
-    ``sensitivity`` maps a matrix's name to the mean square of each of its input
-    columns' activations on calibration data (E[x_j^2], length = columns): the
-    allocation then minimises the layers' output error instead of the weights' MSE.
+    ``sensitivity`` maps a matrix's name to how much a squared error in each weight
+    costs at the model's output: a vector per column (e.g. E[x_j^2] of the layer's
+    inputs on calibration data, times the layer's gain), or a pair (per-row, per-column)
+    of vectors (e.g. token frequencies for an embedding table's rows). The allocation
+    then minimises that weighted error instead of the weights' plain MSE.
     """
     started = time.perf_counter()
     if (budget is None) == (bits_per_weight is None):
@@ -195,7 +213,7 @@ def _decoded(record: dict[str, Any], stored: dict[str, np.ndarray]) -> dict[str,
             dtype = dtypes.by_name(info["dtype"]).numpy_dtype
             if info["mode"] == "grid":
                 q = GridMatrix(stored[f"lossy/{name}/symbols"], stored[f"lossy/{name}/row_offset"],
-                               stored[f"lossy/{name}/column_step"])
+                               stored[f"lossy/{name}/column_step"], stored[f"lossy/{name}/row_step"])
                 array = q.decode().astype(dtype)
             elif info["mode"] == "exact":
                 array = stored[f"exact/{name}"]

@@ -1,12 +1,13 @@
 """Weight matrices on a uniform grid, the quantizer entropy coding pays for.
 
-A weight's error reaches a layer's output through its input column: the output
-error of ``W x`` is ``sum_ij dW_ij^2 E[x_j^2]`` (inputs taken as uncorrelated), so
-with a per-column sensitivity ``h_j = E[x_j^2]`` (from calibration inputs, or 1
-for plain weight MSE) column j gets the step ``delta / sqrt(h_j)``. Every weight
-then costs the same output error per bit, which at high rate is the optimal
-allocation within the matrix, and across matrices too when they share ``delta``
-(equal slope: the Lagrangian solution, see ``budget.py``).
+Each weight gets the step ``delta / sqrt(r_i c_j)``, where ``r_i c_j`` is how
+much a squared error in it costs at the model's output (1 without calibration:
+plain weight MSE). A column factor fits a layer's inputs: the output error of
+``W x`` is ``sum_ij dW_ij^2 E[x_j^2]``; a row factor fits an embedding table,
+whose rows matter as often as their tokens occur. Every weight then costs the
+same output error per bit, which at high rate is the optimal allocation within
+the matrix, and across matrices too when they share ``delta`` (equal slope: the
+Lagrangian solution; ``codec.py`` finds ``delta`` for the budget).
 
 The integers are stored relative to each row's median (output channels differ in
 offset, not in the step they need), zigzag-coded, and entropy-coded; nothing is
@@ -27,31 +28,41 @@ class GridMatrix:
     symbols: np.ndarray  # uint8/uint16 [rows, cols]: zigzag of (integer - row offset)
     row_offset: np.ndarray  # int32 [rows]
     column_step: np.ndarray  # float32 [cols]
+    row_step: np.ndarray  # float32 [rows]: the step of weight (i, j) is row_step[i] * column_step[j]
+
+    def steps(self) -> np.ndarray:
+        return self.row_step[:, None] * self.column_step[None, :]
 
     def decode(self) -> np.ndarray:
         s = self.symbols.astype(np.int64)
         integers = ((s >> 1) ^ -(s & 1)) + self.row_offset.astype(np.int64)[:, None]
-        return integers.astype(np.float32) * self.column_step[None, :]
+        return integers.astype(np.float32) * self.steps()
 
 
-def column_steps(delta: float, sensitivity: np.ndarray | None, cols: int) -> np.ndarray:
-    """``delta / sqrt(h_j)`` in float32 (h = 1 without a sensitivity); columns no input
-    ever reached (h = 0) get the largest step of the others."""
-    if sensitivity is None:
-        return np.full(cols, delta, np.float32)
-    h = np.asarray(sensitivity, np.float64).reshape(-1)
-    if h.shape[0] != cols:
-        raise ValueError(f"sensitivity has {h.shape[0]} entries for {cols} columns")
-    positive = h[h > 0]
-    floor = positive.min() if positive.size else 1.0
-    return (delta / np.sqrt(np.maximum(h, floor))).astype(np.float32)
+def _factor(weights: np.ndarray | None, n: int, what: str) -> np.ndarray:
+    """``1 / sqrt(w)`` per row or column (1 without weights); entries no input ever
+    reached (w = 0) get the largest factor of the others."""
+    if weights is None:
+        return np.ones(n, np.float32)
+    w = np.asarray(weights, np.float64).reshape(-1)
+    if w.shape[0] != n or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{what} sensitivity must be {n} finite values >= 0, got {w.shape[0]}")
+    positive = w[w > 0]
+    return (1 / np.sqrt(np.maximum(w, positive.min() if positive.size else 1.0))).astype(np.float32)
 
 
-def quantize_matrix(w: np.ndarray, steps: np.ndarray) -> GridMatrix:
-    """Round a [rows, cols] matrix to its columns' grids; ValueError when an integer
-    would not fit 16 bits (the step is too fine for the weights' range)."""
+def grid_steps(delta: float, shape: tuple[int, int], rows: np.ndarray | None = None,
+               columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row_step, column_step): ``delta / sqrt(r_i)`` and ``1 / sqrt(c_j)`` in float32."""
+    return (np.float32(delta) * _factor(rows, shape[0], "row")).astype(np.float32), _factor(columns, shape[1],
+                                                                                              "column")
+
+
+def quantize_matrix(w: np.ndarray, row_step: np.ndarray, column_step: np.ndarray) -> GridMatrix:
+    """Round a [rows, cols] matrix to its grid; ValueError when an integer would not
+    fit 16 bits (the step is too fine for the weights' range)."""
     w32 = np.asarray(w, np.float32)
-    n = np.rint(w32 / steps[None, :]).astype(np.int64)
+    n = np.rint(w32 / (row_step[:, None] * column_step[None, :])).astype(np.int64)
     offset = np.floor(np.median(n, axis=1)).astype(np.int64) if n.size else np.zeros(n.shape[0], np.int64)
     relative = n - offset[:, None]
     zigzag = (relative << 1) ^ (relative >> 63)
@@ -59,4 +70,4 @@ def quantize_matrix(w: np.ndarray, steps: np.ndarray) -> GridMatrix:
     if largest > _MAX_SYMBOL:
         raise ValueError(f"step too fine: integers up to {largest >> 1} need more than 16 bits")
     return GridMatrix(zigzag.astype(np.uint8 if largest < 256 else np.uint16), offset.astype(np.int32),
-                      steps.astype(np.float32))
+                      column_step.astype(np.float32), row_step.astype(np.float32))
