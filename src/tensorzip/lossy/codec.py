@@ -34,7 +34,7 @@ from .grid import GridMatrix, grid_steps, quantize_matrix
 METADATA_KEY = "tensorzip.lossy"
 FORMAT_VERSION = 1
 MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: they cost little
-_BISECTION_STEPS = 13  # ~0.003 octaves of delta over the 24-octave bracket: within ~1% of the budget
+_BISECTION_STEPS = 14  # ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget
 
 
 @dataclass
@@ -108,7 +108,7 @@ class _Encoder:
                 r, c = self.factors[e.name]
                 w = float(np.abs(checkpoint.array(e).astype(np.float32)).max(initial=0.0))
                 finest = max(finest, w / (float(r.min()) * float(c.min())))
-        self.finest = math.log2(max(finest, 1e-30) * 2.2 / 32000)  # log2 delta keeping integers in 16 bits
+        self.finest = math.log2(max(finest, 1e-30) * 2.2 / 2.0**30)  # log2 delta keeping integers in 31 bits
 
     def encode(self, delta: float, budget: float, target: Any = None) -> tuple[int, dict[str, Any]]:
         """The file for ``delta`` (written to ``target``, or only measured): its size and record."""
@@ -165,7 +165,7 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     encoder = _Encoder(checkpoint, sensitivity, threads)
     if not encoder.matrices:
         raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
-    fine, coarse = encoder.finest, encoder.finest + 24
+    fine, coarse = encoder.finest, encoder.finest + 36
     steps_done = 0
 
     def fits(log_delta: float) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_MAX_SYMBOL = (1 << 16) - 1
+_MAX_SYMBOL = (1 << 32) - 1  # zigzag integers up to 31 bits (uint32 symbols)
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,19 @@ def grid_steps(delta: float, shape: tuple[int, int], rows: np.ndarray | None = N
 
 def quantize_matrix(w: np.ndarray, row_step: np.ndarray, column_step: np.ndarray) -> GridMatrix:
     """Round a [rows, cols] matrix to its grid; ValueError when an integer would not
-    fit 16 bits (the step is too fine for the weights' range)."""
+    fit 31 bits (the step is too fine for the weights' range). Symbols are as narrow
+    as the largest allows: uint8, uint16 or uint32."""
     w32 = np.asarray(w, np.float32)
-    n = np.rint(w32 / (row_step[:, None] * column_step[None, :])).astype(np.int64)
+    scaled = w32.astype(np.float64) / (row_step[:, None].astype(np.float64) * column_step[None, :])
+    if scaled.size and not np.all(np.abs(scaled) < 2.0**30):
+        raise ValueError("step too fine: integers beyond 30 bits")
+    n = np.rint(scaled).astype(np.int64)
     offset = np.floor(np.median(n, axis=1)).astype(np.int64) if n.size else np.zeros(n.shape[0], np.int64)
     relative = n - offset[:, None]
     zigzag = (relative << 1) ^ (relative >> 63)
     largest = int(zigzag.max(initial=0))
     if largest > _MAX_SYMBOL:
-        raise ValueError(f"step too fine: integers up to {largest >> 1} need more than 16 bits")
-    return GridMatrix(zigzag.astype(np.uint8 if largest < 256 else np.uint16), offset.astype(np.int32),
+        raise ValueError(f"step too fine: integers up to {largest >> 1} need more than 31 bits")
+    width = np.uint8 if largest < 1 << 8 else np.uint16 if largest < 1 << 16 else np.uint32
+    return GridMatrix(zigzag.astype(width), offset.astype(np.int32),
                       column_step.astype(np.float32), row_step.astype(np.float32))
