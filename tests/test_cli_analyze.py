@@ -124,7 +124,7 @@ def test_html_output_is_written_atomically_and_self_contained(capsys, tmp_path, 
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli_analyze, "render_report", lambda record: Unwritable("<html>"))
-    code, _, err = run(capsys, "analyze", checkpoint, "--html", report)
+    code, _, err = run(capsys, "analyze", checkpoint, "--html", report, "--force")
     assert code == 1
     one_line_error(err, "report.html", "No space left")
     assert report.read_text(encoding="utf-8") == page  # the old report is intact

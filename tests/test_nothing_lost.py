@@ -182,7 +182,7 @@ COMMANDS = [
     Command("decompress-lossy", lambda i, t: ["decompress", i / "small-lossy.tzip", "-o", t], None,
             "out.safetensors", small=True),
     Command("analyze-html", lambda i, t: ["analyze", i / "small.safetensors", "--html", t, "--json"], None,
-            "report.html", small=True, force=()),  # replaces an existing report without --force
+            "report.html", small=True),
     Command("save_file", None, lambda i, t: tz.save_file(safetensors_numpy.load_file(str(i / "model.safetensors")),
                                                           t), "out.tzip", encoder=True),
     Command("kv.save_cache", None, _kv_cache, "out.tzip", small=True, encoder=True),
@@ -569,9 +569,6 @@ def test_sigkill_mid_write(capsys, inputs, tmp_path, command, existing):
 
 @pytest.mark.parametrize("command", CLI, ids=str)
 def test_existing_output_needs_force(capsys, prepared, tmp_path, command):
-    if command.name == "analyze-html":
-        pytest.xfail("analyze --html has no --force: it replaces an existing report (atomically); "
-                     "tests/test_cli_analyze.py relies on that")
     target = tmp_path / command.target
     earlier = place_existing(target, command.folder)
     with untouched(prepared):

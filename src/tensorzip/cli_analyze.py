@@ -50,11 +50,13 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     for given in (args.input, args.labels):
         if args.html and given and (Path(args.html).resolve() == Path(given).resolve() or _same_file(args.html, given)):
             raise OutputFileError(f"report {args.html} would overwrite the input {given}; choose another --html")
+    if args.html and Path(args.html).exists() and not args.force:  # say so before the work, not after
+        raise OutputFileError(f"{args.html} already exists (use --force to replace it)")
     with _progress("analysing", not args.json) as progress:
         record = analyze(args.input, labels=args.labels, threads=args.threads, progress=progress)
     if args.html:
         page = render_report(record)
-        with atomic_output(args.html, overwrite=True) as handle:
+        with atomic_output(args.html, overwrite=args.force) as handle:
             handle.write(page.encode("utf-8"))
     if not args.json:
         (_print_checkpoint if record["kind"] == "checkpoint" else _print_representations)(record)
@@ -72,3 +74,4 @@ def add_command(commands: argparse._SubParsersAction, add_common) -> None:
     sub.add_argument("input", help=".safetensors, .tzip, a folder of shards, or a .npy matrix (rows = samples)")
     sub.add_argument("--labels", help="a .npy of class labels, one per row (neural-collapse measures)")
     sub.add_argument("--html", help="also write a self-contained HTML report here")
+    sub.add_argument("-f", "--force", action="store_true", help="replace an existing report")
