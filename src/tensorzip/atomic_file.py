@@ -20,6 +20,22 @@ from typing import BinaryIO
 from .errors import OutputFileError, TensorzipError
 
 
+def _umask() -> int:
+    """The process umask, so outputs get the permissions an ordinary write would give
+    (temporary files are created 0600). Read from /proc where possible: setting and
+    restoring the umask to read it is not safe while other threads create files."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[BinaryIO]:
     target = Path(path)
@@ -35,7 +51,7 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
 
 
@@ -71,7 +87,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
     with _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True), temporary):
         yield temporary
-        os.chmod(temporary, 0o755)
+        os.chmod(temporary, 0o777 & ~_umask())
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, retired / target.name)
