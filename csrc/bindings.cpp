@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "byte_planes.hpp"
 #include "chunk_codec.hpp"
 #include "crc32c.hpp"
 #include "delta.hpp"
@@ -48,6 +49,20 @@ class ByteView {
   Py_buffer view_{};
 };
 
+// A job tuple of the wrong shape, or with a number its C++ field cannot hold, is a
+// TypeError, as for any argument pybind11 cannot convert (a bare cast would raise
+// RuntimeError).
+template <typename Tuple>
+Tuple cast_job(const py::handle& item, const char* expected) {
+  try {
+    return item.cast<Tuple>();
+  } catch (const py::cast_error&) {
+    throw py::type_error(std::string("each job must be ") + expected + ", got a " +
+                         std::string(py::str(py::type::handle_of(item).attr("__name__"))) +
+                         " that does not fit it (wrong shape, type, or a number out of range)");
+  }
+}
+
 TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
   if (chunk_elements < 1) throw InvalidArgumentError("chunk_elements must be at least 1");
   TensorLayout layout{width, rotate, static_cast<size_t>(chunk_elements)};
@@ -58,7 +73,8 @@ TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
 std::vector<EncodeJob> encode_jobs(const py::list& jobs, std::vector<std::unique_ptr<ByteView>>& views) {
   std::vector<EncodeJob> native_jobs;
   for (const py::handle& item : jobs) {
-    const auto job = item.cast<std::tuple<py::object, int, int, long long>>();
+    const auto job = cast_job<std::tuple<py::object, int, int, long long>>(
+        item, "(data, width, rotate, chunk_elements)");
     views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
     EncodeJob native;
     native.data = views.back()->data();
@@ -148,9 +164,10 @@ void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums)
   std::vector<std::unique_ptr<ByteView>> views;
   std::vector<DecodeJob> native_jobs;
   for (const py::handle& item : jobs) {
-    const auto job = item.cast<std::tuple<py::object, std::vector<std::tuple<unsigned long long,
-                                                                               unsigned long long, uint32_t>>,
-                                          py::object, int, int, long long>>();
+    const auto job = cast_job<std::tuple<py::object,
+                                         std::vector<std::tuple<unsigned long long, unsigned long long, uint32_t>>,
+                                         py::object, int, int, long long>>(
+        item, "(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)");
     DecodeJob native;
     views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
     native.source = views.back()->data();
@@ -168,8 +185,8 @@ void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums)
 
 py::array_t<uint64_t> plane_histograms_py(const py::object& data, int width, int rotate) {
   ByteView view(data, false);
-  require(view.size() % static_cast<size_t>(width > 0 ? width : 1) == 0,
-          "byte length is not a multiple of the element width");
+  check_layout(width, rotate);  // before width divides anything (width 0 was a division by zero)
+  require(view.size() % static_cast<size_t>(width) == 0, "byte length is not a multiple of the element width");
   std::vector<ByteHistogram> histograms;
   {
     py::gil_scoped_release release;

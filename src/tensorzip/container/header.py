@@ -107,6 +107,8 @@ class Header:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise HeaderError(f"{where}: header is not valid UTF-8 JSON ({error})") from None
+        except RecursionError:  # found by fuzz/fuzz_reader.py: ~1000 nested lists escaped as RecursionError
+            raise HeaderError(f"{where}: header JSON is nested too deeply") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list):
             raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
         unknown = set(doc) - {"tensors", "metadata", "source", "base"}
