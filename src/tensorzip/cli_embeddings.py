@@ -10,17 +10,12 @@ from typing import Any
 import numpy as np
 
 from . import embeddings
+from .analysis.analyze import load_matrix
 from .atomic_file import atomic_output
-from .errors import InputFileError
 
 
 def _load_vectors(path: str) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError) as error:
-        raise InputFileError(f"{path}: not a .npy array ({error})") from None
+    return load_matrix(path, "array")
 
 
 def _target(given: str | None, source: str, suffix: str, force: bool) -> Path:

@@ -97,12 +97,8 @@ class TzipWriter:
         """Worker threads for native work (0: all cores)."""
         return self._threads
 
-    def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
-        """Queue a tensor; it is coded and written with the next batch.
-
-        With ``delta``, ``array`` is the residual against that base tensor (see
-        ``tensorzip.delta``).
-        """
+    def _check_new(self, name: Any, delta: Delta | None) -> None:
+        """A tensor may be added: the writer is open, the name new, a delta has a base."""
         if self._closed:
             raise TensorzipError(f"{self.where}: writer is closed")
         if not isinstance(name, str):
@@ -111,6 +107,14 @@ class TzipWriter:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
         if delta is not None and self._header.base is None:
             raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
+
+    def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
+        """Queue a tensor; it is coded and written with the next batch.
+
+        With ``delta``, ``array`` is the residual against that base tensor (see
+        ``tensorzip.delta``).
+        """
+        self._check_new(name, delta)
         spec = dtypes.by_numpy(array.dtype)
         self._names.add(name)
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
@@ -162,14 +166,7 @@ class TzipWriter:
         chunks, then its header entry. ``encoded`` must be what ``codec`` makes of the tensor
         (``spec``, ``shape``; with ``delta``, of the residual); each chunk's checksum is
         checked before it is written, so damage in transit cannot reach the file."""
-        if self._closed:
-            raise TensorzipError(f"{self.where}: writer is closed")
-        if not isinstance(name, str):
-            raise TensorzipError(f"tensor names must be strings, got {name!r}")
-        if name in self._names:
-            raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
-        if delta is not None and self._header.base is None:
-            raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
+        self._check_new(name, delta)
         encoded = dataclasses.replace(encoded, chunks=[memoryview(c).cast("B") for c in encoded.chunks])
         if len(encoded.chunks) != len(encoded.chunk_crc32c):
             raise TensorzipError(f"{self.where}: tensor {name!r}: {len(encoded.chunks)} chunks but "
