@@ -21,14 +21,23 @@ FUZZ="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$FUZZ")"
 cd "$ROOT"
 
-# clang and its runtimes (libFuzzer's coverage instrumentation needs clang).
-if ! command -v clang++ >/dev/null; then
+# clang, and its sanitizer runtime package (ASan links a small static part into the
+# extension; the shared runtime that runs it comes with atheris).
+clang_runtime_present() {
+  [ -f "$(clang++ -print-resource-dir)/lib/linux/libclang_rt.asan_static-$(uname -m).a" ] ||
+    [ -f "$(clang++ -print-resource-dir)/lib/linux/libclang_rt.asan-$(uname -m).a" ]
+}
+if ! command -v clang++ >/dev/null || ! clang_runtime_present; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "fuzz: installing clang (apt-get)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >/dev/null
+    {
+      apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+          "libclang-rt-$(clang++ -dumpversion | cut -d. -f1)-dev"
+    } >/tmp/tensorzip-fuzz-apt.log 2>&1 || { cat /tmp/tensorzip-fuzz-apt.log >&2; exit 2; }
   else
-    echo "fuzz: clang++ not found; install clang (Debian: apt-get install clang)" >&2
+    echo "fuzz: clang++ or its sanitizer runtimes not found (Debian: apt-get install clang libclang-rt-N-dev)" >&2
     exit 2
   fi
 fi
@@ -37,8 +46,12 @@ VENV="$FUZZ/.venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import atheris, numpy, ml_dtypes, pybind11" 2>/dev/null; then
   echo "fuzz: creating $VENV"
   "${PYTHON:-python3}" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "atheris==3.0.0" "numpy>=1.24" "ml_dtypes>=0.4" "tqdm>=4.60" "pybind11>=2.12" cmake ninja
+  if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "atheris==3.0.0" "numpy>=1.24" "ml_dtypes>=0.4" "tqdm>=4.60" "pybind11>=2.12" cmake ninja \
+    >"$VENV/pip.log" 2>&1; then
+    cat "$VENV/pip.log" >&2
+    exit 1
+  fi
 fi
 PY="$VENV/bin/python"
 
