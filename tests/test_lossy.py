@@ -161,3 +161,17 @@ def test_cli(tmp_path, capsys):
     assert load_file(str(tmp_path / "back.safetensors")).keys() == original.keys()
     assert main(["compress", str(source), "--budget", "0.2"]) == 1
     assert "need --lossy" in capsys.readouterr().err
+
+
+def test_damaged_records_are_format_errors(tmp_path):
+    """A record that is not JSON (or nests past Python's recursion limit) is a FormatError."""
+    from tensorzip.container import TzipWriter
+    from tensorzip.lossy.codec import METADATA_KEY
+
+    for raw in ("{not json", "[" * 100_000 + "]" * 100_000, '{"format": 1}'):
+        path = tmp_path / "bad.tzip"
+        with TzipWriter(path, metadata={METADATA_KEY: raw}) as writer:
+            writer.add("exact/x", np.zeros(3, np.float32))
+        writer.close()
+        with pytest.raises(FormatError):
+            tz.lossy.load(path)

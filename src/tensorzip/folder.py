@@ -60,7 +60,7 @@ class ShardedCheckpoint:
         text = path.read_bytes().decode("utf-8", errors="strict")
         try:
             weight_map = json.loads(text).get("weight_map", {})
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, RecursionError, AttributeError):
             raise InputFileError(f"{path}: not a safetensors index (invalid JSON)") from None
         names = {p.name for p in shard_paths}
         missing = sorted({f for f in weight_map.values() if isinstance(f, str)} - names)

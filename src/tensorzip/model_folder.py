@@ -190,7 +190,7 @@ def _rewritten_index(path: Path, text: str, shards: dict[str, str]) -> str:
     """The index with its ``weight_map`` naming the .tzip shards, and its original text."""
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise InputFileError(f"{path}: not a weights index (invalid JSON)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
         raise InputFileError(f"{path}: not a weights index (no weight_map)")
@@ -259,7 +259,7 @@ def _original_index(path: Path) -> str | None:
     text = _read_index(path)
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or INDEX_KEY not in doc:
         return None
@@ -481,7 +481,7 @@ def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
         index = candidates[0]
         try:
             weight_map = json.loads(_read_index(index)).get("weight_map")
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, RecursionError, AttributeError):
             weight_map = None
         if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
             raise InputFileError(f"{index}: not a weights index (no weight_map)")

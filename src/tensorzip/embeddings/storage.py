@@ -70,7 +70,7 @@ def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
             raise FormatError(f"{reader.where}: not an embedding collection (no {METADATA_KEY!r} record)")
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise FormatError(f"{reader.where}: embedding record is not valid JSON") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
             found = record.get("format") if isinstance(record, dict) else record

@@ -39,7 +39,7 @@ def parse_header(raw: bytes, where: str, data_length: int) -> tuple[list[Safeten
     """Entries in data-offset order and the ``__metadata__``; validated against the data length."""
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InputFileError(f"{where}: safetensors header is not valid UTF-8 JSON ({error})") from None
     if not isinstance(doc, dict):
         raise InputFileError(f"{where}: safetensors header must be a JSON object")

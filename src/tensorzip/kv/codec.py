@@ -256,7 +256,7 @@ def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None)
             raise FormatError(f"{reader.where}: not a KV cache (no {METADATA_KEY!r} record)")
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise FormatError(f"{reader.where}: KV record is not valid JSON") from None
         if not isinstance(record, dict) or record.get("format") not in READABLE_FORMATS:
             raise FormatError(f"{reader.where}: KV record of unknown format")

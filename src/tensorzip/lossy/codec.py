@@ -200,7 +200,10 @@ def _read(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> t
         raw = (reader.metadata() or {}).get(METADATA_KEY)
         if raw is None:
             raise FormatError(f"{reader.where}: not a lossy checkpoint (no {METADATA_KEY!r} record)")
-        record = json.loads(raw)
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            raise FormatError(f"{reader.where}: the lossy record is not valid JSON") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
             raise FormatError(f"{reader.where}: lossy record of unknown format")
         return record, dict(reader.iter_tensors())
