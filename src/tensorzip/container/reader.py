@@ -7,10 +7,11 @@ threads at once.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,6 +153,22 @@ class TzipReader:
 
     def metadata(self) -> dict[str, str] | None:
         return None if self.header.metadata is None else dict(self.header.metadata)
+
+    def layer_record(self, key: str, what: str, formats: Collection[int]) -> dict[str, Any]:
+        """The JSON record a lossy layer (KV caches, embeddings, lossy weights) keeps in
+        the metadata under ``key``, checked to be an object of one of ``formats``;
+        ``what`` names the kind of file in the error (e.g. "a KV cache")."""
+        raw = (self.metadata() or {}).get(key)
+        if raw is None:
+            raise FormatError(f"{self.where}: not {what} (no {key!r} record)")
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            raise FormatError(f"{self.where}: the {key!r} record is not valid JSON") from None
+        if not isinstance(record, dict) or record.get("format") not in formats:
+            found = record.get("format") if isinstance(record, dict) else record
+            raise FormatError(f"{self.where}: the {key!r} record has an unknown format {found!r}")
+        return record
 
     def entry(self, name: str) -> TensorEntry:
         try:

@@ -65,16 +65,7 @@ def to_bytes(record: dict[str, Any], *, code: EmbeddingCode | None = None, vecto
 def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
          threads: int | None = None) -> StoredCollection:
     with TzipReader(source, threads=threads) as reader:
-        raw = (reader.metadata() or {}).get(METADATA_KEY)
-        if raw is None:
-            raise FormatError(f"{reader.where}: not an embedding collection (no {METADATA_KEY!r} record)")
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            raise FormatError(f"{reader.where}: embedding record is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
-            found = record.get("format") if isinstance(record, dict) else record
-            raise FormatError(f"{reader.where}: embedding record of unknown format {found!r}")
+        record = reader.layer_record(METADATA_KEY, "an embedding collection", (FORMAT_VERSION,))
         names = set(reader.keys())
         if names == {"vectors"}:
             vectors = reader.get_tensor("vectors")

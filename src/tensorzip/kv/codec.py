@@ -251,13 +251,5 @@ def to_bytes(tensors: dict[str, np.ndarray], record: dict[str, Any], threads: in
 def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None) -> tuple[dict[str, np.ndarray],
                                                                                             dict[str, Any]]:
     with TzipReader(blob, threads=threads) as reader:
-        raw = (reader.metadata() or {}).get(METADATA_KEY)
-        if raw is None:
-            raise FormatError(f"{reader.where}: not a KV cache (no {METADATA_KEY!r} record)")
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            raise FormatError(f"{reader.where}: KV record is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("format") not in READABLE_FORMATS:
-            raise FormatError(f"{reader.where}: KV record of unknown format")
+        record = reader.layer_record(METADATA_KEY, "a KV cache", READABLE_FORMATS)
         return dict(reader.iter_tensors()), record

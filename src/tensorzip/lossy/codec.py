@@ -197,15 +197,7 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
 def _read(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> tuple[dict[str, Any],
                                                                                      dict[str, np.ndarray]]:
     with TzipReader(path, threads=threads) as reader:
-        raw = (reader.metadata() or {}).get(METADATA_KEY)
-        if raw is None:
-            raise FormatError(f"{reader.where}: not a lossy checkpoint (no {METADATA_KEY!r} record)")
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            raise FormatError(f"{reader.where}: the lossy record is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
-            raise FormatError(f"{reader.where}: lossy record of unknown format")
+        record = reader.layer_record(METADATA_KEY, "a lossy checkpoint", (FORMAT_VERSION,))
         return record, dict(reader.iter_tensors())
 
 
