@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -201,8 +202,15 @@ def test_api_reports_and_progress(tmp_path, bert):
 
 
 def test_archive_option_keeps_one_file_with_cross_shard_dedup(tmp_path, bert, capsys):
-    _, folder = bert
+    _, model_folder = bert
     archive = tmp_path / "one.tzip"
+    # The model folder holds config and tokenizer files an archive would drop: refused, naming them.
+    assert main(["compress", str(model_folder), "--archive", "-o", str(archive)]) == 1
+    assert "config.json" in capsys.readouterr().err and not archive.exists()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for path in [*model_folder.glob("*.safetensors"), model_folder / INDEX]:
+        shutil.copyfile(path, folder / path.name)
     assert main(["compress", str(folder), "--archive", "-o", str(archive), "-v"]) == 0
     assert archive.is_file()
     assert "context" in capsys.readouterr().out  # -v works for a folder archive

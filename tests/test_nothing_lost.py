@@ -80,10 +80,12 @@ def inputs(tmp_path_factory) -> Path:
     safetensors_numpy.save_file({n: tensors[n] for n in names[1:]}, str(folder / SHARDS[1]))
     weight_map = {names[0]: SHARDS[0], names[1]: SHARDS[1], names[2]: SHARDS[1]}
     (folder / INDEX).write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}, indent=2))
+    shards_only = root / "shards"  # an archive keeps the shards and the index only (folder mode keeps all)
+    shutil.copytree(folder, shards_only)
     (folder / "config.json").write_text('{"model_type": "test"}\n')
     tz.compress_file(root / "model.safetensors", root / "model.tzip")
     tz.compress_folder(folder, root / "model.tzip.d")  # a compressed folder (named so it sits beside model.tzip)
-    tz.compress_file(folder, root / "archive.tzip")
+    tz.compress_file(shards_only, root / "archive.tzip")
     vectors = rng.standard_normal((2000, 64)).astype(np.float32)
     np.save(root / "vectors.npy", vectors)
     tz.embeddings.save(root / "vectors.tzip", vectors, mode="lossless")
@@ -160,8 +162,8 @@ COMMANDS = [
             lambda i, t: tz.compress_file(i / "model.pt", t), "out.tzip", torch=True, encoder=True),
     Command("compress-folder", lambda i, t: ["compress", i / "model", "-o", t],
             lambda i, t: tz.compress_folder(i / "model", t), "out.tzip", folder=True, encoder=True),
-    Command("compress-archive", lambda i, t: ["compress", i / "model", "--archive", "-o", t],
-            lambda i, t: tz.compress_file(i / "model", t), "out.tzip", encoder=True),
+    Command("compress-archive", lambda i, t: ["compress", i / "shards", "--archive", "-o", t],
+            lambda i, t: tz.compress_file(i / "shards", t), "out.tzip", encoder=True),
     Command("decompress", lambda i, t: ["decompress", i / "model.tzip", "-o", t],
             lambda i, t: tz.decompress_file(i / "model.tzip", t), "out.safetensors", decoder=True),
     Command("decompress-pt", lambda i, t: ["decompress", i / "model.tzip", "-o", t],

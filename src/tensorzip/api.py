@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from .atomic_file import refuse_output_over_inputs, same_file
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import ReadLimits, TzipReader, TzipWriter
 from .errors import FormatError, OutputFileError, TensorzipError
@@ -73,10 +74,12 @@ def save_file(
     """
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
-    if base is not None and os.path.exists(path) and os.path.exists(base) and os.path.samefile(path, base):
+    if base is not None and same_file(path, base):
         raise OutputFileError(f"{path}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        if reference is not None:
+            refuse_output_over_inputs(path, *reference.files())
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,
                                                 base={"file": reference.name} if reference else None))
         add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import OutputFileError, TensorzipError
 
@@ -36,9 +37,56 @@ def _umask() -> int:
     return current
 
 
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (the same path, a hard or a symbolic link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def is_within(path: str, folder: str) -> bool:
+    """Whether the (resolved) ``path`` is ``folder`` or lies inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_output_over_inputs(target: Any, *inputs: Any, folder: bool = False) -> None:
+    """The one rule for what an output may replace: not any input of the operation by any
+    name (the same path, a hard or symbolic link to it; bases deeper in a chain, query and
+    calibration files count as inputs); a folder output (which replaces what is there
+    whole) may not hold an input, and nothing is written inside an input folder.
+    ``inputs`` may hold ``None`` and streams, which are skipped."""
+    if not isinstance(target, (str, os.PathLike)):
+        return
+    out = os.path.realpath(target)
+    for given in inputs:
+        if not isinstance(given, (str, os.PathLike)):
+            continue
+        inside = os.path.realpath(given)
+        if (same_file(target, given) or (folder and is_within(inside, out))
+                or (os.path.isdir(given) and is_within(out, inside))):
+            raise OutputFileError(f"output {target} would overwrite or sit inside the input {given}; "
+                                  "write it elsewhere (choose another -o)")
+
+
+def _refuse_special(target: Path) -> None:
+    """--force replaces regular files (and folders of ours), never a device node, FIFO or socket:
+    renaming over /dev/null as root would put a regular file in its place."""
+    try:
+        mode = target.lstat().st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        raise OutputFileError(f"cannot write {target}: it is not a regular file (a device, FIFO or socket); "
+                              "tensorzip replaces only regular files, even with --force")
+    if stat.S_ISLNK(mode):
+        _refuse_special(target.resolve())
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[BinaryIO]:
     target = Path(path)
+    _refuse_special(target)
     if target.is_dir():
         raise OutputFileError(f"cannot write {target}: it is a directory")
     if not overwrite and target.exists():
@@ -77,6 +125,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
     directory beside ``path``, renamed into place when the block succeeds. An existing
     target is replaced only then (with ``overwrite``)."""
     target = Path(path)
+    _refuse_special(target)
     if target.exists() and not target.is_dir():
         raise OutputFileError(f"cannot write the folder {target}: a file of that name exists")
     if not overwrite and target.exists():

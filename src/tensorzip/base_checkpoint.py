@@ -62,6 +62,14 @@ class BaseCheckpoint:
             self._safetensors = {e.name: (single, e) for e in single.entries}
             self._entries = dict.fromkeys(self._safetensors)
 
+    def files(self) -> list[Path]:
+        """Every file this base reads: itself (or its folder) and, for a .tzip coded against a
+        base of its own, each file down the chain. An output may replace none of them."""
+        own = [self.path]
+        if self._reader is not None and self._reader.base_name:
+            own += self._reader.base_checkpoint().files()
+        return own
+
     def tensor(self, name: str) -> np.ndarray | None:
         """The base tensor called ``name``, or ``None`` when the base has none."""
         if name not in self._entries:

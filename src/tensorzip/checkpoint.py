@@ -14,15 +14,16 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .atomic_file import atomic_directory, atomic_output
+from .atomic_file import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
-from .errors import CorruptDataError, HeaderError, OutputFileError, TensorzipError
+from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .folder import ShardedCheckpoint, folder_layout, is_folder_source
 from .integrations.frameworks import to_numpy, to_torch
 from .integrations.safetensors_file import (
@@ -152,11 +153,13 @@ def compress_file(
     """
     started = time.perf_counter()
     checkpoint = open_checkpoint(source)
-    if base is not None and isinstance(target, (str, os.PathLike)) and _same_file(target, base):
+    if base is not None and isinstance(target, (str, os.PathLike)) and same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
-    _refuse_output_over_inputs(target, source)
+    refuse_output_over_inputs(target, source)
     with contextlib.ExitStack() as stack:
         reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        if reference is not None:
+            refuse_output_over_inputs(target, *reference.files())
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
 
 
@@ -180,38 +183,28 @@ def source_tensors(source: str | os.PathLike[str]) -> Iterator[tuple[str, np.nda
     return checkpoint.tensors()
 
 
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
-
-
-def _refuse_output_over_inputs(target: PathOrStream, *inputs: Any, folder: bool = False) -> None:
-    """An output path may not be an input by any name (the same path, a hard or symbolic
-    link to it); a folder output (which replaces what is there whole) may not hold one,
-    and nothing is written inside an input folder."""
-    if not isinstance(target, (str, os.PathLike)):
-        return
-    out = os.path.realpath(target)
-    for given in inputs:
-        if not isinstance(given, (str, os.PathLike)):
-            continue
-        inside = os.path.realpath(given)
-        if (_same_file(target, given) or (folder and _is_within(inside, out))
-                or (os.path.isdir(given) and _is_within(out, inside))):
-            raise OutputFileError(f"output {target} would overwrite or sit inside the input {given}; "
-                                  "write it elsewhere")
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
+    """Every file that reading ``path`` touches: itself and, for a .tzip coded against a
+    base, each base down the chain (those that can be found). Outputs may replace none."""
+    files: list[str | os.PathLike[str]] = [path]
+    if os.path.isfile(path):
+        with contextlib.suppress(TensorzipError, OSError), TzipReader(path) as reader:
+            if reader.base_name:
+                files += reader.base_checkpoint().files()
+    return files
 
 
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None) -> CompressionReport:
     if isinstance(checkpoint, ShardedCheckpoint):
+        others = checkpoint.other_files()
+        if others:  # an archive holds the shards and the index only: never drop a file silently
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise InputFileError(
+                f"{source}: an archive (--archive) keeps only the weight shards and the index, and the folder also "
+                f"holds {shown}; compress the folder without --archive (tensorzip compress {source} -> "
+                f"{Path(source).name}.tzip/ keeps every file), or archive a folder of the shards alone")
         total = checkpoint.tensor_bytes
         metadata = None
         record = checkpoint.source_record()
@@ -363,8 +356,8 @@ def decompress_file(
     started = time.perf_counter()
     with TzipReader(source, threads=threads, base=base) as reader:
         entries = list(reader.header.tensors.values())
-        used_base = reader.base_checkpoint().path if reader.base_name else None
-        _refuse_output_over_inputs(target, source, used_base, folder=is_folder_source(reader.header.source))
+        chain = reader.base_checkpoint().files() if reader.base_name else []
+        refuse_output_over_inputs(target, source, *chain, folder=is_folder_source(reader.header.source))
         if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
             written = _write_folder(reader, target, overwrite, progress)
         elif isinstance(target, (str, os.PathLike)) and is_torch_path(target):

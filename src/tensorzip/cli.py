@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import __version__, checkpoint, cli_analyze, cli_embeddings, cli_lossy, model_folder, sample_data
 from .analysis import tensor_bounds
+from .atomic_file import same_file
 from .container import TzipReader
 from .errors import OutputFileError, TensorzipError
 from .folder import is_folder_source
@@ -45,7 +46,7 @@ def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] 
 
 def _output_path(given: str | None, source: str, suffix: str, force: bool) -> Path:
     path = Path(given) if given else Path(source).with_suffix(suffix)
-    if path.resolve() == Path(source).resolve() or checkpoint._same_file(path, source):  # a hard link too
+    if path.resolve() == Path(source).resolve() or same_file(path, source):  # a hard link too
         raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
     if path.exists() and not force:
         raise OutputFileError(f"{path} already exists (use --force to replace it)")

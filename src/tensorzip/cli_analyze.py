@@ -9,8 +9,8 @@ from typing import Any
 
 from .analysis.analyze import analyze
 from .analysis.report_html import render_report
-from .atomic_file import atomic_output
-from .checkpoint import _same_file
+from .atomic_file import atomic_output, refuse_output_over_inputs
+from .checkpoint import files_read_by
 from .errors import OutputFileError
 
 
@@ -47,9 +47,12 @@ def _print_representations(record: dict[str, Any]) -> None:
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     from .cli import _progress  # the main CLI imports this module
 
-    for given in (args.input, args.labels):
-        if args.html and given and (Path(args.html).resolve() == Path(given).resolve() or _same_file(args.html, given)):
-            raise OutputFileError(f"report {args.html} would overwrite the input {given}; choose another --html")
+    if args.html:
+        try:
+            refuse_output_over_inputs(args.html, *files_read_by(args.input), args.labels)
+        except OutputFileError:
+            raise OutputFileError(f"report {args.html} would overwrite the input or sit inside it (the analysed "
+                                  f"{args.input}, its base or --labels); choose another --html") from None
     if args.html and Path(args.html).exists() and not args.force:  # say so before the work, not after
         raise OutputFileError(f"{args.html} already exists (use --force to replace it)")
     with _progress("analysing", not args.json) as progress:

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import embeddings
 from .analysis.analyze import load_matrix
-from .atomic_file import atomic_output
+from .atomic_file import atomic_output, refuse_output_over_inputs
 
 
 def _load_vectors(path: str) -> np.ndarray:
@@ -28,6 +28,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     vectors = _load_vectors(args.input)
     target = _target(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
+    refuse_output_over_inputs(target, args.queries)
     queries = _load_vectors(args.queries) if args.queries else None
     record = embeddings.save(target, vectors, recall=args.recall, k=args.k, metric=args.metric, mode=mode,
                              sample_queries=args.sample, queries=queries, threads=args.threads)

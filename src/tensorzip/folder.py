@@ -48,6 +48,18 @@ class ShardedCheckpoint:
                     )
                 seen[entry.name] = shard_name
 
+    def other_files(self) -> list[str]:
+        """Everything in the folder besides the shards and the index (config, tokenizer,
+        subfolders, empty folders), relative to it: what an archive of the shards would drop."""
+        kept = {name for name, _ in self.shards} | ({self.index[0]} if self.index else set())
+        others = []
+        for path in sorted(self.folder.rglob("*")):
+            relative = path.relative_to(self.folder).as_posix()
+            if relative in kept or (path.is_dir() and any(path.iterdir())):
+                continue
+            others.append(relative + ("/" if path.is_dir() else ""))
+        return others
+
     def _read_index(self, shard_paths: list[Path]) -> tuple[str, str] | None:
         indexes = sorted(p for p in self.folder.iterdir() if p.is_file() and p.name.endswith(INDEX_SUFFIX))
         if not indexes:

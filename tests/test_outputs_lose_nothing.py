@@ -1,0 +1,121 @@
+"""The two data-loss defects fixed before the 'one house' redesign (issue 15): an archive
+must never drop a folder's other files silently, and --force may replace neither a device
+node nor any input of the operation (a base deeper in a chain, --queries, --calibration,
+the analysed file's base). Each test fails on the code before the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file as save_safetensors
+
+import tensorzip as tz
+from tensorzip.cli import main
+from tensorzip.errors import InputFileError, OutputFileError
+
+from .test_folder import sharded  # noqa: F401 - fixture
+
+
+def _model_folder(folder):
+    """A sharded folder with the files a Hugging Face model folder also holds."""
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 64}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text("{}")
+    return folder
+
+
+def test_archive_of_a_folder_with_other_files_is_refused_naming_them(tmp_path, sharded, capsys):  # noqa: F811
+    folder = _model_folder(sharded[0])
+    with pytest.raises(InputFileError, match=r"config\.json.*without --archive"):
+        tz.compress_file(folder, tmp_path / "a.tzip")
+    assert not (tmp_path / "a.tzip").exists()
+    assert main(["compress", str(folder), "--archive", "-o", str(tmp_path / "a.tzip")]) != 0
+    message = capsys.readouterr().err
+    assert "1_Pooling/config.json" in message and "tokenizer.json" in message
+    assert not (tmp_path / "a.tzip").exists()
+    # the default (folder mode) keeps every file
+    assert main(["compress", str(folder), "-o", str(tmp_path / "m.tzip")]) == 0
+    assert main(["decompress", str(tmp_path / "m.tzip"), "-o", str(tmp_path / "back")]) == 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "back" / path.relative_to(folder)).read_bytes() == path.read_bytes()
+
+
+def test_an_empty_subfolder_counts_as_a_file_the_archive_would_drop(tmp_path, sharded):  # noqa: F811
+    folder = sharded[0]
+    (folder / "empty").mkdir()
+    with pytest.raises(InputFileError, match="empty/"):
+        tz.compress_file(folder, tmp_path / "a.tzip")
+
+
+def _chain(tmp_path):
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.standard_normal((64, 64)).astype(np.float32)}
+    save_safetensors(weights, str(tmp_path / "b0.safetensors"))
+    for step in (1, 2):
+        weights = {"w": (weights["w"] * np.float32(1.0001)).astype(np.float32)}
+        previous = tmp_path / ("b0.safetensors" if step == 1 else f"b{step - 1}.tzip")
+        tz.save_file(weights, tmp_path / f"b{step}.tzip", base=previous)
+    return weights
+
+
+def test_force_never_replaces_a_base_deeper_in_the_chain(tmp_path, capsys):
+    _chain(tmp_path)
+    original = (tmp_path / "b0.safetensors").read_bytes()
+    code = main(["decompress", str(tmp_path / "b2.tzip"), "-o", str(tmp_path / "b0.safetensors"), "--force"])
+    assert code != 0 and "b0.safetensors" in capsys.readouterr().err
+    assert (tmp_path / "b0.safetensors").read_bytes() == original
+    with pytest.raises(OutputFileError):
+        tz.decompress_file(tmp_path / "b2.tzip", tmp_path / "b0.safetensors")
+    with pytest.raises(OutputFileError):  # compressing against b2 may not replace b0 either
+        tz.compress_file(tmp_path / "b0.safetensors", tmp_path / "b1.tzip", base=tmp_path / "b2.tzip")
+    assert (tmp_path / "b0.safetensors").read_bytes() == original
+
+
+def test_analyze_html_never_replaces_the_analysed_files_base(tmp_path, capsys):
+    _chain(tmp_path)
+    original = (tmp_path / "b0.safetensors").read_bytes()
+    code = main(["analyze", str(tmp_path / "b2.tzip"), "--html", str(tmp_path / "b0.safetensors"), "--force"])
+    assert code != 0 and "--html" in capsys.readouterr().err
+    assert (tmp_path / "b0.safetensors").read_bytes() == original
+
+
+def test_force_never_replaces_the_queries_file(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "v.npy", rng.standard_normal((300, 16)).astype(np.float32))
+    np.save(tmp_path / "q.npy", rng.standard_normal((20, 16)).astype(np.float32))
+    queries = (tmp_path / "q.npy").read_bytes()
+    code = main(["embeddings", "compress", str(tmp_path / "v.npy"), "--recall", "0.9", "--queries",
+                 str(tmp_path / "q.npy"), "-o", str(tmp_path / "q.npy"), "--force"])
+    assert code != 0 and "q.npy" in capsys.readouterr().err
+    assert (tmp_path / "q.npy").read_bytes() == queries
+
+
+def test_force_never_replaces_the_calibration_file(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    save_safetensors({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(tmp_path / "m.safetensors"))
+    np.savez(tmp_path / "cal.npz", w=np.ones(64, np.float32))
+    calibration = (tmp_path / "cal.npz").read_bytes()
+    code = main(["compress", str(tmp_path / "m.safetensors"), "--lossy", "--budget", "0.2", "--calibration",
+                 str(tmp_path / "cal.npz"), "-o", str(tmp_path / "cal.npz"), "--force"])
+    assert code != 0 and "cal.npz" in capsys.readouterr().err
+    assert (tmp_path / "cal.npz").read_bytes() == calibration
+
+
+def test_force_never_replaces_a_fifo_or_device_node(tmp_path, small_tzip, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code = main(["decompress", str(small_tzip), "-o", str(fifo), "--force"])
+    assert code != 0 and "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    link = tmp_path / "null-link"
+    link.symlink_to("/dev/null")
+    with pytest.raises(OutputFileError, match="not a regular file"):
+        tz.decompress_file(small_tzip, link)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert link.is_symlink()
