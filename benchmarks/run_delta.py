@@ -30,7 +30,7 @@ from delta_peers import BitX, ZipNNDelta
 from finetune_data import prepare_finetune
 from machine import describe
 from results_file import write_section
-from tensorzip.checkpoint import compress_file, decompress_file
+from tensorzip.files import compress_file, decompress_file
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

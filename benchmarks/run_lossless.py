@@ -102,7 +102,7 @@ def engine_speeds(tz, path: Path, threads: int, reps: int) -> dict:
 
     from tensorzip import _native
     from tensorzip.codecs import BytePlanesCodec
-    from tensorzip.integrations.safetensors_file import SafetensorsFile
+    from tensorzip.inputs.safetensors import SafetensorsFile
 
     checkpoint = SafetensorsFile(path)
     arrays = [np.ascontiguousarray(checkpoint.array(e)) for e in checkpoint.entries]

@@ -29,7 +29,7 @@ import tensorzip
 from machine import describe
 from results_file import write_section
 from scale_data import make_scale_checkpoint
-from tensorzip.checkpoint import compress_file
+from tensorzip.files import compress_file
 
 
 def peak_rss_mb() -> float:

@@ -41,8 +41,8 @@ import tzip_image  # noqa: E402
 
 with atheris.instrument_imports(include=["tensorzip"]):
     from tensorzip import _native
-    from tensorzip.base_checkpoint import BaseCheckpoint
     from tensorzip.container import ReadLimits, TzipReader
+    from tensorzip.container.bases import BaseCheckpoint
     from tensorzip.errors import TensorzipError
 
 tzip_image.checksum = _native.crc32c

@@ -26,10 +26,10 @@ import numpy as np
 
 import tensorzip as tz
 from tensorzip import _native, dtypes
-from tensorzip.base_checkpoint import BaseCheckpoint
 from tensorzip.codecs import BytePlanesCodec, NarrowedFloatCodec, SparseCodec
+from tensorzip.codecs.residual import Delta, codec_for, digest, residual
 from tensorzip.container import TzipReader, TzipWriter
-from tensorzip.delta import Delta, codec_for, digest, residual
+from tensorzip.container.bases import BaseCheckpoint
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent

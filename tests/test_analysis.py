@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tensorzip.analysis import tensor_bounds
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 
 
 def test_uniform_bytes_cost_eight_bits_and_have_no_context(rng):

@@ -14,8 +14,8 @@ import pytest
 
 import tensorzip as tz
 from tensorzip import sample_data
-from tensorzip.cli import main
-from tensorzip.integrations.safetensors_file import SafetensorsFile
+from tensorzip.cli.main import main
+from tensorzip.inputs.safetensors import SafetensorsFile
 
 from .conftest import flip, split_tzip
 

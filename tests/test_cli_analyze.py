@@ -13,9 +13,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from tensorzip import cli_analyze
-from tensorzip.checkpoint import compress_file
-from tensorzip.cli import main
+from tensorzip.cli import analyze as cli_analyze
+from tensorzip.cli.main import main
+from tensorzip.files import compress_file
 
 from .test_cli import _cached_minilm
 from .test_report_html import _chromium_or_skip, assert_self_contained, check_in_browser

@@ -139,7 +139,7 @@ def test_small_chunks_shared_out_by_native_threads(checkpoint) -> None:
 
 def test_the_base_is_opened_once_under_contention(checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every thread's first read needs the base, found beside the file: it is opened once."""
-    from tensorzip import base_checkpoint
+    from tensorzip.container import bases as base_checkpoint
 
     path, _, tensors = checkpoint
     opened = []

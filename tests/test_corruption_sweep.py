@@ -42,9 +42,9 @@ import pytest
 import tensorzip as tz
 from tensorzip import _native, dtypes
 from tensorzip.codecs import BytePlanesCodec, NarrowedFloatCodec, SparseCodec
+from tensorzip.codecs.residual import Delta, codec_for, digest, residual
 from tensorzip.container import TzipReader, TzipWriter
 from tensorzip.container.format import PREAMBLE_SIZE
-from tensorzip.delta import Delta, codec_for, digest, residual
 
 from .conftest import split_tzip
 

@@ -15,11 +15,11 @@ from safetensors.numpy import save_file as save_safetensors
 
 import tensorzip as tz
 from tensorzip import dtypes
-from tensorzip.checkpoint import compress_file, decompress_file, verify_file
-from tensorzip.cli import main
+from tensorzip.cli.main import main
+from tensorzip.codecs.residual import MODES, choose_delta, residual, restore
 from tensorzip.container import TzipReader
-from tensorzip.delta import MODES, choose_delta, residual, restore
 from tensorzip.errors import BaseMismatchError, BaseRequiredError, HeaderError
+from tensorzip.files import compress_file, decompress_file, verify_file
 
 FLOATS = ("bfloat16", "float16", "float32", "float64", "float8_e4m3fn", "float8_e5m2")
 

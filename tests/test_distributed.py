@@ -1,4 +1,4 @@
-"""Compression on a Dask cluster (``tensorzip.cluster``): the file is byte for byte the one a
+"""Compression on a Dask cluster (``tensorzip.writing.cluster``): the file is byte for byte the one a
 local run writes, for single files, folders of shards, fine-tunes against a base and the
 real MiniLM checkpoint; failures name the tensor and leave nothing behind.
 
@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file as save_safetensors
 
-from tensorzip import cluster
-from tensorzip.checkpoint import compress_file, decompress_file, verify_file
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 from tensorzip.codecs import EncodedTensor
 from tensorzip.container import TzipReader, TzipWriter
 from tensorzip.errors import CorruptDataError, InputFileError, TensorzipError
+from tensorzip.files import compress_file, decompress_file, verify_file
+from tensorzip.writing import cluster
 
 from .test_cli import _cached_minilm
 from .test_delta import fine_tuned

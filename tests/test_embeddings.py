@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tensorzip.embeddings as tze
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 from tensorzip.errors import TensorzipError
 
 

@@ -11,10 +11,11 @@ import pytest
 from safetensors.numpy import save_file as save_safetensors
 
 import tensorzip as tz
-from tensorzip.checkpoint import compress_file, decompress_file, verify_file
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 from tensorzip.container import TzipReader
 from tensorzip.errors import HeaderError, InputFileError, OutputFileError
+from tensorzip.files import compress_file, decompress_file, verify_file
+from tensorzip.inputs.safetensors import SafetensorsFile
 
 from .test_delta import _rewrite_header
 
@@ -123,7 +124,7 @@ def test_fine_tuned_folder_against_a_base_folder(tmp_path, sharded):
     tuned = tmp_path / "tuned"
     tuned.mkdir()
     for shard in sorted(folder.glob("*.safetensors")):
-        arrays = tz.integrations.safetensors_file.SafetensorsFile(shard)
+        arrays = SafetensorsFile(shard)
         moved = {e.name: np.array(arrays.array(e)) for e in arrays.entries}
         for name, a in moved.items():
             if a.dtype == np.float32:

@@ -28,10 +28,10 @@ import pytest
 import tensorzip as tz
 from tensorzip import _native
 from tensorzip.codecs import BytePlanesCodec
+from tensorzip.codecs.residual import Delta, digest
 from tensorzip.container import ReadLimits, TzipReader, TzipWriter
 from tensorzip.container.format import DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble
 from tensorzip.container.header import DEFAULT_MAX_EXPANSION, DEFAULT_MAX_TENSOR_BYTES
-from tensorzip.delta import Delta, digest
 from tensorzip.kv.codec import KVConfig, encode, to_bytes
 
 from .conftest import build_tzip, rewrite_header, split_tzip

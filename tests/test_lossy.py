@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import tensorzip as tz
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 from tensorzip.errors import FormatError, InputFileError, TensorzipError
 from tensorzip.lossy.grid import grid_steps, quantize_matrix
 

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import tensorzip as tz  # noqa: E402
-from tensorzip import model_folder  # noqa: E402
-from tensorzip.checkpoint import decompress_file  # noqa: E402
-from tensorzip.cli import main  # noqa: E402
+from tensorzip import folders as model_folder  # noqa: E402
+from tensorzip.cli.main import main  # noqa: E402
+from tensorzip.files import decompress_file  # noqa: E402
 
 INDEX = "model.safetensors.index.json"
 

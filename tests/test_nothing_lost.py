@@ -37,10 +37,11 @@ import numpy as np
 import pytest
 
 import tensorzip as tz
-from tensorzip import atomic_file, checkpoint
-from tensorzip.cli import main
+from tensorzip import files as checkpoint
+from tensorzip.cli.main import main
 from tensorzip.codecs import BytePlanesCodec
 from tensorzip.container.writer import TzipWriter
+from tensorzip.outputs import atomic as atomic_file
 
 from .conftest import rewrite_header
 
@@ -480,7 +481,7 @@ def test_interrupt_mid_stream_leaves_nothing(capsys, prepared, tmp_path, monkeyp
     def progress(label, enabled):
         yield interrupted
 
-    monkeypatch.setattr("tensorzip.cli._progress", progress)
+    monkeypatch.setattr("tensorzip.cli.checkpoints._progress", progress)
     with untouched(prepared):
         code, _, err = cli(capsys, "compress", prepared / "model.safetensors", "-o", tmp_path / "out.tzip")
     assert code == 130 and "no output was left behind" in err
@@ -493,7 +494,7 @@ def test_interrupt_mid_stream_leaves_nothing(capsys, prepared, tmp_path, monkeyp
 # at least one tensor or batch is written to the temporary file), says so and waits to be killed.
 _HELD_CLI = textwrap.dedent("""
     import contextlib, pathlib, sys, time
-    from tensorzip import cli
+    from tensorzip.cli import checkpoints, main
 
     marker = pathlib.Path(sys.argv[1])
 
@@ -504,8 +505,8 @@ _HELD_CLI = textwrap.dedent("""
             time.sleep(120)
         yield update
 
-    cli._progress = held
-    sys.exit(cli.main(sys.argv[2:]))
+    checkpoints._progress = held
+    sys.exit(main(sys.argv[2:]))
 """)
 
 KILLED = [c for c in CLI if c.name in ("compress", "compress-folder", "compress-archive", "decompress",

@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import save_file as save_safetensors
 
 import tensorzip as tz
-from tensorzip.cli import main
+from tensorzip.cli.main import main
 from tensorzip.errors import InputFileError, OutputFileError
 
 from .test_folder import sharded  # noqa: F401 - fixture

@@ -23,9 +23,10 @@ from tensorzip.analysis.weights import (
     special_values,
     tensor_profile,
 )
-from tensorzip.checkpoint import compress_file
 from tensorzip.container.format import PREAMBLE_SIZE
 from tensorzip.errors import InputFileError
+from tensorzip.files import compress_file
+from tensorzip.inputs.safetensors import SafetensorsFile
 
 from .conftest import split_tzip
 
@@ -333,7 +334,7 @@ def test_checkpoint_sizes_match_a_real_compression(tmp_path, checkpoint):
     record = analyze_checkpoint(checkpoint)
     assert record["kind"] == "checkpoint" and record["notes"] == []
     tensors = {t["name"]: t for t in record["tensors"]}
-    source = tz.integrations.safetensors_file.SafetensorsFile(checkpoint)
+    source = SafetensorsFile(checkpoint)
     assert list(tensors) == [e.name for e in source.entries]
 
     packed = tmp_path / "model.tzip"

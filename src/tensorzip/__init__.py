@@ -5,15 +5,7 @@ lives in this module.
 """
 
 from . import embeddings, kv, lossy, torch
-from .api import compress, decompress, load_file, safe_open, save_file
-from .checkpoint import (
-    CompressionReport,
-    DecompressionReport,
-    VerifyReport,
-    compress_file,
-    decompress_file,
-    verify_file,
-)
+from .arrays import compress, decompress, load_file, safe_open, save_file
 from .container import ReadLimits
 from .dtypes import SUPPORTED_DTYPES
 from .errors import (
@@ -31,8 +23,9 @@ from .errors import (
     UnknownCodecError,
     UnsupportedDtypeError,
 )
-from .memory_file import MemoryFile
-from .model_folder import FolderReport, compress_folder, decompress_folder
+from .files import CompressionReport, DecompressionReport, VerifyReport, compress_file, decompress_file, verify_file
+from .folders import FolderReport, compress_folder, decompress_folder
+from .outputs.memory_file import MemoryFile
 
 __version__ = "0.1.0"
 

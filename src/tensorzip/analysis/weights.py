@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from ..base_checkpoint import add_tensors
 from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
+from ..container.bases import add_tensors
 from ..container.format import MAGIC
 from ..errors import InputFileError
-from ..folder import ShardedCheckpoint, is_folder_source
-from ..integrations.safetensors_file import SafetensorsFile
+from ..inputs.safetensors import SafetensorsFile
+from ..inputs.shards import ShardedCheckpoint, is_folder_source
 from .entropy import plane_bits, tensor_bounds
 
 DEFAULT_EXACT_ELEMENTS = 1 << 22

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import dtypes
 from ..codecs import ChunkRef
-from ..delta import Delta
+from ..codecs.residual import Delta
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES

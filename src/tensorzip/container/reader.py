@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _native
 from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
-from ..delta import restore
+from ..codecs.residual import restore
 from ..errors import (
     BaseMismatchError,
     BaseRequiredError,
@@ -35,7 +35,7 @@ from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 
 if TYPE_CHECKING:  # the base module reads .tzip bases with this reader
-    from ..base_checkpoint import BaseCheckpoint
+    from .bases import BaseCheckpoint
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 
@@ -244,7 +244,7 @@ class TzipReader:
         """The base, opened on first use (given, or found beside the file)."""
         with self._base_lock:  # threads reading at once open it once
             if self._base is None:
-                from ..base_checkpoint import BaseCheckpoint, locate_base
+                from .bases import BaseCheckpoint, locate_base
 
                 recorded = self.base_name
                 if recorded is None:

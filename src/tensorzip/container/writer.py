@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import _native, dtypes
-from ..atomic_file import atomic_output
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
-from ..delta import Delta
+from ..codecs.residual import Delta
 from ..errors import CorruptDataError, OutputFileError, TensorzipError
+from ..outputs.atomic import atomic_output
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, TensorEntry
 

@@ -15,7 +15,7 @@ import numpy as np
 from numcodecs.abc import Codec as NumcodecsCodec
 from numcodecs.compat import ensure_contiguous_ndarray, ensure_ndarray
 
-from ..api import compress, decompress
+from ..arrays import compress, decompress
 from ..errors import TensorzipError
 
 

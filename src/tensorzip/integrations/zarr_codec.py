@@ -27,7 +27,7 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import JSON, parse_named_configuration
 
-from ..api import compress, decompress
+from ..arrays import compress, decompress
 from ..errors import CorruptDataError, TensorzipError
 
 if TYPE_CHECKING:

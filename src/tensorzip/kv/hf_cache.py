@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic_file import atomic_output
 from ..errors import InputFileError, TensorzipError
 from ..integrations.frameworks import to_numpy, to_torch
+from ..outputs.atomic import atomic_output
 
 
 def cache_layers(cache: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from ..atomic_file import atomic_output
 from ..container import TzipReader, TzipWriter
 from ..errors import FormatError, InputFileError, TensorzipError
-from ..integrations.safetensors_file import SafetensorsFile, parse_header, write_prefix
+from ..inputs.safetensors import SafetensorsFile, parse_header, write_prefix
+from ..outputs.atomic import atomic_output
 from .grid import GridMatrix, grid_steps, quantize_matrix
 
 METADATA_KEY = "tensorzip.lossy"

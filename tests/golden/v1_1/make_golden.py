@@ -23,10 +23,10 @@ import numpy as np
 from safetensors.numpy import save_file as save_safetensors
 
 from tensorzip import dtypes
-from tensorzip.base_checkpoint import BaseCheckpoint
 from tensorzip.codecs import BytePlanesCodec
+from tensorzip.codecs.residual import Delta, codec_for, digest, residual
 from tensorzip.container import TzipWriter
-from tensorzip.delta import Delta, codec_for, digest, residual
+from tensorzip.container.bases import BaseCheckpoint
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,60 +1,25 @@
-"""The ``tensorzip`` command: a thin layer over the public API.
-
-Every subcommand prints a human summary (or ``--json`` for scripts), shows a
-progress bar on a terminal, and turns a TensorzipError into one line on stderr
-with exit status 1.
-"""
+"""``tensorzip compress / decompress / verify / info / demo``: files and folders of weights."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from . import __version__, checkpoint, cli_analyze, cli_embeddings, cli_lossy, model_folder, sample_data
-from .analysis import tensor_bounds
-from .atomic_file import same_file
-from .container import TzipReader
-from .errors import OutputFileError, TensorzipError
-from .folder import is_folder_source
-from .integrations.torch_file import TORCH_FORMAT, is_torch_path, looks_like_torch_file
-
-
-@contextmanager
-def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    bar = tqdm(total=0, unit="B", unit_scale=True, desc=label, leave=False, disable=None, file=sys.stderr)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
-def _output_path(given: str | None, source: str, suffix: str, force: bool) -> Path:
-    path = Path(given) if given else Path(source).with_suffix(suffix)
-    if path.resolve() == Path(source).resolve() or same_file(path, source):  # a hard link too
-        raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
-    if path.exists() and not force:
-        raise OutputFileError(f"{path} already exists (use --force to replace it)")
-    return path
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:,.2f} MB"
+from .. import files as checkpoint
+from .. import folders as model_folder
+from .. import sample_data
+from ..analysis import tensor_bounds
+from ..container import TzipReader
+from ..errors import OutputFileError, TensorzipError
+from ..inputs.shards import is_folder_source
+from ..inputs.torch_file import TORCH_FORMAT, is_torch_path, looks_like_torch_file
+from . import lossy as cli_lossy
+from .common import megabytes as _mb
+from .common import output_path as _output_path
+from .common import progress_bar as _progress
 
 
 def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> None:
@@ -263,25 +228,11 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     return {"results": results}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tensorzip", description="Lossless compression for neural-network checkpoints."
-    )
-    parser.add_argument("--version", action="version", version=f"tensorzip {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    def common(sub: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], dict[str, Any]],
-               threads: bool = True) -> argparse.ArgumentParser:
-        sub.set_defaults(handler=handler)
-        sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-        if threads:
-            sub.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
-        return sub
 
-    def add(name: str, handler: Callable[[argparse.Namespace], dict[str, Any]], help_text: str,
-            threads: bool = True) -> argparse.ArgumentParser:
-        return common(commands.add_parser(name, help=help_text, description=help_text), handler, threads)
-
+def add_commands(commands: argparse._SubParsersAction,
+                 add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register compress, decompress, verify, info and demo."""
     sub = add("compress", cmd_compress, "compress a .safetensors or PyTorch file into .tzip, or a model folder "
                                         "into a folder of .tzip shards")
     sub.add_argument("input")
@@ -316,29 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("info", cmd_info, "list the tensors of a .tzip file", threads=False)
     sub.add_argument("input")
 
-    cli_embeddings.add_commands(commands, common)
-    cli_analyze.add_command(commands, common)
-
     sub = add("demo", cmd_demo, "compress, restore and verify all-MiniLM-L6-v2 (FP32 and BF16)")
     sub.add_argument("--cache-dir", help="where to keep the model (default: $TENSORZIP_CACHE or "
                                          "~/.cache/tensorzip)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        result = args.handler(args)
-    except TensorzipError as error:
-        print(f"tensorzip: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("tensorzip: interrupted; no output was left behind", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,21 +19,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .atomic_file import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
-from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
+from .container.bases import BaseCheckpoint, add_tensors
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
-from .folder import ShardedCheckpoint, folder_layout, is_folder_source
-from .integrations.frameworks import to_numpy, to_torch
-from .integrations.safetensors_file import (
-    SafetensorsFile,
-    build_header,
-    check_layout_matches,
-    parse_header,
-    write_prefix,
-)
-from .integrations.torch_file import (
+from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
+from .inputs.shards import ShardedCheckpoint, folder_layout, is_folder_source
+from .inputs.torch_file import (
     STATE_DICT_KEY,
     TORCH_FORMAT,
     TorchFile,
@@ -42,7 +34,9 @@ from .integrations.torch_file import (
     looks_like_torch_file,
     save_torch,
 )
-from .memory_file import MemoryFile
+from .integrations.frameworks import to_numpy, to_torch
+from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
+from .outputs.memory_file import MemoryFile
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -252,7 +246,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         if scheduler is None:
             dedup = add_tensors(writer, tensors, base)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
-            from .cluster import add_tensors_on_cluster, connect
+            from .writing.cluster import add_tensors_on_cluster, connect
 
             with connect(scheduler) as client:
                 dedup, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)

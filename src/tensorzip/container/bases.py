@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import dtypes
-from .container.format import MAGIC
-from .dedup import Deduplicator
-from .delta import Delta, choose_delta, codec_for, digest, residual
-from .errors import BaseMismatchError, BaseRequiredError, InputFileError
-from .folder import ShardedCheckpoint
-from .integrations.safetensors_file import SafetensorsFile
+from .. import dtypes
+from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
+from ..inputs.safetensors import SafetensorsFile
+from ..inputs.shards import ShardedCheckpoint
+from ..writing.dedup import Deduplicator
+from .format import MAGIC
 
 if TYPE_CHECKING:
-    from .container.writer import TzipWriter
+    from .writer import TzipWriter
 
 MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
 
@@ -51,7 +51,7 @@ class BaseCheckpoint:
         except OSError as error:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
         if magic == MAGIC:
-            from .container.reader import TzipReader  # the reader imports this module
+            from .reader import TzipReader  # the reader imports this module
 
             if _depth >= MAX_CHAIN_LENGTH:
                 raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
-from .codecs import BytePlanesCodec, Codec, EncodeJob, choose_codec
-from .codecs.policy import sample_of
-from .dtypes import DTypeSpec
-from .errors import HeaderError
+from .. import _native
+from ..dtypes import DTypeSpec
+from ..errors import HeaderError
+from . import BytePlanesCodec, Codec, EncodeJob, choose_codec
+from .policy import sample_of
 
 MODES = ("xor", "sub")
 DIGEST_PREFIX = "sha256-128:"

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from . import lossy
-from .atomic_file import refuse_output_over_inputs
-from .errors import InputFileError, TensorzipError
+from .. import lossy
+from ..errors import InputFileError, TensorzipError
+from ..outputs.atomic import refuse_output_over_inputs
+from .common import progress_bar
 
 
 def add_arguments(compress: argparse.ArgumentParser) -> None:
@@ -40,11 +41,10 @@ def _sensitivity(path: str | None) -> dict[str, np.ndarray] | None:
 def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     if args.base or args.scheduler or args.archive:
         raise TensorzipError("--lossy does not combine with --base, --scheduler or --archive")
-    from .cli import _progress  # the main CLI imports this module
 
     refuse_output_over_inputs(target, args.calibration)
 
-    with _progress("searching the budget", not args.json) as progress:
+    with progress_bar("searching the budget", not args.json) as progress:
         report = lossy.compress_file(args.input, target, budget=args.budget, bits_per_weight=args.bits_per_weight,
                                      sensitivity=_sensitivity(args.calibration), threads=args.threads,
                                      overwrite=args.force, progress=progress)

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic_file import atomic_directory
-from .checkpoint import (
+from .container import TzipReader
+from .container.format import MAGIC
+from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
+from .files import (
     CompressionReport,
     DecompressionReport,
     ProgressCallback,
@@ -44,11 +46,9 @@ from .checkpoint import (
     decompress_file,
     verify_file,
 )
-from .container import TzipReader
-from .container.format import MAGIC
-from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
-from .folder import MAX_INDEX_BYTES, is_folder_source
-from .integrations.torch_file import TORCH_FORMAT, TORCH_SUFFIXES
+from .inputs.shards import MAX_INDEX_BYTES, is_folder_source
+from .inputs.torch_file import TORCH_FORMAT, TORCH_SUFFIXES
+from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
 INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
@@ -378,7 +378,7 @@ def compress_folder(
     with contextlib.ExitStack() as stack:
         client = None
         if scheduler is not None:
-            from .cluster import connect
+            from .writing.cluster import connect
 
             client = stack.enter_context(connect(scheduler))
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import OutputFileError, TensorzipError
+from ..errors import OutputFileError, TensorzipError
 
 
 def _umask() -> int:

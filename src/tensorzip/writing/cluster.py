@@ -51,20 +51,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import dtypes
-from .base_checkpoint import BaseCheckpoint
-from .codecs import BytePlanesCodec, Codec, EncodedTensor, EncodeJob, choose_codec
-from .codecs.narrowed_float import NarrowedFloatCodec
-from .codecs.registry import codec_from_config
+from .. import dtypes
+from ..codecs import BytePlanesCodec, Codec, EncodedTensor, EncodeJob, choose_codec
+from ..codecs.narrowed_float import NarrowedFloatCodec
+from ..codecs.registry import codec_from_config
+from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..container.bases import BaseCheckpoint
+from ..errors import InputFileError, TensorzipError
 from .dedup import Deduplicator
-from .delta import Delta, choose_delta, codec_for, digest, residual
-from .errors import InputFileError, TensorzipError
 
 if TYPE_CHECKING:
-    from .checkpoint import CompressionReport
-    from .container import TzipWriter
-    from .folder import ShardedCheckpoint
-    from .integrations.safetensors_file import SafetensorsFile
+    from ..container import TzipWriter
+    from ..files import CompressionReport
+    from ..inputs.safetensors import SafetensorsFile
+    from ..inputs.shards import ShardedCheckpoint
 
 PIECE_BYTES = 16 * 1024 * 1024  # input bytes per task (a piece of a large tensor, or small tensors packed)
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted and not yet written, per worker thread
@@ -416,7 +416,7 @@ TensorLocation = tuple[str, np.ndarray, str, int]  # name, array (memory-mapped)
 
 def tensor_locations(checkpoint: SafetensorsFile | ShardedCheckpoint) -> Iterator[TensorLocation]:
     """Every tensor of a checkpoint in storage order (the order a local run writes), with where it lies."""
-    from .folder import ShardedCheckpoint
+    from ..inputs.shards import ShardedCheckpoint
 
     shards = [shard for _, shard in checkpoint.shards] if isinstance(checkpoint, ShardedCheckpoint) else [checkpoint]
     for shard in shards:
@@ -495,7 +495,7 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | Sha
 
 
 def _compress_one(source: str, target: str, threads: int, overwrite: bool) -> CompressionReport:
-    from .checkpoint import compress_file
+    from ..files import compress_file
 
     return compress_file(source, target, threads=threads, overwrite=overwrite)
 

@@ -13,11 +13,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from .atomic_file import refuse_output_over_inputs, same_file
-from .base_checkpoint import BaseCheckpoint, add_tensors
 from .container import ReadLimits, TzipReader, TzipWriter
+from .container.bases import BaseCheckpoint, add_tensors
 from .errors import FormatError, OutputFileError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
+from .outputs.atomic import refuse_output_over_inputs, same_file
 
 Framework = Literal["np", "numpy", "pt", "torch"]
 

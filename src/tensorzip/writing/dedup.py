@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _native, dtypes
+from .. import _native, dtypes
 
 
 class Deduplicator:

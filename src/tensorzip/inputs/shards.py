@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HeaderError, InputFileError
-from .integrations.safetensors_file import SafetensorsFile
+from ..errors import HeaderError, InputFileError
+from .safetensors import SafetensorsFile
 
 FOLDER_FORMAT = "safetensors-folder"
 INDEX_SUFFIX = ".safetensors.index.json"

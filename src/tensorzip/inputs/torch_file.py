@@ -27,7 +27,7 @@ import numpy as np
 
 from ..dtypes import SUPPORTED_DTYPES
 from ..errors import InputFileError, TensorzipError, UnsupportedDtypeError
-from .frameworks import to_numpy
+from ..integrations.frameworks import to_numpy
 
 TORCH_FORMAT = "torch"  # the ``source`` record's format
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")

@@ -4,29 +4,23 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import embeddings
-from .analysis.analyze import load_matrix
-from .atomic_file import atomic_output, refuse_output_over_inputs
+from .. import embeddings
+from ..analysis.analyze import load_matrix
+from ..outputs.atomic import atomic_output, refuse_output_over_inputs
+from .common import output_path
 
 
 def _load_vectors(path: str) -> np.ndarray:
     return load_matrix(path, "array")
 
 
-def _target(given: str | None, source: str, suffix: str, force: bool) -> Path:
-    from .cli import _output_path  # the main CLI imports this module
-
-    return _output_path(given, source, suffix, force)
-
-
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     vectors = _load_vectors(args.input)
-    target = _target(args.output, args.input, ".tzip", args.force)
+    target = output_path(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
     refuse_output_over_inputs(target, args.queries)
     queries = _load_vectors(args.queries) if args.queries else None
@@ -47,7 +41,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     collection = embeddings.open(args.input, threads=args.threads)
-    target = _target(args.output, args.input, ".npy", args.force)
+    target = output_path(args.output, args.input, ".npy", args.force)
     vectors = collection.decode()
     with atomic_output(target, overwrite=args.force) as handle:
         np.save(handle, vectors, allow_pickle=False)

@@ -7,11 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .analysis.analyze import analyze
-from .analysis.report_html import render_report
-from .atomic_file import atomic_output, refuse_output_over_inputs
-from .checkpoint import files_read_by
-from .errors import OutputFileError
+from ..analysis.analyze import analyze
+from ..analysis.report_html import render_report
+from ..errors import OutputFileError
+from ..files import files_read_by
+from ..outputs.atomic import atomic_output, refuse_output_over_inputs
+from .common import progress_bar
 
 
 def _print_checkpoint(record: dict[str, Any]) -> None:
@@ -45,7 +46,6 @@ def _print_representations(record: dict[str, Any]) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
-    from .cli import _progress  # the main CLI imports this module
 
     if args.html:
         try:
@@ -55,7 +55,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
                                   f"{args.input}, its base or --labels); choose another --html") from None
     if args.html and Path(args.html).exists() and not args.force:  # say so before the work, not after
         raise OutputFileError(f"{args.html} already exists (use --force to replace it)")
-    with _progress("analysing", not args.json) as progress:
+    with progress_bar("analysing", not args.json) as progress:
         record = analyze(args.input, labels=args.labels, threads=args.threads, progress=progress)
     if args.html:
         page = render_report(record)

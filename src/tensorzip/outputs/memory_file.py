@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 
-from .errors import TensorzipError
+from ..errors import TensorzipError
 
 _FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)

@@ -1,0 +1,44 @@
+"""What every command group shares: the progress bar, output names, sizes in MB."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import OutputFileError
+from ..outputs.atomic import same_file
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc=label, leave=False, disable=None, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def output_path(given: str | None, source: str, suffix: str, force: bool) -> Path:
+    path = Path(given) if given else Path(source).with_suffix(suffix)
+    if path.resolve() == Path(source).resolve() or same_file(path, source):  # a hard link too
+        raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
+    if path.exists() and not force:
+        raise OutputFileError(f"{path} already exists (use --force to replace it)")
+    return path
+
+
+def megabytes(n: float) -> str:
+    return f"{n / 1e6:,.2f} MB"

@@ -1,0 +1,1 @@
+"""tensorzip.inputs"""
