@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 from .container import ReadLimits, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint, add_tensors
+from .container.records import FRAMEWORK_KEY
 from .errors import FormatError, OutputFileError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
 from .outputs.atomic import refuse_output_over_inputs, same_file
 
 Framework = Literal["np", "numpy", "pt", "torch"]
 
-_FRAMEWORK_KEY = "tensorzip.framework"  # records a blob's input kind so decompress can return the same
 
 
 def _wants_torch(framework: str | None, recorded: str | None) -> bool:
@@ -37,7 +37,7 @@ def _wants_torch(framework: str | None, recorded: str | None) -> bool:
 def compress(array: Any, threads: int | None = None) -> bytes:
     """Losslessly compress one numpy array or torch tensor into bytes."""
     data = to_numpy(array)
-    metadata = {_FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
+    metadata = {FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
     buffer = io.BytesIO()
     with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
         writer.add("", data)
@@ -55,7 +55,7 @@ def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,
     if reader.keys() != [""]:
         raise FormatError(f"not a single-array blob (holds {len(reader)} tensors); use load_file / safe_open")
     array = reader.get_tensor("")
-    recorded = (reader.metadata() or {}).get(_FRAMEWORK_KEY)
+    recorded = (reader.metadata() or {}).get(FRAMEWORK_KEY)
     return to_torch(array) if _wants_torch(framework, recorded) else array
 
 

@@ -22,12 +22,12 @@ import numpy as np
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint, add_tensors
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
+from .container.records import TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
-from .inputs.shards import ShardedCheckpoint, folder_layout, is_folder_source
+from .inputs.shards import ShardedCheckpoint
 from .inputs.torch_file import (
     STATE_DICT_KEY,
-    TORCH_FORMAT,
     TorchFile,
     import_torch,
     is_torch_path,
@@ -374,7 +374,7 @@ def decompress_file(
 def torch_wrapper(reader: TzipReader) -> str | None:
     """The key the original torch file held its state dict under, if any (``"state_dict"``)."""
     source = reader.header.source
-    if not (source and source.get("format") == TORCH_FORMAT) or source.get("wrapper") is None:
+    if not (source and source.get("format") == TORCH_SOURCE) or source.get("wrapper") is None:
         return None
     if source["wrapper"] != STATE_DICT_KEY:
         raise HeaderError(f"{reader.where}: torch source record has an unknown wrapper {source['wrapper']!r}")

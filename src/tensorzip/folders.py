@@ -35,6 +35,7 @@ from typing import Any
 
 from .container import TzipReader
 from .container.format import MAGIC
+from .container.records import TORCH_SOURCE, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
 from .files import (
     CompressionReport,
@@ -46,8 +47,8 @@ from .files import (
     decompress_file,
     verify_file,
 )
-from .inputs.shards import MAX_INDEX_BYTES, is_folder_source
-from .inputs.torch_file import TORCH_FORMAT, TORCH_SUFFIXES
+from .inputs.shards import MAX_INDEX_BYTES
+from .inputs.torch_file import TORCH_SUFFIXES
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
@@ -247,7 +248,7 @@ def _restored_name(path: Path) -> tuple[str, bool]:
     if is_folder_source(source):
         raise InputFileError(f"{path}: a whole-folder archive, not one shard; decompress it on its own")
     stem = path.name[: -len(SHARD_SUFFIX)]
-    if source.get("format") == TORCH_FORMAT:
+    if source.get("format") == TORCH_SOURCE:
         recorded = source.get("file")
         suffix = os.path.splitext(recorded)[1] if isinstance(recorded, str) else ""
         return stem + (suffix if suffix in TORCH_SUFFIXES else ".bin"), True
@@ -516,4 +517,4 @@ def _preferred_tzip(files: list[Path]) -> list[Path]:
     for path in files:
         with TzipReader(path) as reader:
             kinds[path] = (reader.header.source or {}).get("format")
-    return [p for p in files if kinds[p] != TORCH_FORMAT] or files
+    return [p for p in files if kinds[p] != TORCH_SOURCE] or files

@@ -24,9 +24,10 @@ from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
 from ..container.bases import add_tensors
 from ..container.format import MAGIC
+from ..container.records import is_folder_source
 from ..errors import InputFileError
 from ..inputs.safetensors import SafetensorsFile
-from ..inputs.shards import ShardedCheckpoint, is_folder_source
+from ..inputs.shards import ShardedCheckpoint
 from .entropy import plane_bits, tensor_bounds
 
 DEFAULT_EXACT_ELEMENTS = 1 << 22

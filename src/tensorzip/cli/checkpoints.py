@@ -13,9 +13,9 @@ from .. import folders as model_folder
 from .. import sample_data
 from ..analysis import tensor_bounds
 from ..container import TzipReader
+from ..container.records import TORCH_SOURCE, is_folder_source
 from ..errors import OutputFileError, TensorzipError
-from ..inputs.shards import is_folder_source
-from ..inputs.torch_file import TORCH_FORMAT, is_torch_path, looks_like_torch_file
+from ..inputs.torch_file import is_torch_path, looks_like_torch_file
 from . import lossy as cli_lossy
 from .common import megabytes as _mb
 from .common import output_path as _output_path
@@ -132,7 +132,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         return folder_report.to_json()
     with TzipReader(args.input) as reader:
         holds_folder = is_folder_source(reader.header.source)
-        from_torch = (reader.header.source or {}).get("format") == TORCH_FORMAT
+        from_torch = (reader.header.source or {}).get("format") == TORCH_SOURCE
         made_lossy = cli_lossy.is_lossy(reader.metadata())
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
     if made_lossy:

@@ -13,6 +13,7 @@ from ..codecs import ChunkRef
 from ..codecs.residual import Delta
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
+from . import records
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES
 
 DEFAULT_MAX_TENSOR_BYTES = 1 << 40  # 1 TiB decoded per tensor
@@ -84,6 +85,8 @@ class Header:
     source: dict[str, Any] | None = None
     # The checkpoint that tensors with a "delta" are coded against: {"file": "<its file name>"}.
     base: dict[str, Any] | None = None
+    # Features a reader must know to read the file (records.py); none yet, so not written.
+    required_features: tuple[str, ...] = ()
 
     @property
     def uses_format_1_1(self) -> bool:
@@ -98,6 +101,8 @@ class Header:
             doc["source"] = self.source
         if self.base is not None:
             doc["base"] = self.base
+        if self.required_features:
+            doc["features"] = {"required": list(self.required_features)}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -111,7 +116,7 @@ class Header:
             raise HeaderError(f"{where}: header JSON is nested too deeply") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list):
             raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
-        unknown = set(doc) - {"tensors", "metadata", "source", "base"}
+        unknown = set(doc) - {"tensors", "metadata", "source", "base", "features"}
         if unknown:
             raise HeaderError(f"{where}: header has unknown keys {sorted(unknown)}")
         metadata = doc.get("metadata")
@@ -120,9 +125,10 @@ class Header:
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
         ):
             raise HeaderError(f"{where}: 'metadata' must map strings to strings")
+        if metadata is not None:
+            records.check_metadata(metadata, where)
+        required = records.check_features(doc["features"], where) if "features" in doc else ()
         source = doc.get("source")
-        if source is not None and not isinstance(source, dict):
-            raise HeaderError(f"{where}: 'source' must be an object")
         base = doc.get("base")
         if base is not None and not (isinstance(base, dict) and isinstance(base.get("file"), str)):
             raise HeaderError(f"{where}: 'base' must be an object with a 'file' string")
@@ -130,7 +136,7 @@ class Header:
             # The base is looked for beside the file: a path would let a file open any file on the machine.
             raise HeaderError(f"{where}: base file {base['file']!r} is not a plain file name")
 
-        header = cls(metadata=metadata, source=source, base=base)
+        header = cls(metadata=metadata, source=source, base=base, required_features=required)
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
             entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
@@ -159,6 +165,8 @@ class Header:
             raise HeaderError(
                 f"{where}: chunks end at offset {expected_offset} but the header starts at {data_end}"
             )
+        if source is not None:
+            records.check_source(source, len(header.tensors), where)
         return header
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HeaderError, InputFileError
+from ..container.records import FOLDER_SOURCE
+from ..errors import InputFileError
 from .safetensors import SafetensorsFile
 
-FOLDER_FORMAT = "safetensors-folder"
 INDEX_SUFFIX = ".safetensors.index.json"
 MAX_INDEX_BYTES = 100 * 1024 * 1024
 
@@ -96,45 +96,10 @@ class ShardedCheckpoint:
 
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "format": FOLDER_FORMAT,
+            "format": FOLDER_SOURCE,
             "files": [{"name": name, "header": shard.header_text, "tensors": len(shard.entries)}
                       for name, shard in self.shards],
         }
         if self.index is not None:
             record["index"] = {"name": self.index[0], "text": self.index[1]}
         return record
-
-
-def is_folder_source(source: dict[str, Any] | None) -> bool:
-    return bool(source) and source.get("format") == FOLDER_FORMAT  # type: ignore[union-attr]
-
-
-def folder_layout(source: dict[str, Any], tensor_count: int,
-                  where: str) -> tuple[list[tuple[str, str, int]], tuple[str, str] | None]:
-    """The shards ``[(file name, header text, tensor count)]`` and the index a folder
-    archive records, checked: plain file names only, counts that add up."""
-    files = source.get("files")
-    if not isinstance(files, list) or not files:
-        raise HeaderError(f"{where}: folder source must list its files")
-    shards = []
-    for item in files:
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("header"), str)
-                and isinstance(item.get("tensors"), int) and item["tensors"] >= 0):
-            raise HeaderError(f"{where}: each folder file needs a name, a header and a tensor count")
-        shards.append((_plain_name(item["name"], where), item["header"], item["tensors"]))
-    if sum(count for _, _, count in shards) != tensor_count:
-        raise HeaderError(f"{where}: the folder's files hold {sum(c for _, _, c in shards)} tensors, "
-                          f"the archive {tensor_count}")
-    index = source.get("index")
-    if index is None:
-        return shards, None
-    if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
-        raise HeaderError(f"{where}: the folder's index needs a name and a text")
-    return shards, (_plain_name(index["name"], where), index["text"])
-
-
-def _plain_name(name: str, where: str) -> str:
-    """A file name that stays inside the output folder (no paths, no '..')."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise HeaderError(f"{where}: folder file name {name!r} is not a plain file name")
-    return name

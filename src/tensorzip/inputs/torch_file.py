@@ -25,13 +25,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..container.records import TORCH_SOURCE, TORCH_WRAPPERS
 from ..dtypes import SUPPORTED_DTYPES
 from ..errors import InputFileError, TensorzipError, UnsupportedDtypeError
 from ..integrations.frameworks import to_numpy
 
-TORCH_FORMAT = "torch"  # the ``source`` record's format
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
-STATE_DICT_KEY = "state_dict"
+STATE_DICT_KEY = TORCH_WRAPPERS[0]
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # the legacy format: a pickled magic number, protocol 2
 
@@ -144,7 +144,7 @@ class TorchFile:
             yield name, to_numpy(tensor)
 
     def source_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"format": TORCH_FORMAT, "file": os.path.basename(self.where), "size": self.size}
+        record: dict[str, Any] = {"format": TORCH_SOURCE, "file": os.path.basename(self.where), "size": self.size}
         if self.wrapper is not None:
             record["wrapper"] = self.wrapper
         return record

@@ -1,0 +1,128 @@
+"""Every record of a .tzip header that says what the file holds, declared and checked here.
+
+The container is the one authority on file kinds (``kinds.py`` asks these records), so the
+reserved metadata keys (``tensorzip.*``), the ``source`` record of each input format and the
+header's feature list live in this module and nowhere else; ``docs/format.md`` lists them.
+A record is validated when the header is parsed, so no face ever acts on a malformed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import HeaderError
+
+RESERVED_PREFIX = "tensorzip."
+
+# Metadata keys. A lossy *layer* keeps a JSON record under its key: its tensors are the
+# parts of a code (integers, steps, bases), not the data, so generic readers must refuse it.
+FRAMEWORK_KEY = "tensorzip.framework"  # "torch" when tz.compress was given a torch tensor
+KV_KEY = "tensorzip.kv"
+EMBEDDINGS_KEY = "tensorzip.embeddings"
+LOSSY_WEIGHTS_KEY = "tensorzip.lossy"
+LAYER_KEYS: dict[str, str] = {KV_KEY: "kv-cache", EMBEDDINGS_KEY: "embeddings", LOSSY_WEIGHTS_KEY: "lossy-weights"}
+RESERVED_KEYS = frozenset({FRAMEWORK_KEY, *LAYER_KEYS})
+
+# Formats of the ``source`` record: what the .tzip was made from, kept so it comes back byte for byte.
+SAFETENSORS_SOURCE = "safetensors"
+FOLDER_SOURCE = "safetensors-folder"
+TORCH_SOURCE = "torch"
+SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE)
+TORCH_WRAPPERS = ("state_dict",)
+
+# Features a reader must understand to read a file (refused by name when unknown) and
+# optional ones it may ignore. Format evolution adds a feature, not a version fork.
+KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset()
+
+
+def layer_of(metadata: Mapping[str, str] | None) -> str | None:
+    """The lossy layer a file's metadata declares (``"kv-cache"``, ``"embeddings"``,
+    ``"lossy-weights"``), or ``None`` for a file whose tensors are the data."""
+    if not metadata:
+        return None
+    found = [kind for key, kind in LAYER_KEYS.items() if key in metadata]
+    return found[0] if found else None
+
+
+def check_metadata(metadata: Mapping[str, str], where: str) -> None:
+    """Reserved keys: only those declared here, at most one layer record per file."""
+    for key in metadata:
+        if key.startswith(RESERVED_PREFIX) and key not in RESERVED_KEYS:
+            raise HeaderError(f"{where}: unknown reserved metadata key {key!r} (made by a newer tensorzip?)")
+    if sum(key in metadata for key in LAYER_KEYS) > 1:
+        raise HeaderError(f"{where}: metadata declares more than one lossy layer")
+
+
+def check_features(doc: Any, where: str) -> tuple[str, ...]:
+    """The header's ``features``: ``{"required": [...], "optional": [...]}``. A required feature
+    this reader does not know is refused by name; optional ones are ignored."""
+    if not isinstance(doc, dict) or set(doc) - {"required", "optional"}:
+        raise HeaderError(f"{where}: 'features' must be an object with 'required' and/or 'optional' lists")
+    for part in ("required", "optional"):
+        names = doc.get(part, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise HeaderError(f"{where}: features.{part} must be a list of names")
+    unknown = [n for n in doc.get("required", []) if n not in KNOWN_REQUIRED_FEATURES]
+    if unknown:
+        raise HeaderError(f"{where}: the file needs feature(s) {', '.join(map(repr, unknown))} that this tensorzip "
+                          "does not know; upgrade tensorzip to read it")
+    return tuple(doc.get("required", []))
+
+
+def check_source(source: Any, tensor_count: int, where: str) -> None:
+    """A ``source`` record, checked when the header is parsed (before any face reads it)."""
+    if not isinstance(source, dict):
+        raise HeaderError(f"{where}: 'source' must be an object")
+    kind = source.get("format")
+    if kind == SAFETENSORS_SOURCE:
+        if not isinstance(source.get("header"), str):
+            raise HeaderError(f"{where}: safetensors source record needs the original header text")
+    elif kind == FOLDER_SOURCE:
+        folder_layout(source, tensor_count, where)
+    elif kind == TORCH_SOURCE:
+        if not isinstance(source.get("file", ""), str) or not isinstance(source.get("size", 0), int):
+            raise HeaderError(f"{where}: torch source record needs a file name and a size")
+        if source.get("wrapper") is not None and source["wrapper"] not in TORCH_WRAPPERS:
+            raise HeaderError(f"{where}: torch source record has an unknown wrapper {source['wrapper']!r}")
+    else:
+        raise HeaderError(f"{where}: unknown source format {kind!r} (one of {', '.join(SOURCE_FORMATS)})")
+
+
+def source_format(source: Mapping[str, Any] | None) -> str | None:
+    return source.get("format") if source else None
+
+
+def is_folder_source(source: Mapping[str, Any] | None) -> bool:
+    return source_format(source) == FOLDER_SOURCE
+
+
+def folder_layout(source: Mapping[str, Any], tensor_count: int,
+                  where: str) -> tuple[list[tuple[str, str, int]], tuple[str, str] | None]:
+    """The shards ``[(file name, header text, tensor count)]`` and the index a folder
+    archive records, checked: plain file names only, counts that add up."""
+    files = source.get("files")
+    if not isinstance(files, list) or not files:
+        raise HeaderError(f"{where}: folder source must list its files")
+    shards = []
+    for item in files:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("header"), str)
+                and isinstance(item.get("tensors"), int) and item["tensors"] >= 0):
+            raise HeaderError(f"{where}: each folder file needs a name, a header and a tensor count")
+        shards.append((plain_name(item["name"], where), item["header"], item["tensors"]))
+    if sum(count for _, _, count in shards) != tensor_count:
+        raise HeaderError(f"{where}: the folder's files hold {sum(c for _, _, c in shards)} tensors, "
+                          f"the archive {tensor_count}")
+    index = source.get("index")
+    if index is None:
+        return shards, None
+    if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
+        raise HeaderError(f"{where}: the folder's index needs a name and a text")
+    return shards, (plain_name(index["name"], where), index["text"])
+
+
+def plain_name(name: str, where: str) -> str:
+    """A file name that stays inside the output folder (no paths, no '..')."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise HeaderError(f"{where}: folder file name {name!r} is not a plain file name")
+    return name
