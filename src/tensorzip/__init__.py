@@ -22,10 +22,12 @@ from .errors import (
     TruncatedFileError,
     UnknownCodecError,
     UnsupportedDtypeError,
+    WrongKindError,
 )
 from .files import CompressionReport, DecompressionReport, VerifyReport, compress_file, decompress_file, verify_file
 from .folders import FolderReport, compress_folder, decompress_folder
 from .outputs.memory_file import MemoryFile
+from .summary import info
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,7 @@ __all__ = [
     "TruncatedFileError",
     "UnknownCodecError",
     "UnsupportedDtypeError",
+    "WrongKindError",
     "VerifyReport",
     "compress",
     "compress_file",
@@ -60,6 +63,7 @@ __all__ = [
     "decompress",
     "decompress_file",
     "decompress_folder",
+    "info",
     "load_file",
     "safe_open",
     "save_file",

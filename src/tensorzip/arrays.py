@@ -13,8 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from .container import ReadLimits, TzipReader, TzipWriter
+from .container import ReadLimits, TzipWriter
 from .container.bases import BaseCheckpoint, add_tensors
+from .container.kinds import open_data
 from .container.records import FRAMEWORK_KEY
 from .errors import FormatError, OutputFileError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
@@ -51,7 +52,7 @@ def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,
     Returns a torch tensor if a torch tensor was compressed (or ``framework="pt"``),
     a numpy array otherwise.
     """
-    reader = TzipReader(blob, threads=threads)
+    reader = open_data(blob, "tz.decompress", threads=threads)
     if reader.keys() != [""]:
         raise FormatError(f"not a single-array blob (holds {len(reader)} tensors); use load_file / safe_open")
     array = reader.get_tensor("")
@@ -91,7 +92,7 @@ def load_file(
 ) -> dict[str, Any]:
     """Read every tensor of a .tzip file (``base``: see ``save_file``)."""
     torch_out = _wants_torch(framework, None)
-    with TzipReader(path, threads=threads, base=base) as reader:
+    with open_data(path, "tz.load_file", threads=threads, base=base) as reader:
         return {name: to_torch(a) if torch_out else a for name, a in reader.iter_tensors()}
 
 
@@ -110,7 +111,7 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open, which it mir
                  threads: int | None = None, limits: ReadLimits | None = None,
                  base: str | os.PathLike[str] | None = None):
         self._torch = _wants_torch(framework, None)
-        self._reader = TzipReader(path, threads=threads, limits=limits, base=base)
+        self._reader = open_data(path, "tz.safe_open", threads=threads, limits=limits, base=base)
 
     def keys(self) -> list[str]:
         return self._reader.keys()

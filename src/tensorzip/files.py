@@ -21,6 +21,7 @@ import numpy as np
 
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint, add_tensors
+from .container.kinds import open_data, refuse_layers
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
 from .container.records import TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
@@ -348,7 +349,7 @@ def decompress_file(
     PyTorch file restores to .safetensors otherwise: the pickle itself is not kept.
     """
     started = time.perf_counter()
-    with TzipReader(source, threads=threads, base=base) as reader:
+    with open_data(source, "tz.decompress_file", threads=threads, base=base) as reader:
         entries = list(reader.header.tensors.values())
         chain = reader.base_checkpoint().files() if reader.base_name else []
         refuse_output_over_inputs(target, source, *chain, folder=is_folder_source(reader.header.source))
@@ -474,6 +475,8 @@ def verify_file(
     the original .safetensors (or checkpoint folder) bit for bit, headers included."""
     started = time.perf_counter()
     with TzipReader(source, threads=threads, base=base) as reader:
+        if against is not None:  # a lossy layer's stored parts are checked, but never compared with data
+            refuse_layers(reader, "verify --against")
         originals = _originals(reader, against) if against is not None else {}
         total = sum(e.nbytes for e in reader.header.tensors.values())
         done = 0

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .container import TzipReader
 from .container.format import MAGIC
+from .container.kinds import open_data
 from .errors import InputFileError
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile, import_torch, looks_like_torch_file
@@ -72,7 +72,7 @@ def _tensors(file: Path, torch: Any, threads: int | None,
     with open(file, "rb") as handle:
         head = handle.read(len(MAGIC))
     if head == MAGIC:
-        with TzipReader(file, threads=threads, base=base) as reader:
+        with open_data(file, "tensorzip.torch.load_state_dict", threads=threads, base=base) as reader:
             for name, array in reader.iter_tensors():  # fresh arrays, decoded in place
                 yield name, to_torch(array)
     elif looks_like_torch_file(file):

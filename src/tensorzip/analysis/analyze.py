@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..container.kinds import Kind, identify
+from ..embeddings import open as open_collection
 from ..errors import InputFileError
 from .representations import analyze_representations
 from .weights import DEFAULT_EXACT_ELEMENTS, ProgressCallback, analyze_checkpoint
@@ -28,15 +30,18 @@ def load_matrix(path: str | os.PathLike[str], what: str = "representation matrix
 def analyze(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | np.ndarray | None = None,
             threads: int | None = None, exact_elements: int = DEFAULT_EXACT_ELEMENTS,
             progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Analyse ``path``: a ``.npy`` matrix (rows = samples) as representations, anything
-    else (.safetensors, .tzip, a folder of shards) as a checkpoint."""
+    """Analyse ``path``: a ``.npy`` matrix (rows = samples) or an embedding collection as
+    representations; a checkpoint of any kind (.safetensors, PyTorch, .tzip, a model folder,
+    compressed or not) as a checkpoint. KV caches and lossy weights are refused by name."""
     from .. import __version__
 
     path = Path(path)
-    if path.suffix == ".npy":
+    found = identify(path)
+    if found.kind in (Kind.NUMPY, Kind.EMBEDDINGS):  # an embedding collection: its decoded vectors
         if isinstance(labels, (str, os.PathLike)):
             labels = np.asarray(load_matrix(labels, "label array"))
-        measures = analyze_representations(load_matrix(path), labels, progress=progress)
+        matrix = load_matrix(path) if found.kind is Kind.NUMPY else open_collection(path, threads=threads).decode()
+        measures = analyze_representations(matrix, labels, progress=progress)
         record: dict[str, Any] = {"tensorzip_analysis": 1, "kind": "representations", "source": str(path),
                                   "notes": list(measures.get("notes", [])), "representations": measures}
     else:

@@ -23,11 +23,11 @@ from .. import dtypes
 from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
 from ..container.bases import add_tensors
-from ..container.format import MAGIC
-from ..container.records import is_folder_source
-from ..errors import InputFileError
+from ..container.kinds import Kind, identify, refuse_layers
+from ..container.records import original_size
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
+from ..inputs.torch_file import TorchFile
 from .entropy import plane_bits, tensor_bounds
 
 DEFAULT_EXACT_ELEMENTS = 1 << 22
@@ -172,35 +172,24 @@ class _Source:
     record: dict[str, Any]
 
 
-def _source(path: Path) -> _Source:
-    # The same metadata and source record as checkpoint._compress writes, so the
+def _source(path: Path, kind: Kind) -> _Source:
+    # The same metadata and source record as files._compress writes, so the
     # counted size is the size of the file ``tensorzip compress`` makes.
     if path.is_dir():
         folder = ShardedCheckpoint(path)
         return _Source(folder.tensors(), folder.tensor_bytes, folder.size, None, folder.source_record())
+    if kind is Kind.PYTORCH:
+        torch_file = TorchFile(path)
+        return _Source(torch_file.tensors(), torch_file.tensor_bytes, torch_file.size, {"format": "pt"},
+                       torch_file.source_record())
     single = SafetensorsFile(path)
     entries = single.entries
     return _Source(((e.name, single.array(e)) for e in entries), sum(e.end - e.begin for e in entries),
                    single.size, single.metadata, {"format": "safetensors", "header": single.header_text})
 
 
-def _original_size(source: Any, tensor_bytes: int) -> int:
-    """The size of the file (or folder) a .tzip was made from, from its source record;
-    the tensors' bytes when it recorded none."""
-    if not isinstance(source, dict):
-        return tensor_bytes
-    if source.get("format") == "safetensors" and isinstance(source.get("header"), str):
-        return 8 + len(source["header"].encode("utf-8")) + tensor_bytes
-    if source.get("format") == "torch" and isinstance(source.get("size"), int):  # a PyTorch file's own size
-        return source["size"]
-    if is_folder_source(source) and isinstance(source.get("files"), list):
-        headers = [f.get("header") for f in source["files"] if isinstance(f, dict)]
-        index = source.get("index")
-        text = index.get("text") if isinstance(index, dict) else None
-        if headers and all(isinstance(h, str) for h in headers):
-            return (sum(8 + len(h.encode("utf-8")) for h in headers) + tensor_bytes
-                    + (len(text.encode("utf-8")) if isinstance(text, str) else 0))
-    return tensor_bytes
+_CHECKPOINT_KINDS = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER, Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE,
+                     Kind.COMPRESSED_FOLDER)
 
 
 def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = None,
@@ -208,9 +197,13 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
                        progress: ProgressCallback | None = None) -> dict[str, Any]:
     """The checkpoint part of ``tensorzip analyze``: a JSON-ready dict (see docs/analysis.md)."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file or folder")
-    is_tzip = path.is_file() and path.open("rb").read(len(MAGIC)) == MAGIC
+    found = identify(path)
+    if found.kind not in _CHECKPOINT_KINDS:
+        raise found.refuse("tensorzip analyze (of a checkpoint)")
+    compressed = [path] if found.is_tzip_file else sorted(path.rglob("*.tzip")) if path.is_dir() else []
+    if found.kind is Kind.COMPRESSED_FOLDER:
+        for shard in compressed:
+            refuse_layers(TzipReader(shard), "tensorzip analyze").close()
     profiles: list[dict[str, Any]] = []
     done = 0
 
@@ -223,17 +216,25 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
             if progress is not None:
                 progress(done, total)
 
-    if is_tzip:
-        with TzipReader(path, threads=threads) as reader:
-            entries = reader.header.tensors
-            total = sum(e.nbytes for e in entries.values())
-            for _ in profiled(reader.iter_tensors(), total):
-                pass
-            achieved = {name: (0 if e.same_as else e.stored_bytes) for name, e in entries.items()}
-            file_bytes = _original_size(reader.header.source, total)
-        achieved_total, tensor_bytes = path.stat().st_size, total
+    if compressed:  # .tzip files (one, or the shards of a compressed folder): what they store, as stored
+        achieved, file_bytes, tensor_bytes, achieved_total = {}, 0, 0, 0
+        readers = [TzipReader(shard, threads=threads) for shard in compressed]
+        try:
+            total = sum(e.nbytes for reader in readers for e in reader.header.tensors.values())
+            for reader in readers:
+                entries = reader.header.tensors
+                for _ in profiled(reader.iter_tensors(), total):
+                    pass
+                achieved |= {name: (0 if e.same_as else e.stored_bytes) for name, e in entries.items()}
+                shard_tensors = sum(e.nbytes for e in entries.values())
+                file_bytes += original_size(reader.header.source, shard_tensors)
+                tensor_bytes += shard_tensors
+                achieved_total += reader.size
+        finally:
+            for reader in readers:
+                reader.close()
     else:
-        source = _source(path)
+        source = _source(path, found.kind)
         tensor_bytes, file_bytes = source.tensor_bytes, source.file_bytes
         sink = _CountingSink()
         with TzipWriter(sink, metadata=source.metadata, source=source.record, threads=threads) as writer:

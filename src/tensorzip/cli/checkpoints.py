@@ -8,14 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import files as checkpoint
 from .. import folders as model_folder
-from .. import sample_data
+from .. import kv, sample_data
 from ..analysis import tensor_bounds
-from ..container import TzipReader
-from ..container.records import TORCH_SOURCE, is_folder_source
+from ..container.kinds import Kind, identify
+from ..container.records import TORCH_SOURCE
 from ..errors import OutputFileError, TensorzipError
 from ..inputs.torch_file import is_torch_path, looks_like_torch_file
+from ..outputs.atomic import atomic_output
+from ..summary import info
+from . import embeddings as cli_embeddings
 from . import lossy as cli_lossy
 from .common import megabytes as _mb
 from .common import output_path as _output_path
@@ -120,9 +125,11 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
-    if Path(args.input).is_dir():
-        if args.base:
-            raise TensorzipError("--base applies to a .tzip file, not to a folder of shards")
+    found = identify(args.input)
+    if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+        raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
+                             f"{found.readers.words}")
+    if found.kind is Kind.COMPRESSED_FOLDER:
         target = _folder_output(args.output, args.input, False, args.force)
         with _progress("decompress", not args.json) as progress:
             folder_report = model_folder.decompress_folder(args.input, target, threads=args.threads,
@@ -130,13 +137,17 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             _print_folder(folder_report, False, False)
         return folder_report.to_json()
-    with TzipReader(args.input) as reader:
-        holds_folder = is_folder_source(reader.header.source)
-        from_torch = (reader.header.source or {}).get("format") == TORCH_SOURCE
-        made_lossy = cli_lossy.is_lossy(reader.metadata())
+    if found.kind is Kind.LOSSY_WEIGHTS:
+        return cli_lossy.cmd_decompress(args, str(_output_path(args.output, args.input, ".safetensors", args.force)))
+    if found.kind is Kind.EMBEDDINGS:
+        return cli_embeddings.cmd_decompress(args)
+    if found.kind is Kind.KV_CACHE:
+        return _decompress_kv(args)
+    if found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+        raise found.refuse("tensorzip decompress")
+    holds_folder = found.kind is Kind.FOLDER_ARCHIVE
+    from_torch = found.source_format == TORCH_SOURCE
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
-    if made_lossy:
-        return cli_lossy.cmd_decompress(args, str(target))
     with _progress("decompress", not args.json) as progress:
         report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
@@ -151,48 +162,81 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     return report.to_json()
 
 
+def _decompress_kv(args: argparse.Namespace) -> dict[str, Any]:
+    """A KV cache decodes to an .npz of ``keys`` and ``values`` ([layers, batch, heads, tokens, dim])."""
+    target = _output_path(args.output, args.input, ".npz", args.force)
+    keys, values = kv.decompress(Path(args.input).read_bytes(), threads=args.threads)
+    with atomic_output(target, overwrite=args.force) as handle:
+        np.savez(handle, keys=keys, values=values)
+        handle.flush()
+        written = handle.tell()
+    if not args.json:
+        print(f"{args.input} -> {target}: a KV cache, keys {tuple(keys.shape)} and values {tuple(values.shape)} "
+              f"{keys.dtype} ({_mb(written)}), decoded within the target recorded in the file (tensorzip info)")
+    return {"source": args.input, "target": str(target), "kind": Kind.KV_CACHE.value, "output_bytes": written,
+            "keys_shape": list(keys.shape), "values_shape": list(values.shape), "dtype": str(keys.dtype),
+            "lossy": True}
+
+
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
-    with _progress("verify", not args.json) as progress:
-        if Path(args.input).is_dir():  # a compressed model folder: every shard, every file
+    found = identify(args.input)
+    if found.kind is Kind.COMPRESSED_FOLDER:  # every shard, every file
+        with _progress("verify", not args.json) as progress:
             report = model_folder.verify_folder(args.input, against=args.against, threads=args.threads,
                                                 progress=progress)
-        else:
+    elif found.is_tzip_file:  # a lossy layer's stored parts are checked too (never compared with --against)
+        with _progress("verify", not args.json) as progress:
             report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads,
                                             progress=progress, base=args.base)
+    else:
+        raise found.refuse("tensorzip verify")
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
-        print(f"{report.source}: OK, {report.tensors} tensors, {_mb(report.tensor_bytes)}, "
+        parts = "tensors" if not found.is_layer else f"stored parts of {found.readers.words}"
+        print(f"{report.source}: OK, {report.tensors} {parts}, {_mb(report.tensor_bytes)}, "
               f"every checksum verified{against}")
-    return report.to_json()
+    return report.to_json() | {"kind": found.kind.value}
 
 
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
-    with TzipReader(args.input) as reader:
-        tensors = [
-            {"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
-             "stored_bytes": 0 if e.same_as else e.stored_bytes, "chunks": len(e.chunks), "codec": e.codec_config,
-             "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as}
-            for e in reader.header.tensors.values()
-        ]
-        doc = {"file": reader.where, "size": reader.size, "metadata": reader.metadata(), "base": reader.base_name,
-               "tensors": tensors}
-    if not args.json:
-        original = sum(t["original_bytes"] for t in tensors)
-        print(f"{doc['file']}: {len(tensors)} tensors, {_mb(original)} -> {_mb(doc['size'])} "
-              f"(ratio {original / max(1, doc['size']):.4f})")
-        if doc["metadata"]:
-            print(f"  metadata: {json.dumps(doc['metadata'])}")
-        if doc["base"]:
-            print(f"  coded against base {doc['base']!r} (decoding needs it: --base, or the file beside this one)")
-        for t in tensors:
-            ratio = t["original_bytes"] / max(1, t["stored_bytes"])
-            codec = t["codec"]["id"].removeprefix("tensorzip.")
-            if t["same_as"]:
-                codec = f"same as {t['same_as']}"
-            elif t["delta"]:
-                codec += f" + {t['delta']['mode']} against base"
-            print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
+    doc = info(args.input)
+    if args.json:
+        return doc
+    lossless = "lossy" if doc["lossy"] else "lossless"
+    if doc["stored_bytes"] is None:
+        print(f"{doc['file']}: {doc['what']}, {_mb(doc['original_bytes'])}; compress it with "
+              f"{doc['compress_with']}")
+    else:
+        count = f" of {len(doc['tensors'])} tensors" if doc["kind"] in ("checkpoint", "folder-archive") else ""
+        print(f"{doc['file']}: {doc['what']}{count}, {lossless}, {_mb(doc['original_bytes'])} -> "
+              f"{_mb(doc['stored_bytes'])} (ratio {doc['ratio']:.4f})")
+    if "shape" in doc:
+        print(f"  data: {' x '.join(map(str, doc['shape']))} {doc.get('dtype', '')}"
+              + (f", values {' x '.join(map(str, doc['values_shape']))}" if doc.get("values_shape") else ""))
+    for label in ("target", "achieved"):
+        if doc.get(label):
+            print(f"  {label}: " + ", ".join(f"{k} {_figure(v)}" for k, v in doc[label].items() if v is not None))
+    if doc.get("metadata"):
+        print(f"  metadata: {json.dumps(doc['metadata'])}")
+    if doc.get("base"):
+        print(f"  coded against base {doc['base']!r} (decoding needs it: --base, or the file beside this one)")
+    for f in doc.get("files", []):
+        ratio = f["original_bytes"] / max(1, f["stored_bytes"])
+        print(f"  {f['name'][:60]:60} {_mb(f['stored_bytes']):>12} {ratio:7.3f}x"
+              + (f"  {f['tensors']} tensors" if "tensors" in f else "  copied"))
+    for t in doc.get("tensors", []) if doc["kind"] in ("checkpoint", "folder-archive") else []:
+        ratio = t["original_bytes"] / max(1, t["stored_bytes"])
+        codec = t["codec"]["id"].removeprefix("tensorzip.")
+        if t["same_as"]:
+            codec = f"same as {t['same_as']}"
+        elif t["delta"]:
+            codec += f" + {t['delta']['mode']} against base"
+        print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
     return doc
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -264,7 +308,8 @@ def add_commands(commands: argparse._SubParsersAction,
     sub.add_argument("--against", help="the original .safetensors to compare with, bit for bit")
     sub.add_argument("--base", help="the base the file was coded against (default: beside INPUT)")
 
-    sub = add("info", cmd_info, "list the tensors of a .tzip file", threads=False)
+    sub = add("info", cmd_info, "what a file or folder holds: kind, lossless or lossy, sizes, target and achieved "
+                                "figure, tensors", threads=False)
     sub.add_argument("input")
 
     sub = add("demo", cmd_demo, "compress, restore and verify all-MiniLM-L6-v2 (FP32 and BF16)")

@@ -126,3 +126,22 @@ def plain_name(name: str, where: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise HeaderError(f"{where}: folder file name {name!r} is not a plain file name")
     return name
+
+
+def original_size(source: Any, tensor_bytes: int) -> int:
+    """The size of the file (or folder) a .tzip was made from, from its source record;
+    the tensors' bytes when it recorded none."""
+    if not isinstance(source, dict):
+        return tensor_bytes
+    if source.get("format") == SAFETENSORS_SOURCE and isinstance(source.get("header"), str):
+        return 8 + len(source["header"].encode("utf-8")) + tensor_bytes
+    if source.get("format") == TORCH_SOURCE and isinstance(source.get("size"), int):  # a PyTorch file's own size
+        return source["size"]
+    if is_folder_source(source) and isinstance(source.get("files"), list):
+        headers = [f.get("header") for f in source["files"] if isinstance(f, dict)]
+        index = source.get("index")
+        text = index.get("text") if isinstance(index, dict) else None
+        if headers and all(isinstance(h, str) for h in headers):
+            return (sum(8 + len(h.encode("utf-8")) for h in headers) + tensor_bytes
+                    + (len(text.encode("utf-8")) if isinstance(text, str) else 0))
+    return tensor_bytes

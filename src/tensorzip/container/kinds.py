@@ -1,0 +1,200 @@
+"""What is this path? The one answer every face asks before it reads anything.
+
+A ``.tzip`` file may hold a checkpoint (plain, or coded against a base), a whole folder
+archive, or the parts of a lossy *layer* (lossy weights, an embedding collection, a KV
+cache) whose tensors are not the data. Generic readers (``load_file``, ``safe_open``,
+``tensorzip decompress``, ``info``) must treat each right or refuse it by name, so they
+ask ``identify`` instead of sniffing magic bytes themselves. ``READERS`` says, for each
+kind, which command and API read it: the text every refusal quotes.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FormatError, InputFileError, TensorzipError, WrongKindError
+from ..inputs.torch_file import looks_like_torch_file
+from . import records
+from .format import MAGIC
+from .reader import TzipReader
+
+NUMPY_MAGIC = b"\x93NUMPY"
+TZIP_SUFFIX = ".tzip"
+
+
+class Kind(str, enum.Enum):
+    """Every kind of path tensorzip reads or writes."""
+
+    SAFETENSORS = "safetensors"  # a plain .safetensors file: input of compress
+    PYTORCH = "pytorch"  # a torch.save file (.pt/.pth/.bin): input of compress
+    NUMPY = "numpy"  # a .npy array: input of embeddings compress and analyze
+    MODEL_FOLDER = "model-folder"  # a folder of weights (shards, index, config): input of compress
+    CHECKPOINT = "checkpoint"  # a .tzip whose tensors are the data (perhaps coded against a base)
+    FOLDER_ARCHIVE = "folder-archive"  # a .tzip of a whole shard folder (compress DIR --archive)
+    COMPRESSED_FOLDER = "compressed-folder"  # a folder of .tzip shards (compress DIR)
+    LOSSY_WEIGHTS = "lossy-weights"  # a .tzip layer: weights on a byte budget
+    EMBEDDINGS = "embeddings"  # a .tzip layer: an embedding collection at a recall target
+    KV_CACHE = "kv-cache"  # a .tzip layer: keys and values of an attention cache
+    UNKNOWN = "unknown"  # not a file tensorzip reads
+
+
+@dataclass(frozen=True)
+class Readers:
+    """How a kind is read: in plain words, by the command line, and from Python."""
+
+    words: str
+    command: str
+    api: str
+
+
+READERS: Mapping[Kind, Readers] = {
+    Kind.SAFETENSORS: Readers("a .safetensors checkpoint (not compressed)", "tensorzip compress",
+                              "tz.compress_file"),
+    Kind.PYTORCH: Readers("a PyTorch file (not compressed)", "tensorzip compress", "tz.compress_file"),
+    Kind.NUMPY: Readers("a NumPy array (not compressed)", "tensorzip embeddings compress (vectors) or "
+                        "tensorzip analyze", "tz.embeddings.save_file / tz.compress"),
+    Kind.MODEL_FOLDER: Readers("a model folder (not compressed)", "tensorzip compress", "tz.compress_folder"),
+    Kind.CHECKPOINT: Readers("a compressed checkpoint", "tensorzip decompress", "tz.load_file / tz.safe_open"),
+    Kind.FOLDER_ARCHIVE: Readers("a compressed folder archive", "tensorzip decompress",
+                                 "tz.decompress_file / tz.load_file"),
+    Kind.COMPRESSED_FOLDER: Readers("a compressed model folder", "tensorzip decompress",
+                                    "tz.decompress_folder / tensorzip.torch.load_state_dict"),
+    Kind.LOSSY_WEIGHTS: Readers("lossy weights (a byte-budget checkpoint)", "tensorzip decompress",
+                                "tz.lossy.load / tz.lossy.decompress_file"),
+    Kind.EMBEDDINGS: Readers("an embedding collection", "tensorzip embeddings decompress (or tensorzip decompress)",
+                             "tz.embeddings.open(path).decode()"),
+    Kind.KV_CACHE: Readers("a KV cache", "tensorzip decompress (writes keys and values to .npz)",
+                           "tz.kv.decompress(open(path, 'rb').read())"),
+    Kind.UNKNOWN: Readers("not a file tensorzip reads", "", ""),
+}
+
+LAYER_KINDS = {"kv-cache": Kind.KV_CACHE, "embeddings": Kind.EMBEDDINGS, "lossy-weights": Kind.LOSSY_WEIGHTS}
+
+
+@dataclass(frozen=True)
+class PathKind:
+    """The answer for one path."""
+
+    path: str
+    kind: Kind
+    base: str | None = None  # a .tzip coded against a base: the base's recorded file name
+    source_format: str | None = None  # a .tzip: what it was made from (records.SOURCE_FORMATS)
+
+    @property
+    def is_tzip_file(self) -> bool:
+        return self.kind in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE, Kind.LOSSY_WEIGHTS, Kind.EMBEDDINGS, Kind.KV_CACHE)
+
+    @property
+    def is_layer(self) -> bool:
+        """Its tensors are the parts of a lossy code, not the data."""
+        return self.kind in (Kind.LOSSY_WEIGHTS, Kind.EMBEDDINGS, Kind.KV_CACHE)
+
+    @property
+    def readers(self) -> Readers:
+        return READERS[self.kind]
+
+    def refuse(self, face: str) -> WrongKindError:
+        """The error for a face that does not read this kind: names what the path is and what reads it."""
+        readers = self.readers
+        if self.kind is Kind.UNKNOWN:
+            return WrongKindError(f"{self.path}: {face} reads files tensorzip wrote; this is not one")
+        return WrongKindError(f"{self.path}: {readers.words}, which {face} does not read; use "
+                              f"{readers.command} on the command line, {readers.api} in Python")
+
+
+def kind_of_metadata(metadata: Mapping[str, str] | None, source: Mapping[str, object] | None) -> Kind:
+    """The kind of a .tzip from its parsed header: a layer record wins, then a folder source."""
+    layer = records.layer_of(metadata)
+    if layer is not None:
+        return LAYER_KINDS[layer]
+    if records.is_folder_source(source):
+        return Kind.FOLDER_ARCHIVE
+    return Kind.CHECKPOINT
+
+
+def refuse_layers(reader: TzipReader, face: str) -> TzipReader:
+    """``reader``, if its tensors are the data; a lossy layer's parts are refused, naming what reads them."""
+    kind = kind_of_metadata(reader.header.metadata, reader.header.source)
+    if kind in (Kind.LOSSY_WEIGHTS, Kind.EMBEDDINGS, Kind.KV_CACHE):
+        reader.close()
+        raise PathKind(reader.where, kind).refuse(face)
+    return reader
+
+
+def open_data(path: str | os.PathLike[str] | bytes | bytearray | memoryview, face: str,
+              **options: object) -> TzipReader:
+    """A reader of a .tzip whose tensors are the data (a checkpoint or a folder archive), for
+    the generic faces; every other kind is refused by name before anything is decoded."""
+    if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
+        found = identify(path)  # a folder, a FIFO, a missing path: say what it is
+        raise found.refuse(face)
+    try:
+        reader = TzipReader(path, **options)  # type: ignore[arg-type]
+    except FormatError:
+        if isinstance(path, (str, os.PathLike)):
+            found = identify(path)
+            if found.kind is not Kind.UNKNOWN:
+                raise found.refuse(face) from None
+        raise
+    return refuse_layers(reader, face)
+
+
+def identify(path: str | os.PathLike[str]) -> PathKind:
+    """What ``path`` is, from its first bytes (and a .tzip's header). Never blocks on a FIFO
+    or a device: only regular files and folders are opened."""
+    where = str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{where}: no such file or folder") from None
+    except OSError as error:
+        raise InputFileError(f"{where}: cannot open ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        return PathKind(where, _folder_kind(Path(path)))
+    if not stat.S_ISREG(mode):
+        raise InputFileError(f"{where}: not a regular file (a FIFO, device or socket); tensorzip reads files")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        raise InputFileError(f"{where}: cannot open ({error.strerror or error})") from None
+    if head.startswith(MAGIC):
+        with TzipReader(path) as reader:  # the whole header is checked: a kind is never guessed
+            header = reader.header
+            return PathKind(where, kind_of_metadata(header.metadata, header.source),
+                            base=reader.base_name, source_format=records.source_format(header.source))
+    if head.startswith(NUMPY_MAGIC):
+        return PathKind(where, Kind.NUMPY)
+    if _looks_like_safetensors(head, size):
+        return PathKind(where, Kind.SAFETENSORS)
+    try:
+        if looks_like_torch_file(path):
+            return PathKind(where, Kind.PYTORCH)
+    except TensorzipError:
+        pass
+    return PathKind(where, Kind.UNKNOWN)
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
+
+
+def _folder_kind(folder: Path) -> Kind:
+    """A folder holding .tzip files anywhere is a compressed folder; one with weights, a model folder."""
+    weights = False
+    for _, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(TZIP_SUFFIX):
+                return Kind.COMPRESSED_FOLDER
+            if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
+                weights = True
+    return Kind.MODEL_FOLDER if weights else Kind.UNKNOWN
