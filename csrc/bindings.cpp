@@ -16,6 +16,7 @@
 
 #include "byte_planes.hpp"
 #include "chunk_codec.hpp"
+#include "cpu_features.hpp"
 #include "crc32c.hpp"
 #include "delta.hpp"
 #include "errors.hpp"
@@ -276,4 +277,15 @@ PYBIND11_MODULE(_native, m) {
   m.def("delta_restore", &delta_restore_py, py::arg("stored"), py::arg("base"), py::arg("width"), py::arg("mode"),
         py::arg("is_float"), py::arg("threads"), "Undo delta_residual in place.");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
+  m.def(
+      "simd_paths",
+      [] {
+        py::dict paths;
+        paths["rans_encode"] = path_name(rans_encode_path());
+        paths["rans_decode"] = path_name(rans_decode_path());
+        paths["crc32c"] = path_name(crc32c_path());
+        return paths;
+      },
+      "The instruction-set path each SIMD-dispatched kernel takes in this process (CPU and TENSORZIP_SIMD): "
+      "rans_encode avx2|scalar, rans_decode avx512|avx2|scalar, crc32c sse4.2|portable.");
 }

@@ -77,7 +77,7 @@ void split_planes(const uint8_t* elements, size_t count, int width, int rotate, 
   switch (width) {
     case 1: {
       // A byte rotated by one bit is a bijection of the same byte: keep it plain.
-      std::memcpy(planes[0], elements, count);
+      if (count) std::memcpy(planes[0], elements, count);  // (an empty buffer's pointer may be null)
       return;
     }
     case 2: split_dispatch<uint16_t>(elements, count, rotate, planes); return;
@@ -89,7 +89,7 @@ void split_planes(const uint8_t* elements, size_t count, int width, int rotate, 
 void merge_planes(const uint8_t* const* planes, size_t count, int width, int rotate, uint8_t* elements) {
   check_layout(width, rotate);
   switch (width) {
-    case 1: std::memcpy(elements, planes[0], count); return;
+    case 1: if (count) std::memcpy(elements, planes[0], count); return;
     case 2: merge_dispatch<uint16_t>(planes, count, rotate, elements); return;
     case 4: merge_dispatch<uint32_t>(planes, count, rotate, elements); return;
     default: merge_dispatch<uint64_t>(planes, count, rotate, elements); return;

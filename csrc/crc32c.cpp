@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "cpu_features.hpp"
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <nmmintrin.h>
 #define TZ_HAVE_X86 1
@@ -113,11 +115,6 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hardware(const uint8_t* data, 
   for (; i < length; ++i) c32 = _mm_crc32_u8(c32, data[i]);
   return c32;
 }
-
-bool cpu_has_sse42() {
-  static const bool has = __builtin_cpu_supports("sse4.2");
-  return has;
-}
 #endif
 
 }  // namespace
@@ -125,7 +122,7 @@ bool cpu_has_sse42() {
 uint32_t crc32c(const uint8_t* data, size_t length, uint32_t previous) {
   const uint32_t crc = ~previous;
 #ifdef TZ_HAVE_X86
-  if (cpu_has_sse42()) return ~crc32c_hardware(data, length, crc);
+  if (crc32c_path() == Crc32cPath::kSse42) return ~crc32c_hardware(data, length, crc);
 #endif
   return ~crc32c_portable(data, length, crc);
 }

@@ -1,6 +1,7 @@
 // CRC-32C (Castagnoli), the checksum of every stored chunk and of the header.
 // Uses the SSE4.2 instruction when the CPU has it, a table otherwise; both give
-// the same value.
+// the same value. The path is chosen in cpu_features.hpp (TENSORZIP_SIMD=scalar
+// forces the table).
 #pragma once
 
 #include <cstddef>

@@ -1,10 +1,10 @@
 #include "rans.hpp"
 
 #include <array>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
+#include "cpu_features.hpp"
 #include "errors.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -260,25 +260,6 @@ __attribute__((target("avx2,popcnt"))) bool encode_rounds_avx2(uint32_t* state, 
   return ok;
 }
 
-// TENSORZIP_SIMD=scalar|avx2 caps the instruction set used (read once per
-// process): the tests run every path on one machine, and users can rule a path
-// out. All paths produce identical bytes.
-int simd_cap() {
-  static const int cap = [] {
-    const char* value = std::getenv("TENSORZIP_SIMD");
-    if (value == nullptr) return 2;
-    if (std::strcmp(value, "scalar") == 0) return 0;
-    if (std::strcmp(value, "avx2") == 0) return 1;
-    return 2;
-  }();
-  return cap;
-}
-
-bool cpu_has_avx2() {
-  static const bool has = simd_cap() >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-  return has;
-}
-
 // AVX-512: two vectors of sixteen lanes. vpexpandd places the refill words in
 // the lanes that need them (no permutation table) and vpmovdb packs the symbols.
 #define TZ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
@@ -365,11 +346,6 @@ __attribute__((target("avx2,popcnt"))) size_t decode_pair_rounds_avx2(
   return r;
 }
 
-bool cpu_has_avx512() {
-  static const bool has = simd_cap() >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
-  return has;
-}
 #endif
 
 }  // namespace
@@ -402,7 +378,7 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
   }
   bool ok = true;
 #ifdef TZ_HAVE_X86
-  if (cpu_has_avx2()) {
+  if (rans_encode_path() == RansPath::kAvx2) {
     uint64_t packed[256];
     for (int s = 0; s < 256; ++s) packed[s] = table.frequency[s] ? pack_encoder_symbol(enc[s]) : 0;
     ok = encode_rounds_avx2(state, symbols, rounds, packed, ptr, end, max_words);
@@ -447,10 +423,10 @@ void RansDecoder::decode(uint8_t* symbols, size_t count) {
   const size_t rounds = count / kRansLanes;
   size_t done = 0;
 #ifdef TZ_HAVE_X86
-  if (cpu_has_avx512()) {
-    done = decode_rounds_avx512(state_, slots_, in_, end_, symbols, rounds);
-  } else if (cpu_has_avx2()) {
-    done = decode_rounds_avx2(state_, slots_, in_, end_, symbols, rounds);
+  switch (rans_decode_path()) {
+    case RansPath::kAvx512: done = decode_rounds_avx512(state_, slots_, in_, end_, symbols, rounds); break;
+    case RansPath::kAvx2: done = decode_rounds_avx2(state_, slots_, in_, end_, symbols, rounds); break;
+    case RansPath::kScalar: break;
   }
 #endif
   done += decode_rounds_scalar(state_, slots_, in_, end_, symbols + done * kRansLanes, rounds - done);
@@ -476,12 +452,16 @@ void decode_pair(RansDecoder& a, uint8_t* out_a, RansDecoder& b, uint8_t* out_b,
   const size_t rounds = count / kRansLanes;
   size_t done = 0;
 #ifdef TZ_HAVE_X86
-  if (cpu_has_avx512()) {
-    done = decode_pair_rounds_avx512(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
+  switch (rans_decode_path()) {
+    case RansPath::kAvx512:
+      done = decode_pair_rounds_avx512(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
+                                       out_b, rounds);
+      break;
+    case RansPath::kAvx2:
+      done = decode_pair_rounds_avx2(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
                                      out_b, rounds);
-  } else if (cpu_has_avx2()) {
-    done = decode_pair_rounds_avx2(a.state_, a.slots_, a.in_, a.end_, out_a, b.state_, b.slots_, b.in_, b.end_,
-                                   out_b, rounds);
+      break;
+    case RansPath::kScalar: break;
   }
 #endif
   // The rest (and everything without SIMD) one stream at a time.

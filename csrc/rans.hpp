@@ -3,7 +3,8 @@
 // 32 independent 32-bit states take symbols round-robin (symbol i uses state
 // i % 32). The decoder runs them as four AVX2 vectors of eight lanes when the CPU
 // has AVX2 (one gather per vector reads the packed slot table), and as a
-// branch-free scalar loop otherwise; both consume the stream identically.
+// branch-free scalar loop otherwise (AVX-512: two vectors of sixteen lanes); all
+// consume the stream identically. The path is chosen in cpu_features.hpp.
 // States live in [2^15, 2^31) and renormalize 16 bits at a time; staying below
 // 2^31 makes the encoder's reciprocal division exact and lets AVX2 compare
 // states as signed integers.

@@ -1,11 +1,12 @@
-"""Every instruction-set path of the native coder (AVX-512, AVX2, scalar) must
-read and write the same bytes. The machine running the tests usually has only
+"""Every instruction-set path of the native kernels (rANS: AVX-512, AVX2, scalar;
+CRC-32C: SSE4.2, portable) must read and write the same bytes. The machine running the tests usually has only
 some of them natively in use, so each path runs in a subprocess with
 TENSORZIP_SIMD capping what the core may use."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,32 @@ def test_golden_files_decode_on_every_path(cap):
         env=env, capture_output=True, text=True, check=False, cwd=os.path.dirname(tests),
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def native_paths(cap: str | None) -> dict[str, str]:
+    """_native.simd_paths() in a fresh process (TENSORZIP_SIMD is read once per process)."""
+    env = dict(os.environ)
+    env.pop("TENSORZIP_SIMD", None)
+    if cap is not None:
+        env["TENSORZIP_SIMD"] = cap
+    script = "import json; from tensorzip import _native; print(json.dumps(_native.simd_paths()))"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_scalar_switch_puts_every_kernel_on_its_portable_path():
+    # CRC-32C included: without this, its table path never ran on x86 CI machines.
+    assert native_paths("scalar") == {"rans_encode": "scalar", "rans_decode": "scalar", "crc32c": "portable"}
+
+
+def test_avx2_switch_caps_only_what_is_above_avx2():
+    default, avx2 = native_paths(None), native_paths("avx2")
+    assert set(default) == {"rans_encode", "rans_decode", "crc32c"}
+    assert default["rans_encode"] in {"avx2", "scalar"}
+    assert default["rans_decode"] in {"avx512", "avx2", "scalar"}
+    assert default["crc32c"] in {"sse4.2", "portable"}
+    # avx2 rules out AVX-512 only: the encoder (AVX2 at best) and CRC (SSE4.2) keep their paths.
+    assert avx2["rans_encode"] == default["rans_encode"]
+    assert avx2["crc32c"] == default["crc32c"]
+    assert avx2["rans_decode"] == ("avx2" if default["rans_decode"] == "avx512" else default["rans_decode"])
