@@ -255,7 +255,7 @@ def _restored_name(path: Path) -> tuple[str, bool]:
     return stem + ".safetensors", False
 
 
-def _original_index(path: Path) -> str | None:
+def original_index(path: Path) -> str | None:
     """The original text a rewritten index keeps; None for an index tensorzip did not write."""
     text = _read_index(path)
     try:
@@ -283,7 +283,7 @@ def _decompression_plan(root: Path) -> _Plan:
             if name.endswith(SHARD_SUFFIX):
                 out, torch = _restored_name(path)
                 item = _Item(_SHARD, item.source, "", item.size, torch=torch)
-            elif is_index(name) and (text := _original_index(path)) is not None:
+            elif is_index(name) and (text := original_index(path)) is not None:
                 out = name
                 item = _Item(_INDEX, item.source, "", item.size, text=text)
             else:
@@ -473,7 +473,7 @@ def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
         raise InputFileError(f"{root}: not a folder")
     children = sorted(p for p in root.iterdir() if p.is_file())
     indexes = [p for p in children if is_index(p.name)]
-    candidates = [p for p in indexes if _original_index(p) is not None] or indexes
+    candidates = [p for p in indexes if original_index(p) is not None] or indexes
     # A Hub folder may carry both a safetensors and a PyTorch index: transformers prefers safetensors.
     candidates = [p for p in candidates if is_safetensors_index(p.name)] or candidates
     if len(candidates) > 1:

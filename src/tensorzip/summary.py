@@ -20,6 +20,7 @@ from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.records import original_size
 from .errors import InputFileError
+from .folders import original_index
 from .inputs.safetensors import SafetensorsFile
 
 
@@ -107,8 +108,9 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
                 tensor_bytes = sum(e.nbytes for e in reader.header.tensors.values())
                 entry |= {"tensors": len(reader.header.tensors),
                           "original_bytes": original_size(reader.header.source, tensor_bytes)}
-        else:
-            entry["original_bytes"] = size  # copied as it is (an index keeps its original text inside)
+        else:  # copied as it is, or an index that keeps its original text inside
+            text = original_index(path) if path.name.endswith(".index.json") else None
+            entry["original_bytes"] = size if text is None else len(text.encode("utf-8"))
         original += entry["original_bytes"]
         stored += size
         files.append(entry)

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FormatError, InputFileError, TensorzipError, WrongKindError
-from ..inputs.torch_file import looks_like_torch_file
+from ..errors import FormatError, InputFileError, WrongKindError
+from ..inputs.torch_file import has_torch_magic
 from . import records
 from .format import MAGIC
 from .reader import TzipReader
@@ -173,11 +173,8 @@ def identify(path: str | os.PathLike[str]) -> PathKind:
         return PathKind(where, Kind.NUMPY)
     if _looks_like_safetensors(head, size):
         return PathKind(where, Kind.SAFETENSORS)
-    try:
-        if looks_like_torch_file(path):
-            return PathKind(where, Kind.PYTORCH)
-    except TensorzipError:
-        pass
+    if has_torch_magic(head):  # by content only: a random file named .bin is not a PyTorch file
+        return PathKind(where, Kind.PYTORCH)
     return PathKind(where, Kind.UNKNOWN)
 
 

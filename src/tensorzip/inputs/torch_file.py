@@ -59,7 +59,12 @@ def looks_like_torch_file(path: str | os.PathLike[str]) -> bool:
             head = handle.read(4)
     except OSError:
         return False
-    return head in (_ZIP_MAGIC, _LEGACY_MAGIC)
+    return has_torch_magic(head)
+
+
+def has_torch_magic(head: bytes) -> bool:
+    """Whether a file's first bytes are those of torch.save (a zip, or the legacy pickle)."""
+    return head[:4] in (_ZIP_MAGIC, _LEGACY_MAGIC)
 
 
 def _reason(error: BaseException) -> str:
