@@ -23,7 +23,7 @@ from tensorzip.cli.main import main
 from tensorzip.codecs import EncodedTensor
 from tensorzip.container import TzipReader, TzipWriter
 from tensorzip.errors import CorruptDataError, InputFileError, TensorzipError
-from tensorzip.files import compress_file, decompress_file, verify_file
+from tensorzip.files import compress_file, compress_files_on_cluster, decompress_file, verify_file
 from tensorzip.writing import cluster
 
 from .test_cli import _cached_minilm
@@ -213,7 +213,7 @@ def test_whole_files_farmed_out(tmp_path, client):
         source = tmp_path / f"model-{number}.safetensors"
         write_checkpoint(source, checkpoint_tensors(10 + number))
         pairs.append((source, tmp_path / f"model-{number}.tzip"))
-    reports = cluster.compress_files(pairs, client)
+    reports = compress_files_on_cluster(pairs, client)
     assert [r.target for r in reports] == [str(target) for _, target in pairs]
     for source, target in pairs:
         compress_file(source, tmp_path / "local.tzip")

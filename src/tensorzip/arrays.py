@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from .container import ReadLimits, TzipWriter
-from .container.bases import BaseCheckpoint, add_tensors
 from .container.kinds import open_data
+from .container.reader import open_base
 from .container.records import FRAMEWORK_KEY
 from .errors import FormatError, OutputFileError, TensorzipError
 from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
 from .outputs.atomic import refuse_output_over_inputs, same_file
+from .writing.plan import add_tensors
 
 Framework = Literal["np", "numpy", "pt", "torch"]
 
@@ -78,7 +79,7 @@ def save_file(
     if base is not None and same_file(path, base):
         raise OutputFileError(f"{path}: would overwrite its own base; write the new file elsewhere")
     with contextlib.ExitStack() as stack:
-        reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        reference = stack.enter_context(open_base(base, threads=threads)) if base is not None else None
         if reference is not None:
             refuse_output_over_inputs(path, *reference.files())
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,

@@ -12,7 +12,8 @@ import functools
 import io
 import os
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,9 +21,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
-from .container.bases import BaseCheckpoint, add_tensors
+from .container.bases import BaseCheckpoint
 from .container.kinds import open_data, refuse_layers
-from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes
+from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
@@ -38,6 +39,8 @@ from .inputs.torch_file import (
 from .integrations.frameworks import to_numpy, to_torch
 from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
+from .writing.cluster import add_tensors_on_cluster, connect
+from .writing.plan import add_tensors
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -152,7 +155,7 @@ def compress_file(
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     refuse_output_over_inputs(target, source)
     with contextlib.ExitStack() as stack:
-        reference = stack.enter_context(BaseCheckpoint(base, threads=threads)) if base is not None else None
+        reference = stack.enter_context(open_base(base, threads=threads)) if base is not None else None
         if reference is not None:
             refuse_output_over_inputs(target, *reference.files())
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
@@ -247,7 +250,6 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         if scheduler is None:
             dedup = add_tensors(writer, tensors, base)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
-            from .writing.cluster import add_tensors_on_cluster, connect
 
             with connect(scheduler) as client:
                 dedup, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
@@ -519,3 +521,38 @@ def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str,
             raise CorruptDataError(f"{reader.where}: safetensors header differs from {against}")
         shards = [shard]
     return {e.name: functools.partial(shard.array, e) for shard in shards for e in shard.entries}
+
+
+def _compress_one(source: str, target: str, threads: int, overwrite: bool) -> CompressionReport:
+    return compress_file(source, target, threads=threads, overwrite=overwrite)
+
+
+def compress_files_on_cluster(pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]], scheduler: Any, *,
+                   threads: int | None = None, overwrite: bool = True) -> list[CompressionReport]:
+    """Compress whole checkpoints, one task per (source, target) pair: each worker runs
+    ``compress_file`` and writes its target itself (atomically), so the workers must be able
+    to read the sources and write the targets at these paths (a shared filesystem). Each file
+    is the same bytes as a local ``compress_file`` makes; each uses ``threads`` native threads
+    (default 1). Returns the reports in the order given; the first failure cancels the rest
+    (files already written stay, each whole)."""
+    jobs = [(os.path.abspath(source), os.path.abspath(target)) for source, target in pairs]
+    run = uuid.uuid4().hex[:12]
+    with connect(scheduler) as client:
+        futures = [client.submit(_compress_one, source, target, threads or 1, overwrite, pure=False,
+                                 key=f"tensorzip-file-{run}-{number}")
+                   for number, (source, target) in enumerate(jobs)]
+        try:
+            reports = []
+            for (source, _), future in zip(jobs, futures, strict=True):
+                try:
+                    reports.append(future.result())
+                except TensorzipError:
+                    raise
+                except Exception as error:
+                    raise TensorzipError(f"{source}: compressing on the Dask cluster failed "
+                                         f"({type(error).__name__}: {error})") from error
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+            raise
+    return reports

@@ -22,12 +22,12 @@ import numpy as np
 from .. import dtypes
 from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
-from ..container.bases import add_tensors
 from ..container.kinds import Kind, identify, refuse_layers
 from ..container.records import original_size
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
 from ..inputs.torch_file import TorchFile
+from ..writing.plan import add_tensors
 from .entropy import plane_bits, tensor_bounds
 
 DEFAULT_EXACT_ELEMENTS = 1 << 22

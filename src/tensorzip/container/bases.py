@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .. import dtypes
-from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..codecs.residual import Delta, digest
 from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
-from ..writing.dedup import Deduplicator
 from .format import MAGIC
-
-if TYPE_CHECKING:
-    from .writer import TzipWriter
 
 MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
 
@@ -33,7 +28,11 @@ MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
 class BaseCheckpoint:
     """An open base checkpoint; ``tensor_for(delta, ...)`` returns a verified base tensor."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, _depth: int = 0):
+    def __init__(self, path: str | os.PathLike[str], *, open_tzip: Callable[..., Any], threads: int | None = None,
+                 depth: int = 0):
+        """``open_tzip(path, threads=, base_depth=)`` opens a .tzip base (the reader class,
+        passed in so this module does not import the reader that imports it; callers use
+        ``container.open_base``). ``depth``: links of a chain followed so far."""
         self.path = Path(path)
         self.name = self.path.name
         self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
@@ -51,11 +50,9 @@ class BaseCheckpoint:
         except OSError as error:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
         if magic == MAGIC:
-            from .reader import TzipReader  # the reader imports this module
-
-            if _depth >= MAX_CHAIN_LENGTH:
+            if depth >= MAX_CHAIN_LENGTH:
                 raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
-            self._reader = TzipReader(self.path, threads=threads, base_depth=_depth + 1)
+            self._reader = open_tzip(self.path, threads=threads, base_depth=depth + 1)
             self._entries = dict.fromkeys(self._reader.header.tensors)
         else:
             single = SafetensorsFile(self.path)
@@ -150,35 +147,3 @@ def locate_base(recorded: str, given: str | os.PathLike[str] | None, next_to: st
     if not os.path.exists(path):
         raise BaseRequiredError(f"{where}: coded against base {recorded!r}, which is not at {path}; {PASS_IT}")
     return path
-
-
-def add_against_base(writer: TzipWriter, name: str, array: np.ndarray, base: BaseCheckpoint | None) -> str | None:
-    """Queue ``array`` in ``writer``, coded against the base tensor of the same name, dtype
-    and shape when that is smallest on a sample; returns the delta mode used, if any.
-    Tensors the base lacks (or holds with another dtype or shape) are coded plainly."""
-    base_array = base.tensor(name) if base is not None else None
-    if base_array is None or base_array.dtype != array.dtype or base_array.shape != array.shape:
-        writer.add(name, array)
-        return None
-    spec = dtypes.by_numpy(array.dtype)
-    mode = choose_delta(array, base_array, spec)
-    if mode is None:
-        writer.add(name, array)
-        return None
-    stored = residual(array, base_array, mode, spec, writer.threads)
-    writer.add(name, stored, codec_for(mode, stored, spec), Delta(mode, name, digest(base_array)))
-    return mode
-
-
-def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
-                base: BaseCheckpoint | None) -> Deduplicator:
-    """Queue every tensor: a repeat of an earlier one is stored once, the rest are coded
-    against ``base`` where that pays. Returns the deduplicator (its saved bytes)."""
-    dedup = Deduplicator()
-    for name, array in tensors:
-        twin = dedup.twin_of(name, array)
-        if twin is not None:
-            writer.add_shared(name, twin)
-        else:
-            add_against_base(writer, name, array, base)
-    return dedup

@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 from collections.abc import Collection, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +31,9 @@ from ..errors import (
     TensorzipError,
     TruncatedFileError,
 )
+from .bases import BaseCheckpoint, locate_base
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
-
-if TYPE_CHECKING:  # the base module reads .tzip bases with this reader
-    from .bases import BaseCheckpoint
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 
@@ -244,13 +242,11 @@ class TzipReader:
         """The base, opened on first use (given, or found beside the file)."""
         with self._base_lock:  # threads reading at once open it once
             if self._base is None:
-                from .bases import BaseCheckpoint, locate_base
-
                 recorded = self.base_name
                 if recorded is None:
                     raise BaseRequiredError(f"{self.where}: the file names no base")
                 path = locate_base(recorded, self._base_given, self._path, self.where)
-                self._base = BaseCheckpoint(path, threads=self.threads, _depth=self._base_depth)
+                self._base = open_base(path, threads=self.threads, depth=self._base_depth)
                 self._owns_base = True
             return self._base
 
@@ -323,3 +319,9 @@ def describe_chunk_error(error: ChunkDecodeError, entry: TensorEntry, where: str
     return ChunkDecodeError(
         f"{where}: tensor {entry.name!r} chunk {error.chunk}{at}: {error.reason}", error.job, error.chunk
     )
+
+
+def open_base(path: str | os.PathLike[str], *, threads: int | None = None, depth: int = 0) -> BaseCheckpoint:
+    """The base checkpoint at ``path`` (.safetensors, a folder of shards, or a .tzip, itself
+    perhaps coded against a base: each link opens the next through this same function)."""
+    return BaseCheckpoint(path, open_tzip=TzipReader, threads=threads, depth=depth)

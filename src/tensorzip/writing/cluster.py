@@ -45,24 +45,25 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import dtypes
-from ..codecs import BytePlanesCodec, Codec, EncodedTensor, EncodeJob, choose_codec
+from ..codecs import BytePlanesCodec, Codec, EncodedTensor, EncodeJob
 from ..codecs.narrowed_float import NarrowedFloatCodec
 from ..codecs.registry import codec_from_config
-from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..codecs.residual import Delta, digest, residual
 from ..container.bases import BaseCheckpoint
+from ..container.reader import open_base
 from ..errors import InputFileError, TensorzipError
 from .dedup import Deduplicator
+from .plan import WritePlanner
 
 if TYPE_CHECKING:
     from ..container import TzipWriter
-    from ..files import CompressionReport
     from ..inputs.safetensors import SafetensorsFile
     from ..inputs.shards import ShardedCheckpoint
 
@@ -154,7 +155,7 @@ def _base_array(piece: Piece, spec: dtypes.DTypeSpec) -> np.ndarray:
     if base.offset is not None:
         return _read(base.file, base.offset, spec, piece.shape, piece.tensor)
     _read(base.file, 0, spec, (0,), piece.tensor)  # the same .tzip base as the driver's
-    with BaseCheckpoint(base.file.path) as checkpoint:
+    with open_base(base.file.path) as checkpoint:
         array = checkpoint.tensor(base.tensor)
     if array is None or array.shape != piece.shape or array.dtype != spec.numpy_dtype:
         raise InputFileError(f"tensor {piece.tensor!r}: base {base.file.path} on this worker does not hold it")
@@ -444,8 +445,8 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | Sha
                            base: BaseCheckpoint | None, client: Any, *, threads: int | None = None,
                            piece_bytes: int | None = None, max_in_flight: int | None = None
                            ) -> tuple[Deduplicator, int]:
-    """What ``base_checkpoint.add_tensors`` does, with the encoding on the cluster: the same
-    dedup, delta and codec decisions, in the same order. Returns the deduplicator and the
+    """What ``plan.add_tensors`` does, with the encoding on the cluster: the same write plan
+    (``WritePlanner``: dedup, delta and codec decisions), in the same order. Returns the deduplicator and the
     cluster's worker threads."""
     piece_bytes = piece_bytes or PIECE_BYTES
     encoder = ClusterEncoder(writer, client, threads=threads or 1, piece_bytes=piece_bytes,
@@ -457,33 +458,27 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | Sha
             files[str(path)] = FileRef.of(path)
         return files[str(path)]
 
-    dedup = Deduplicator()
+    planner = WritePlanner(base)
     try:
         for name, array, path, offset in tensor_locations(checkpoint):
-            twin = dedup.twin_of(name, array)
-            if twin is not None:
-                encoder.add_shared(name, twin)
+            plan = planner.plan(name, array)
+            if plan.same_as is not None:
+                encoder.add_shared(name, plan.same_as)
                 continue
-            spec = dtypes.by_numpy(array.dtype)
-            base_array = base.tensor(name) if base is not None else None
-            mode = None
-            if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
-                mode = choose_delta(array, base_array, spec)
-            source = file_ref(path)
-            if mode is None:  # coded plainly, with the codec TzipWriter.add would choose
-                codec = choose_codec(array, spec)
+            spec, codec, mode, source = plan.spec, plan.codec, plan.delta_mode, file_ref(path)
+            assert codec is not None
+            if mode is None:
                 encoder.add(name, spec, array.shape, codec,
                             pieces_of(name, source, offset, spec, array.shape, codec, None, piece_bytes))
                 continue
-            assert base is not None and base_array is not None
-            codec = codec_for(mode, array, spec)  # depends on the mode and dtype only
+            assert base is not None and plan.base_array is not None
             location = base.location(name)
             if location is not None:  # safetensors base: workers read it, one of them hashes it
                 base_ref = BaseRef(mode, file_ref(location[0]), location[1], name)
                 delta: Any = encoder.digest(base_ref.file, location[1], spec, array.shape, name)
             else:  # a .tzip base, decoded here to choose the mode: hash it here
                 base_ref = BaseRef(mode, file_ref(base.path), None, name)
-                delta = Delta(mode, name, digest(base_array))
+                delta = Delta(mode, name, digest(plan.base_array))
             encoder.add(name, spec, array.shape, codec,
                         pieces_of(name, source, offset, spec, array.shape, codec, base_ref, piece_bytes),
                         delta, mode)
@@ -491,41 +486,4 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | Sha
     except BaseException:
         encoder.cancel()
         raise
-    return dedup, encoder.cluster_threads
-
-
-def _compress_one(source: str, target: str, threads: int, overwrite: bool) -> CompressionReport:
-    from ..files import compress_file
-
-    return compress_file(source, target, threads=threads, overwrite=overwrite)
-
-
-def compress_files(pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]], scheduler: Any, *,
-                   threads: int | None = None, overwrite: bool = True) -> list[CompressionReport]:
-    """Compress whole checkpoints, one task per (source, target) pair: each worker runs
-    ``compress_file`` and writes its target itself (atomically), so the workers must be able
-    to read the sources and write the targets at these paths (a shared filesystem). Each file
-    is the same bytes as a local ``compress_file`` makes; each uses ``threads`` native threads
-    (default 1). Returns the reports in the order given; the first failure cancels the rest
-    (files already written stay, each whole)."""
-    jobs = [(os.path.abspath(source), os.path.abspath(target)) for source, target in pairs]
-    run = uuid.uuid4().hex[:12]
-    with connect(scheduler) as client:
-        futures = [client.submit(_compress_one, source, target, threads or 1, overwrite, pure=False,
-                                 key=f"tensorzip-file-{run}-{number}")
-                   for number, (source, target) in enumerate(jobs)]
-        try:
-            reports = []
-            for (source, _), future in zip(jobs, futures, strict=True):
-                try:
-                    reports.append(future.result())
-                except TensorzipError:
-                    raise
-                except Exception as error:
-                    raise TensorzipError(f"{source}: compressing on the Dask cluster failed "
-                                         f"({type(error).__name__}: {error})") from error
-        except BaseException:
-            with contextlib.suppress(Exception):
-                client.cancel(futures)
-            raise
-    return reports
+    return planner.dedup, encoder.cluster_threads

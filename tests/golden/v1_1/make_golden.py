@@ -26,7 +26,7 @@ from tensorzip import dtypes
 from tensorzip.codecs import BytePlanesCodec
 from tensorzip.codecs.residual import Delta, codec_for, digest, residual
 from tensorzip.container import TzipWriter
-from tensorzip.container.bases import BaseCheckpoint
+from tensorzip.container.reader import open_base
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,7 +59,7 @@ MODES = {"w.f32": "sub", "w.bf16": "xor", "ids.i64": "sub"}
 
 
 def _write(path: Path, tensors: dict[str, np.ndarray], base_path: Path, tied: str | None = None) -> None:
-    with BaseCheckpoint(base_path) as base, TzipWriter(path, base={"file": base_path.name}) as writer:
+    with open_base(base_path) as base, TzipWriter(path, base={"file": base_path.name}) as writer:
         for name, array in tensors.items():
             spec = dtypes.by_numpy(array.dtype)
             other = base.tensor(name)

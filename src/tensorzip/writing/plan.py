@@ -1,0 +1,78 @@
+"""The write plan: for each tensor, stored once already (same-as), coded against the base
+tensor of the same name (a residual), or coded plainly, and with which codec.
+
+One function decides, and every writer consumes its decisions: the local path
+(``add_tensors``, used by ``compress_file``, ``save_file`` and ``analyze``) and the Dask path
+(``writing/cluster.py``). "A cluster run writes the same bytes as a local run" rests on there
+being only this one decision, taken in file order on the same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import dtypes
+from ..codecs import Codec, choose_codec
+from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..container.bases import BaseCheckpoint
+from .dedup import Deduplicator
+
+if TYPE_CHECKING:
+    from ..container.writer import TzipWriter
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """What to store for one tensor. ``same_as``: nothing (a repeat of that earlier tensor);
+    else ``codec`` coding the tensor itself, or with ``delta_mode`` the residual against
+    ``base_array`` (the base's tensor of the same name, dtype and shape)."""
+
+    name: str
+    spec: dtypes.DTypeSpec
+    same_as: str | None = None
+    codec: Codec | None = None
+    delta_mode: str | None = None
+    base_array: np.ndarray | None = None
+
+
+class WritePlanner:
+    """Decides per tensor, in file order (dedup remembers what came before)."""
+
+    def __init__(self, base: BaseCheckpoint | None):
+        self.base = base
+        self.dedup = Deduplicator()
+
+    def plan(self, name: str, array: np.ndarray) -> TensorPlan:
+        spec = dtypes.by_numpy(array.dtype)
+        twin = self.dedup.twin_of(name, array)
+        if twin is not None:
+            return TensorPlan(name, spec, same_as=twin)
+        base_array = self.base.tensor(name) if self.base is not None else None
+        if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
+            mode = choose_delta(array, base_array, spec)
+            if mode is not None:  # the residual's codec depends on the mode and dtype only
+                return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
+                                  base_array=base_array)
+        return TensorPlan(name, spec, codec=choose_codec(array, spec))
+
+
+def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
+                base: BaseCheckpoint | None) -> Deduplicator:
+    """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
+    threads). Returns the deduplicator (its saved bytes)."""
+    planner = WritePlanner(base)
+    for name, array in tensors:
+        plan = planner.plan(name, array)
+        if plan.same_as is not None:
+            writer.add_shared(name, plan.same_as)
+        elif plan.delta_mode is not None:
+            assert plan.base_array is not None
+            stored = residual(array, plan.base_array, plan.delta_mode, plan.spec, writer.threads)
+            writer.add(name, stored, plan.codec, Delta(plan.delta_mode, name, digest(plan.base_array)))
+        else:
+            writer.add(name, array, plan.codec)
+    return planner.dedup
