@@ -243,12 +243,12 @@ def main() -> None:
             out = work / f"ours-{label}.tzip"
             report = tensorzip.lossy.compress_file(source, out, budget=budget, sensitivity=sensitivity)
             row(f"tensorzip budget {label}{' (a peer' + chr(39) + 's size)' if budget in matched else ''}",
-                report.compressed_bytes, tensorzip.lossy.load(out), ours=True, fixed=fixed_width_bytes(out))
+                report.compressed_bytes, tensorzip.lossy.load_file(out), ours=True, fixed=fixed_width_bytes(out))
         for budget in (0.10, 0.15):  # ablation: no calibration, every weight's error counted the same
             out = work / f"mse-{budget}.tzip"
             report = tensorzip.lossy.compress_file(source, out, budget=budget)
             row(f"tensorzip budget {budget}, no calibration (ablation)", report.compressed_bytes,
-                tensorzip.lossy.load(out), ours=True, ablation=True, fixed=fixed_width_bytes(out))
+                tensorzip.lossy.load_file(out), ours=True, ablation=True, fixed=fixed_width_bytes(out))
     write_results(rows, file_bytes, sum(a.size for a in original.values()))
 
 

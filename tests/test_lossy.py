@@ -51,7 +51,7 @@ def test_recorded_errors_are_the_decoded_errors(tmp_path):
     source = tmp_path / "model.safetensors"
     original = checkpoint(source)
     tz.lossy.compress_file(source, tmp_path / "model.tzip", budget=0.12)
-    decoded = tz.lossy.load(tmp_path / "model.tzip")
+    decoded = tz.lossy.load_file(tmp_path / "model.tzip")
     record = tz.lossy.describe(tmp_path / "model.tzip")["tensors"]
     for name, array in original.items():
         info = record[name]
@@ -69,7 +69,7 @@ def test_recorded_errors_are_the_decoded_errors(tmp_path):
 def test_every_float_dtype(tmp_path, dtype):
     source = tmp_path / "model.safetensors"
     original = checkpoint(source, dtype)
-    tz.lossy.compress_file(source, tmp_path / "model.tzip", bits_per_weight=4)
+    tz.lossy.compress_file(source, tmp_path / "model.tzip", bits=4)
     parameters = sum(a.size for a in original.values())
     assert (tmp_path / "model.tzip").stat().st_size * 8 <= 4 * parameters
     tz.lossy.decompress_file(tmp_path / "model.tzip", tmp_path / "back.safetensors")
@@ -93,9 +93,10 @@ def test_decoded_file_keeps_the_original_header(tmp_path):
     source = tmp_path / "model.safetensors"
     checkpoint(source)
     tz.lossy.compress_file(source, tmp_path / "model.tzip", budget=0.2)
-    written = tz.lossy.decompress_file(tmp_path / "model.tzip", tmp_path / "back.safetensors")
+    report = tz.lossy.decompress_file(tmp_path / "model.tzip", tmp_path / "back.safetensors")
     original, back = source.read_bytes(), (tmp_path / "back.safetensors").read_bytes()
-    assert written == len(back) == len(original)
+    assert report.output_bytes == len(back) == len(original)
+    assert report.compressed_bytes == (tmp_path / "model.tzip").stat().st_size and report.seconds > 0
     header = 8 + int.from_bytes(original[:8], "little")
     assert back[:header] == original[:header]
 
@@ -114,7 +115,7 @@ def test_sensitivity_spends_bits_where_inputs_are_strong(tmp_path):
     checkpoint(source)
     weights = {"layer.0.dense.weight": np.r_[np.full(8, 50.0), np.ones(56)]}
     tz.lossy.compress_file(source, tmp_path / "a.tzip", budget=0.15, sensitivity=weights)
-    decoded = tz.lossy.load(tmp_path / "a.tzip")["layer.0.dense.weight"]
+    decoded = tz.lossy.load_file(tmp_path / "a.tzip")["layer.0.dense.weight"]
     original = load_file(str(source))["layer.0.dense.weight"]
     strong = np.abs(decoded[:, :8] - original[:, :8]).mean()
     weak = np.abs(decoded[:, 8:] - original[:, 8:]).mean()
@@ -123,7 +124,7 @@ def test_sensitivity_spends_bits_where_inputs_are_strong(tmp_path):
     rows = np.ones(300)
     rows[:30] = 100.0
     tz.lossy.compress_file(source, tmp_path / "b.tzip", budget=0.15, sensitivity={"embed.weight": (rows, None)})
-    decoded = tz.lossy.load(tmp_path / "b.tzip")["embed.weight"]
+    decoded = tz.lossy.load_file(tmp_path / "b.tzip")["embed.weight"]
     original = load_file(str(source))["embed.weight"]
     assert np.abs(decoded[:30] - original[:30]).mean() < np.abs(decoded[30:] - original[30:]).mean() / 3
 
@@ -143,7 +144,7 @@ def test_refusals(tmp_path):
     plain = tmp_path / "plain.tzip"
     tz.compress_file(source, plain)
     with pytest.raises(FormatError, match="not a lossy checkpoint"):
-        tz.lossy.load(plain)
+        tz.lossy.load_file(plain)
 
 
 def test_cli(tmp_path, capsys):
@@ -166,7 +167,7 @@ def test_cli(tmp_path, capsys):
 def test_damaged_records_are_format_errors(tmp_path):
     """A record that is not JSON (or nests past Python's recursion limit) is a FormatError."""
     from tensorzip.container import TzipWriter
-    from tensorzip.lossy.codec import METADATA_KEY
+    from tensorzip.container.records import LOSSY_WEIGHTS_KEY as METADATA_KEY
 
     for raw in ("{not json", "[" * 100_000 + "]" * 100_000, '{"format": 1}'):
         path = tmp_path / "bad.tzip"
@@ -174,4 +175,4 @@ def test_damaged_records_are_format_errors(tmp_path):
             writer.add("exact/x", np.zeros(3, np.float32))
         writer.close()
         with pytest.raises(FormatError):
-            tz.lossy.load(path)
+            tz.lossy.load_file(path)

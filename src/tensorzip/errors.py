@@ -66,3 +66,9 @@ class BaseRequiredError(TensorzipError):
 
 class BaseMismatchError(TensorzipError, ValueError):
     """The base given is not the one the file was coded against (a tensor's content hash differs)."""
+
+
+class TargetUnreachableError(TensorzipError, ValueError):
+    """A lossy target cannot be met with the data given (a byte or bit budget below what the
+    coarsest quantizer takes, an error bound or a recall beyond what the finest one reaches,
+    or a target out of range); nothing was written. The message says what was measured."""

@@ -1,31 +1,25 @@
 """``tensorzip embeddings ...``: embedding collections at a recall target (see
-``tensorzip.embeddings``). Kept apart from ``cli.py`` so each file has one job."""
+``tensorzip.embeddings``). Kept apart from ``cli.py`` so each file has one job;
+thin over ``embeddings.compress_file`` / ``decompress_file``."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from .. import embeddings
-from ..analysis.analyze import load_matrix
-from ..outputs.atomic import atomic_output, refuse_output_over_inputs
+from .. import dtypes, embeddings
 from .common import output_path
 
 
-def _load_vectors(path: str) -> np.ndarray:
-    return load_matrix(path, "array")
-
-
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
-    vectors = _load_vectors(args.input)
+    """``embeddings compress``: a .npy matrix of vectors to a collection at the recall asked."""
     target = output_path(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
-    refuse_output_over_inputs(target, args.queries)
-    queries = _load_vectors(args.queries) if args.queries else None
-    record = embeddings.save(target, vectors, recall=args.recall, k=args.k, metric=args.metric, mode=mode,
-                             sample_queries=args.sample, queries=queries, threads=args.threads)
+    report = embeddings.compress_file(args.input, target, recall=args.recall, k=args.k, metric=args.metric,
+                                      mode=mode, sample_queries=args.sample, queries=args.queries,
+                                      threads=args.threads, overwrite=args.force)
+    record = report.record
     if not args.json:
         recall = record.get("recall_at_k")
         if recall is not None and record.get("recall_queries"):
@@ -33,24 +27,24 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
                         f"{record.get('recall_measured_on', 'held-out rows')})")
         else:
             measured = f"recall@{record['k']} 1 (lossless)" if mode == "lossless" else "recall not measured"
+        vector_bytes = record["dim"] * dtypes.by_name(record["dtype"]).itemsize
         print(f"{args.input} -> {target}: {record['count']:,} x {record['dim']} {record['dtype']}, mode {mode}")
-        print(f"  {measured}; {record['bytes_per_vector']:,.1f} bytes/vector "
-              f"({vectors[0].nbytes / record['bytes_per_vector']:.2f}x smaller than the input)")
-    return record
+        print(f"  {measured}; {report.bytes_per_vector:,.1f} bytes/vector "
+              f"({vector_bytes / report.bytes_per_vector:.2f}x smaller than the input)")
+    return report.to_json()
 
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
-    collection = embeddings.open(args.input, threads=args.threads)
+    """``embeddings decompress`` (and ``decompress`` of a collection): its vectors as a .npy file."""
     target = output_path(args.output, args.input, ".npy", args.force)
-    vectors = collection.decode()
-    with atomic_output(target, overwrite=args.force) as handle:
-        np.save(handle, vectors, allow_pickle=False)
+    report = embeddings.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
     if not args.json:
-        print(f"{args.input} -> {target}: {vectors.shape[0]:,} x {vectors.shape[1]} {vectors.dtype}")
-    return {"source": args.input, "target": str(target), "shape": list(vectors.shape), "dtype": str(vectors.dtype)}
+        print(f"{args.input} -> {target}: {report.shape[0]:,} x {report.shape[1]} {report.dtype}")
+    return report.to_json()
 
 
-def add_commands(commands: argparse._SubParsersAction, add_common) -> None:
+def add_commands(commands: argparse._SubParsersAction,
+                 add_common: Callable[[argparse.ArgumentParser, Callable[..., Any]], argparse.ArgumentParser]) -> None:
     """Register ``embeddings compress`` and ``embeddings decompress``."""
     group = commands.add_parser("embeddings", help="embedding collections at a recall target",
                                 description="Embedding collections: the fewest bytes that keep a recall@k target.")

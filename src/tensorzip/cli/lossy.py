@@ -16,12 +16,14 @@ from .common import progress_bar
 
 
 def add_arguments(compress: argparse.ArgumentParser) -> None:
+    """The ``--lossy`` options of ``tensorzip compress``."""
     group = compress.add_argument_group("lossy (only with --lossy)")
     group.add_argument("--lossy", action="store_true",
                        help="quantize the weight matrices to meet --budget or --bits-per-weight (error measured "
                             "and recorded per tensor); everything else stays exact")
     group.add_argument("--budget", type=float, help="the output's size as a fraction of the input's, e.g. 0.15")
-    group.add_argument("--bits-per-weight", type=float, help="the output's size in bits per parameter, e.g. 3.5")
+    group.add_argument("--bits-per-weight", "--bits", dest="bits_per_weight", type=float,
+                       help="the output's size in bits per parameter, e.g. 3.5")
     group.add_argument("--calibration", help="a .npz mapping matrix names to the mean square of their input "
                                              "columns on calibration data: minimise output error, not weight MSE")
 
@@ -45,7 +47,7 @@ def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     refuse_output_over_inputs(target, args.calibration)
 
     with progress_bar("searching the budget", not args.json) as progress:
-        report = lossy.compress_file(args.input, target, budget=args.budget, bits_per_weight=args.bits_per_weight,
+        report = lossy.compress_file(args.input, target, budget=args.budget, bits=args.bits_per_weight,
                                      sensitivity=_sensitivity(args.calibration), threads=args.threads,
                                      overwrite=args.force, progress=progress)
     if not args.json:
@@ -59,13 +61,9 @@ def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     return report.to_json()
 
 
-def is_lossy(metadata: dict[str, str] | None) -> bool:
-    return bool(metadata) and lossy.codec.METADATA_KEY in metadata
-
-
 def cmd_decompress(args: argparse.Namespace, target: str) -> dict[str, Any]:
-    written = lossy.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
+    report = lossy.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
     if not args.json:
-        print(f"{args.input} -> {target}: {written / 1e6:,.2f} MB, a lossy checkpoint decoded to its original "
-              "dtypes and layout (per-tensor errors: tensorzip.lossy.describe)")
-    return {"source": args.input, "target": str(target), "output_bytes": written, "lossy": True}
+        print(f"{args.input} -> {target}: {report.output_bytes / 1e6:,.2f} MB, a lossy checkpoint decoded to its "
+              "original dtypes and layout (per-tensor errors: tensorzip.lossy.describe)")
+    return {**report.to_json(), "lossy": True}

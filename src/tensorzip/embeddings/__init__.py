@@ -15,27 +15,98 @@ Modes: ``"transform"`` (PCA or the original axes, truncation, reverse
 water-filling, entropy-coded integers; with ``recall=`` the solver picks the
 level, with ``level=`` the caller does), ``"lossless"`` (bit-exact floats),
 and fixed-level quantizers for comparison: ``"int8"``, ``"int4"``, ``"binary"``.
+
+The verbs are the package's: ``compress`` / ``decompress`` for bytes, ``save_file``
+(vectors first, then the path, as ``tz.save_file``) / ``load_file`` for a path,
+``compress_file`` / ``decompress_file`` from a ``.npy`` file to a ``.npy`` file, each
+returning a frozen report; ``open`` gives a collection to search without decoding it
+all. A recall target that cannot be met raises ``TargetUnreachableError``.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "vectors.tzip")
+    >>> tze.save_file(vectors, path, mode="int8")["bytes_per_vector"] < vectors[0].nbytes
+    True
+    >>> tze.load_file(path).shape == tze.decompress(tze.compress(vectors, mode="int8")).shape == vectors.shape
+    True
 """
 
 from __future__ import annotations
 
 import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from .. import dtypes
-from ..errors import TensorzipError
+from ..errors import InputFileError, TargetUnreachableError, TensorzipError
+from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
 from .collection import EmbeddingCollection
 from .search import METRICS
-from .solver import TargetUnreachableError, given_queries, hold_out, solve
+from .solver import given_queries, hold_out, solve
 from .storage import to_bytes, write
 
 MODES = ("transform", "lossless", "int8", "int4", "binary")
 _LEVELS = {"int8": 256, "int4": 16, "binary": 2}
 
-__all__ = ["MODES", "EmbeddingCollection", "TargetUnreachableError", "compress", "open", "save"]
+__all__ = ["METRICS", "MODES", "EmbeddingCollection", "EmbeddingsDecompressionReport", "EmbeddingsReport",
+           "TargetUnreachableError", "compress", "compress_file", "decompress", "decompress_file", "load_file", "open",
+           "save", "save_file"]
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class EmbeddingsReport:
+    """What ``compress_file`` did: the input and output sizes and the stored record (mode,
+    the recall target and the recall@k measured on the decoded collection)."""
+
+    source: str
+    target: str
+    original_bytes: int  # the input file's size
+    compressed_bytes: int  # the output file's size, everything counted
+    seconds: float
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Input bytes per stored byte."""
+        return self.original_bytes / max(1, self.compressed_bytes)
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Everything stored (codes, basis, steps, header), per vector."""
+        return self.compressed_bytes / max(1, self.record.get("count", 0))
+
+    @property
+    def recall(self) -> float | None:
+        """recall@k measured on the decoded collection (None where none was measured)."""
+        return self.record.get("recall_at_k")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record with the sizes, as plain JSON values (``tensorzip embeddings compress --json``)."""
+        return {**self.record, **asdict(self), "record": None, "stored_bytes": self.compressed_bytes,
+                "bytes_per_vector": self.bytes_per_vector, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class EmbeddingsDecompressionReport:
+    """What ``decompress_file`` wrote: the decoded vectors as a ``.npy`` file."""
+
+    source: str
+    target: str
+    compressed_bytes: int
+    output_bytes: int
+    seconds: float
+    shape: tuple[int, int]
+    dtype: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        return {**asdict(self), "shape": list(self.shape)}
 
 
 def _checked(vectors: Any) -> np.ndarray:
@@ -53,38 +124,102 @@ def _checked(vectors: Any) -> np.ndarray:
     return array
 
 
-def save(target: str | os.PathLike[str] | BinaryIO, vectors: Any, *, recall: float | None = None, k: int = 10,
-         metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
-         emphasis: float = 0.75, sample_queries: int = 500, queries: Any = None, seed: int = 0,
-         threads: int | None = None) -> dict[str, Any]:
-    """Compress a collection into ``target`` (a path, atomically, or a binary stream);
-    returns the record stored with it (mode, bytes per vector, measured recall, ...).
+def save_file(vectors: Any, target: str | os.PathLike[str] | BinaryIO, *, recall: float | None = None, k: int = 10,
+              metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
+              emphasis: float = 0.75, sample_queries: int = 500, queries: Any = None, seed: int = 0,
+              threads: int | None = None, overwrite: bool = True) -> dict[str, Any]:
+    """Compress a collection into ``target`` (a path, written atomically, or a binary
+    stream), in the argument order of ``tz.save_file``; returns the record stored with it
+    (mode, bytes per vector, measured recall, ...), so the result needs no second read.
 
     With ``recall``, the solver chooses the basis, emphasis and level; ``level`` (and
     ``emphasis``, ``rotation``) set them by hand instead (see ``code.uniform_code``).
     Recall is measured on ``sample_queries`` rows of the collection held out as
     queries, or on ``queries`` (a sample of the queries you will search with: the
-    target then holds for their distribution).
+    target then holds for their distribution). A target no code meets raises
+    ``TargetUnreachableError`` and writes nothing.
     """
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
                                      queries, seed, threads)
-    size = write(target, record, code=code, vectors=lossless, threads=threads)
+    size = write(target, record, code=code, vectors=lossless, threads=threads, overwrite=overwrite)
     return {**record, "stored_bytes": size, "bytes_per_vector": size / record["count"]}
+
+
+def save(target: str | os.PathLike[str] | BinaryIO, vectors: Any, **options: Any) -> dict[str, Any]:
+    """Deprecated: ``save_file(vectors, target, ...)``, whose argument order is the
+    package's (data first, then where it goes); this order still works."""
+    warnings.warn("tensorzip.embeddings.save(target, vectors) is now save_file(vectors, target)", DeprecationWarning,
+                  stacklevel=2)
+    return save_file(vectors, target, **options)
 
 
 def compress(vectors: Any, *, recall: float | None = None, k: int = 10, metric: str = "ip", mode: str = "transform",
              level: float | None = None, rotation: bool | None = None, emphasis: float = 0.75,
              sample_queries: int = 500, queries: Any = None, seed: int = 0, threads: int | None = None) -> bytes:
-    """``save`` into bytes."""
+    """``save_file`` into bytes, for collections kept in a database or sent over a network."""
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
                                      queries, seed, threads)
     return to_bytes(record, code=code, vectors=lossless, threads=threads)
 
 
-def open(source: str | os.PathLike[str] | bytes | bytearray | memoryview,  # noqa: A001 - mirrors builtins.open
-         threads: int | None = None) -> EmbeddingCollection:
-    """A stored collection, ready to decode or search."""
+def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None) -> np.ndarray:
+    """Every vector of a compressed collection, decoded (float32; the original dtype for a
+    lossless one); ``open`` searches without decoding everything at once."""
+    return open(blob, threads=threads).decode()
+
+
+def load_file(path: str | os.PathLike[str], threads: int | None = None) -> np.ndarray:
+    """Every vector of a collection file, decoded, as ``decompress`` gives them."""
+    return open(path, threads=threads).decode()
+
+
+def open(source: Source, threads: int | None = None) -> EmbeddingCollection:  # noqa: A001 - mirrors builtins.open
+    """A stored collection (a path or bytes), ready to decode or to search block by block,
+    so a collection larger than memory in float32 can still be searched."""
     return EmbeddingCollection.load(source, threads=threads)
+
+
+def _npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
+    """A .npy matrix, memory-mapped (never copied whole, never unpickled)."""
+    if not os.path.exists(path):
+        raise InputFileError(f"{path}: no such file")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputFileError(f"{path}: not a .npy array of {what} ({error})") from None
+
+
+def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, queries: Any = None,
+                  overwrite: bool = True, **options: Any) -> EmbeddingsReport:
+    """Compress a ``.npy`` matrix of vectors (rows) into ``target``, atomically, for
+    collections kept as NumPy files; ``queries`` (an array or a ``.npy`` path) and
+    ``options`` as for ``save_file``."""
+    started = time.perf_counter()
+    refuse_output_over_inputs(target, source, queries)
+    vectors = _npy(source, "vectors")
+    if isinstance(queries, (str, os.PathLike)):
+        queries = _npy(queries, "queries")
+    record = save_file(vectors, target, queries=queries, overwrite=overwrite, **options)
+    size = record.pop("stored_bytes")
+    record.pop("bytes_per_vector")
+    return EmbeddingsReport(str(source), str(target), os.path.getsize(source), size, time.perf_counter() - started,
+                            record)
+
+
+def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, threads: int | None = None,
+                    overwrite: bool = True) -> EmbeddingsDecompressionReport:
+    """Write a collection's decoded vectors as a ``.npy`` file (atomically: a failure
+    leaves no file), for tools that read NumPy arrays."""
+    started = time.perf_counter()
+    refuse_output_over_inputs(target, source)
+    vectors = load_file(source, threads=threads)  # decoded before the output is opened
+    with atomic_output(target, overwrite=overwrite) as handle:
+        np.save(handle, vectors, allow_pickle=False)
+        handle.flush()
+        written = handle.tell()
+    return EmbeddingsDecompressionReport(str(source), str(target), os.path.getsize(source), written,
+                                         time.perf_counter() - started, (int(vectors.shape[0]), int(vectors.shape[1])),
+                                         str(vectors.dtype))
 
 
 def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, level: float | None,

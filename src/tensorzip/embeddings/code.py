@@ -18,11 +18,13 @@ symbols) in 8 or 16 bits, through tensorzip's byte-plane coder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import TensorzipError
+from ..quantization import SymbolRangeError, dequantize, quantize, to_symbols
 
 DECODE_BLOCK_ROWS = 8192  # vectors decoded at a time: bounds memory in search
 
@@ -84,9 +86,7 @@ class EmbeddingCode:
 
     def coordinates(self, start: int, stop: int) -> np.ndarray:
         """Dequantized coordinates of vectors [start, stop) in the kept basis: (rows, d')."""
-        z = self.symbols[:, start:stop].T.astype(np.int64)
-        q = (z >> 1) ^ -(z & 1)
-        return (self.offset + q.astype(np.float32) * self.step).astype(np.float32)
+        return dequantize(self.symbols[:, start:stop].T, self.step, shift=self.offset).astype(np.float32, copy=False)
 
     def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Vectors [start, stop) as float32 (rows, d)."""
@@ -103,18 +103,21 @@ class EmbeddingCode:
             np.divide(out, norms, out=out, where=norms > 0)
         return out
 
-    def blocks(self, rows: int = DECODE_BLOCK_ROWS):
+    def blocks(self, rows: int = DECODE_BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         """(start, decoded block) over the collection, ``rows`` vectors at a time."""
         for start in range(0, self.count, rows):
             yield start, self.decode(start, min(self.count, start + rows))
 
 
-def zigzag(q: np.ndarray) -> np.ndarray:
-    """Signed integers to unsigned symbols (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), 8 bits when they fit."""
-    z = (q.astype(np.int64) << 1) ^ (q.astype(np.int64) >> 63)
-    if z.size and z.max() >= 1 << 16:
-        raise TensorzipError("quantized embedding values exceed 16 bits; use a larger step (lower target)")
-    return z.astype(np.uint8 if not z.size or z.max() < 256 else np.uint16)
+_TOO_FINE = "quantized embedding values exceed 16 bits; use a larger step (lower target)"
+
+
+def _symbols(q: np.ndarray) -> np.ndarray:
+    """Signed integers as zigzag symbols, 8 bits when they fit, 16 at most."""
+    try:
+        return to_symbols(q, max_bits=16)
+    except SymbolRangeError:
+        raise TensorzipError(_TOO_FINE) from None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class Projection:
 
 
 def project(vectors: np.ndarray, basis: Basis) -> Projection:
+    """The collection's coordinates in ``basis``, computed once for every code the solver tries."""
     vectors = np.asarray(vectors, dtype=np.float32)
     unit_norm = bool(np.all(np.abs(np.linalg.norm(vectors, axis=1) - 1.0) < 1e-3))
     x = vectors - basis.mean
@@ -168,8 +172,11 @@ def uniform_code(projection: Projection, level: float, emphasis: float = 0.0) ->
     kept = max(1, int(np.count_nonzero(variances > distortion)))
     directions, axes, y = projection.kept(kept)
     step = np.sqrt(12.0 * np.maximum(distortion[:kept], 1e-30)).astype(np.float32)
-    q = np.rint(y / step)
-    return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, zigzag(q.T),
+    try:
+        symbols = quantize(y, step, precision=np.float32, max_bits=16).symbols
+    except SymbolRangeError:
+        raise TensorzipError(_TOO_FINE) from None
+    return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, symbols.T,
                          projection.unit_norm)
 
 
@@ -192,4 +199,4 @@ def fixed_levels_code(projection: Projection, levels: int) -> EmbeddingCode:
     # Centred on zero, so that zigzag symbols stay below ``levels`` (8 bits for int8).
     middle = levels // 2
     return EmbeddingCode(basis.mean, directions, axes, (offset + middle * step).astype(np.float32), step,
-                         zigzag((q - middle).T), projection.unit_norm)
+                         _symbols((q - middle).T), projection.unit_norm)

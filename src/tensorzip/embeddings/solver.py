@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import TensorzipError
+from ..errors import TargetUnreachableError
+from ..quantization import TargetNotMet, bisect
 from .code import EmbeddingCode, Projection, fit_basis, project, uniform_code
 from .search import array_blocks, recall_at_k, top_k
 
@@ -25,10 +26,6 @@ BISECTION_STEPS = 12
 SAMPLE_QUERIES = 500
 # How much less distortion strong components get (see uniform_code); each is tried.
 EMPHASES = (0.5, 1.0)
-
-
-class TargetUnreachableError(TensorzipError, ValueError):
-    """The recall target cannot be met (above 1, or beyond what the collection allows)."""
 
 
 @dataclass(frozen=True)
@@ -104,24 +101,21 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
 
 def _largest_passing_level(projection: Projection, emphasis: float, target: float,
                            held_out: HeldOut) -> tuple[float, EmbeddingCode, float] | None:
+    """The largest distortion level (bisected in natural-log scale from the finest) whose
+    decoded collection still meets the recall target: (level, code, recall), or None."""
     variances = projection.basis.variances
     top = float(variances.max()) if variances.size and variances.max() > 0 else 1.0
     # The finest level whose symbols still fit 16 bits (step > largest |coordinate| / 2^15).
     reach = float(np.abs(projection.coordinates).max()) if projection.coordinates.size else 0.0
     finest = max(top * 1e-9, (reach / 30000.0) ** 2 / 12.0, 1e-30)
-    low, high = np.log(finest), np.log(max(top, finest))  # level = exp(.)
-    passing: tuple[float, EmbeddingCode, float] | None = None
-    code = uniform_code(projection, float(np.exp(low)), emphasis)
-    recall = held_out.recall(code)
-    if recall < target:
+
+    def recall_at(level: float) -> tuple[float, EmbeddingCode]:
+        code = uniform_code(projection, level, emphasis)
+        return held_out.recall(code), code
+
+    try:
+        found = bisect(recall_at, at_least=target, feasible_end=np.log(finest), best_end=np.log(max(top, finest)),
+                       max_iterations=BISECTION_STEPS, log_scale="ln", try_best_end=False)
+    except TargetNotMet:
         return None
-    passing = (float(np.exp(low)), code, recall)
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        code = uniform_code(projection, float(np.exp(middle)), emphasis)
-        recall = held_out.recall(code)
-        if recall >= target:
-            passing, low = (float(np.exp(middle)), code, recall), middle
-        else:
-            high = middle
-    return passing
+    return found.parameter, found.result, found.figure

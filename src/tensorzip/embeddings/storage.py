@@ -5,22 +5,19 @@ record saying how it was made and what recall it measured (docs/format.md,
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .. import _native
-from ..codecs import BytePlanesCodec
-from ..container import TzipReader, TzipWriter
+from ..container.records import EMBEDDINGS_KEY
 from ..errors import FormatError
+from ..quantization import LayerFormat, layer_bytes, open_layer, write_layer
 from .code import EmbeddingCode
 
-METADATA_KEY = "tensorzip.embeddings"
 FORMAT_VERSION = 1
+LAYER = LayerFormat(EMBEDDINGS_KEY, "an embedding collection", FORMAT_VERSION, (FORMAT_VERSION,))
 
 
 @dataclass(frozen=True)
@@ -32,40 +29,37 @@ class StoredCollection:
     vectors: np.ndarray | None
 
 
+def _tensors(code: EmbeddingCode | None, vectors: np.ndarray | None) -> dict[str, np.ndarray]:
+    """What a collection stores: the vectors (lossless), or the parts of its code."""
+    if vectors is not None:
+        return {"vectors": vectors}
+    assert code is not None
+    tensors = {"mean": code.mean}
+    if code.directions is not None:
+        tensors["directions"] = code.directions
+    else:
+        tensors["dims"] = code.dims
+    return {**tensors, "offset": code.offset, "step": code.step, "symbols": code.symbols}
+
+
 def write(target: str | os.PathLike[str] | BinaryIO, record: dict[str, Any], *, code: EmbeddingCode | None = None,
-          vectors: np.ndarray | None = None, threads: int | None = None) -> int:
-    """Write a collection; returns the bytes written."""
-    record = {"format": FORMAT_VERSION, **record}
-    with TzipWriter(target, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)}, threads=threads) as writer:
-        if vectors is not None:
-            writer.add("vectors", np.ascontiguousarray(vectors))
-        else:
-            assert code is not None
-            writer.add("mean", code.mean)
-            if code.directions is not None:
-                writer.add("directions", np.ascontiguousarray(code.directions))
-            else:
-                writer.add("dims", code.dims)
-            writer.add("offset", code.offset)
-            writer.add("step", code.step)
-            # One chunk per kept dimension, so each gets its own entropy table.
-            per_dimension = BytePlanesCodec(rotate_bits=0, chunk_elements=max(1, min(code.count,
-                                                                                     _native.MAX_CHUNK_BYTES // 2)))
-            writer.add("symbols", np.ascontiguousarray(code.symbols), per_dimension)
-    return writer.close()
+          vectors: np.ndarray | None = None, threads: int | None = None, overwrite: bool = True) -> int:
+    """Write a collection (a path atomically, or a binary stream); returns the bytes
+    written. One chunk per kept dimension, so each gets its own entropy table."""
+    return write_layer(target, LAYER, record, _tensors(code, vectors), table_per_row=("symbols",), threads=threads,
+                       overwrite=overwrite)
 
 
 def to_bytes(record: dict[str, Any], *, code: EmbeddingCode | None = None, vectors: np.ndarray | None = None,
              threads: int | None = None) -> bytes:
-    buffer = io.BytesIO()
-    write(buffer, record, code=code, vectors=vectors, threads=threads)
-    return buffer.getvalue()
+    """``write`` into memory (the solver measures sizes this way)."""
+    return layer_bytes(LAYER, record, _tensors(code, vectors), table_per_row=("symbols",), threads=threads)
 
 
 def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
          threads: int | None = None) -> StoredCollection:
-    with TzipReader(source, threads=threads) as reader:
-        record = reader.layer_record(METADATA_KEY, "an embedding collection", (FORMAT_VERSION,))
+    """A stored collection, its record and tensors checked to fit together."""
+    with open_layer(source, LAYER, threads) as (reader, record):
         names = set(reader.keys())
         if names == {"vectors"}:
             vectors = reader.get_tensor("vectors")

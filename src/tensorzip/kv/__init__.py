@@ -13,15 +13,27 @@ entropy-coded, with the bytes and the error measured, never assumed.
     >>> float(np.abs(tz.kv.decompress(blob)[0] - keys).max()) <= 0.01
     True
 
-A Hugging Face ``transformers`` cache goes to a file and back with ``save_cache`` /
-``load_cache`` (transformers is optional). Ask with a bit budget (``bits=``), a
-per-element bound (``max_abs_error=``), or a bound on the attention output
-(``max_rel_error=`` with the ``queries``): the configuration is found by encoding
-and measuring. ``step=`` and ``levels=`` fix the quantizer instead.
+The verbs are the package's: ``compress`` / ``decompress`` for bytes, ``save_file`` /
+``load_file`` for a path (written atomically); a Hugging Face ``transformers`` cache
+goes to a file and back with ``save_cache`` / ``load_cache`` (transformers is
+optional). Ask with a bit budget (``bits=``), a per-element bound
+(``max_abs_error=``), or a bound on the attention output (``max_rel_error=`` with
+the ``queries``): the configuration is found by encoding and measuring, and a target
+that cannot be met raises ``TargetUnreachableError``. ``step=`` and ``levels=`` fix
+the quantizer instead.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "cache.tzip")
+    >>> tz.kv.save_file(keys, values, path, bits=4)["bytes_per_element"] <= 0.5
+    True
+    >>> k, v = tz.kv.load_file(path)
+    >>> k.shape == keys.shape and v.dtype == values.dtype
+    True
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,13 +41,17 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from ..errors import TensorzipError
+from ..errors import TargetUnreachableError, TensorzipError
+from ..outputs.atomic import atomic_output
 from .attention import output_errors
-from .codec import DEFAULT_VALUE_STEP_RATIO, KVConfig, decode, encode, from_bytes, to_bytes
+from .codec import DEFAULT_VALUE_STEP_RATIO, KVConfig, decode, encode, from_bytes, read_record, to_bytes
 from .hf_cache import load_cache, save_cache
 from .search import within_attention_error, within_budget
 
-__all__ = ["KVConfig", "compress", "decompress", "describe", "load_cache", "save_cache"]
+__all__ = ["KVConfig", "TargetUnreachableError", "compress", "decompress", "describe", "load_cache", "load_file",
+           "save_cache", "save_file"]
+
+Source = bytes | bytearray | memoryview | str | os.PathLike[str]
 
 
 def _stacked(layers: Any, what: str) -> np.ndarray:
@@ -69,7 +85,10 @@ def compress(keys: Any, values: Any, *, bits: float | None = None, step: float |
       quantizer, entropy-coded).
 
     With ``queries``, the attention error achieved is measured and stored, and the
-    searches (``bits``, ``max_rel_error``) also choose ``value_step_ratio``.
+    searches (``bits``, ``max_rel_error``) also choose ``value_step_ratio``. A budget or
+    a bound that no configuration meets raises ``TargetUnreachableError`` (nothing is
+    returned that misses what was asked). ``threads``: for the entropy coder (default:
+    every core).
     """
     k, v = _stacked(keys, "keys"), _stacked(values, "values")
     if k.shape[:4] != v.shape[:4] or k.dtype != v.dtype:
@@ -86,7 +105,7 @@ def compress(keys: Any, values: Any, *, bits: float | None = None, step: float |
                       max_abs_error=max_abs_error, step=step, value_step_ratio=value_step_ratio)
     if bits is not None:
         if not bits > 0:
-            raise TensorzipError(f"bits must be positive, got {bits}")
+            raise TargetUnreachableError(f"bits must be positive, got {bits}")
         config = replace(config, step=1.0)
         config.check()
         return within_budget(k, v, bits, config, q, threads)
@@ -103,14 +122,35 @@ def compress(keys: Any, values: Any, *, bits: float | None = None, step: float |
 
 
 def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, values), each [layers, batch, heads, tokens, head_dim] in the input's dtype."""
+    """(keys, values) of a compressed cache, each [layers, batch, heads, tokens, head_dim]
+    in the input's dtype: what attention reads back, within the target the file records."""
     tensors, record = from_bytes(blob, threads)
     return decode(tensors, record)
 
 
-def describe(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """The stored record (configuration, and the attention error measured when queries were given),
-    plus the measured bytes per element."""
-    _, record = from_bytes(blob)
+def save_file(keys: Any, values: Any, path: str | os.PathLike[str], *, overwrite: bool = True,
+              **options: Any) -> dict[str, Any]:
+    """``compress`` into ``path``, atomically (a failure leaves no file, and an existing
+    one stays as it was); ``options`` as for ``compress``. Returns ``describe`` of what
+    was written, so the bytes per element and the measured error need no second read."""
+    blob = compress(keys, values, **options)
+    with atomic_output(path, overwrite=overwrite) as handle:
+        handle.write(blob)
+    return describe(blob)
+
+
+def load_file(path: str | os.PathLike[str], threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, values) of a cache file written by ``save_file`` or ``save_cache``, as
+    ``decompress`` gives them, read without holding the file's bytes twice."""
+    tensors, record = from_bytes(path, threads)
+    return decode(tensors, record)
+
+
+def describe(source: Source) -> dict[str, Any]:
+    """The stored record of a cache (its bytes or its path): the configuration, the target
+    it was made for, the attention error measured when queries were given, plus the
+    measured bytes per element, so a caller can check a file without decoding it."""
+    record = read_record(source)
+    size = os.path.getsize(source) if isinstance(source, (str, os.PathLike)) else len(memoryview(source))
     elements = 2 * int(np.prod(record["shape"]))
-    return {**record, "stored_bytes": len(blob), "bytes_per_element": len(blob) / max(1, elements)}
+    return {**record, "stored_bytes": size, "bytes_per_element": size / max(1, elements)}

@@ -17,26 +17,25 @@ low-rank factors, header.
 
 from __future__ import annotations
 
-import io
-import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import dtypes
-from ..codecs import BytePlanesCodec
-from ..container import TzipReader, TzipWriter
-from ..errors import FormatError, TensorzipError
+from ..container.records import KV_KEY
+from ..errors import FormatError, TargetUnreachableError, TensorzipError
+from ..quantization import LayerFormat, layer_bytes, open_layer, read_layer
 from .grid import MAX_REFINE, GridQuantized, quantize_grid
 from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_levels
 
-METADATA_KEY = "tensorzip.kv"
 # 1: min-max groups only (max_abs_error was a grid from each group's minimum).
 # 2: adds the per-layer grid ("quantizer": "grid"), used for step and max_abs_error.
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
+LAYER = LayerFormat(KV_KEY, "a KV cache", FORMAT_VERSION, READABLE_FORMATS)
 PARTS = ("keys", "values")
 # Values' step relative to keys' when only one step is asked for: an error in a value
 # reaches the attention output directly, an error in a key only through the softmax.
@@ -59,9 +58,11 @@ class KVConfig:
 
     @property
     def quantizer(self) -> str:
+        """The record's name of the quantizer: "groups" (min-max, KIVI) or "grid"."""
         return "groups" if self.levels is not None else "grid"
 
     def check(self) -> None:
+        """Refuse a contradictory or out-of-range configuration (TensorzipError) before any work."""
         if sum(option is not None for option in (self.levels, self.step, self.max_abs_error)) != 1:
             raise TensorzipError("give exactly one of levels, step and max_abs_error")
         if self.step is not None and not (self.step > 0 and self.value_step_ratio > 0):
@@ -77,7 +78,7 @@ class KVConfig:
             raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
 
 
-def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype) -> Quantized | GridQuantized:
+def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype: Any) -> Quantized | GridQuantized:
     if config.levels is not None:
         return quantize_levels(x, TOKENS_AXIS if name == "keys" else CHANNELS_AXIS, config.group, config.levels)
     try:
@@ -86,11 +87,13 @@ def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype) -> Quantize
         assert config.step is not None
         step = config.step * (config.value_step_ratio if name == "values" else 1.0)
         return quantize_grid(x, np.full(x.shape[0], step, np.float32), refine_tokens=name == "values")
+    except TargetUnreachableError as error:
+        raise TargetUnreachableError(f"KV {name}: {error}") from None
     except ValueError as error:
         raise TensorzipError(f"KV {name}: {error}") from None
 
 
-def _grid_within(x: np.ndarray, bound: float, out_dtype) -> GridQuantized:
+def _grid_within(x: np.ndarray, bound: float, out_dtype: Any) -> GridQuantized:
     """A grid of step 2 * bound, shrunk in the layers where float32 arithmetic or the
     rounding to ``out_dtype`` breaks the bound, checked on every element."""
     step = np.full(x.shape[0], 2.0 * bound, np.float32)
@@ -101,7 +104,7 @@ def _grid_within(x: np.ndarray, bound: float, out_dtype) -> GridQuantized:
         if not broken.any():
             return q
         step = np.where(broken, step * np.float32(0.9), step).astype(np.float32)
-    raise ValueError(f"could not meet the error bound {bound} (values too large for float32 steps?)")
+    raise TargetUnreachableError(f"could not meet the error bound {bound} (values too large for float32 steps?)")
 
 
 def _low_rank(residual: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,20 +239,20 @@ def _dequantize(tensors: dict[str, np.ndarray], name: str, axis: int, config: KV
 
 
 def to_bytes(tensors: dict[str, np.ndarray], record: dict[str, Any], threads: int | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with TzipWriter(buffer, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)}, threads=threads) as writer:
-        for name, array in tensors.items():
-            if name.endswith(".symbols"):
-                # One table per layer: chunks of a whole layer's integers.
-                per_layer = max(1, array.size // max(1, array.shape[0]))
-                writer.add(name, array, BytePlanesCodec(rotate_bits=0, chunk_elements=min(per_layer, 1 << 21)))
-            else:
-                writer.add(name, np.ascontiguousarray(array))
-    return buffer.getvalue()
+    """The .tzip file of ``encode``'s tensors and record: the integers with one entropy
+    table per layer (chunks of a whole layer's symbols), everything else as is."""
+    symbols = [name for name in tensors if name.endswith(".symbols")]
+    return layer_bytes(LAYER, record, tensors, table_per_row=symbols, threads=threads)
 
 
-def from_bytes(blob: bytes | bytearray | memoryview, threads: int | None = None) -> tuple[dict[str, np.ndarray],
-                                                                                            dict[str, Any]]:
-    with TzipReader(blob, threads=threads) as reader:
-        record = reader.layer_record(METADATA_KEY, "a KV cache", READABLE_FORMATS)
-        return dict(reader.iter_tensors()), record
+def from_bytes(source: bytes | bytearray | memoryview | str | os.PathLike[str],
+               threads: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(tensors, record) of a KV file (its bytes or its path), the record's key and format checked."""
+    record, tensors = read_layer(source, LAYER, threads)
+    return tensors, record
+
+
+def read_record(source: bytes | bytearray | memoryview | str | os.PathLike[str]) -> dict[str, Any]:
+    """The record of a KV file, checked, without decoding its tensors."""
+    with open_layer(source, LAYER) as (_, record):
+        return record

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..quantization import dequantize, order0_bits, quantize, unzigzag
+
 TOKENS_AXIS = 3
-_MAX_SYMBOL = (1 << 16) - 1
+SYMBOL_BITS = 16  # zigzag symbols of at most 16 bits (uint8 or uint16)
 REFINE_BELOW = 2.0
 MAX_REFINE = 24  # half-octaves: a step 4096x finer at most
 _SQRT_HALF = np.float32(np.sqrt(0.5))
@@ -47,12 +49,12 @@ class GridQuantized:
     refine: np.ndarray | None = None  # uint8 [layers, batch, heads, tokens, 1]: half-octaves finer per token
 
     def integers(self) -> np.ndarray:
-        s = self.symbols.astype(np.int64)
-        return (s >> 1) ^ -(s & 1)
+        """The integers relative to each channel's offset (int64)."""
+        return unzigzag(self.symbols)
 
     def decode(self) -> np.ndarray:
-        grid = (self.integers() + self.offset).astype(np.float32)
-        return grid * element_steps(self.step, self.refine, self.symbols.ndim)
+        """The grid points, float32: ``(offset + integer) * step``."""
+        return dequantize(self.symbols, element_steps(self.step, self.refine, self.symbols.ndim), self.offset)
 
 
 def element_steps(step: np.ndarray, refine: np.ndarray | None, ndim: int) -> np.ndarray:
@@ -103,28 +105,13 @@ def quantize_grid(x: np.ndarray, step: np.ndarray, refine_tokens: bool = False) 
 
 
 def _on_grid(x: np.ndarray, step: np.ndarray, refine: np.ndarray | None) -> GridQuantized:
-    scaled = np.asarray(x, dtype=np.float32) / element_steps(step, refine, x.ndim)
-    if not np.all(np.abs(scaled) < 2.0**30):
-        raise ValueError("the step is too fine for these values (integers beyond 30 bits)")
-    n = np.rint(scaled).astype(np.int64)
-    offset = np.median(n, axis=TOKENS_AXIS, keepdims=True)
-    offset = np.floor(offset).astype(np.int64)  # medians of an even count may fall between integers
-    relative = n - offset
-    zigzag = (relative << 1) ^ (relative >> 63)
-    largest = int(zigzag.max(initial=0))
-    if largest > _MAX_SYMBOL:
-        raise ValueError(f"the step is too fine for these values: integers up to {largest >> 1} need more "
-                         "than 16 bits")
-    symbols = zigzag.astype(np.uint8 if largest < 256 else np.uint16)
-    return GridQuantized(symbols, offset.astype(np.int32), step, refine)
+    code = quantize(x, element_steps(step, refine, x.ndim), precision=np.float32, offset_axis=TOKENS_AXIS,
+                    max_bits=SYMBOL_BITS)
+    assert code.offset is not None
+    return GridQuantized(code.symbols, code.offset.astype(np.int32), step, refine)
 
 
 def estimated_bits(symbols: np.ndarray) -> float:
     """Order-0 entropy of the integers with one table per layer, the model the
     codec stores them with: what the symbols will cost, without encoding them."""
-    total = 0.0
-    for layer in symbols.reshape(symbols.shape[0], -1):
-        counts = np.bincount(layer)
-        counts = counts[counts > 0].astype(np.float64)
-        total += float((counts * np.log2(counts.sum() / counts)).sum())
-    return total
+    return order0_bits(symbols, per_row=True)

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputFileError, TensorzipError
+from ..errors import TensorzipError
 from ..integrations.frameworks import to_numpy, to_torch
-from ..outputs.atomic import atomic_output
 
 
 def cache_layers(cache: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -33,31 +32,25 @@ def cache_layers(cache: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def save_cache(cache: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
-    """Compress a cache into ``path`` (atomically); ``options`` as for ``tensorzip.kv.compress``.
+    """Compress a cache into ``path`` (atomically), so a long context need not be
+    recomputed; ``options`` as for ``tensorzip.kv.compress`` (and ``overwrite``).
     Returns ``tensorzip.kv.describe`` of what was written."""
-    from . import compress, describe
+    from . import save_file
 
     keys, values = cache_layers(cache)
-    blob = compress(keys, values, **options)
-    with atomic_output(path) as handle:
-        handle.write(blob)
-    return describe(blob)
+    return save_file(keys, values, path, **options)
 
 
-def load_cache(path: str | os.PathLike[str]) -> Any:
-    """A ``transformers.DynamicCache`` holding the decoded keys and values."""
-    from . import decompress
+def load_cache(path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """A ``transformers.DynamicCache`` holding the decoded keys and values, ready to pass
+    to a model as ``past_key_values``."""
+    from . import load_file
 
     try:
         from transformers import DynamicCache
     except ImportError:
         raise TensorzipError("rebuilding a Hugging Face cache needs transformers (pip install transformers)") from None
-    try:
-        with open(path, "rb") as handle:
-            blob = handle.read()
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot read ({error.strerror or error})") from None
-    keys, values = decompress(blob)
+    keys, values = load_file(path, threads)
     cache = DynamicCache()
     for layer, (k, v) in enumerate(zip(keys, values, strict=True)):
         cache.update(to_torch(np.ascontiguousarray(k)), to_torch(np.ascontiguousarray(v)), layer)

@@ -11,13 +11,13 @@ to one in a key depends on the model, and the queries say.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import TensorzipError
+from ..errors import TargetUnreachableError
+from ..quantization import TargetNotMet, bisect
 from .attention import output_errors
 from .codec import KVConfig, decode, encode, to_bytes
 
@@ -45,15 +45,6 @@ def _blob(k: np.ndarray, v: np.ndarray, config: KVConfig, queries: np.ndarray | 
     return to_bytes(tensors, record, threads), errors
 
 
-def _boundary(good: float, bad: float, is_good: Callable[[float], bool]) -> float:
-    """The point nearest ``bad`` still known to be good, by bisection between a good and
-    a bad log2 step (the property is taken to change once in between)."""
-    for _ in range(_BISECTION_STEPS):
-        middle = (good + bad) / 2
-        good, bad = (middle, bad) if is_good(middle) else (good, middle)
-    return good
-
-
 def within_budget(k: np.ndarray, v: np.ndarray, bits: float, config: KVConfig, queries: np.ndarray | None,
                   threads: int | None) -> bytes:
     """The finest grid whose whole file takes at most ``bits`` per element of K and V;
@@ -63,27 +54,30 @@ def within_budget(k: np.ndarray, v: np.ndarray, bits: float, config: KVConfig, q
     if k.size + v.size == 0:  # nothing to fit: the smallest file there is
         return _blob(k, v, config, queries, extra, threads)[0]
     best: tuple[float, bytes] | None = None
-    smallest = None
+    smallest = np.inf
     for ratio in RATIOS_TRIED if queries is not None else (config.value_step_ratio,):
         trial = replace(config, value_step_ratio=ratio)
 
-        def fits(log_step: float, trial: KVConfig = trial) -> bool:
-            return len(_blob(k, v, replace(trial, step=2.0**log_step), queries, extra, threads)[0]) <= budget
+        def size(step: float, trial: KVConfig = trial) -> tuple[float, tuple[bytes, dict[str, Any] | None]]:
+            blob, errors = _blob(k, v, replace(trial, step=step), queries, extra, threads)
+            return len(blob), (blob, errors)
 
         finest, coarsest = _bracket(k, v, ratio)
-        coarse = _blob(k, v, replace(trial, step=2.0**coarsest), None, extra, threads)[0]
-        smallest = len(coarse) if smallest is None else min(smallest, len(coarse))
-        if not fits(coarsest):
+        try:
+            found = bisect(size, at_most=budget, feasible_end=coarsest, best_end=finest,
+                           max_iterations=_BISECTION_STEPS, log_scale="log2")
+        except TargetNotMet as missed:
+            smallest = min(smallest, missed.figure)
             continue
-        chosen = finest if fits(finest) else _boundary(coarsest, finest, fits)
-        blob, errors = _blob(k, v, replace(trial, step=2.0**chosen), queries, extra, threads)
+        blob, errors = found.result
         score = errors["relative_error"] if errors is not None else 0.0
         if best is None or score < best[0]:
             best = (score, blob)
     if best is None:
-        raise TensorzipError(f"a budget of {bits} bits per element cannot be met: the coarsest grid already takes "
-                             f"{8 * (smallest or 0) / max(1, k.size + v.size):.3f} (the header, the exact window, "
-                             "outlier channels and low-rank factors count too)")
+        raise TargetUnreachableError(
+            f"a budget of {bits} bits per element cannot be met: the coarsest grid already takes "
+            f"{8 * smallest / max(1, k.size + v.size):.3f} (the header, the exact window, outlier channels and "
+            "low-rank factors count too)")
     return best[1]
 
 
@@ -96,19 +90,22 @@ def within_attention_error(k: np.ndarray, v: np.ndarray, queries: np.ndarray, ta
     for ratio in RATIOS_TRIED:
         trial = replace(config, value_step_ratio=ratio)
 
-        def error(log_step: float, trial: KVConfig = trial) -> float:
-            tensors, record = encode(k, v, replace(trial, step=2.0**log_step))
-            return output_errors(queries, k, v, *decode(tensors, record))["relative_error"]
+        def error(step: float, trial: KVConfig = trial) -> tuple[float, tuple[Any, ...]]:
+            tensors, record = encode(k, v, replace(trial, step=step))
+            errors = output_errors(queries, k, v, *decode(tensors, record))
+            return errors["relative_error"], (tensors, record, errors)
 
         finest, coarsest = _bracket(k, v, ratio)
-        if error(finest) > target:
+        try:
+            found = bisect(error, at_most=target, feasible_end=finest, best_end=coarsest,
+                           max_iterations=_BISECTION_STEPS, log_scale="log2")
+        except TargetNotMet:
             continue
-        chosen = coarsest if error(coarsest) <= target else _boundary(finest, coarsest, lambda x: error(x) <= target)
-        blob, errors = _blob(k, v, replace(trial, step=2.0**chosen), queries, extra, threads)
-        assert errors is not None and errors["relative_error"] <= target
+        tensors, record, errors = found.result  # the file of the step found, as _blob would make it
+        blob = to_bytes(tensors, {**record, "attention": errors, **extra}, threads)
         if best is None or len(blob) < len(best):
             best = blob
     if best is None:
-        raise TensorzipError(f"no grid reaches an attention-output relative error of {target} within 16-bit "
-                             "integers (try a window of exact tokens, or max_abs_error)")
+        raise TargetUnreachableError(f"no grid reaches an attention-output relative error of {target} within 16-bit "
+                                     "integers (try a window of exact tokens, or max_abs_error)")
     return best

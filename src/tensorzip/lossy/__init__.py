@@ -18,7 +18,7 @@ checkpoint in the original dtypes, and records each tensor's achieved error.
     >>> report = tz.lossy.compress_file(folder / "model.safetensors", folder / "model.tzip", budget=0.15)
     >>> report.compressed_bytes <= 0.15 * report.original_bytes
     True
-    >>> w = tz.lossy.load(folder / "model.tzip")["w"]
+    >>> w = tz.lossy.load_file(folder / "model.tzip")["w"]
     >>> w.dtype, w.shape
     (dtype('float32'), (256, 128))
     >>> error = float(np.linalg.norm(w - weights) / np.linalg.norm(weights))   # as the report says
@@ -26,9 +26,19 @@ checkpoint in the original dtypes, and records each tensor's achieved error.
     True
     >>> report.tensors["b"]["mode"], report.tensors["w"]["mode"]
     ('exact', 'grid')
+    >>> report = tz.lossy.decompress_file(folder / "model.tzip", folder / "back.safetensors")
+    >>> report.output_bytes == (folder / "back.safetensors").stat().st_size
+    True
     >>> import shutil; shutil.rmtree(folder)
+
+The verbs are the package's: ``compress_file`` / ``decompress_file`` from file to file
+(each returning a frozen report), ``load_file`` for the decoded tensors of a path;
+``bits=`` is a budget in bits per weight, as in ``tz.kv``. A budget no grid meets
+raises ``TargetUnreachableError``.
 """
 
-from .codec import LossyReport, compress_file, decompress_file, describe, load
+from ..errors import TargetUnreachableError
+from .codec import LossyDecompressionReport, LossyReport, compress_file, decompress_file, describe, load, load_file
 
-__all__ = ["LossyReport", "compress_file", "decompress_file", "describe", "load"]
+__all__ = ["LossyDecompressionReport", "LossyReport", "TargetUnreachableError", "compress_file", "decompress_file",
+           "describe", "load", "load_file"]

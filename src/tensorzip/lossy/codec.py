@@ -4,7 +4,7 @@ ordinary .safetensors checkpoint.
 A lossy file is a .tzip whose metadata key ``tensorzip.lossy`` holds a record
 (format, budget, the shared step scale, the source's safetensors header, and per
 tensor: how it is stored and the error achieved). Matrices are stored as
-``lossy/NAME/symbols`` (uint8/uint16), ``lossy/NAME/row_offset`` (int32),
+``lossy/NAME/symbols`` (uint8/uint16/uint32), ``lossy/NAME/row_offset`` (int32),
 ``lossy/NAME/row_step`` and ``lossy/NAME/column_step`` (float32; weight (i, j) has
 the step ``row_step[i] * column_step[j]``); every other tensor as ``exact/NAME``,
 losslessly. Decoding writes the original header verbatim and each tensor in its
@@ -14,10 +14,10 @@ original dtype, so loaders see the checkpoint they know.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,20 +25,27 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
-from ..container import TzipReader, TzipWriter
-from ..errors import FormatError, InputFileError, TensorzipError
+from ..container.records import LOSSY_WEIGHTS_KEY
+from ..errors import FormatError, InputFileError, TargetUnreachableError, TensorzipError
 from ..inputs.safetensors import SafetensorsFile, parse_header, write_prefix
-from ..outputs.atomic import atomic_output
+from ..outputs.atomic import atomic_output, refuse_output_over_inputs
+from ..quantization import LayerFormat, TargetNotMet, bisect, read_layer, write_layer
 from .grid import GridMatrix, grid_steps, quantize_matrix
 
-METADATA_KEY = "tensorzip.lossy"
 FORMAT_VERSION = 1
+LAYER = LayerFormat(LOSSY_WEIGHTS_KEY, "a lossy checkpoint", FORMAT_VERSION, (FORMAT_VERSION,))
 MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: they cost little
 _BISECTION_STEPS = 14  # ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget
+_BRACKET_OCTAVES = 36  # from the finest delta whose integers fit 31 bits to one that leaves almost nothing
+
+PathOrBytes = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossyReport:
+    """What ``compress_file`` did: the budget, the size reached, the step scale found, and
+    each tensor's mode and measured error (as the file's record holds them)."""
+
     source: str
     target: str
     original_bytes: int
@@ -50,15 +57,58 @@ class LossyReport:
 
     @property
     def ratio(self) -> float:
+        """Input bytes per stored byte."""
         return self.original_bytes / max(1, self.compressed_bytes)
 
     @property
     def bits_per_parameter(self) -> float:
+        """Stored bits (every byte of the file) per parameter of the checkpoint."""
         parameters = sum(math.prod(t["shape"]) for t in self.tensors.values())
         return 8 * self.compressed_bytes / max(1, parameters)
 
     def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values (``tensorzip compress --lossy --json``)."""
         return {**asdict(self), "ratio": self.ratio, "bits_per_parameter": self.bits_per_parameter}
+
+
+@dataclass(frozen=True)
+class LossyDecompressionReport:
+    """What ``decompress_file`` wrote: an ordinary .safetensors checkpoint of ``output_bytes``.
+
+    It compares equal to (and converts to) ``output_bytes``, the int ``decompress_file``
+    returned before it returned a report, so code written against that keeps working.
+    """
+
+    source: str
+    target: str
+    compressed_bytes: int
+    output_bytes: int
+    seconds: float
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Output written per second of the whole call (read, decode, write)."""
+        return self.output_bytes / 1e6 / max(self.seconds, 1e-9)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        return {**asdict(self), "megabytes_per_second": self.megabytes_per_second}
+
+    def __int__(self) -> int:
+        return self.output_bytes
+
+    def __index__(self) -> int:
+        return self.output_bytes
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, int) and not isinstance(other, bool):
+            return self.output_bytes == other
+        if isinstance(other, LossyDecompressionReport):
+            return asdict(self) == asdict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.output_bytes)
 
 
 def _is_matrix(array: np.ndarray) -> bool:
@@ -130,77 +180,79 @@ class _Encoder:
                 info.update(mode="exact", relative_rms_error=0.0, max_abs_error=0.0)
                 tensors.append((f"exact/{e.name}", array))
             record["tensors"][e.name] = info
-        sink = target if target is not None else io.BytesIO()
-        metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
-        with TzipWriter(sink, metadata=metadata, threads=self.threads) as writer:
-            for name, array in tensors:
-                writer.add(name, np.ascontiguousarray(array))
-        size = writer.close()
+        size = write_layer(target if target is not None else io.BytesIO(), LAYER, record, tensors,
+                           threads=self.threads)
         return size, record
 
 
+def _limit(checkpoint: SafetensorsFile, budget: float | None, bits: float | None) -> float:
+    """The budget in bytes: a fraction of the file's size, or bits per parameter."""
+    parameters = sum(math.prod(e.shape) for e in checkpoint.entries)
+    limit = budget * checkpoint.size if budget is not None else bits * parameters / 8  # type: ignore[operator]
+    if not limit > 0:
+        raise TargetUnreachableError(f"the budget must be positive, got {budget if budget is not None else bits}")
+    return limit
+
+
 def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, budget: float | None = None,
-                  bits_per_weight: float | None = None, sensitivity: Mapping[str, np.ndarray] | None = None,
+                  bits: float | None = None, sensitivity: Mapping[str, np.ndarray] | None = None,
                   threads: int | None = None, overwrite: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> LossyReport:
-    """Compress a .safetensors checkpoint into at most ``budget`` x its size (or
-    ``bits_per_weight`` bits per parameter, every stored byte counted).
+                  progress: Callable[[int, int], None] | None = None,
+                  bits_per_weight: float | None = None) -> LossyReport:
+    """Compress a .safetensors checkpoint into at most ``budget`` x its size (or ``bits``
+    bits per parameter, every stored byte counted), so a model fits the storage or the
+    download it must; the error that costs is measured per tensor and reported, not assumed.
 
     ``sensitivity`` maps a matrix's name to how much a squared error in each weight
     costs at the model's output: a vector per column (e.g. E[x_j^2] of the layer's
     inputs on calibration data, times the layer's gain), or a pair (per-row, per-column)
     of vectors (e.g. token frequencies for an embedding table's rows). The allocation
     then minimises that weighted error instead of the weights' plain MSE.
+
+    A budget below what the coarsest grid takes raises ``TargetUnreachableError`` and
+    writes nothing. ``bits_per_weight`` is the former name of ``bits`` and still works.
+    ``progress(done, total)`` is called once per trial encoding.
     """
     started = time.perf_counter()
-    if (budget is None) == (bits_per_weight is None):
-        raise TensorzipError("give exactly one of budget (a fraction of the file size) and bits_per_weight")
+    if bits_per_weight is not None:
+        if bits is not None and bits != bits_per_weight:
+            raise TensorzipError("bits and bits_per_weight name the same budget; give one of them")
+        bits = bits_per_weight
+    if (budget is None) == (bits is None):
+        raise TensorzipError("give exactly one of budget (a fraction of the file size) and bits (per weight)")
     if os.path.isdir(source):
         raise InputFileError(f"{source}: lossy compression takes one .safetensors file (not a folder) for now")
+    refuse_output_over_inputs(target, source)
     checkpoint = SafetensorsFile(source)
-    parameters = sum(math.prod(e.shape) for e in checkpoint.entries)
-    limit = budget * checkpoint.size if budget is not None else bits_per_weight * parameters / 8
-    if not limit > 0:
-        raise TensorzipError(f"the budget must be positive, got {budget if budget is not None else bits_per_weight}")
+    limit = _limit(checkpoint, budget, bits)
     encoder = _Encoder(checkpoint, sensitivity, threads)
     if not encoder.matrices:
         raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
-    fine, coarse = encoder.finest, encoder.finest + 36
-    steps_done = 0
+    trials = 0
 
-    def fits(log_delta: float) -> bool:
-        nonlocal steps_done
-        steps_done += 1
+    def size_at(delta: float) -> tuple[float, None]:
+        nonlocal trials
+        trials += 1
         if progress is not None:
-            progress(steps_done, _BISECTION_STEPS + 2)
-        return encoder.encode(2.0**log_delta, limit)[0] <= limit
+            progress(trials, _BISECTION_STEPS + 2)
+        return encoder.encode(delta, limit)[0], None
 
-    if not fits(coarse):
-        smallest = encoder.encode(2.0**coarse, limit)[0]
-        raise TensorzipError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid takes "
-                             f"{smallest:,} bytes (the tensors kept exact and the header count too)")
-    if fits(fine):
-        chosen = fine
-    else:
-        good, bad = coarse, fine
-        for _ in range(_BISECTION_STEPS):
-            middle = (good + bad) / 2
-            good, bad = (middle, bad) if fits(middle) else (good, middle)
-        chosen = good
+    try:
+        found = bisect(size_at, at_most=limit, feasible_end=encoder.finest + _BRACKET_OCTAVES,
+                       best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2")
+    except TargetNotMet as missed:
+        raise TargetUnreachableError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid takes "
+                                     f"{missed.figure:,.0f} bytes (the tensors kept exact and the header count too)"
+                                     ) from None
     with atomic_output(target, overwrite=overwrite) as handle:
-        size, record = encoder.encode(2.0**chosen, limit, handle)
+        size, record = encoder.encode(found.parameter, limit, handle)
     return LossyReport(source=str(source), target=str(target), original_bytes=checkpoint.size, compressed_bytes=size,
-                       budget_bytes=limit, delta=2.0**chosen, seconds=time.perf_counter() - started,
+                       budget_bytes=limit, delta=found.parameter, seconds=time.perf_counter() - started,
                        tensors=record["tensors"])
 
 
-def _read(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> tuple[dict[str, Any],
-                                                                                     dict[str, np.ndarray]]:
-    with TzipReader(path, threads=threads) as reader:
-        record = reader.layer_record(METADATA_KEY, "a lossy checkpoint", (FORMAT_VERSION,))
-        return record, dict(reader.iter_tensors())
-
-
+def _read(path: PathOrBytes, threads: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    return read_layer(path, LAYER, threads)
 def _decoded(record: dict[str, Any], stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {}
     try:
@@ -224,21 +276,32 @@ def _decoded(record: dict[str, Any], stored: dict[str, np.ndarray]) -> dict[str,
     return out
 
 
-def load(path: str | os.PathLike[str] | bytes, threads: int | None = None) -> dict[str, np.ndarray]:
-    """Every tensor of a lossy file, decoded, in its original dtype."""
+def load_file(path: PathOrBytes, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of a lossy file (its path or bytes), decoded in its original dtype:
+    the checkpoint as a model loads it, without writing a .safetensors file first."""
     return _decoded(*_read(path, threads))
 
 
-def describe(path: str | os.PathLike[str] | bytes) -> dict[str, Any]:
-    """The stored record: the budget, the step scale, and each tensor's mode and achieved error."""
-    record, _ = _read(path)
+def load(path: PathOrBytes, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Deprecated: the former name of ``load_file`` (the package's verb for a path)."""
+    warnings.warn("tensorzip.lossy.load is now tensorzip.lossy.load_file", DeprecationWarning, stacklevel=2)
+    return load_file(path, threads)
+
+
+def describe(path: PathOrBytes, threads: int | None = None) -> dict[str, Any]:
+    """The stored record: the budget, the step scale, and each tensor's mode and achieved
+    error, so a file can be judged without decoding it."""
+    record, _ = _read(path, threads)
     return {key: value for key, value in record.items() if key != "source"}
 
 
 def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, threads: int | None = None,
-                    overwrite: bool = True) -> int:
-    """Write the decoded checkpoint as a .safetensors file with the original header
-    (same names, dtypes, shapes and layout); returns the bytes written."""
+                    overwrite: bool = True) -> LossyDecompressionReport:
+    """Write the decoded checkpoint as a .safetensors file with the original header (same
+    names, dtypes, shapes and layout), so any safetensors loader reads it as it read the
+    original; atomically (a failure leaves no file)."""
+    started = time.perf_counter()
+    refuse_output_over_inputs(target, source)
     record, stored = _read(source, threads)
     tensors = _decoded(record, stored)
     header = record["source"]["header"].encode("utf-8")
@@ -250,4 +313,5 @@ def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[st
         write_prefix(handle, header)
         for e in entries:
             handle.write(np.ascontiguousarray(tensors[e.name]).tobytes())
-    return 8 + len(header) + total
+    return LossyDecompressionReport(source=str(source), target=str(target), compressed_bytes=os.path.getsize(source),
+                                    output_bytes=8 + len(header) + total, seconds=time.perf_counter() - started)

@@ -20,23 +20,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_MAX_SYMBOL = (1 << 32) - 1  # zigzag integers up to 31 bits (uint32 symbols)
+from ..quantization import dequantize, quantize
+
+SYMBOL_BITS = 32  # zigzag integers up to 31 bits and a sign (uint32 symbols at most)
 
 
 @dataclass(frozen=True)
 class GridMatrix:
-    symbols: np.ndarray  # uint8/uint16 [rows, cols]: zigzag of (integer - row offset)
+    """A quantized matrix as stored: symbols relative to each row's median, and the steps."""
+
+    symbols: np.ndarray  # uint8/uint16/uint32 [rows, cols]: zigzag of (integer - row offset)
     row_offset: np.ndarray  # int32 [rows]
     column_step: np.ndarray  # float32 [cols]
     row_step: np.ndarray  # float32 [rows]: the step of weight (i, j) is row_step[i] * column_step[j]
 
     def steps(self) -> np.ndarray:
+        """The step of every weight, float32 [rows, cols]."""
         return self.row_step[:, None] * self.column_step[None, :]
 
     def decode(self) -> np.ndarray:
-        s = self.symbols.astype(np.int64)
-        integers = ((s >> 1) ^ -(s & 1)) + self.row_offset.astype(np.int64)[:, None]
-        return integers.astype(np.float32) * self.steps()
+        """The grid points, float32 [rows, cols]."""
+        return dequantize(self.symbols, self.steps(), self.row_offset[:, None])
 
 
 def _factor(weights: np.ndarray | None, n: int, what: str) -> np.ndarray:
@@ -61,18 +65,10 @@ def grid_steps(delta: float, shape: tuple[int, int], rows: np.ndarray | None = N
 def quantize_matrix(w: np.ndarray, row_step: np.ndarray, column_step: np.ndarray) -> GridMatrix:
     """Round a [rows, cols] matrix to its grid; ValueError when an integer would not
     fit 31 bits (the step is too fine for the weights' range). Symbols are as narrow
-    as the largest allows: uint8, uint16 or uint32."""
-    w32 = np.asarray(w, np.float32)
-    scaled = w32.astype(np.float64) / (row_step[:, None].astype(np.float64) * column_step[None, :])
-    if scaled.size and not np.all(np.abs(scaled) < 2.0**30):
-        raise ValueError("step too fine: integers beyond 30 bits")
-    n = np.rint(scaled).astype(np.int64)
-    offset = np.floor(np.median(n, axis=1)).astype(np.int64) if n.size else np.zeros(n.shape[0], np.int64)
-    relative = n - offset[:, None]
-    zigzag = (relative << 1) ^ (relative >> 63)
-    largest = int(zigzag.max(initial=0))
-    if largest > _MAX_SYMBOL:
-        raise ValueError(f"step too fine: integers up to {largest >> 1} need more than 31 bits")
-    width = np.uint8 if largest < 1 << 8 else np.uint16 if largest < 1 << 16 else np.uint32
-    return GridMatrix(zigzag.astype(width), offset.astype(np.int32),
+    as the largest allows: uint8, uint16 or uint32. The division runs in float64, on
+    the weights rounded to float32 (the arithmetic format 1 was written with)."""
+    steps = row_step[:, None].astype(np.float64) * column_step[None, :]
+    code = quantize(np.asarray(w, np.float32), steps, precision=np.float64, offset_axis=1, max_bits=SYMBOL_BITS)
+    assert code.offset is not None
+    return GridMatrix(code.symbols, code.offset.reshape(-1).astype(np.int32),
                       column_step.astype(np.float32), row_step.astype(np.float32))

@@ -1,0 +1,100 @@
+"""Values on a uniform grid, as the lossy layers store them: integers relative to an
+optional per-slice median, zigzag-coded (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...) so that
+small integers of either sign are small symbols, in the narrowest unsigned type that
+holds them; and back.
+
+The arithmetic is each layer's own, unchanged (its files stay byte for byte what they
+were): the division runs in the ``precision`` the caller names (float32 for KV caches
+and embeddings, float64 for weight matrices), rounding is to nearest even (``np.rint``),
+a median between two integers is floored, and decoding is ``(integer + offset) * step``
+in float32, plus a float ``shift`` where a layer stores one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# |value / step| must stay below this before rounding: the integers then fit 31 bits with
+# their sign, and no float beyond int64's range is ever cast.
+MAX_SCALED = 2.0**30
+_WIDTHS = (np.uint8, np.uint16, np.uint32)
+
+
+class SymbolRangeError(ValueError):
+    """The integers do not fit the symbols the caller allows: the step is too fine for the
+    values' range. Layers catch it and say which tensor and what to do."""
+
+
+@dataclass(frozen=True)
+class GridCode:
+    """What ``quantize`` returns: the symbols, and the integer offset per slice they are
+    relative to (``None`` when the caller asked for none)."""
+
+    symbols: np.ndarray  # zigzag of (integer - offset), uint8/uint16/uint32
+    offset: np.ndarray | None  # int64, the input's shape with the offset axis of length 1
+
+
+def zigzag(integers: Any) -> np.ndarray:
+    """Signed integers as unsigned codes (int64): 0, -1, 1, -2, ... -> 0, 1, 2, 3, ..."""
+    i = np.asarray(integers).astype(np.int64, copy=False)
+    return (i << 1) ^ (i >> 63)
+
+
+def unzigzag(symbols: Any) -> np.ndarray:
+    """The inverse of ``zigzag``: int64 integers from symbols of any unsigned width."""
+    s = np.asarray(symbols).astype(np.int64)
+    return (s >> 1) ^ -(s & 1)
+
+
+def narrowest(codes: np.ndarray, max_bits: int) -> np.ndarray:
+    """Zigzag codes in the narrowest of uint8/uint16/uint32 that holds them all; a code of
+    ``max_bits`` bits or more raises SymbolRangeError."""
+    largest = int(codes.max(initial=0))
+    if largest >= 1 << max_bits:
+        raise SymbolRangeError(f"the step is too fine for these values: integers up to {largest >> 1} need more "
+                               f"than {max_bits} bits as symbols")
+    width = next(w for w in _WIDTHS if largest < 1 << (8 * np.dtype(w).itemsize))
+    return codes.astype(width)
+
+
+def to_symbols(integers: Any, max_bits: int = 16) -> np.ndarray:
+    """Signed integers (any integer or integral float array) as the narrowest zigzag symbols."""
+    return narrowest(zigzag(integers), max_bits)
+
+
+def quantize(x: Any, step: Any, *, precision: type[np.floating] = np.float32, offset_axis: int | None = None,
+             max_bits: int = 16) -> GridCode:
+    """Round ``x / step`` (``step`` broadcast against ``x``, both cast to ``precision``
+    first) to the nearest integer; with ``offset_axis``, store each integer relative to
+    the floored median of its slice along that axis (channels or rows differ in offset,
+    not in the step they need, so the offsets keep one entropy table narrow).
+
+    Raises SymbolRangeError when a scaled value reaches 2^30 or a symbol would need more
+    than ``max_bits`` bits: the step is too fine for the values' range.
+    """
+    scaled = np.asarray(x, dtype=precision) / np.asarray(step, dtype=precision)
+    if not np.all(np.abs(scaled) < MAX_SCALED):
+        raise SymbolRangeError("the step is too fine for these values (integers beyond 30 bits)")
+    n = np.rint(scaled).astype(np.int64)
+    if offset_axis is None:
+        return GridCode(narrowest(zigzag(n), max_bits), None)
+    if n.size:
+        offset = np.floor(np.median(n, axis=offset_axis, keepdims=True)).astype(np.int64)
+    else:
+        shape = list(n.shape)
+        shape[offset_axis] = 1
+        offset = np.zeros(shape, np.int64)
+    return GridCode(narrowest(zigzag(n - offset), max_bits), offset)
+
+
+def dequantize(symbols: np.ndarray, step: Any, offset: Any = None, shift: Any = None) -> np.ndarray:
+    """``(unzigzag(symbols) + offset) * step`` in float32 (the integers summed in int64 and
+    converted once), plus ``shift`` (a float per slice) where the layer stores one."""
+    integers = unzigzag(symbols)
+    if offset is not None:
+        integers = integers + np.asarray(offset).astype(np.int64, copy=False)
+    values = integers.astype(np.float32) * step
+    return values if shift is None else values + shift
