@@ -26,6 +26,7 @@ from .container.kinds import open_data, refuse_layers
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
+from .inputs import CheckpointInput
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
 from .inputs.torch_file import (
@@ -161,7 +162,7 @@ def compress_file(
         return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
 
 
-Checkpoint = SafetensorsFile | ShardedCheckpoint | TorchFile
+Checkpoint = CheckpointInput
 
 
 def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
@@ -175,10 +176,7 @@ def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
 
 def source_tensors(source: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
     """The tensors of an input ``compress_file`` takes, by name."""
-    checkpoint = open_checkpoint(source)
-    if isinstance(checkpoint, SafetensorsFile):
-        return ((e.name, checkpoint.array(e)) for e in checkpoint.entries)
-    return checkpoint.tensors()
+    return open_checkpoint(source).tensors()
 
 
 def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
@@ -195,43 +193,23 @@ def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None) -> CompressionReport:
-    if isinstance(checkpoint, ShardedCheckpoint):
-        others = checkpoint.other_files()
-        if others:  # an archive holds the shards and the index only: never drop a file silently
-            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-            raise InputFileError(
-                f"{source}: an archive (--archive) keeps only the weight shards and the index, and the folder also "
-                f"holds {shown}; compress the folder without --archive (tensorzip compress {source} -> "
-                f"{Path(source).name}.tzip/ keeps every file), or archive a folder of the shards alone")
-        total = checkpoint.tensor_bytes
-        metadata = None
-        record = checkpoint.source_record()
-        tensors = checkpoint.tensors()
-        files = [shard for _, shard in checkpoint.shards]
-    elif isinstance(checkpoint, TorchFile):
-        if scheduler is not None:
-            raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
-                                 "first (tensorzip compress, then decompress to .safetensors)")
-        total = checkpoint.tensor_bytes
-        metadata = {"format": "pt"}  # as Hugging Face writes: the restored .safetensors loads in transformers
-        record = checkpoint.source_record()
-        tensors = checkpoint.tensors()
-        files = []
-    else:
-        total = sum(e.end - e.begin for e in checkpoint.entries)
-        metadata = checkpoint.metadata
-        record = {"format": "safetensors", "header": checkpoint.header_text}
-        tensors = ((e.name, checkpoint.array(e)) for e in checkpoint.entries)
-        files = [checkpoint]
-    where = {e.name: (f, e) for f in files for e in f.entries}
+    others = checkpoint.files_not_kept()
+    if others:  # an archive holds the shards and the index only: never drop a file silently
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise InputFileError(
+            f"{source}: an archive (--archive) keeps only the weight shards and the index, and the folder also "
+            f"holds {shown}; compress the folder without --archive (tensorzip compress {source} -> "
+            f"{Path(source).name}.tzip/ keeps every file), or archive a folder of the shards alone")
+    if scheduler is not None and checkpoint.locations() is None:
+        raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
+                             "first (tensorzip compress, then decompress to .safetensors)")
+    total = checkpoint.tensor_bytes
     done = 0
 
     def advance(stats: TensorStats) -> None:
         nonlocal done
         done += stats.original_bytes
-        if stats.name in where:  # written: its input pages need not stay resident
-            file, entry = where[stats.name]
-            file.release(entry)
+        checkpoint.release_tensor(stats.name)  # written: its input pages need not stay resident
         if progress is not None:
             progress(done, total)
 
@@ -239,8 +217,8 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         target.reserve(target.tell() + checkpoint.size // 2)  # grows (without copying) if the output is larger
     writer = TzipWriter(
         target,
-        metadata=metadata,
-        source=record,
+        metadata=checkpoint.metadata,
+        source=checkpoint.source_record(),
         threads=threads,
         overwrite=overwrite,
         on_tensor=advance,
@@ -248,7 +226,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     )
     with writer:
         if scheduler is None:
-            dedup = add_tensors(writer, tensors, base)
+            dedup = add_tensors(writer, checkpoint.tensors(), base)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
 
             with connect(scheduler) as client:

@@ -24,9 +24,7 @@ from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
 from ..container.kinds import Kind, identify, refuse_layers
 from ..container.records import original_size
-from ..inputs.safetensors import SafetensorsFile
-from ..inputs.shards import ShardedCheckpoint
-from ..inputs.torch_file import TorchFile
+from ..files import open_checkpoint
 from ..writing.plan import add_tensors
 from .entropy import plane_bits, tensor_bounds
 
@@ -161,33 +159,6 @@ class _CountingSink(io.RawIOBase):
         return self.position
 
 
-@dataclass
-class _Source:
-    """A .safetensors file or a folder of shards, with what ``compress_file`` records of it."""
-
-    tensors: Iterator[tuple[str, np.ndarray]]
-    tensor_bytes: int
-    file_bytes: int  # the files' total size, index included
-    metadata: dict[str, str] | None
-    record: dict[str, Any]
-
-
-def _source(path: Path, kind: Kind) -> _Source:
-    # The same metadata and source record as files._compress writes, so the
-    # counted size is the size of the file ``tensorzip compress`` makes.
-    if path.is_dir():
-        folder = ShardedCheckpoint(path)
-        return _Source(folder.tensors(), folder.tensor_bytes, folder.size, None, folder.source_record())
-    if kind is Kind.PYTORCH:
-        torch_file = TorchFile(path)
-        return _Source(torch_file.tensors(), torch_file.tensor_bytes, torch_file.size, {"format": "pt"},
-                       torch_file.source_record())
-    single = SafetensorsFile(path)
-    entries = single.entries
-    return _Source(((e.name, single.array(e)) for e in entries), sum(e.end - e.begin for e in entries),
-                   single.size, single.metadata, {"format": "safetensors", "header": single.header_text})
-
-
 _CHECKPOINT_KINDS = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER, Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE,
                      Kind.COMPRESSED_FOLDER)
 
@@ -234,11 +205,13 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
             for reader in readers:
                 reader.close()
     else:
-        source = _source(path, found.kind)
-        tensor_bytes, file_bytes = source.tensor_bytes, source.file_bytes
+        # The same metadata and source record as compress_file writes (one protocol for every
+        # input), so the counted size is the size of the file ``tensorzip compress`` makes.
+        source = open_checkpoint(path)
+        tensor_bytes, file_bytes = source.tensor_bytes, source.size
         sink = _CountingSink()
-        with TzipWriter(sink, metadata=source.metadata, source=source.record, threads=threads) as writer:
-            add_tensors(writer, profiled(source.tensors, tensor_bytes), None)
+        with TzipWriter(sink, metadata=source.metadata, source=source.source_record(), threads=threads) as writer:
+            add_tensors(writer, profiled(source.tensors(), tensor_bytes), None)
         writer.close()
         achieved = {s.name: s.stored_bytes for s in writer.stats}
         achieved_total = sink.size

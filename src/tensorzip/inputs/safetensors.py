@@ -13,13 +13,14 @@ import math
 import mmap
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .. import dtypes
+from ..container.records import SAFETENSORS_SOURCE
 from ..dtypes import DTypeSpec
 from ..errors import InputFileError, LimitExceededError, TensorzipError, UnsupportedDtypeError
 
@@ -121,7 +122,29 @@ class SafetensorsFile:
         self.data_start = 8 + header_length
         self.header_text = raw.decode("utf-8", errors="replace")
         self.entries, self.metadata = parse_header(raw, self.where, size - self.data_start)
+        self._by_name = {e.name: e for e in self.entries}
         self._map = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(e.end - e.begin for e in self.entries)
+
+    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        return ((e.name, self.array(e)) for e in self.entries)
+
+    def source_record(self) -> dict[str, Any]:
+        return {"format": SAFETENSORS_SOURCE, "header": self.header_text}
+
+    def locations(self) -> Iterator[tuple[str, np.ndarray, str, int]]:
+        return ((e.name, self.array(e), self.where, self.data_start + e.begin) for e in self.entries)
+
+    def release_tensor(self, name: str) -> None:
+        entry = self._by_name.get(name)
+        if entry is not None:
+            self.release(entry)
+
+    def files_not_kept(self) -> list[str]:
+        return []
 
     def array(self, entry: SafetensorsEntry) -> np.ndarray:
         """A read-only view of one tensor straight from the mapped file."""

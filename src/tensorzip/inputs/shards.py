@@ -48,7 +48,9 @@ class ShardedCheckpoint:
                     )
                 seen[entry.name] = shard_name
 
-    def other_files(self) -> list[str]:
+    metadata: dict[str, str] | None = None  # a folder archive records none of its own
+
+    def files_not_kept(self) -> list[str]:
         """Everything in the folder besides the shards and the index (config, tokenizer,
         subfolders, empty folders), relative to it: what an archive of the shards would drop."""
         kept = {name for name, _ in self.shards} | ({self.index[0]} if self.index else set())
@@ -93,6 +95,14 @@ class ShardedCheckpoint:
         for _, shard in self.shards:
             for entry in shard.entries:
                 yield entry.name, shard.array(entry)
+
+    def locations(self) -> Iterator[tuple[str, np.ndarray, str, int]]:
+        for _, shard in self.shards:
+            yield from shard.locations()
+
+    def release_tensor(self, name: str) -> None:
+        for _, shard in self.shards:
+            shard.release_tensor(name)
 
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -148,6 +148,20 @@ class TorchFile:
         for name, tensor in self.state.items():
             yield name, to_numpy(tensor)
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """As Hugging Face writes it: the restored .safetensors loads in transformers."""
+        return {"format": "pt"}
+
+    def locations(self) -> None:
+        return None  # unpickled tensors: not raw bytes a worker could read from the file
+
+    def release_tensor(self, name: str) -> None:
+        return None
+
+    def files_not_kept(self) -> list[str]:
+        return []
+
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"format": TORCH_SOURCE, "file": os.path.basename(self.where), "size": self.size}
         if self.wrapper is not None:

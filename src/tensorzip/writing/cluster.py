@@ -64,8 +64,7 @@ from .plan import WritePlanner
 
 if TYPE_CHECKING:
     from ..container import TzipWriter
-    from ..inputs.safetensors import SafetensorsFile
-    from ..inputs.shards import ShardedCheckpoint
+    from ..inputs import CheckpointInput
 
 PIECE_BYTES = 16 * 1024 * 1024  # input bytes per task (a piece of a large tensor, or small tensors packed)
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted and not yet written, per worker thread
@@ -412,19 +411,6 @@ class ClusterEncoder:
             ) from error
 
 
-TensorLocation = tuple[str, np.ndarray, str, int]  # name, array (memory-mapped), file, byte offset
-
-
-def tensor_locations(checkpoint: SafetensorsFile | ShardedCheckpoint) -> Iterator[TensorLocation]:
-    """Every tensor of a checkpoint in storage order (the order a local run writes), with where it lies."""
-    from ..inputs.shards import ShardedCheckpoint
-
-    shards = [shard for _, shard in checkpoint.shards] if isinstance(checkpoint, ShardedCheckpoint) else [checkpoint]
-    for shard in shards:
-        for entry in shard.entries:
-            yield entry.name, shard.array(entry), shard.where, shard.data_start + entry.begin
-
-
 def pieces_of(name: str, file: FileRef, offset: int, spec: dtypes.DTypeSpec, shape: tuple[int, ...],
               codec: Codec, base: BaseRef | None, piece_bytes: int) -> list[Piece]:
     """The tensor as one piece, or split at chunk boundaries into pieces of about ``piece_bytes``."""
@@ -441,7 +427,7 @@ def pieces_of(name: str, file: FileRef, offset: int, spec: dtypes.DTypeSpec, sha
     return pieces
 
 
-def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | ShardedCheckpoint,
+def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
                            base: BaseCheckpoint | None, client: Any, *, threads: int | None = None,
                            piece_bytes: int | None = None, max_in_flight: int | None = None
                            ) -> tuple[Deduplicator, int]:
@@ -460,7 +446,11 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: SafetensorsFile | Sha
 
     planner = WritePlanner(base)
     try:
-        for name, array, path, offset in tensor_locations(checkpoint):
+        locations = checkpoint.locations()
+        if locations is None:
+            raise TensorzipError(f"{checkpoint.where}: its tensors are not raw bytes of a file that workers could "
+                                 "read; a cluster run takes .safetensors files and folders")
+        for name, array, path, offset in locations:
             plan = planner.plan(name, array)
             if plan.same_as is not None:
                 encoder.add_shared(name, plan.same_as)
