@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes, embeddings, kv, lossy
+from .codecs import codec_class
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.records import original_size
@@ -48,8 +49,11 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
              "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as}
             for e in reader.header.tensors.values()
         ]
+        for t, entry in zip(tensors, reader.header.tensors.values(), strict=True):
+            t["lossy"] = codec_class(entry.codec_config["id"]).lossy
         tensor_bytes = sum(t["original_bytes"] for t in tensors)
-        return {"lossy": False, "original_bytes": original_size(reader.header.source, tensor_bytes),
+        return {"lossy": any(t["lossy"] for t in tensors),
+                "original_bytes": original_size(reader.header.source, tensor_bytes),
                 "stored_bytes": reader.size, "made_from": found.source_format, "metadata": reader.metadata(),
                 "base": reader.base_name, "tensors": tensors}
 

@@ -95,6 +95,11 @@ class Codec(ABC):
     """
 
     codec_id: ClassVar[str]
+    # A lossy codec decodes to the tensor itself within a bound its config states (an
+    # error-bounded codec); info, verify and decompress report such tensors as lossy. Layers
+    # whose stored parts are not the data (KV caches, embeddings) are file kinds instead
+    # (container/kinds.py), never codecs.
+    lossy: ClassVar[bool] = False
 
     @abstractmethod
     def get_config(self) -> dict[str, Any]:
