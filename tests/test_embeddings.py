@@ -3,13 +3,15 @@ clearly, lossless is bit-exact, search and rescoring agree with brute force."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 import pytest
 
 import tensorzip.embeddings as tze
 from tensorzip.cli.main import main
-from tensorzip.errors import TensorzipError
+from tensorzip.errors import OutputFileError, TargetUnreachableError, TensorzipError
 
 
 def collection(count=3000, dim=48, seed=0) -> np.ndarray:
@@ -166,3 +168,37 @@ def test_recall_on_the_callers_own_queries():
     assert stored.recall >= 0.9
     with pytest.raises(TensorzipError, match="dimensions"):
         tze.compress(x, recall=0.9, queries=queries[:, :5])
+
+
+def test_verbs_of_the_package(tmp_path):
+    """save_file takes the vectors first, as tz.save_file; the old save(target, vectors)
+    still works, with a DeprecationWarning; load_file, decompress and the file-to-file
+    verbs give the same vectors."""
+    x = collection(count=400)
+    blob = tze.compress(x, mode="int8")
+    record = tze.save_file(x, tmp_path / "new.tzip", mode="int8")
+    assert (tmp_path / "new.tzip").read_bytes() == blob and record["stored_bytes"] == len(blob)
+    with pytest.warns(DeprecationWarning, match="save_file"):
+        assert tze.save(tmp_path / "old.tzip", x, mode="int8") == record
+    assert (tmp_path / "old.tzip").read_bytes() == blob
+    decoded = tze.decompress(blob)
+    assert tze.load_file(tmp_path / "new.tzip").tobytes() == decoded.tobytes() == tze.open(blob).decode().tobytes()
+    assert tze.TargetUnreachableError is TargetUnreachableError
+
+    np.save(tmp_path / "x.npy", x)
+    report = tze.compress_file(tmp_path / "x.npy", tmp_path / "x.tzip", mode="int8")
+    assert (tmp_path / "x.tzip").read_bytes() == blob
+    assert report.compressed_bytes == len(blob) and report.original_bytes == (tmp_path / "x.npy").stat().st_size
+    assert report.record["count"] == 400 and report.bytes_per_vector == len(blob) / 400
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.compressed_bytes = 0  # type: ignore[misc]
+    back = tze.decompress_file(tmp_path / "x.tzip", tmp_path / "back.npy")
+    assert np.load(tmp_path / "back.npy").tobytes() == decoded.tobytes()
+    assert back.output_bytes == (tmp_path / "back.npy").stat().st_size and back.shape == (400, 48)
+    with pytest.raises(OutputFileError, match="input"):
+        tze.compress_file(tmp_path / "x.npy", tmp_path / "x.npy", mode="int8")
+    with pytest.raises(OutputFileError, match="exists"):
+        tze.decompress_file(tmp_path / "x.tzip", tmp_path / "back.npy", overwrite=False)
+    with pytest.raises(TargetUnreachableError, match="below the target"):
+        tze.compress_file(tmp_path / "x.npy", tmp_path / "y.tzip", recall=0.999, mode="binary")
+    assert not (tmp_path / "y.tzip").exists()

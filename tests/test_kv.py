@@ -175,9 +175,16 @@ def test_budget_with_queries_chooses_the_ratio_and_records_its_error():
 
 
 def test_an_impossible_budget_says_why():
-    keys, values, _ = cache(tokens=3, dim=4)  # the header alone outweighs 2 bits per element
-    with pytest.raises(TensorzipError, match="cannot be met"):
+    keys, values, queries = cache(tokens=3, dim=4)  # the header alone outweighs 2 bits per element
+    with pytest.raises(tz.kv.TargetUnreachableError, match="cannot be met: the coarsest grid already takes"):
         tz.kv.compress(keys, values, bits=2)
+    with pytest.raises(tz.kv.TargetUnreachableError, match="cannot be met"):
+        tz.kv.compress(keys, values, bits=2, queries=queries)
+    with pytest.raises(tz.kv.TargetUnreachableError, match="must be positive"):
+        tz.kv.compress(keys, values, bits=0)
+    keys, values, queries = cache(tokens=40, dim=16)
+    with pytest.raises(tz.kv.TargetUnreachableError, match="no grid reaches"):
+        tz.kv.compress(keys, values, max_rel_error=1e-9, queries=queries)
     empty = np.zeros((1, 1, 2, 0, 8), np.float32)
     assert tz.kv.decompress(tz.kv.compress(empty, empty, bits=2))[0].shape == empty.shape
 
@@ -191,3 +198,23 @@ def test_grid_is_finer_where_asked_and_symbols_stay_small():
         tz.kv.compress(keys, values, step=1e-6)
     with pytest.raises(TensorzipError, match="exactly one"):
         tz.kv.compress(keys, values, step=0.1, bits=3)
+
+
+def test_save_file_and_load_file(tmp_path):
+    """A path takes save_file / load_file, as in the rest of the package; describe reads a
+    path or bytes without decoding the cache."""
+    keys, values, queries = cache(tokens=32)
+    path = tmp_path / "cache.tzip"
+    info = tz.kv.save_file(keys, values, path, bits=4, queries=queries, threads=1)
+    blob = path.read_bytes()
+    assert blob == tz.kv.compress(keys, values, bits=4, queries=queries)
+    assert info == tz.kv.describe(blob) == tz.kv.describe(path) and info["stored_bytes"] == len(blob)
+    k, v = tz.kv.load_file(path, threads=2)
+    assert [a.tobytes() for a in (k, v)] == [a.tobytes() for a in tz.kv.decompress(blob)]
+    with pytest.raises(tz.OutputFileError, match="exists"):
+        tz.kv.save_file(keys, values, path, step=0.1, overwrite=False)
+    with pytest.raises(tz.kv.TargetUnreachableError):  # nothing written over the old file
+        tz.kv.save_file(keys, values, path, bits=0.01)
+    assert path.read_bytes() == blob
+    with pytest.raises(tz.InputFileError):
+        tz.kv.load_file(tmp_path / "missing.tzip")

@@ -134,8 +134,14 @@ def test_refusals(tmp_path):
     checkpoint(source)
     with pytest.raises(TensorzipError, match="exactly one"):
         tz.lossy.compress_file(source, tmp_path / "x.tzip", budget=0.1, bits_per_weight=3)
-    with pytest.raises(TensorzipError, match="cannot be met"):
+    with pytest.raises(tz.lossy.TargetUnreachableError, match="cannot be met: even the coarsest grid takes"):
         tz.lossy.compress_file(source, tmp_path / "x.tzip", budget=0.001)
+    with pytest.raises(tz.lossy.TargetUnreachableError, match="must be positive"):
+        tz.lossy.compress_file(source, tmp_path / "x.tzip", bits=0)
+    with pytest.raises(TensorzipError, match="same budget"):
+        tz.lossy.compress_file(source, tmp_path / "x.tzip", bits=3, bits_per_weight=4)
+    with pytest.raises(tz.OutputFileError, match="input"):
+        tz.lossy.compress_file(source, source, budget=0.2)
     with pytest.raises(TensorzipError, match="not quantized matrices"):
         tz.lossy.compress_file(source, tmp_path / "x.tzip", budget=0.1, sensitivity={"layer.0.dense.bias": [1.0]})
     with pytest.raises(InputFileError, match="folder"):
@@ -176,3 +182,40 @@ def test_damaged_records_are_format_errors(tmp_path):
         writer.close()
         with pytest.raises(FormatError):
             tz.lossy.load_file(path)
+
+
+def test_reports_are_frozen_and_old_names_still_work(tmp_path):
+    """compress_file and decompress_file return frozen reports; decompress_file's still
+    compares equal to the byte count it used to return; load is load_file's old name."""
+    import dataclasses
+
+    source = tmp_path / "model.safetensors"
+    checkpoint(source)
+    report = tz.lossy.compress_file(source, tmp_path / "a.tzip", bits_per_weight=3)
+    again = tz.lossy.compress_file(source, tmp_path / "b.tzip", bits=3)
+    assert (tmp_path / "a.tzip").read_bytes() == (tmp_path / "b.tzip").read_bytes()
+    assert report.compressed_bytes == again.compressed_bytes and report.delta == again.delta
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.delta = 1.0  # type: ignore[misc]
+    back = tz.lossy.decompress_file(tmp_path / "a.tzip", tmp_path / "back.safetensors")
+    size = (tmp_path / "back.safetensors").stat().st_size
+    assert back.output_bytes == size and back == size and int(back) == size and back.target.endswith("back.safetensors")
+    assert back.to_json()["output_bytes"] == size
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.output_bytes = 0  # type: ignore[misc]
+    with pytest.warns(DeprecationWarning, match="load_file"):
+        old = tz.lossy.load(tmp_path / "a.tzip")
+    new = tz.lossy.load_file(tmp_path / "a.tzip")
+    assert old.keys() == new.keys() and all(old[n].tobytes() == new[n].tobytes() for n in new)
+
+
+def test_cli_bits_is_bits_per_weight(tmp_path, capsys):
+    source = tmp_path / "model.safetensors"
+    checkpoint(source)
+    assert main(["compress", str(source), "-o", str(tmp_path / "a.tzip"), "--lossy", "--bits", "3", "--json"]) == 0
+    assert main(["compress", str(source), "-o", str(tmp_path / "b.tzip"), "--lossy", "--bits-per-weight", "3"]) == 0
+    assert (tmp_path / "a.tzip").read_bytes() == (tmp_path / "b.tzip").read_bytes()
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "a.tzip"), "-o", str(tmp_path / "back.safetensors"), "--json"]) == 0
+    decoded = json.loads(capsys.readouterr().out)
+    assert decoded["lossy"] and decoded["output_bytes"] == (tmp_path / "back.safetensors").stat().st_size

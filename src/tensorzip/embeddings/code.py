@@ -39,6 +39,7 @@ class Basis:
 
     @property
     def rotated(self) -> bool:
+        """Principal directions (True) or the original axes."""
         return self.directions is not None
 
 
@@ -78,10 +79,12 @@ class EmbeddingCode:
 
     @property
     def count(self) -> int:
+        """Vectors coded."""
         return self.symbols.shape[1]
 
     @property
     def dim(self) -> int:
+        """Dimensions of a decoded vector."""
         return self.mean.shape[0]
 
     def coordinates(self, start: int, stop: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,15 +25,19 @@ class EmbeddingCollection:
     @classmethod
     def load(cls, source: str | os.PathLike[str] | bytes | bytearray | memoryview,
              threads: int | None = None) -> EmbeddingCollection:
+        """A collection from a path or bytes (``tensorzip.embeddings.open``), its size kept
+        so ``bytes_per_vector`` counts everything stored."""
         size = os.path.getsize(source) if isinstance(source, (str, os.PathLike)) else len(memoryview(source))
         return cls(read(source, threads=threads), size)
 
     @property
     def count(self) -> int:
+        """Vectors in the collection."""
         return int(self.record["count"])
 
     @property
     def dim(self) -> int:
+        """Dimensions of each vector."""
         return int(self.record["dim"])
 
     @property
@@ -52,7 +57,9 @@ class EmbeddingCollection:
         assert self._stored.code is not None
         return self._stored.code.decode()
 
-    def blocks(self):
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, decoded block) over the collection, a few thousand vectors at a time,
+        so a search never holds the whole decoded collection."""
         if self._stored.vectors is not None:
             return array_blocks(np.asarray(self._stored.vectors, dtype=np.float32))
         assert self._stored.code is not None

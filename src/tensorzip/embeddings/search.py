@@ -7,7 +7,7 @@ one block of the collection plus a (queries x k) running best.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -68,6 +68,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / (len(truth) * k)
 
 
-def array_blocks(vectors: np.ndarray, rows: int = 8192):
+def array_blocks(vectors: np.ndarray, rows: int = 8192) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, block) over an array, as ``EmbeddingCode.blocks`` gives decoded ones."""
     for start in range(0, len(vectors), rows):
         yield start, vectors[start : start + rows]

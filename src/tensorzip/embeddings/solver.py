@@ -45,6 +45,8 @@ class HeldOut:
 
 
 def hold_out(vectors: np.ndarray, k: int, metric: str, sample: int = SAMPLE_QUERIES, seed: int = 0) -> HeldOut:
+    """``sample`` rows of the collection as queries (seeded), each excluded from its own
+    results: recall measured on the collection's own distribution."""
     count = len(vectors)
     if count < k + 1:
         raise TargetUnreachableError(f"measuring recall@{k} needs at least {k + 1} vectors; the collection has {count}")

@@ -1,0 +1,250 @@
+"""The lossy layers' shared plumbing (``tensorzip.quantization``): the layers built on it
+write the golden files of their current formats again byte for byte from the golden
+generators' inputs (so the refactor onto it changed no byte), and each piece does what
+the layers rely on: grid and symbols, the bisection's order of calls and its refusal,
+the layer file's record check and table per row, the order-0 entropy."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import tensorzip as tz
+from tensorzip.container import TzipReader
+from tensorzip.container.records import EMBEDDINGS_KEY, KV_KEY, LOSSY_WEIGHTS_KEY
+from tensorzip.errors import FormatError, TargetUnreachableError, TensorzipError
+from tensorzip.quantization import (
+    LayerFormat,
+    SymbolRangeError,
+    TargetNotMet,
+    bisect,
+    dequantize,
+    layer_bytes,
+    order0_bits,
+    quantize,
+    read_layer,
+    to_symbols,
+    unzigzag,
+    zigzag,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _generator(directory: str) -> ModuleType:
+    path = GOLDEN / directory / "make_golden.py"
+    spec = importlib.util.spec_from_file_location(f"quantization_{directory}_make_golden", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the golden files, encoded again ----------------------------------------------------------------
+# Every case of the current formats' generators is deterministic (fixed seeds, searches on
+# real encodes), so the code of today must write the very bytes the pre-redesign code wrote.
+
+
+@pytest.mark.parametrize("name", sorted(_generator("kv_v2").CASES))
+def test_kv_golden_inputs_encode_to_the_golden_bytes(name):
+    keys, values, options = _generator("kv_v2").arguments(name)
+    assert tz.kv.compress(keys, values, **options) == (GOLDEN / "kv_v2" / f"{name}.tzip").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(_generator("embeddings_v1").CASES))
+def test_embeddings_golden_inputs_encode_to_the_golden_bytes(name):
+    vectors, options = _generator("embeddings_v1").arguments(name)
+    assert tz.embeddings.compress(vectors, **options) == (GOLDEN / "embeddings_v1" / f"{name}.tzip").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(_generator("lossy_v1").CASES))
+def test_lossy_golden_inputs_encode_to_the_golden_bytes(name, tmp_path):
+    generator = _generator("lossy_v1")
+    source = tmp_path / "checkpoint.safetensors"
+    source.write_bytes(generator.safetensors_bytes(generator.checkpoint()))
+    tz.lossy.compress_file(source, tmp_path / "out.tzip", **generator.arguments(name))
+    assert (tmp_path / "out.tzip").read_bytes() == (GOLDEN / "lossy_v1" / f"{name}.tzip").read_bytes()
+    tz.lossy.decompress_file(tmp_path / "out.tzip", tmp_path / "back.safetensors")
+    assert (tmp_path / "back.safetensors").read_bytes() == (GOLDEN / "lossy_v1" / f"{name}.safetensors").read_bytes()
+
+
+def test_lossy_bits_is_bits_per_weight(tmp_path):
+    """``bits=`` (the common name) writes what ``bits_per_weight=`` wrote."""
+    generator = _generator("lossy_v1")
+    source = tmp_path / "checkpoint.safetensors"
+    source.write_bytes(generator.safetensors_bytes(generator.checkpoint()))
+    tz.lossy.compress_file(source, tmp_path / "out.tzip", bits=generator.BITS_PER_WEIGHT)
+    assert (tmp_path / "out.tzip").read_bytes() == (GOLDEN / "lossy_v1" / "bits.tzip").read_bytes()
+
+
+# --- grid and symbols ---------------------------------------------------------------------------------
+
+
+def test_zigzag_round_trip_and_order():
+    integers = np.array([0, -1, 1, -2, 2, -(2**40), 2**40 - 1], np.int64)
+    codes = zigzag(integers)
+    assert codes[:5].tolist() == [0, 1, 2, 3, 4]
+    assert unzigzag(codes).tolist() == integers.tolist()
+
+
+@pytest.mark.parametrize("largest,dtype", [(127, np.uint8), (128, np.uint16), (32767, np.uint16),
+                                           (32768, np.uint32)])
+def test_symbols_are_as_narrow_as_the_largest_allows(largest, dtype):
+    symbols = to_symbols(np.array([0, -largest, largest]), max_bits=32)  # zigzag: 0, 2 largest - 1, 2 largest
+    assert symbols.dtype == dtype and unzigzag(symbols).tolist() == [0, -largest, largest]
+    if np.dtype(dtype).itemsize > 2:
+        with pytest.raises(SymbolRangeError, match="16 bits"):
+            to_symbols(np.array([largest]), max_bits=16)
+
+
+def test_quantize_offsets_and_dequantize():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 50)) + np.array([[10.0], [-5.0], [0.0]])).astype(np.float32)
+    step = np.float32(0.25)
+    code = quantize(x, step, offset_axis=1)
+    assert code.offset is not None and code.offset.shape == (3, 1)
+    assert code.offset.ravel().tolist() == np.floor(np.median(np.rint(x / step), axis=1)).tolist()
+    assert code.symbols.dtype == np.uint8  # relative to the row's median: small, whatever the row's offset
+    decoded = dequantize(code.symbols, step, code.offset)
+    assert decoded.dtype == np.float32 and np.abs(decoded - x).max() <= step / 2
+    plain = quantize(x, step)
+    assert plain.offset is None
+    assert np.array_equal(dequantize(plain.symbols, step), decoded)
+    assert np.array_equal(dequantize(plain.symbols, step, shift=np.float32(1)), decoded + np.float32(1))
+    with pytest.raises(SymbolRangeError, match="30 bits"):
+        quantize(x, 1e-12, precision=np.float64)
+    empty = quantize(np.zeros((2, 0), np.float32), 1.0, offset_axis=1)
+    assert empty.symbols.shape == (2, 0) and empty.offset is not None and empty.offset.shape == (2, 1)
+
+
+def test_order0_bits():
+    symbols = np.array([[0, 0, 1, 1], [3, 3, 3, 3]], np.uint8)
+    assert order0_bits(symbols, per_row=True) == pytest.approx(4.0)  # 1 bit x 4, then 0
+    p = np.array([4, 2, 2]) / 8
+    assert order0_bits(symbols) == pytest.approx(-8 * (p * np.log2(p)).sum())
+    assert order0_bits(np.array([2**31, 0], np.uint32)) == pytest.approx(2.0)
+    assert order0_bits(np.zeros((0, 3), np.uint8), per_row=True) == 0.0
+
+
+# --- the bisection ------------------------------------------------------------------------------------
+
+
+def _recorded(figure_of):
+    calls: list[float] = []
+
+    def measure(parameter: float) -> tuple[float, str]:
+        calls.append(parameter)
+        return figure_of(parameter), f"made at {parameter}"
+
+    return calls, measure
+
+
+def test_bisection_finds_the_boundary_in_the_order_the_layers_rely_on():
+    # A size falling with a step: the finest step with size <= 100 is 10.
+    calls, measure = _recorded(lambda step: 1000 / step)
+    found = bisect(measure, at_most=100, feasible_end=np.log2(1000), best_end=np.log2(0.01), max_iterations=30,
+                   log_scale="log2")
+    assert calls[:2] == [pytest.approx(1000), pytest.approx(0.01)]  # the feasible end, then the best end
+    assert found.parameter == pytest.approx(10, rel=1e-6) and found.parameter >= 10
+    assert found.figure <= 100 and found.result == f"made at {found.parameter}"  # not measured again
+    assert found.evaluations == len(calls) == 32 and found.parameter == 2.0**found.coordinate
+
+
+def test_bisection_returns_the_best_end_when_it_meets_the_target():
+    calls, measure = _recorded(lambda level: 1.0)
+    found = bisect(measure, at_least=0.5, feasible_end=0.0, best_end=3.0, max_iterations=10, log_scale="ln")
+    assert found.parameter == float(np.exp(3.0)) and len(calls) == 2
+
+
+def test_bisection_without_the_best_end_and_with_a_tolerance():
+    calls, measure = _recorded(lambda x: -x)  # recall falling as the level rises; >= -5 up to 5
+    found = bisect(measure, at_least=-5, feasible_end=0.0, best_end=8.0, max_iterations=100, tolerance=0.01,
+                   try_best_end=False)
+    assert 8.0 not in calls and 5 - 0.01 <= found.parameter <= 5
+    assert len(calls) == 1 + 10  # 8 / 2^10 < 0.01
+
+
+def test_bisection_refuses_what_even_the_feasible_end_misses():
+    calls, measure = _recorded(lambda step: 1000 / step)
+    with pytest.raises(TargetNotMet) as refused:
+        bisect(measure, at_most=0.5, feasible_end=10.0, best_end=1.0, max_iterations=5, log_scale="log2")
+    assert isinstance(refused.value, TargetUnreachableError) and isinstance(refused.value, TensorzipError)
+    assert refused.value.parameter == 1024 and refused.value.figure == pytest.approx(1000 / 1024)
+    assert calls == [1024]
+    with pytest.raises(ValueError, match="exactly one"):
+        bisect(measure, feasible_end=0, best_end=1, max_iterations=1)
+
+
+# --- the layer file -----------------------------------------------------------------------------------
+
+LAYER = LayerFormat(KV_KEY, "a test layer", 3, (2, 3))
+
+
+def test_layer_file_round_trip_with_a_table_per_row():
+    rng = np.random.default_rng(0)
+    symbols = rng.integers(0, 7, (4, 3000)).astype(np.uint8)
+    steps = np.arange(4, dtype=np.float32)
+    blob = layer_bytes(LAYER, {"note": "x"}, {"symbols": symbols, "steps": steps}, table_per_row=["symbols"])
+    record, tensors = read_layer(blob, LAYER)
+    assert record == {"format": 3, "note": "x"}
+    assert tensors["symbols"].tobytes() == symbols.tobytes() and tensors["steps"].tobytes() == steps.tobytes()
+    with TzipReader(blob) as reader:
+        assert len(reader.entry("symbols").chunks) == 4  # one chunk, hence one table, per row
+        assert json.loads(reader.metadata()[KV_KEY]) == record
+    older = layer_bytes(LAYER, {"format": 2}, {"steps": steps})  # a record naming its own format keeps it
+    assert read_layer(older, LAYER)[0]["format"] == 2
+
+
+def test_layer_file_refuses_other_layers_and_formats():
+    blob = layer_bytes(LAYER, {}, {"x": np.zeros(3, np.float32)})
+    with pytest.raises(FormatError, match="not an embedding thing"):
+        read_layer(blob, LayerFormat(EMBEDDINGS_KEY, "an embedding thing", 1, (1,)))
+    with pytest.raises(FormatError, match="unknown format 3"):
+        read_layer(blob, LayerFormat(KV_KEY, "a test layer", 1, (1,)))
+
+
+def test_layers_declare_their_keys_in_one_place():
+    """The layers' record keys are container.records' constants, not strings of their own."""
+    from tensorzip.embeddings.storage import LAYER as EMBEDDINGS_LAYER
+    from tensorzip.kv.codec import LAYER as KV_LAYER
+    from tensorzip.lossy.codec import LAYER as LOSSY_LAYER
+
+    assert (KV_LAYER.key, EMBEDDINGS_LAYER.key, LOSSY_LAYER.key) == (KV_KEY, EMBEDDINGS_KEY, LOSSY_WEIGHTS_KEY)
+    package = Path(tz.__file__).parent
+    for layer in ("kv", "embeddings", "lossy", "quantization"):
+        for path in (package / layer).glob("*.py"):
+            assert not re.search(r'"tensorzip\.(kv|embeddings|lossy)"', path.read_text()), path
+
+
+# --- the layers' public faces -------------------------------------------------------------------------
+
+
+def _public_callables():
+    for module in (tz.kv, tz.embeddings, tz.lossy):
+        for name in module.__all__:
+            item = getattr(module, name)
+            if inspect.isfunction(item):
+                yield f"{module.__name__}.{name}", item
+            elif inspect.isclass(item) and not issubclass(item, BaseException):
+                for attribute, member in vars(item).items():
+                    member = member.fget if isinstance(member, property) else member
+                    member = member.__func__ if isinstance(member, classmethod) else member
+                    if not attribute.startswith("_") and inspect.isfunction(member):
+                        yield f"{module.__name__}.{name}.{attribute}", member
+
+
+@pytest.mark.parametrize("name,function", list(_public_callables()), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_public_function_of_the_layers_is_annotated_and_documented(name, function):
+    assert inspect.getdoc(function), name
+    signature = inspect.signature(function)
+    assert signature.return_annotation is not inspect.Signature.empty, name
+    for parameter in signature.parameters.values():
+        if parameter.name not in ("self", "cls"):
+            assert parameter.annotation is not inspect.Parameter.empty, f"{name}({parameter.name})"
