@@ -6,12 +6,12 @@ the layer file's record check and table per row, the order-0 entropy."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import re
+import runpy
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,13 +38,10 @@ from tensorzip.quantization import (
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def _generator(directory: str) -> ModuleType:
-    path = GOLDEN / directory / "make_golden.py"
-    spec = importlib.util.spec_from_file_location(f"quantization_{directory}_make_golden", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _generator(directory: str) -> SimpleNamespace:
+    """A golden directory's make_golden.py, run as a script that does not write (its
+    ``main`` runs only as ``__main__``): its CASES and input builders."""
+    return SimpleNamespace(**runpy.run_path(str(GOLDEN / directory / "make_golden.py")))
 
 
 # --- the golden files, encoded again ----------------------------------------------------------------
@@ -149,8 +146,10 @@ def _recorded(figure_of):
 def test_bisection_finds_the_boundary_in_the_order_the_layers_rely_on():
     # A size falling with a step: the finest step with size <= 100 is 10.
     calls, measure = _recorded(lambda step: 1000 / step)
+    seen: list[tuple[int, int]] = []
     found = bisect(measure, at_most=100, feasible_end=np.log2(1000), best_end=np.log2(0.01), max_iterations=30,
-                   log_scale="log2")
+                   log_scale="log2", progress=lambda done, most: seen.append((done, most)))
+    assert seen == [(i, 32) for i in range(1, 33)]
     assert calls[:2] == [pytest.approx(1000), pytest.approx(0.01)]  # the feasible end, then the best end
     assert found.parameter == pytest.approx(10, rel=1e-6) and found.parameter >= 10
     assert found.figure <= 100 and found.result == f"made at {found.parameter}"  # not measured again

@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputFileError, TargetUnreachableError, TensorzipError
+from ..files import DecompressionReport
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
 from .collection import EmbeddingCollection
@@ -93,20 +94,16 @@ class EmbeddingsReport:
 
 
 @dataclass(frozen=True)
-class EmbeddingsDecompressionReport:
-    """What ``decompress_file`` wrote: the decoded vectors as a ``.npy`` file."""
+class EmbeddingsDecompressionReport(DecompressionReport):
+    """What ``decompress_file`` wrote: the decoded vectors as a ``.npy`` file (a
+    ``tz.DecompressionReport``, with the vectors' shape and dtype)."""
 
-    source: str
-    target: str
-    compressed_bytes: int
-    output_bytes: int
-    seconds: float
-    shape: tuple[int, int]
-    dtype: str
+    shape: tuple[int, int] = (0, 0)
+    dtype: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON values."""
-        return {**asdict(self), "shape": list(self.shape)}
+        return {**super().to_json(), "shape": list(self.shape)}
 
 
 def _checked(vectors: Any) -> np.ndarray:
@@ -218,7 +215,8 @@ def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[st
         handle.flush()
         written = handle.tell()
     return EmbeddingsDecompressionReport(str(source), str(target), os.path.getsize(source), written,
-                                         time.perf_counter() - started, (int(vectors.shape[0]), int(vectors.shape[1])),
+                                         time.perf_counter() - started, threads if threads and threads > 0 else
+                                         (os.cpu_count() or 1), (int(vectors.shape[0]), int(vectors.shape[1])),
                                          str(vectors.dtype))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from .. import dtypes
 from ..container.records import LOSSY_WEIGHTS_KEY
 from ..errors import FormatError, InputFileError, TargetUnreachableError, TensorzipError
+from ..files import DecompressionReport
 from ..inputs.safetensors import SafetensorsFile, parse_header, write_prefix
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from ..quantization import LayerFormat, TargetNotMet, bisect, read_layer, write_layer
@@ -71,28 +72,14 @@ class LossyReport:
         return {**asdict(self), "ratio": self.ratio, "bits_per_parameter": self.bits_per_parameter}
 
 
-@dataclass(frozen=True)
-class LossyDecompressionReport:
-    """What ``decompress_file`` wrote: an ordinary .safetensors checkpoint of ``output_bytes``.
+@dataclass(frozen=True, eq=False)
+class LossyDecompressionReport(DecompressionReport):
+    """What ``decompress_file`` wrote: an ordinary .safetensors checkpoint of ``output_bytes``
+    (a ``tz.DecompressionReport``, as ``tz.decompress_file`` returns).
 
     It compares equal to (and converts to) ``output_bytes``, the int ``decompress_file``
     returned before it returned a report, so code written against that keeps working.
     """
-
-    source: str
-    target: str
-    compressed_bytes: int
-    output_bytes: int
-    seconds: float
-
-    @property
-    def megabytes_per_second(self) -> float:
-        """Output written per second of the whole call (read, decode, write)."""
-        return self.output_bytes / 1e6 / max(self.seconds, 1e-9)
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as plain JSON values."""
-        return {**asdict(self), "megabytes_per_second": self.megabytes_per_second}
 
     def __int__(self) -> int:
         return self.output_bytes
@@ -103,7 +90,7 @@ class LossyDecompressionReport:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, int) and not isinstance(other, bool):
             return self.output_bytes == other
-        if isinstance(other, LossyDecompressionReport):
+        if isinstance(other, DecompressionReport):
             return asdict(self) == asdict(other)
         return NotImplemented
 
@@ -228,18 +215,13 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     encoder = _Encoder(checkpoint, sensitivity, threads)
     if not encoder.matrices:
         raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
-    trials = 0
 
     def size_at(delta: float) -> tuple[float, None]:
-        nonlocal trials
-        trials += 1
-        if progress is not None:
-            progress(trials, _BISECTION_STEPS + 2)
         return encoder.encode(delta, limit)[0], None
 
     try:
         found = bisect(size_at, at_most=limit, feasible_end=encoder.finest + _BRACKET_OCTAVES,
-                       best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2")
+                       best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2", progress=progress)
     except TargetNotMet as missed:
         raise TargetUnreachableError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid takes "
                                      f"{missed.figure:,.0f} bytes (the tensors kept exact and the header count too)"
@@ -314,4 +296,5 @@ def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[st
         for e in entries:
             handle.write(np.ascontiguousarray(tensors[e.name]).tobytes())
     return LossyDecompressionReport(source=str(source), target=str(target), compressed_bytes=os.path.getsize(source),
-                                    output_bytes=8 + len(header) + total, seconds=time.perf_counter() - started)
+                                    output_bytes=8 + len(header) + total, seconds=time.perf_counter() - started,
+                                    threads=threads if threads and threads > 0 else (os.cpu_count() or 1))

@@ -61,14 +61,15 @@ def parameter_at(coordinate: float, log_scale: LogScale | None) -> float:
 
 def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, best_end: float,
            at_most: float | None = None, at_least: float | None = None, max_iterations: int,
-           tolerance: float = 0.0, log_scale: LogScale | None = None, try_best_end: bool = True) -> Found[T]:
+           tolerance: float = 0.0, log_scale: LogScale | None = None, try_best_end: bool = True,
+           progress: Callable[[int, int], None] | None = None) -> Found[T]:
     """The parameter nearest ``best_end`` whose figure is ``<= at_most`` (or ``>= at_least``).
 
     ``measure(parameter) -> (figure, result)`` encodes at ``parameter`` and measures.
     Order of the calls: ``feasible_end`` (TargetNotMet if it misses), then ``best_end``
     when ``try_best_end`` (returned at once if it meets the target), then up to
     ``max_iterations`` midpoints, stopping early once the bracket is ``tolerance`` wide
-    or less (in bracket units).
+    or less (in bracket units). ``progress(call, most)`` runs before each call of ``measure``.
     """
     if (at_most is None) == (at_least is None):
         raise ValueError("give exactly one of at_most and at_least")
@@ -77,10 +78,13 @@ def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, 
         return figure <= at_most if at_most is not None else figure >= at_least  # type: ignore[operator]
 
     calls = 0
+    most = 1 + int(try_best_end) + max_iterations
 
     def at(coordinate: float) -> tuple[float, T]:
         nonlocal calls
         calls += 1
+        if progress is not None:
+            progress(calls, most)
         return measure(parameter_at(coordinate, log_scale))
 
     figure, result = at(feasible_end)
