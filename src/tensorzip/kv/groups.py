@@ -31,6 +31,7 @@ class Quantized:
     group: int
 
     def decode(self) -> np.ndarray:
+        """The groups' levels, float32: ``minimum + symbol * step``."""
         n = self.symbols.shape[self.axis]
         minimum = _expand(self.minimum, self.axis, self.group, n)
         return minimum + self.symbols.astype(np.float32) * _expand(self.step, self.axis, self.group, n)
