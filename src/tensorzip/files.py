@@ -24,9 +24,10 @@ from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.kinds import open_data, refuse_layers
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
-from .container.records import TORCH_SOURCE, folder_layout, is_folder_source
+from .container.records import SAFETENSORS_SOURCE, SOURCE_DIGEST_KEY, TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .inputs import CheckpointInput
+from .inputs.digest import DigestSink, FileDigest
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
 from .inputs.torch_file import (
@@ -107,6 +108,7 @@ class VerifyReport:
     tensor_bytes: int
     against: str | None
     seconds: float
+    digest: str | None = None  # the recorded digest of the original, when the restore matched it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +131,7 @@ def compress_file(
     progress: ProgressCallback | None = None,
     base: str | os.PathLike[str] | None = None,
     scheduler: Any = None,
+    digest: bool = False,
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
 
@@ -149,6 +152,9 @@ def compress_file(
     them from ``source`` themselves (they must see it at the same path), and the file is
     the same bytes as a local run's (``tensorzip.cluster``); ``threads`` is then native
     threads per task (default 1). Needs the ``dask`` extra.
+
+    With ``digest``, the BLAKE2b-256 of the source file is recorded, so ``verify_file``
+    proves a restore identical without the original at hand (a .safetensors source).
     """
     started = time.perf_counter()
     checkpoint = open_checkpoint(source)
@@ -159,7 +165,8 @@ def compress_file(
         reference = stack.enter_context(open_base(base, threads=threads)) if base is not None else None
         if reference is not None:
             refuse_output_over_inputs(target, *reference.files())
-        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler)
+        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler,
+                         digest)
 
 
 Checkpoint = CheckpointInput
@@ -192,7 +199,8 @@ def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
 
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
-              progress: ProgressCallback | None, started: float, scheduler: Any = None) -> CompressionReport:
+              progress: ProgressCallback | None, started: float, scheduler: Any = None,
+              digest: bool = False) -> CompressionReport:
     others = checkpoint.files_not_kept()
     if others:  # an archive holds the shards and the index only: never drop a file silently
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
@@ -203,6 +211,10 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     if scheduler is not None and checkpoint.locations() is None:
         raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
                              "first (tensorzip compress, then decompress to .safetensors)")
+    if digest and checkpoint.source_record().get("format") != SAFETENSORS_SOURCE:
+        raise TensorzipError(f"{source}: --digest records the digest of a .safetensors file (the file decompress "
+                             "restores byte for byte); compress this input without it")
+    hashing = FileDigest(source) if digest else None
     total = checkpoint.tensor_bytes
     done = 0
 
@@ -231,6 +243,8 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
 
             with connect(scheduler) as client:
                 dedup, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
+        if hashing is not None:
+            writer.add_metadata(SOURCE_DIGEST_KEY, hashing.result())
     size = writer.close()
     return CompressionReport(
         source=str(source),
@@ -457,6 +471,9 @@ def verify_file(
     with TzipReader(source, threads=threads, base=base) as reader:
         if against is not None:  # a lossy layer's stored parts are checked, but never compared with data
             refuse_layers(reader, "verify --against")
+        recorded = (reader.metadata() or {}).get(SOURCE_DIGEST_KEY)
+        if recorded is not None and against is None:
+            return _verify_digest(reader, recorded, threads, progress, started)
         originals = _originals(reader, against) if against is not None else {}
         total = sum(e.nbytes for e in reader.header.tensors.values())
         done = 0
@@ -470,6 +487,19 @@ def verify_file(
                 progress(done, total)
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
                             time.perf_counter() - started)
+
+
+def _verify_digest(reader: TzipReader, recorded: str, threads: int | None, progress: ProgressCallback | None,
+                   started: float) -> VerifyReport:
+    """Restore the original into a hashing sink (every chunk checked on the way) and compare
+    with the digest recorded at compression."""
+    sink = DigestSink()
+    entries = list(reader.header.tensors.values())
+    _write_tensors(reader, entries, _safetensors_prefix(reader), sink, _counter(_nbytes(entries), progress))
+    if sink.value() != recorded:
+        raise CorruptDataError(f"{reader.where}: the restored file's digest {sink.value()} differs from the one "
+                               f"recorded at compression ({recorded})")
+    return VerifyReport(reader.where, len(entries), _nbytes(entries), None, time.perf_counter() - started, recorded)
 
 
 def _originals(reader: TzipReader, against: str | os.PathLike[str]) -> dict[str, Callable[[], np.ndarray]]:

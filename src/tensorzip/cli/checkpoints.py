@@ -92,6 +92,8 @@ def _print_folder(report: model_folder.FolderReport, compressed: bool, verbose: 
 
 
 def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
+    if args.digest:
+        raise TensorzipError("--digest takes a .safetensors file; compress the shards one by one to record theirs")
     if args.base:
         raise TensorzipError("--base with a folder needs --archive (one .tzip for the whole folder)")
     target = _folder_output(args.output, args.input, True, args.force)
@@ -107,6 +109,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     if args.lossy or args.budget is not None or args.bits_per_weight is not None or args.calibration:
         if not args.lossy:
             raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
+        if args.digest:
+            raise TensorzipError("--digest records the digest of a lossless copy; a --lossy file cannot restore it")
         return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".tzip", args.force)))
     if Path(args.input).is_dir() and not args.archive:
         return _compress_folder(args)
@@ -115,7 +119,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
         report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress,
-                                          base=args.base, scheduler=args.scheduler)
+                                          base=args.base, scheduler=args.scheduler, digest=args.digest)
     if not args.json:
         _print_compression(report, args.verbose)
         if not Path(args.input).is_dir() and looks_like_torch_file(args.input):
@@ -192,6 +196,8 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
         raise found.refuse("tensorzip verify")
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
+        if getattr(report, "digest", None):
+            against = ", the restored file matches the digest of the original recorded at compression"
         parts = "tensors" if not found.is_layer else f"stored parts of {found.readers.words}"
         print(f"{report.source}: OK, {report.tensors} {parts}, {_mb(report.tensor_bytes)}, "
               f"every checksum verified{against}")
@@ -292,6 +298,9 @@ def add_commands(commands: argparse._SubParsersAction,
                      help="encode on this Dask cluster (e.g. tcp://host:8786; the workers must see INPUT at the "
                           "same path); the output is the same bytes. Needs the dask extra. --threads is then "
                           "native threads per task (default 1)")
+    sub.add_argument("--digest", action="store_true",
+                     help="record the BLAKE2b-256 of the .safetensors input, so `tensorzip verify` proves a restore "
+                          "identical without the original (hashed beside the encoder; off by default)")
     cli_lossy.add_arguments(sub)
 
     sub = add("decompress", cmd_decompress, "restore the original .safetensors (or model folder) from a .tzip "

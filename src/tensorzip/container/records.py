@@ -21,8 +21,11 @@ FRAMEWORK_KEY = "tensorzip.framework"  # "torch" when tz.compress was given a to
 KV_KEY = "tensorzip.kv"
 EMBEDDINGS_KEY = "tensorzip.embeddings"
 LOSSY_WEIGHTS_KEY = "tensorzip.lossy"
+# Optional information goes into metadata (readers that do not know a key still read the
+# file); only what a reader must understand goes into the header's ``features``.
+SOURCE_DIGEST_KEY = "tensorzip.source_digest"  # "blake2b-256:<hex>" of the original file
 LAYER_KEYS: dict[str, str] = {KV_KEY: "kv-cache", EMBEDDINGS_KEY: "embeddings", LOSSY_WEIGHTS_KEY: "lossy-weights"}
-RESERVED_KEYS = frozenset({FRAMEWORK_KEY, *LAYER_KEYS})
+RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, *LAYER_KEYS})
 
 # Formats of the ``source`` record: what the .tzip was made from, kept so it comes back byte for byte.
 SAFETENSORS_SOURCE = "safetensors"

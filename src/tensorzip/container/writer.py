@@ -205,6 +205,14 @@ class TzipWriter:
         if self._on_tensor is not None:
             self._on_tensor(stats)
 
+    def add_metadata(self, key: str, value: str) -> None:
+        """Add a metadata entry known only at the end (a digest of the input); before ``close``."""
+        if self._closed:
+            raise TensorzipError(f"{self.where}: writer is closed")
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise TensorzipError("metadata must map strings to strings (as in safetensors' __metadata__)")
+        self._header.metadata = {**(self._header.metadata or {}), key: value}
+
     def close(self) -> int:
         """Finish the file (header, preamble) and commit it; returns its size in bytes."""
         if self._closed:
