@@ -18,7 +18,7 @@ from .container.kinds import open_data
 from .container.reader import open_base
 from .container.records import FRAMEWORK_KEY
 from .errors import FormatError, OutputFileError, TensorzipError
-from .integrations.frameworks import is_torch_tensor, to_numpy, to_torch
+from .inputs.frameworks import is_torch_tensor, to_numpy, to_torch
 from .outputs.atomic import refuse_output_over_inputs, same_file
 from .writing.plan import add_tensors
 

@@ -28,17 +28,10 @@ from .container.records import SAFETENSORS_SOURCE, SOURCE_DIGEST_KEY, TORCH_SOUR
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .inputs import CheckpointInput
 from .inputs.digest import DigestSink, FileDigest
+from .inputs.frameworks import to_numpy, to_torch
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
-from .inputs.torch_file import (
-    STATE_DICT_KEY,
-    TorchFile,
-    import_torch,
-    is_torch_path,
-    looks_like_torch_file,
-    save_torch,
-)
-from .integrations.frameworks import to_numpy, to_torch
+from .inputs.torch_file import STATE_DICT_KEY, TorchFile, import_torch, is_torch_path, looks_like_torch_file, save_torch
 from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
 from .writing.cluster import add_tensors_on_cluster, connect

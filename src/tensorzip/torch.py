@@ -20,9 +20,9 @@ import numpy as np
 from .container.format import MAGIC
 from .container.kinds import open_data
 from .errors import InputFileError
+from .inputs.frameworks import to_torch
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile, import_torch, looks_like_torch_file
-from .integrations.frameworks import to_torch
 
 if TYPE_CHECKING:
     import torch

@@ -28,7 +28,7 @@ import numpy as np
 from ..container.records import TORCH_SOURCE, TORCH_WRAPPERS
 from ..dtypes import SUPPORTED_DTYPES
 from ..errors import InputFileError, TensorzipError, UnsupportedDtypeError
-from ..integrations.frameworks import to_numpy
+from .frameworks import to_numpy
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 STATE_DICT_KEY = TORCH_WRAPPERS[0]

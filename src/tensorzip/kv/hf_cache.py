@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TensorzipError
-from ..integrations.frameworks import to_numpy, to_torch
+from ..inputs.frameworks import to_numpy, to_torch
 
 
 def cache_layers(cache: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
