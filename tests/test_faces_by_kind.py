@@ -65,7 +65,7 @@ def made(tmp_path_factory) -> dict[str, Made]:
     tz.compress_file(shards, root / "archive.tzip")
     tz.compress_folder(folder, root / "folder.tzip")
     tz.lossy.compress_file(root / "model.safetensors", root / "lossy.tzip", budget=0.5)
-    tz.embeddings.save(root / "embeddings.tzip", np.load(root / "vectors.npy"), recall=0.9)
+    tz.embeddings.save_file(np.load(root / "vectors.npy"), root / "embeddings.tzip", recall=0.9)
     keys = rng.standard_normal((2, 1, 2, 64, 16)).astype(np.float16)
     (root / "kv.tzip").write_bytes(tz.kv.compress(keys, keys * 0.5, bits=6))
     (root / "random.bin").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -108,7 +108,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 # What refusals must name, per kind: the command that reads it.
 NAMES = {"safetensors": "tensorzip compress", "pytorch": "tensorzip compress", "numpy": "tensorzip embeddings compress",
          "model_folder": "tensorzip compress", "compressed_folder": "tz.decompress_folder",
-         "lossy_weights": "tz.lossy.load", "embeddings": "tz.embeddings.open", "kv_cache": "tz.kv.decompress",
+         "lossy_weights": "tz.lossy.load_file", "embeddings": "tz.embeddings.load_file", "kv_cache": "tz.kv.load_file",
          "unknown": "not one"}
 
 

@@ -89,7 +89,7 @@ def inputs(tmp_path_factory) -> Path:
     tz.compress_file(shards_only, root / "archive.tzip")
     vectors = rng.standard_normal((2000, 64)).astype(np.float32)
     np.save(root / "vectors.npy", vectors)
-    tz.embeddings.save(root / "vectors.tzip", vectors, mode="lossless")
+    tz.embeddings.save_file(vectors, root / "vectors.tzip", mode="lossless")
     small = {"w": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32)}
     safetensors_numpy.save_file(small, str(root / "small.safetensors"))
     assert main(["compress", str(root / "small.safetensors"), "--lossy", "--bits-per-weight", "4", "--json",
@@ -175,7 +175,7 @@ COMMANDS = [
             lambda i, t: tz.decompress_file(i / "archive.tzip", t), "out", folder=True, decoder=True),
     Command("embeddings-compress",
             lambda i, t: ["embeddings", "compress", i / "vectors.npy", "--lossless", "-o", t],
-            lambda i, t: tz.embeddings.save(t, np.load(i / "vectors.npy"), mode="lossless"), "out.tzip",
+            lambda i, t: tz.embeddings.save_file(np.load(i / "vectors.npy"), t, mode="lossless"), "out.tzip",
             encoder=True),
     Command("embeddings-decompress", lambda i, t: ["embeddings", "decompress", i / "vectors.tzip", "-o", t],
             None, "out.npy", decoder=True),

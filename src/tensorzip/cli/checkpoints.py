@@ -169,7 +169,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
 def _decompress_kv(args: argparse.Namespace) -> dict[str, Any]:
     """A KV cache decodes to an .npz of ``keys`` and ``values`` ([layers, batch, heads, tokens, dim])."""
     target = _output_path(args.output, args.input, ".npz", args.force)
-    keys, values = kv.decompress(Path(args.input).read_bytes(), threads=args.threads)
+    keys, values = kv.load_file(args.input, threads=args.threads)
     with atomic_output(target, overwrite=args.force) as handle:
         np.savez(handle, keys=keys, values=values)
         handle.flush()

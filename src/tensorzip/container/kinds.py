@@ -65,11 +65,11 @@ READERS: Mapping[Kind, Readers] = {
     Kind.COMPRESSED_FOLDER: Readers("a compressed model folder", "tensorzip decompress",
                                     "tz.decompress_folder / tensorzip.torch.load_state_dict"),
     Kind.LOSSY_WEIGHTS: Readers("lossy weights (a byte-budget checkpoint)", "tensorzip decompress",
-                                "tz.lossy.load / tz.lossy.decompress_file"),
-    Kind.EMBEDDINGS: Readers("an embedding collection", "tensorzip embeddings decompress (or tensorzip decompress)",
-                             "tz.embeddings.open(path).decode()"),
+                                "tz.lossy.load_file / tz.lossy.decompress_file"),
+    Kind.EMBEDDINGS: Readers("an embedding collection", "tensorzip decompress (or tensorzip embeddings decompress)",
+                             "tz.embeddings.load_file / tz.embeddings.open"),
     Kind.KV_CACHE: Readers("a KV cache", "tensorzip decompress (writes keys and values to .npz)",
-                           "tz.kv.decompress(open(path, 'rb').read())"),
+                           "tz.kv.load_file"),
     Kind.UNKNOWN: Readers("not a file tensorzip reads", "", ""),
 }
 
