@@ -143,7 +143,7 @@ def compress_file(
     With ``scheduler`` (a Dask scheduler address such as ``"tcp://host:8786"``, or a
     ``distributed.Client``), the tensors are encoded on that cluster's workers, which read
     them from ``source`` themselves (they must see it at the same path), and the file is
-    the same bytes as a local run's (``tensorzip.cluster``); ``threads`` is then native
+    the same bytes as a local run's (``tensorzip.writing.cluster``); ``threads`` is then native
     threads per task (default 1). Needs the ``dask`` extra.
 
     With ``digest``, the BLAKE2b-256 of the source file is recorded, so ``verify_file``

@@ -370,7 +370,7 @@ def compress_folder(
     Each .tzip decompresses alone to its identical shard; ``decompress_folder``
     restores the whole folder byte for byte. The output appears whole or not at all.
     With ``scheduler`` (a Dask address or client), the safetensors shards' tensors are
-    encoded on that cluster (see ``tensorzip.cluster``); the files are the same bytes.
+    encoded on that cluster (see ``tensorzip.writing.cluster``); the files are the same bytes.
     """
     started = time.perf_counter()
     src, dst = Path(source), Path(target)

@@ -1,5 +1,5 @@
 """``tensorzip analyze``: how much information is in these tensors, as text, JSON or a
-self-contained HTML report. Kept apart from ``cli.py`` so each file has one job."""
+self-contained HTML report. One module per command group."""
 
 from __future__ import annotations
 

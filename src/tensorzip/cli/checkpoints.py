@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import files as checkpoint
-from .. import folders as model_folder
-from .. import kv, sample_data
+from .. import files, folders, kv, sample_data
 from ..analysis import tensor_bounds
 from ..container.kinds import Kind, identify
 from ..container.records import TORCH_SOURCE
@@ -27,10 +25,10 @@ from .common import output_path as _output_path
 from .common import progress_bar as _progress
 
 
-def _print_compression(report: checkpoint.CompressionReport, verbose: bool) -> None:
+def _print_compression(report: files.CompressionReport, verbose: bool) -> None:
     if verbose:
         # The context bound (tables not counted) shows the room a context-model coder would have.
-        bounds = {name: tensor_bounds(array).context_bytes for name, array in checkpoint.source_tensors(report.source)}
+        bounds = {name: tensor_bounds(array).context_bytes for name, array in files.source_tensors(report.source)}
         print(f"{'tensor':44} {'dtype':>9} {'original':>12} {'stored':>12} {'order-0':>12} {'gap':>8} "
               f"{'context':>12}  codec")
         for t in report.tensors:
@@ -65,7 +63,7 @@ def _folder_output(given: str | None, source: str, compress: bool, force: bool) 
     return _output_path(given, source, "", force)
 
 
-def _print_folder(report: model_folder.FolderReport, compressed: bool, verbose: bool) -> None:
+def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool) -> None:
     counts = (f"{len(report.shards)} shards {'compressed' if compressed else 'restored'}, "
               f"{len(report.indexes)} index {'rewritten' if compressed else 'restored'}, "
               f"{len(report.copied)} files copied")
@@ -98,7 +96,7 @@ def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
         raise TensorzipError("--base with a folder needs --archive (one .tzip for the whole folder)")
     target = _folder_output(args.output, args.input, True, args.force)
     with _progress("compress", not args.json) as progress:
-        report = model_folder.compress_folder(args.input, target, threads=args.threads, progress=progress,
+        report = folders.compress_folder(args.input, target, threads=args.threads, progress=progress,
                                               scheduler=args.scheduler)
     if not args.json:
         _print_folder(report, True, args.verbose)
@@ -118,7 +116,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         args.output = str(_folder_output(None, args.input, True, args.force))
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
-        report = checkpoint.compress_file(args.input, target, threads=args.threads, progress=progress,
+        report = files.compress_file(args.input, target, threads=args.threads, progress=progress,
                                           base=args.base, scheduler=args.scheduler, digest=args.digest)
     if not args.json:
         _print_compression(report, args.verbose)
@@ -136,7 +134,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     if found.kind is Kind.COMPRESSED_FOLDER:
         target = _folder_output(args.output, args.input, False, args.force)
         with _progress("decompress", not args.json) as progress:
-            folder_report = model_folder.decompress_folder(args.input, target, threads=args.threads,
+            folder_report = folders.decompress_folder(args.input, target, threads=args.threads,
                                                            progress=progress)
         if not args.json:
             _print_folder(folder_report, False, False)
@@ -153,7 +151,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     from_torch = found.source_format == TORCH_SOURCE
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
     with _progress("decompress", not args.json) as progress:
-        report = checkpoint.decompress_file(args.input, target, threads=args.threads, progress=progress,
+        report = files.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
     if not args.json:
         print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)} "
@@ -186,11 +184,11 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     found = identify(args.input)
     if found.kind is Kind.COMPRESSED_FOLDER:  # every shard, every file
         with _progress("verify", not args.json) as progress:
-            report = model_folder.verify_folder(args.input, against=args.against, threads=args.threads,
+            report = folders.verify_folder(args.input, against=args.against, threads=args.threads,
                                                 progress=progress)
     elif found.is_tzip_file:  # a lossy layer's stored parts are checked too (never compared with --against)
         with _progress("verify", not args.json) as progress:
-            report = checkpoint.verify_file(args.input, against=args.against, threads=args.threads,
+            report = files.verify_file(args.input, against=args.against, threads=args.threads,
                                             progress=progress, base=args.base)
     else:
         raise found.refuse("tensorzip verify")
@@ -257,9 +255,9 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     for label, source in (("FP32", fp32), ("BF16", bf16)):
         packed = source.with_suffix(".tzip")
         restored = source.with_name(source.stem + ".restored.safetensors")
-        report = checkpoint.compress_file(source, packed, threads=args.threads)
-        back = checkpoint.decompress_file(packed, restored, threads=args.threads)
-        checkpoint.verify_file(packed, against=source, threads=args.threads)
+        report = files.compress_file(source, packed, threads=args.threads)
+        back = files.decompress_file(packed, restored, threads=args.threads)
+        files.verify_file(packed, against=source, threads=args.threads)
         identical = restored.read_bytes() == source.read_bytes()
         restored.unlink()
         if not identical:

@@ -1,5 +1,5 @@
 """``tensorzip embeddings ...``: embedding collections at a recall target (see
-``tensorzip.embeddings``). Kept apart from ``cli.py`` so each file has one job;
+``tensorzip.embeddings``). One module per command group;
 thin over ``embeddings.compress_file`` / ``decompress_file``."""
 
 from __future__ import annotations

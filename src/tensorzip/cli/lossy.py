@@ -1,6 +1,5 @@
 """``tensorzip compress --lossy``: a checkpoint in a stated number of bytes (see
-``tensorzip.lossy``), and the decompression of such files. Kept apart from
-``cli.py`` so each file has one job."""
+``tensorzip.lossy``), and the decompression of such files. One module per command group."""
 
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ class TzipWriter:
 
     def add_encoded(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
                     encoded: EncodedTensor, delta: Delta | None = None) -> None:
-        """Write a tensor that was encoded elsewhere (``tensorzip.cluster`` encodes on Dask
+        """Write a tensor that was encoded elsewhere (``tensorzip.writing.cluster`` encodes on Dask
         workers), exactly as ``flush`` writes one coded here: queued tensors first, then its
         chunks, then its header entry. ``encoded`` must be what ``codec`` makes of the tensor
         (``spec``, ``shape``; with ``delta``, of the residual); each chunk's checksum is
