@@ -49,10 +49,9 @@ def layer_of(metadata: Mapping[str, str] | None) -> str | None:
 
 
 def check_metadata(metadata: Mapping[str, str], where: str) -> None:
-    """Reserved keys: only those declared here, at most one layer record per file."""
-    for key in metadata:
-        if key.startswith(RESERVED_PREFIX) and key not in RESERVED_KEYS:
-            raise HeaderError(f"{where}: unknown reserved metadata key {key!r} (made by a newer tensorzip?)")
+    """At most one layer record per file. Reserved keys this reader does not know are
+    ignored: they carry optional information (what a reader must understand is a required
+    feature instead, see ``check_features``)."""
     if sum(key in metadata for key in LAYER_KEYS) > 1:
         raise HeaderError(f"{where}: metadata declares more than one lossy layer")
 
