@@ -117,6 +117,12 @@ def test_quantize_offsets_and_dequantize():
     assert np.array_equal(dequantize(plain.symbols, step, shift=np.float32(1)), decoded + np.float32(1))
     with pytest.raises(SymbolRangeError, match="30 bits"):
         quantize(x, 1e-12, precision=np.float64)
+    # At the ends of the range an integer's distance to its median may pass 31 bits: refused, never wrapped.
+    edge = 2.0**30 - 0.25  # rounds to 2^30
+    wide = quantize(np.array([[edge, -edge]]), 1.0, precision=np.float64, offset_axis=1, max_bits=32)
+    assert wide.symbols.dtype == np.uint32 and unzigzag(wide.symbols).tolist() == [[2**30, -(2**30)]]
+    with pytest.raises(SymbolRangeError, match="32 bits"):
+        quantize(np.array([[edge, -edge, -edge]]), 1.0, precision=np.float64, offset_axis=1, max_bits=32)
     empty = quantize(np.zeros((2, 0), np.float32), 1.0, offset_axis=1)
     assert empty.symbols.shape == (2, 0) and empty.offset is not None and empty.offset.shape == (2, 1)
 
