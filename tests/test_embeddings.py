@@ -190,6 +190,9 @@ def test_verbs_of_the_package(tmp_path):
     assert (tmp_path / "x.tzip").read_bytes() == blob
     assert report.compressed_bytes == len(blob) and report.original_bytes == (tmp_path / "x.npy").stat().st_size
     assert report.record["count"] == 400 and report.bytes_per_vector == len(blob) / 400
+    assert report.to_json() == {**record, "source": str(tmp_path / "x.npy"), "target": str(tmp_path / "x.tzip"),
+                                "original_bytes": report.original_bytes, "compressed_bytes": len(blob),
+                                "seconds": report.seconds, "ratio": report.ratio}
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.compressed_bytes = 0  # type: ignore[misc]
     back = tze.decompress_file(tmp_path / "x.tzip", tmp_path / "back.npy")

@@ -89,7 +89,8 @@ class EmbeddingsReport:
 
     def to_json(self) -> dict[str, Any]:
         """The record with the sizes, as plain JSON values (``tensorzip embeddings compress --json``)."""
-        return {**self.record, **asdict(self), "record": None, "stored_bytes": self.compressed_bytes,
+        sizes = {key: value for key, value in asdict(self).items() if key != "record"}
+        return {**self.record, **sizes, "stored_bytes": self.compressed_bytes,
                 "bytes_per_vector": self.bytes_per_vector, "ratio": self.ratio}
 
 
