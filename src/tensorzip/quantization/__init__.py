@@ -10,14 +10,15 @@ all three lives here once:
   real encodes (``bisect``), raising ``TargetUnreachableError`` when none does;
 - ``layer_file``: a layer's tensors plus its JSON record under its metadata key, written
   and read back with the format checked (``LayerFormat``, ``write_layer``, ``read_layer``);
-- ``entropy``: the order-0 entropy of symbol arrays (``order0_bits``).
+- ``entropy``: the order-0 entropy of symbol arrays (``order0_bits``) and of histograms
+  (``bits_of_counts``).
 
 Nothing here changes a byte a layer writes: where the layers' arithmetic differs (the
 precision of the division, the symbol width allowed), it is an explicit parameter.
 """
 
 from .bisection import Found, TargetNotMet, bisect
-from .entropy import order0_bits
+from .entropy import bits_of_counts, order0_bits
 from .grid import GridCode, SymbolRangeError, dequantize, quantize, to_symbols, unzigzag, zigzag
 from .layer_file import LayerFormat, layer_bytes, open_layer, read_layer, write_layer
 
@@ -28,6 +29,7 @@ __all__ = [
     "SymbolRangeError",
     "TargetNotMet",
     "bisect",
+    "bits_of_counts",
     "dequantize",
     "layer_bytes",
     "open_layer",

@@ -8,7 +8,8 @@ import numpy as np
 _BINCOUNT_LIMIT = 1 << 20  # larger alphabets are counted with np.unique (no huge histogram)
 
 
-def _bits(counts: np.ndarray) -> float:
+def bits_of_counts(counts: np.ndarray) -> float:
+    """Order-0 entropy in bits of the symbols a histogram counts (sum of -log2 p per symbol)."""
     c = counts[counts > 0].astype(np.float64)
     return float((c * np.log2(c.sum() / c)).sum()) if c.size else 0.0
 
@@ -22,5 +23,5 @@ def order0_bits(symbols: np.ndarray, *, per_row: bool = False) -> float:
         return 0.0
     rows = a.reshape(a.shape[0] if per_row and a.ndim else 1, -1)
     if int(rows.max()) >= _BINCOUNT_LIMIT:
-        return sum(_bits(np.unique(row, return_counts=True)[1]) for row in rows)
-    return sum(_bits(np.bincount(row)) for row in rows)
+        return sum(bits_of_counts(np.unique(row, return_counts=True)[1]) for row in rows)
+    return sum(bits_of_counts(np.bincount(row)) for row in rows)
