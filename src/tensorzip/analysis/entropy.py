@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes
+from ..quantization.entropy import bits_of_counts
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,9 @@ class TensorBounds:
     context_bytes: float
 
 
-def _entropy_bits(counts: np.ndarray) -> float:
-    c = counts[counts > 0].astype(np.float64)
-    return float((c * np.log2(c.sum() / c)).sum()) if c.size else 0.0
-
-
 def _conditional_bits(context: np.ndarray, symbols: np.ndarray) -> float:
     joint = np.bincount(context.astype(np.int64).ravel() * 256 + symbols.ravel(), minlength=256 * 256)
-    return _entropy_bits(joint) - _entropy_bits(np.bincount(context.astype(np.int64).ravel(), minlength=256))
+    return bits_of_counts(joint) - bits_of_counts(np.bincount(context.astype(np.int64).ravel(), minlength=256))
 
 
 def _planes(array: np.ndarray, rotate: int) -> np.ndarray:
@@ -50,7 +46,7 @@ def plane_bits(array: np.ndarray) -> list[float]:
     if array.size == 0:
         return [0.0] * array.dtype.itemsize
     planes = _planes(array, dtypes.by_numpy(array.dtype).rotate_bits)
-    return [_entropy_bits(np.bincount(p, minlength=256)) for p in planes]
+    return [bits_of_counts(np.bincount(p, minlength=256)) for p in planes]
 
 
 def tensor_bounds(array: np.ndarray) -> TensorBounds:
@@ -59,7 +55,7 @@ def tensor_bounds(array: np.ndarray) -> TensorBounds:
     if array.size == 0:
         return TensorBounds(0.0, 0.0)
     planes = _planes(array, spec.rotate_bits)
-    plane_bits = [_entropy_bits(np.bincount(p, minlength=256)) for p in planes]
+    plane_bits = [bits_of_counts(np.bincount(p, minlength=256)) for p in planes]
     order0 = sum(plane_bits)
     context = list(plane_bits)
     if len(planes) >= 2:

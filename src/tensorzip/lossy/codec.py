@@ -72,30 +72,10 @@ class LossyReport:
         return {**asdict(self), "ratio": self.ratio, "bits_per_parameter": self.bits_per_parameter}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class LossyDecompressionReport(DecompressionReport):
     """What ``decompress_file`` wrote: an ordinary .safetensors checkpoint of ``output_bytes``
-    (a ``tz.DecompressionReport``, as ``tz.decompress_file`` returns).
-
-    It compares equal to (and converts to) ``output_bytes``, the int ``decompress_file``
-    returned before it returned a report, so code written against that keeps working.
-    """
-
-    def __int__(self) -> int:
-        return self.output_bytes
-
-    def __index__(self) -> int:
-        return self.output_bytes
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, int) and not isinstance(other, bool):
-            return self.output_bytes == other
-        if isinstance(other, DecompressionReport):
-            return asdict(self) == asdict(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.output_bytes)
+    (a ``tz.DecompressionReport``, as ``tz.decompress_file`` returns)."""
 
 
 def _is_matrix(array: np.ndarray) -> bool:
