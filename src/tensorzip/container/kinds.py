@@ -119,7 +119,10 @@ def kind_of_metadata(metadata: Mapping[str, str] | None, source: Mapping[str, ob
 
 def refuse_layers(reader: TzipReader, face: str) -> TzipReader:
     """``reader``, if its tensors are the data; a lossy layer's parts are refused, naming what reads them."""
-    kind = kind_of_metadata(reader.header.metadata, reader.header.source)
+    metadata = reader.header.metadata
+    if not metadata or metadata.keys().isdisjoint(records.LAYER_KEYS):  # the common case, in O(1)
+        return reader
+    kind = kind_of_metadata(metadata, reader.header.source)
     if kind in (Kind.LOSSY_WEIGHTS, Kind.EMBEDDINGS, Kind.KV_CACHE):
         reader.close()
         raise PathKind(reader.where, kind).refuse(face)
@@ -130,13 +133,14 @@ def open_data(path: str | os.PathLike[str] | bytes | bytearray | memoryview, fac
               **options: object) -> TzipReader:
     """A reader of a .tzip whose tensors are the data (a checkpoint or a folder archive), for
     the generic faces; every other kind is refused by name before anything is decoded."""
-    if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
+    in_memory = isinstance(path, (bytes, bytearray, memoryview))  # checked first: PathLike is an ABC (slow)
+    if not in_memory and not os.path.isfile(path):
         found = identify(path)  # a folder, a FIFO, a missing path: say what it is
         raise found.refuse(face)
     try:
         reader = TzipReader(path, **options)  # type: ignore[arg-type]
     except FormatError:
-        if isinstance(path, (str, os.PathLike)):
+        if not in_memory:
             found = identify(path)
             if found.kind is not Kind.UNKNOWN:
                 raise found.refuse(face) from None

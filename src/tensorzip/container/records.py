@@ -52,7 +52,7 @@ def check_metadata(metadata: Mapping[str, str], where: str) -> None:
     """At most one layer record per file. Reserved keys this reader does not know are
     ignored: they carry optional information (what a reader must understand is a required
     feature instead, see ``check_features``)."""
-    if sum(key in metadata for key in LAYER_KEYS) > 1:
+    if len(metadata.keys() & LAYER_KEYS.keys()) > 1:
         raise HeaderError(f"{where}: metadata declares more than one lossy layer")
 
 
