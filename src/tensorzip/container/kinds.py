@@ -133,7 +133,7 @@ def open_data(path: str | os.PathLike[str] | bytes | bytearray | memoryview, fac
               **options: object) -> TzipReader:
     """A reader of a .tzip whose tensors are the data (a checkpoint or a folder archive), for
     the generic faces; every other kind is refused by name before anything is decoded."""
-    in_memory = isinstance(path, (bytes, bytearray, memoryview))  # checked first: PathLike is an ABC (slow)
+    in_memory = not isinstance(path, str) and not hasattr(path, "__fspath__")  # any buffer; a PathLike check is slow
     if not in_memory and not os.path.isfile(path):
         found = identify(path)  # a folder, a FIFO, a missing path: say what it is
         raise found.refuse(face)
