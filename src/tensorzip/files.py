@@ -44,8 +44,25 @@ WRITE_BATCH_BYTES = 16 * 1024 * 1024  # stored bytes decoded per batch when stre
 PathOrStream = str | os.PathLike[str] | BinaryIO
 
 
+class SizeAndSpeed:
+    """The figures every compression report derives the same way (file, folder, layers)."""
+
+    original_bytes: int
+    compressed_bytes: int
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        """Input bytes per stored byte."""
+        return self.original_bytes / max(1, self.compressed_bytes)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.original_bytes / 1e6 / max(self.seconds, 1e-9)
+
+
 @dataclass(frozen=True)
-class CompressionReport:
+class CompressionReport(SizeAndSpeed):
     source: str
     target: str
     original_bytes: int  # size of the input file
@@ -56,14 +73,6 @@ class CompressionReport:
     tensors: list[TensorStats] = field(default_factory=list)
     base: str | None = None  # the checkpoint the file is coded against
     dedup_saved_bytes: int = 0  # input bytes not stored again (tensors identical to an earlier one)
-
-    @property
-    def ratio(self) -> float:
-        return self.original_bytes / max(1, self.compressed_bytes)
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.original_bytes / 1e6 / max(self.seconds, 1e-9)
 
     @property
     def gap_to_bound(self) -> float:

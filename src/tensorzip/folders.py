@@ -41,6 +41,7 @@ from .files import (
     CompressionReport,
     DecompressionReport,
     ProgressCallback,
+    SizeAndSpeed,
     VerifyReport,
     _resolve_threads,
     compress_file,
@@ -73,7 +74,7 @@ def is_index(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class FolderReport:
+class FolderReport(SizeAndSpeed):
     """What ``compress_folder`` / ``decompress_folder`` did; sizes count every file."""
 
     source: str
@@ -86,14 +87,6 @@ class FolderReport:
     indexes: list[str] = field(default_factory=list)  # index files rewritten (or restored), relative paths
     copied: list[str] = field(default_factory=list)  # files copied unchanged, relative paths
     torch_files: list[str] = field(default_factory=list)  # restored by torch.save: tensors exact, file not
-
-    @property
-    def ratio(self) -> float:
-        return self.original_bytes / max(1, self.compressed_bytes)
-
-    @property
-    def megabytes_per_second(self) -> float:
-        return self.original_bytes / 1e6 / max(self.seconds, 1e-9)
 
     @property
     def shard_original_bytes(self) -> int:

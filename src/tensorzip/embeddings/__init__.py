@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputFileError, TargetUnreachableError, TensorzipError
-from ..files import DecompressionReport
+from ..files import DecompressionReport, SizeAndSpeed
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
 from .collection import EmbeddingCollection
@@ -61,7 +61,7 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
-class EmbeddingsReport:
+class EmbeddingsReport(SizeAndSpeed):
     """What ``compress_file`` did: the input and output sizes and the stored record (mode,
     the recall target and the recall@k measured on the decoded collection)."""
 
@@ -71,11 +71,6 @@ class EmbeddingsReport:
     compressed_bytes: int  # the output file's size, everything counted
     seconds: float
     record: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float:
-        """Input bytes per stored byte."""
-        return self.original_bytes / max(1, self.compressed_bytes)
 
     @property
     def bytes_per_vector(self) -> float:

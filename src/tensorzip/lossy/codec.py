@@ -27,7 +27,7 @@ import numpy as np
 from .. import dtypes
 from ..container.records import LOSSY_WEIGHTS_KEY
 from ..errors import FormatError, InputFileError, TargetUnreachableError, TensorzipError
-from ..files import DecompressionReport
+from ..files import DecompressionReport, SizeAndSpeed
 from ..inputs.safetensors import SafetensorsFile, parse_header, write_prefix
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from ..quantization import LayerFormat, TargetNotMet, bisect, read_layer, write_layer
@@ -43,7 +43,7 @@ PathOrBytes = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
-class LossyReport:
+class LossyReport(SizeAndSpeed):
     """What ``compress_file`` did: the budget, the size reached, the step scale found, and
     each tensor's mode and measured error (as the file's record holds them)."""
 
@@ -55,11 +55,6 @@ class LossyReport:
     delta: float
     seconds: float
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float:
-        """Input bytes per stored byte."""
-        return self.original_bytes / max(1, self.compressed_bytes)
 
     @property
     def bits_per_parameter(self) -> float:
