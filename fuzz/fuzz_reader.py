@@ -43,6 +43,7 @@ with atheris.instrument_imports(include=["tensorzip"]):
     from tensorzip import _native
     from tensorzip.container import ReadLimits, TzipReader
     from tensorzip.container.bases import BaseCheckpoint
+    from tensorzip.container.reader import open_base
     from tensorzip.errors import TensorzipError
 
 tzip_image.checksum = _native.crc32c
@@ -60,7 +61,7 @@ _bases: dict[str, BaseCheckpoint] = {}
 def _base_for(name: str) -> BaseCheckpoint:
     if not _bases:
         for file in ("base.safetensors", "tuned.tzip"):
-            _bases[file] = BaseCheckpoint(GOLDEN_BASES / file, threads=1)
+            _bases[file] = open_base(GOLDEN_BASES / file, threads=1)
     return _bases.get(name, _bases["base.safetensors"])
 
 

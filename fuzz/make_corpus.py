@@ -29,7 +29,7 @@ from tensorzip import _native, dtypes
 from tensorzip.codecs import BytePlanesCodec, NarrowedFloatCodec, SparseCodec
 from tensorzip.codecs.residual import Delta, codec_for, digest, residual
 from tensorzip.container import TzipReader, TzipWriter
-from tensorzip.container.bases import BaseCheckpoint
+from tensorzip.container.reader import open_base
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent
@@ -79,7 +79,7 @@ def reader_seeds() -> dict[str, bytes]:
     }
     # Deltas against the golden base, which the reader harness passes to every file.
     base_path = GOLDEN / "v1_1" / "base.safetensors"
-    with BaseCheckpoint(base_path) as base:
+    with open_base(base_path) as base:
         tensors = []
         for name, mode in (("w.f32", "sub"), ("w.bf16", "xor"), ("ids.i64", "sub"), ("w.f32", "xor")):
             other = base.tensor(name)
@@ -108,7 +108,7 @@ def native_seeds() -> dict[str, bytes]:
 
 def _check_reads(blob: bytes) -> None:
     """A seed must decode completely with the base the reader harness gives it."""
-    with BaseCheckpoint(GOLDEN / "v1_1" / "base.safetensors") as base, TzipReader(blob, base=base) as reader:
+    with open_base(GOLDEN / "v1_1" / "base.safetensors") as base, TzipReader(blob, base=base) as reader:
         for _ in reader.iter_tensors():
             pass
 
