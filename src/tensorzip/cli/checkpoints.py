@@ -211,7 +211,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{doc['file']}: {doc['what']}, {_mb(doc['original_bytes'])}; compress it with "
               f"{doc['compress_with']}")
     else:
-        count = f" of {len(doc['tensors'])} tensors" if doc["kind"] in ("checkpoint", "folder-archive") else ""
+        tensors = len(doc.get("tensors", []))
+        count = f" of {tensors} tensor{'s' * (tensors != 1)}" if doc["kind"] in ("checkpoint", "folder-archive") else ""
         print(f"{doc['file']}: {doc['what']}{count}, {lossless}, {_mb(doc['original_bytes'])} -> "
               f"{_mb(doc['stored_bytes'])} (ratio {doc['ratio']:.4f})")
     if "shape" in doc:
@@ -240,7 +241,9 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _figure(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
