@@ -304,8 +304,9 @@ def add_commands(commands: argparse._SubParsersAction,
                           "identical without the original (hashed beside the encoder; off by default)")
     cli_lossy.add_arguments(sub)
 
-    sub = add("decompress", cmd_decompress, "restore the original .safetensors (or model folder) from a .tzip "
-                                            "(or a compressed folder), bit-identical")
+    sub = add("decompress", cmd_decompress, "restore what a .tzip (or a compressed folder) holds: the original "
+                                            ".safetensors or model folder, bit-identical; lossy weights as "
+                                            ".safetensors, an embedding collection as .npy, a KV cache as .npz")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors, or without .tzip "
                                             "for a folder; a name ending .pt/.bin writes a PyTorch file)")
@@ -313,7 +314,8 @@ def add_commands(commands: argparse._SubParsersAction,
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")
 
-    sub = add("verify", cmd_verify, "decode every tensor and check every checksum")
+    sub = add("verify", cmd_verify, "decode every tensor and check every checksum (and a digest recorded by "
+                                    "compress --digest) of any .tzip or compressed folder")
     sub.add_argument("input")
     sub.add_argument("--against", help="the original .safetensors to compare with, bit for bit")
     sub.add_argument("--base", help="the base the file was coded against (default: beside INPUT)")
