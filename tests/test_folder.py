@@ -67,8 +67,13 @@ def test_folder_output_is_atomic_and_kept_without_overwrite(tmp_path, sharded):
     with pytest.raises(OutputFileError, match="already exists"):
         decompress_file(tmp_path / "model.tzip", tmp_path / "back", overwrite=False)
     assert (tmp_path / "back" / "keep.txt").read_text() == "mine"
+    with pytest.raises(OutputFileError, match="keep.txt"):  # --force never deletes what it did not write
+        decompress_file(tmp_path / "model.tzip", tmp_path / "back", overwrite=True)
+    assert (tmp_path / "back" / "keep.txt").read_text() == "mine"
+    (tmp_path / "back" / "keep.txt").unlink()
     decompress_file(tmp_path / "model.tzip", tmp_path / "back", overwrite=True)
     assert same_folder(folder, tmp_path / "back")
+    decompress_file(tmp_path / "model.tzip", tmp_path / "back", overwrite=True)  # its own output: replaced
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
     with pytest.raises(tz.TensorzipError, match="folder"):
         decompress_file(tmp_path / "model.tzip", io.BytesIO())

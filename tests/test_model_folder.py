@@ -125,14 +125,18 @@ def test_default_output_name_and_force(tmp_path, bert, capsys):
     assert main(["compress", str(folder)]) == 1
     assert "already exists (use --force" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep me"
+    assert main(["compress", str(folder), "--force"]) == 1  # --force never deletes what it did not write
+    assert "mine.txt" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
     assert main(["compress", str(folder), "--force"]) == 0
-    assert not (out / "mine.txt").exists()
 
     restored = tmp_path / "restored"
     restored.mkdir()
     (restored / "mine.txt").write_text("keep me")
     assert main(["decompress", str(out), "-o", str(restored)]) == 1
     assert (restored / "mine.txt").read_text() == "keep me"
+    assert main(["decompress", str(out), "-o", str(restored), "--force"]) == 1
+    (restored / "mine.txt").unlink()
     assert main(["decompress", str(out), "-o", str(restored), "--force"]) == 0
     assert tree(restored) == tree(folder)
     assert hidden_leftovers(tmp_path) == []

@@ -219,9 +219,9 @@ def one_line_error(err: str, *fragments: str) -> str:
 
 def place_existing(target: Path, folder: bool) -> dict[str, str]:
     """An earlier output at ``target``; returns its snapshot."""
-    if folder:
+    if folder:  # an earlier output: its file names are among those the new output writes
         target.mkdir()
-        (target / "earlier.txt").write_bytes(b"an earlier output")
+        (target / INDEX).write_bytes(b"an earlier output")
     else:
         target.write_bytes(b"an earlier output")
     return snapshot(target)
@@ -580,6 +580,13 @@ def test_existing_output_needs_force(capsys, prepared, tmp_path, command):
         one_line_error(err, str(target), "already exists", "--force")
         assert snapshot(target) == earlier
 
+        if command.folder:  # --force never deletes a file the new folder would not have
+            (target / "notes.txt").write_text("the user's")
+            code, _, err = cli(capsys, *command.argv(prepared, target), "--force")
+            assert code == 1
+            one_line_error(err, str(target), "notes.txt", "never deletes")
+            (target / "notes.txt").unlink()
+            assert snapshot(target) == earlier
         code, _, err = cli(capsys, *command.argv(prepared, target), "--force")
     assert code == 0, err
     reference = tmp_path / "reference" / command.target

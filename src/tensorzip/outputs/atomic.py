@@ -138,9 +138,22 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())
         if target.exists():
+            _refuse_losing_files(target, temporary)
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, retired / target.name)
             os.replace(temporary, target)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(temporary, target)
+
+
+def _refuse_losing_files(target: Path, replacement: Path) -> None:
+    """--force may replace an existing folder's files with new ones of the same name, never
+    delete a file the new folder does not have (a user's notes in the output folder)."""
+    kept = {p.relative_to(replacement) for p in replacement.rglob("*")}
+    lost = sorted(str(p.relative_to(target)) for p in target.rglob("*")
+                  if p.relative_to(target) not in kept and not (p.is_dir() and any(p.iterdir())))
+    if lost:
+        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        raise OutputFileError(f"{target} already exists and holds {shown}, which the new folder would not: "
+                              "tensorzip never deletes files it did not write; move them away or choose another -o")
