@@ -23,9 +23,11 @@ inline size_t worker_count(size_t count, int threads) {
   return std::max<size_t>(1, std::min<size_t>(count, static_cast<size_t>(resolve_threads(threads))));
 }
 
-// Runs task(i, worker) for i in [0, count) on up to `threads` threads. The first
-// exception thrown by any task is rethrown here after all threads stop; the
-// remaining tasks are skipped.
+// Runs task(i, worker) for i in [0, count) on up to `threads` threads. After a task
+// throws, no new task starts; once all threads stop, the exception of the LOWEST
+// failing index is rethrown. Tasks are claimed in increasing order, so every index
+// below a failure had already started: the error is the one a single thread would
+// have met first, whatever the timing (messages name the same chunk on every run).
 // `worker` is in [0, worker_count(count, threads)) and lets tasks reuse per-worker
 // scratch space.
 template <typename Task>
@@ -38,6 +40,7 @@ void parallel_for(size_t count, int threads, Task&& task) {
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr first_error;
+  size_t first_error_index = count;
   std::mutex error_mutex;
   auto run = [&](size_t worker) {
     for (;;) {
@@ -47,7 +50,10 @@ void parallel_for(size_t count, int threads, Task&& task) {
         task(i, worker);
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
-        if (!first_error) first_error = std::current_exception();
+        if (i < first_error_index) {
+          first_error = std::current_exception();
+          first_error_index = i;
+        }
         failed.store(true);
       }
     }

@@ -109,7 +109,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 NAMES = {"safetensors": "tensorzip compress", "pytorch": "tensorzip compress", "numpy": "tensorzip embeddings compress",
          "model_folder": "tensorzip compress", "compressed_folder": "tz.decompress_folder",
          "lossy_weights": "tz.lossy.load_file", "embeddings": "tz.embeddings.load_file", "kv_cache": "tz.kv.load_file",
-         "unknown": "not one"}
+         "unknown": "not a kind of file tensorzip knows"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -186,7 +186,7 @@ def test_info(made, kind, capsys):
     item = _get(made, kind)
     code, out, err = _cli(capsys, "info", item.path, "--json")
     if kind == "unknown":
-        assert code == 1 and "not one" in err
+        assert code == 1 and NAMES["unknown"] in err
         return
     assert code == 0, err
     doc = json.loads(out)

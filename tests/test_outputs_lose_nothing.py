@@ -147,3 +147,25 @@ def test_digest_proves_a_restore_without_the_original(tmp_path, capsys):
         tz.verify_file(tmp_path / "bad.tzip")
     # refused where it cannot hold
     assert main(["compress", str(tmp_path / "plain.tzip"), "--digest", "-o", str(tmp_path / "x.tzip")]) != 0
+
+
+def test_a_compressed_folder_missing_a_shard_fails_verify_and_decompress(tmp_path, sharded, capsys):  # noqa: F811
+    folder = sharded[0]
+    tz.compress_folder(folder, tmp_path / "c.tzip")
+    (tmp_path / "c.tzip" / "model-00002-of-00002.tzip").unlink()
+    assert main(["verify", str(tmp_path / "c.tzip")]) == 1
+    assert "model-00002-of-00002" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "c.tzip"), "-o", str(tmp_path / "out")]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lossy_layer_or_a_fifo_is_refused_as_a_base(tmp_path):
+    rng = np.random.default_rng(4)
+    save_safetensors({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(tmp_path / "m.safetensors"))
+    tz.embeddings.save_file(rng.standard_normal((300, 16)).astype(np.float32), tmp_path / "e.tzip", mode="lossless")
+    with pytest.raises(InputFileError, match="lossy embeddings file, not a checkpoint"):
+        tz.compress_file(tmp_path / "m.safetensors", tmp_path / "x.tzip", base=tmp_path / "e.tzip")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(InputFileError, match="not a regular file"):  # and no hang
+        tz.compress_file(tmp_path / "m.safetensors", tmp_path / "x.tzip", base=tmp_path / "fifo")
+    assert not (tmp_path / "x.tzip").exists()

@@ -212,6 +212,7 @@ def test_load_state_dict_refusals(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     with pytest.raises(tz.TensorzipError, match="needs PyTorch: pip install torch"):
         load_state_dict(clash / "a.tzip")
+    (tmp_path / "x.pt").write_bytes(b"PK\x03\x04" + bytes(60))  # what torch.save writes first: a zip
     with pytest.raises(tz.TensorzipError, match="needs PyTorch"):
         tz.compress_file(tmp_path / "x.pt", tmp_path / "x.tzip")
 

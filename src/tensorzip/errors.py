@@ -44,7 +44,7 @@ class InputFileError(TensorzipError, OSError):
     """An input file is missing, unreadable, or not of the expected format."""
 
 
-class WrongKindError(InputFileError):
+class WrongKindError(InputFileError, FormatError):
     """The input is a kind of file this command or function does not read (an embedding
     collection given to load_file, a .npy given to compress); the message names what does."""
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
-from .container.kinds import open_data, refuse_layers
+from .container.kinds import Kind, open_data, refuse_layers, require
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import SAFETENSORS_SOURCE, SOURCE_DIGEST_KEY, TORCH_SOURCE, folder_layout, is_folder_source
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
@@ -174,8 +174,13 @@ def compress_file(
 Checkpoint = CheckpointInput
 
 
+COMPRESSIBLE = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER)
+
+
 def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
-    """A folder of shards, a PyTorch file (by name, or by its first bytes), or a .safetensors file."""
+    """A folder of shards, a PyTorch file (by name, or by its first bytes), or a .safetensors file;
+    any other kind (a .tzip already, a .npy) is refused naming the command that takes it."""
+    require(source, "tensorzip compress", COMPRESSIBLE, unknown_ok=True)
     if os.path.isdir(source):
         return ShardedCheckpoint(source)
     if looks_like_torch_file(source):

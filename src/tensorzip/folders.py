@@ -287,8 +287,32 @@ def _decompression_plan(root: Path) -> _Plan:
             items.append(dataclasses.replace(item, output=f"{folder}/{out}" if folder else out))
     if not any(item.kind != _COPY for item in items):
         raise InputFileError(f"{root}: not a compressed model folder (no .tzip shards, no tensorzip index)")
+    _check_index_complete(root, items)
     plan.items = items
     return plan
+
+
+def _check_index_complete(root: Path, items: list[_Item]) -> None:
+    """Every weight file an index names is restored: a compressed folder missing a shard
+    must fail (verify and decompress), not restore a folder whose index names a lost file."""
+    outputs = {item.output for item in items}
+    for item in items:
+        if item.kind != _INDEX or item.text is None:
+            continue
+        try:
+            weight_map = json.loads(item.text).get("weight_map")
+        except (json.JSONDecodeError, RecursionError, AttributeError):
+            continue  # an index we cannot read is restored as it is
+        if not isinstance(weight_map, dict):
+            continue
+        folder = os.path.dirname(item.output)
+        for name in sorted({f for f in weight_map.values() if isinstance(f, str)}):
+            wanted = f"{folder}/{name}" if folder else name
+            if wanted not in outputs:
+                stem = name.rsplit(".", 1)[0]
+                raise CorruptDataError(f"{root}: its index {item.source} names {name}, but the folder has no "
+                                       f"{stem}{SHARD_SUFFIX} (nor {name}): a shard is missing")
+
 
 
 def _check_paths(source: Path, target: Path) -> None:

@@ -23,8 +23,9 @@ def load_matrix(path: str | os.PathLike[str], what: str = "representation matrix
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError) as error:
-        raise InputFileError(f"{path}: not a .npy {what} ({error})") from None
+    except (ValueError, OSError):  # object arrays are never unpickled (numpy's advice is not passed on)
+        raise InputFileError(f"{path}: not a .npy {what} of numbers (Python objects, or damaged); "
+                             "tensorzip never unpickles: save it with np.save(path, array)") from None
 
 
 def analyze(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | np.ndarray | None = None,

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import files, folders, kv, sample_data
 from ..analysis import tensor_bounds
-from ..container.kinds import Kind, identify
+from ..container.kinds import Kind, identify, require
 from ..container.records import TORCH_SOURCE
 from ..errors import OutputFileError, TensorzipError
 from ..inputs.torch_file import is_torch_path, looks_like_torch_file
@@ -109,7 +109,9 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
             raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
         if args.digest:
             raise TensorzipError("--digest records the digest of a lossless copy; a --lossy file cannot restore it")
+        require(args.input, "tensorzip compress --lossy (a .safetensors file)", (Kind.SAFETENSORS,))
         return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".tzip", args.force)))
+    require(args.input, "tensorzip compress", files.COMPRESSIBLE, unknown_ok=True)  # before naming the output
     if Path(args.input).is_dir() and not args.archive:
         return _compress_folder(args)
     if Path(args.input).is_dir() and args.output is None:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import dtypes, embeddings
+from ..container.kinds import Kind, require
 from .common import output_path
 
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     """``embeddings compress``: a .npy matrix of vectors to a collection at the recall asked."""
+    require(args.input, "tensorzip embeddings compress (a .npy matrix of vectors)", (Kind.NUMPY,))
     target = output_path(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
     report = embeddings.compress_file(args.input, target, recall=args.recall, k=args.k, metric=args.metric,
@@ -36,6 +38,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     """``embeddings decompress`` (and ``decompress`` of a collection): its vectors as a .npy file."""
+    require(args.input, "tensorzip embeddings decompress", (Kind.EMBEDDINGS,))
     target = output_path(args.output, args.input, ".npy", args.force)
     report = embeddings.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
     if not args.json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ..codecs.residual import Delta, digest
 from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
+from . import records
 from .format import MAGIC
 
 MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
@@ -43,6 +45,9 @@ class BaseCheckpoint:
             self._entries = dict.fromkeys(self._safetensors)
             return
         try:
+            if not stat.S_ISREG(os.stat(self.path).st_mode):  # a FIFO would block the open below
+                raise InputFileError(f"base {self.path} is not a regular file (a FIFO, device or socket); a base "
+                                     "is a .safetensors or .tzip checkpoint, or a folder of shards")
             with open(self.path, "rb") as handle:
                 magic = handle.read(len(MAGIC))
         except FileNotFoundError:
@@ -53,6 +58,11 @@ class BaseCheckpoint:
             if depth >= MAX_CHAIN_LENGTH:
                 raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
             self._reader = open_tzip(self.path, threads=threads, base_depth=depth + 1)
+            layer = records.layer_of(self._reader.header.metadata)
+            if layer is not None:  # its tensors are the parts of a lossy code: nothing to code against
+                self._reader.close()
+                raise InputFileError(f"base {self.path} is a lossy {layer} file, not a checkpoint; a base is a "
+                                     ".safetensors or .tzip checkpoint, or a folder of shards")
             self._entries = dict.fromkeys(self._reader.header.tensors)
         else:
             single = SafetensorsFile(self.path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +98,17 @@ class PathKind:
     def readers(self) -> Readers:
         return READERS[self.kind]
 
-    def refuse(self, face: str) -> WrongKindError:
-        """The error for a face that does not read this kind: names what the path is and what reads it."""
+    def refuse(self, face: str, expected: str | None = None) -> WrongKindError:
+        """The error for a face that does not read this kind: names what the path is and what
+        reads it (``expected``: what the face wanted, e.g. "a KV cache")."""
         readers = self.readers
+        if expected is not None and self.kind is not Kind.UNKNOWN:
+            return WrongKindError(f"{self.path}: {readers.words}, not {expected}; use {readers.command} on the "
+                                  f"command line, {readers.api} in Python")
         if self.kind is Kind.UNKNOWN:
-            return WrongKindError(f"{self.path}: {face} reads files tensorzip wrote; this is not one")
+            what = _unknown_words(self.path)
+            return WrongKindError(f"{self.path}: {what}, which {face} does not read (tensorzip reads .tzip files and "
+                                  "folders, .safetensors, PyTorch and .npy files, and model folders)")
         return WrongKindError(f"{self.path}: {readers.words}, which {face} does not read; use "
                               f"{readers.command} on the command line, {readers.api} in Python")
 
@@ -115,6 +121,16 @@ def kind_of_metadata(metadata: Mapping[str, str] | None, source: Mapping[str, ob
     if records.is_folder_source(source):
         return Kind.FOLDER_ARCHIVE
     return Kind.CHECKPOINT
+
+
+def require(path: str | os.PathLike[str], face: str, accepted: Collection[Kind], *,
+            unknown_ok: bool = False) -> PathKind:
+    """``identify(path)``, refused by name unless of an ``accepted`` kind (``unknown_ok``: let
+    a file of no known kind through, for a reader whose own checks say more about it)."""
+    found = identify(path)
+    if found.kind in accepted or (unknown_ok and found.kind is Kind.UNKNOWN):
+        return found
+    raise found.refuse(face)
 
 
 def refuse_layers(reader: TzipReader, face: str) -> TzipReader:
@@ -199,3 +215,12 @@ def _folder_kind(folder: Path) -> Kind:
             if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
                 weights = True
     return Kind.MODEL_FOLDER if weights else Kind.UNKNOWN
+
+
+def _unknown_words(path: str) -> str:
+    if os.path.isdir(path):
+        return "a folder with no weights" if any(os.scandir(path)) else "an empty folder"
+    try:
+        return "an empty file" if os.path.getsize(path) == 0 else "not a kind of file tensorzip knows"
+    except OSError:
+        return "not a kind of file tensorzip knows"

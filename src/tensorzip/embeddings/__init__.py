@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import dtypes
+from ..container.kinds import Kind, require
 from ..errors import InputFileError, TargetUnreachableError, TensorzipError
 from ..files import DecompressionReport, SizeAndSpeed
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
@@ -176,10 +177,12 @@ def _npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
     """A .npy matrix, memory-mapped (never copied whole, never unpickled)."""
     if not os.path.exists(path):
         raise InputFileError(f"{path}: no such file")
+    found = require(path, f"a reader of {what} (a .npy matrix)", (Kind.NUMPY,))
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise InputFileError(f"{path}: not a .npy array of {what} ({error})") from None
+        return np.load(found.path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError):  # object arrays: never unpickled (and numpy's advice not passed on)
+        raise InputFileError(f"{path}: a .npy of Python objects (or damaged), not a numeric matrix of {what}; "
+                             "tensorzip never unpickles: save the vectors with np.save(path, array)") from None
 
 
 def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, queries: Any = None,

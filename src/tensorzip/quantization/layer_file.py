@@ -25,6 +25,7 @@ import numpy as np
 from .. import _native
 from ..codecs import BytePlanesCodec
 from ..container import TzipReader, TzipWriter
+from ..container.kinds import PathKind, kind_of_metadata
 
 # Elements per chunk at most for a table per row (2^21: what the layers have always used,
 # fixed here so a file's chunking never follows a native constant).
@@ -83,6 +84,9 @@ def open_layer(source: Source, layer: LayerFormat, threads: int | None = None) -
     format (FormatError naming the file otherwise), for a layer that checks its tensor
     names before decoding them."""
     with TzipReader(source, threads=threads) as reader:
+        if layer.key not in (reader.metadata() or {}):  # another kind: say which, and what reads it
+            kind = kind_of_metadata(reader.header.metadata, reader.header.source)
+            raise PathKind(reader.where, kind).refuse(f"a reader of {layer.what}", expected=layer.what)
         yield reader, reader.layer_record(layer.key, layer.what, layer.readable)
 
 
