@@ -236,3 +236,12 @@ def test_analyze(made, kind, capsys):
         names = {t["name"] for t in record["checkpoint"]["tensors"]} if "checkpoint" in record else None
         if names is not None:
             assert names == {"embed.weight", "layer.weight", "layer.bias", "step"}
+
+
+@pytest.mark.parametrize("kind, name", [("embeddings", "out.pt"), ("embeddings", "out.safetensors"),
+                                        ("kv_cache", "kv.pt"), ("checkpoint", "out.npy"),
+                                        ("folder_archive", "out.safetensors"), ("lossy_weights", "out.pt")])
+def test_decompress_never_writes_one_format_under_another_name(made, kind, name, tmp_path, capsys):
+    code, _, err = _cli(capsys, "decompress", _get(made, kind).path, "-o", tmp_path / name)
+    assert code == 1 and "decompresses to" in err or "restores a folder" in err
+    assert not (tmp_path / name).exists()

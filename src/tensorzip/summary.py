@@ -8,6 +8,7 @@ figure it achieved, as recorded when it was written (measured then, never assume
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from . import dtypes, embeddings, kv, lossy
 from .codecs import codec_class
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
-from .container.records import original_size
+from .container.records import LOSSY_WEIGHTS_KEY, original_size
 from .errors import InputFileError
 from .folders import original_index
 from .inputs.safetensors import SafetensorsFile
@@ -67,7 +68,11 @@ def _lossy_weights(found: PathKind) -> dict[str, Any]:
     achieved: dict[str, Any] = {"quantized_tensors": len(quantized), "exact_tensors": len(tensors) - len(quantized)}
     if worst is not None:
         achieved |= {"worst_relative_rms_error": quantized[worst]["relative_rms_error"], "worst_tensor": worst}
-    return {"lossy": True, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
+    with TzipReader(found.path) as reader:  # the original safetensors header is kept in the record
+        source = json.loads((reader.metadata() or {}).get(LOSSY_WEIGHTS_KEY, "{}")).get("source")
+    stored = os.path.getsize(found.path)
+    achieved["stored_bytes"] = stored
+    return {"lossy": True, "original_bytes": original_size(source, original), "stored_bytes": stored,
             "target": {"budget_bytes": record.get("budget_bytes")}, "achieved": achieved,
             "tensors": [{"name": n, **t} for n, t in tensors.items()]}
 
@@ -76,7 +81,8 @@ def _embeddings(found: PathKind) -> dict[str, Any]:
     record = embeddings.open(found.path).record
     original = record["count"] * record["dim"] * np.dtype(dtypes.by_name(record["dtype"]).numpy_dtype).itemsize
     lossless = record.get("mode") == "lossless"
-    target = {} if lossless else {"recall_at_k": record.get("target_recall"), "k": record.get("k")}
+    target = {} if lossless or record.get("target_recall") is None else {"recall_at_k": record["target_recall"],
+                                                                          "k": record.get("k")}
     achieved = {"recall_at_k": 1.0 if lossless else record.get("recall_at_k"), "k": record.get("k"),
                 "measured_on": record.get("recall_measured_on"), "queries": record.get("recall_queries")}
     return {"lossy": not lossless, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
@@ -94,8 +100,10 @@ def _kv_cache(found: PathKind) -> dict[str, Any]:
     config = record.get("config", {})
     if not target:
         target = {key: config[key] for key in ("step", "levels", "max_abs_error") if config.get(key) is not None}
-    achieved = {key: record[key] for key in record if key in ("bytes_per_element", "attention_error",
-                                                               "relative_attention_error", "output_error")}
+    achieved = {key: record[key] for key in record if key in ("attention_error", "relative_attention_error",
+                                                               "output_error")}
+    if record.get("bytes_per_element") is not None:  # in the unit a budget is given in
+        achieved["bits_per_element"] = 8 * record["bytes_per_element"]
     return {"lossy": True, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
             "shape": record["shape"], "values_shape": values_shape, "dtype": record["dtype"],
             "quantizer": record.get("quantizer"), "target": target, "achieved": achieved}
@@ -106,8 +114,9 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
     files, original, stored = [], 0, 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         size = path.stat().st_size
-        entry: dict[str, Any] = {"name": path.relative_to(root).as_posix(), "stored_bytes": size}
+        entry: dict[str, Any] = {"name": path.relative_to(root).as_posix(), "stored_bytes": size, "role": "copied"}
         if path.suffix == ".tzip":
+            entry["role"] = "shard"
             with TzipReader(path) as reader:
                 tensor_bytes = sum(e.nbytes for e in reader.header.tensors.values())
                 entry |= {"tensors": len(reader.header.tensors),
@@ -115,6 +124,7 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
         else:  # copied as it is, or an index that keeps its original text inside
             text = original_index(path) if path.name.endswith(".index.json") else None
             entry["original_bytes"] = size if text is None else len(text.encode("utf-8"))
+            entry["role"] = "copied" if text is None else "index"
         original += entry["original_bytes"]
         stored += size
         files.append(entry)

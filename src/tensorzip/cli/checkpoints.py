@@ -128,8 +128,37 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     return report.to_json()
 
 
+# What each kind decompresses to, by the output's suffix ("" = no suffix; a folder kind: no
+# file suffix). A name that says another format is refused: never .npy bytes in a .pt.
+_OUTPUT_SUFFIXES = {
+    Kind.CHECKPOINT: ("", ".safetensors", ".pt", ".pth", ".bin"),
+    Kind.LOSSY_WEIGHTS: ("", ".safetensors"),
+    Kind.EMBEDDINGS: (".npy",),
+    Kind.KV_CACHE: (".npz",),
+}
+_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npy", ".npz", ".tzip")
+
+
+def _check_output_name(found: Any, output: str | None) -> None:
+    if output is None:
+        return
+    _output_path(output, found.path, "", True)  # the output is never the input: said first
+    suffix = Path(output).suffix.lower()
+    if found.kind in (Kind.FOLDER_ARCHIVE, Kind.COMPRESSED_FOLDER):
+        if suffix in _FILE_SUFFIXES:
+            raise OutputFileError(f"{found.path} restores a folder; -o {output} names a {suffix} file: give a "
+                                  "folder name")
+        return
+    allowed = _OUTPUT_SUFFIXES.get(found.kind)
+    if allowed is not None and suffix in _FILE_SUFFIXES and suffix not in allowed:  # a name without one is fine
+        wanted = " or ".join(s for s in allowed if s)
+        raise OutputFileError(f"{found.path} is {found.readers.words}: it decompresses to {wanted}, not to -o "
+                              f"{output}")
+
+
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     found = identify(args.input)
+    _check_output_name(found, args.output)
     if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
         raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
                              f"{found.readers.words}")
@@ -198,9 +227,12 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
         against = f", identical to {report.against}" if report.against else ""
         if getattr(report, "digest", None):
             against = ", the restored file matches the digest of the original recorded at compression"
-        parts = "tensors" if not found.is_layer else f"stored parts of {found.readers.words}"
-        print(f"{report.source}: OK, {report.tensors} {parts}, {_mb(report.tensor_bytes)}, "
-              f"every checksum verified{against}")
+        if found.is_layer:  # its stored parts are not the data: their count and size say nothing
+            print(f"{report.source}: OK, {found.readers.words}: every checksum of its {report.tensors} stored parts "
+                  "verified (tensorzip info: what it holds)")
+        else:
+            print(f"{report.source}: OK, {report.tensors} tensors, {_mb(report.tensor_bytes)}, "
+                  f"every checksum verified{against}")
     return report.to_json() | {"kind": found.kind.value}
 
 
@@ -229,8 +261,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  coded against base {doc['base']!r} (decoding needs it: --base, or the file beside this one)")
     for f in doc.get("files", []):
         ratio = f["original_bytes"] / max(1, f["stored_bytes"])
-        print(f"  {f['name'][:60]:60} {_mb(f['stored_bytes']):>12} {ratio:7.3f}x"
-              + (f"  {f['tensors']} tensors" if "tensors" in f else "  copied"))
+        role = f"{f['tensors']} tensors" if "tensors" in f else f["role"]
+        print(f"  {f['name'][:60]:60} {_mb(f['stored_bytes']):>12} {ratio:7.3f}x  {role}")
     for t in doc.get("tensors", []) if doc["kind"] in ("checkpoint", "folder-archive") else []:
         ratio = t["original_bytes"] / max(1, t["stored_bytes"])
         codec = t["codec"]["id"].removeprefix("tensorzip.")
