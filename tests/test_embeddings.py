@@ -149,8 +149,9 @@ def test_saved_file_and_cli(tmp_path, capsys):
     assert stored.recall >= 0.9
     assert main(["embeddings", "decompress", str(tmp_path / "v.tzip"), "-o", str(tmp_path / "back.npy")]) == 0
     assert np.load(tmp_path / "back.npy").shape == x.shape
-    assert main(["embeddings", "compress", str(source), "--recall", "1.5"]) == 1
-    assert "must be in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a usage error, found by the parser: status 2
+        main(["embeddings", "compress", str(source), "--recall", "1.5"])
+    assert exited.value.code == 2 and "--recall: 1.5 is outside (0, 1]" in capsys.readouterr().err
 
 
 def test_recall_on_the_callers_own_queries():

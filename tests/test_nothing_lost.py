@@ -513,7 +513,8 @@ KILLED = [c for c in CLI if c.name in ("compress", "compress-folder", "compress-
                                           "decompress-folder", "decompress-archive")]
 
 
-def run_and_kill(argv: list[str], workdir: Path) -> None:
+def run_and_kill(argv: list[str], workdir: Path, signum: int = signal.SIGKILL) -> str:
+    """Start the CLI, send ``signum`` once it writes, and return what it said on stderr."""
     marker = workdir / "writing"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     process = subprocess.Popen([sys.executable, "-c", _HELD_CLI, str(marker), *map(str, argv)], env=env,
@@ -528,11 +529,32 @@ def run_and_kill(argv: list[str], workdir: Path) -> None:
                 pytest.fail("the CLI did not start writing within 60 s")
             time.sleep(0.01)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        said = process.stderr.read().decode(errors="replace")
         process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    expected = -signum if signum == signal.SIGKILL else 128 + signum  # the CLI catches SIGTERM/SIGHUP
+    assert process.returncode == expected, said
     marker.unlink()
+    return said
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("command", KILLED, ids=str)
+def test_sigterm_and_sighup_leave_nothing(inputs, tmp_path, command, signum):
+    """SIGTERM (a plain `kill`) and SIGHUP (a closed terminal) end a write as Ctrl-C does:
+    the conventional status, one line, no output and no temporary file."""
+    out = tmp_path / "out-dir"
+    out.mkdir()
+    with untouched(inputs):
+        said = run_and_kill([*command.argv(inputs, out / command.target)], tmp_path, signum)
+    assert f"stopped by {signal.Signals(signum).name}; no output was left behind" in said
+    assert "Traceback" not in said
+    assert leftovers(out) == []
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "existing-with-force"])

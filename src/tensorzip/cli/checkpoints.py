@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,23 @@ def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
     return report.to_json()
 
 
+STREAM = "-"
+
+
+def _refuse_streams(args: argparse.Namespace) -> None:
+    """``compress`` needs seekable files both ways: a safetensors input is read by offset (its
+    tensors in any order, memory-mapped), and a .tzip's preamble is written last, once the
+    header's place is known. Say so instead of looking for a file called '-'."""
+    if args.input == STREAM:
+        raise TensorzipError("compress reads a file, not standard input (tensors are read by offset); save the "
+                             "stream to a file first")
+    if args.output == STREAM:
+        raise TensorzipError("compress writes a file, not standard output: a .tzip's first bytes are written last "
+                             "(they point at the header); write to a file, then stream that")
+
+
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
+    _refuse_streams(args)
     if args.lossy or args.budget is not None or args.bits_per_weight is not None or args.calibration:
         if not args.lossy:
             raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
@@ -157,7 +174,12 @@ def _check_output_name(found: Any, output: str | None) -> None:
 
 
 def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
+    if args.input == STREAM:
+        raise TensorzipError("decompress reads a .tzip file, not standard input (its header is at the end); save "
+                             "the stream to a file first")
     found = identify(args.input)
+    if args.output == STREAM:
+        return _decompress_to_stdout(args, found)
     _check_output_name(found, args.output)
     if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
         raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
@@ -192,6 +214,22 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
                   "restored; -o NAME.pt writes one with torch.save)")
         elif is_torch_path(target):
             print("  written with torch.save: tensors bit-exact")
+    return report.to_json()
+
+
+def _decompress_to_stdout(args: argparse.Namespace, found: Any) -> dict[str, Any]:
+    """``-o -``: the restored .safetensors on standard output (a checkpoint only); the summary
+    goes to standard error so the stream stays clean."""
+    if found.kind is not Kind.CHECKPOINT:
+        raise TensorzipError(f"{args.input} is {found.readers.words}: only a checkpoint decompresses to standard "
+                             "output (-o -); name an output")
+    if args.json:
+        raise TensorzipError("-o - writes the checkpoint to standard output, so --json has nowhere to go")
+    if sys.stdout.isatty():
+        raise TensorzipError("-o - would write binary data to the terminal; redirect or pipe it")
+    report = files.decompress_file(args.input, sys.stdout.buffer, threads=args.threads, base=args.base)
+    sys.stdout.buffer.flush()
+    print(f"{report.source} -> standard output: {_mb(report.output_bytes)}", file=sys.stderr)
     return report.to_json()
 
 
@@ -343,7 +381,8 @@ def add_commands(commands: argparse._SubParsersAction,
                                             ".safetensors, an embedding collection as .npy, a KV cache as .npz")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors, or without .tzip "
-                                            "for a folder; a name ending .pt/.bin writes a PyTorch file)")
+                                            "for a folder; a name ending .pt/.bin writes a PyTorch file; - writes "
+                                            "a checkpoint's .safetensors to standard output)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")

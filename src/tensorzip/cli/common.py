@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -42,3 +44,22 @@ def output_path(given: str | None, source: str, suffix: str, force: bool) -> Pat
 
 def megabytes(n: float) -> str:
     return f"{n / 1e6:,.2f} MB"
+
+
+def number_in(kind: type, low: float, high: float, *, low_open: bool = False, flag: str = "") -> Any:
+    """An argparse type: a number of ``kind`` in [low, high] (or (low, high]); the error names
+    the flag and the range, in CLI words."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value != value or value > high or value < low or (low_open and value == low):  # NaN too
+            opening = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text} is outside {opening}{low:g}, {high:g}]"
+                                             + (f" ({flag})" if flag else ""))
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

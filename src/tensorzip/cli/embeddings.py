@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import dtypes, embeddings
 from ..container.kinds import Kind, require
-from .common import output_path
+from .common import number_in, output_path
 
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,13 +57,15 @@ def add_commands(commands: argparse._SubParsersAction,
     compress.add_argument("input")
     compress.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
     compress.add_argument("-f", "--force", action="store_true", help="replace an existing output")
-    compress.add_argument("--recall", type=float, help="recall@k target, e.g. 0.95 (measured on held-out rows)")
-    compress.add_argument("--k", type=int, default=10, help="k of recall@k (default 10)")
+    compress.add_argument("--recall", type=number_in(float, 0, 1, low_open=True),
+                          help="recall@k target in (0, 1], e.g. 0.95 (measured on held-out rows)")
+    compress.add_argument("--k", type=number_in(int, 1, 1 << 20), default=10, help="k of recall@k (default 10)")
     compress.add_argument("--metric", choices=embeddings.METRICS, default="ip", help="similarity (default ip)")
     compress.add_argument("--mode", choices=[m for m in embeddings.MODES if m != "lossless"], default="transform",
                           help="transform (default; needs --recall) or a fixed-level quantizer")
     compress.add_argument("--lossless", action="store_true", help="keep every bit (no target needed)")
-    compress.add_argument("--sample", type=int, default=500, help="held-out rows used as queries (default 500)")
+    compress.add_argument("--sample", type=number_in(int, 1, 1 << 24), default=500,
+                          help="held-out rows used as queries (default 500)")
     compress.add_argument("--queries", help="a .npy sample of your queries: recall is measured on them instead")
 
     decompress = add_common(sub.add_parser("decompress", help="decode a collection to a .npy file"), cmd_decompress)

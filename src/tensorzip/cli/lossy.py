@@ -11,7 +11,7 @@ import numpy as np
 from .. import lossy
 from ..errors import InputFileError, TensorzipError
 from ..outputs.atomic import refuse_output_over_inputs
-from .common import progress_bar
+from .common import number_in, progress_bar
 
 
 def add_arguments(compress: argparse.ArgumentParser) -> None:
@@ -20,9 +20,11 @@ def add_arguments(compress: argparse.ArgumentParser) -> None:
     group.add_argument("--lossy", action="store_true",
                        help="quantize the weight matrices to meet --budget or --bits-per-weight (error measured "
                             "and recorded per tensor); everything else stays exact")
-    group.add_argument("--budget", type=float, help="the output's size as a fraction of the input's, e.g. 0.15")
-    group.add_argument("--bits-per-weight", "--bits", dest="bits_per_weight", type=float,
-                       help="the output's size in bits per parameter, e.g. 3.5")
+    group.add_argument("--budget", type=number_in(float, 0, 1, low_open=True),
+                       help="the output's size as a fraction of the input's, in (0, 1], e.g. 0.15")
+    group.add_argument("--bits-per-weight", "--bits", dest="bits_per_weight",
+                       type=number_in(float, 0, 32, low_open=True),
+                       help="the output's size in bits per parameter, in (0, 32], e.g. 3.5")
     group.add_argument("--calibration", help="a .npz mapping matrix names to the mean square of their input "
                                              "columns on calibration data: minimise output error, not weight MSE")
 

@@ -8,8 +8,12 @@ with exit status 1. Each command group registers itself from its own module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +22,9 @@ from ..errors import TensorzipError
 from . import analyze as cli_analyze
 from . import checkpoints
 from . import embeddings as cli_embeddings
+from .common import number_in
+
+MAX_THREADS = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
         if threads:
-            sub.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+            sub.add_argument("--threads", type=number_in(int, 1, MAX_THREADS), default=None,
+                             help=f"worker threads, 1 to {MAX_THREADS} (default: all cores)")
         return sub
 
     def add(name: str, handler: Callable[[argparse.Namespace], dict[str, Any]], help_text: str,
@@ -46,20 +54,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt, so every write
+    unwinds through its cleanup (no output, no temporary file) before the process exits."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status: 0 done, 1 an error (one line on stderr), 2 a usage
+    error, 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (nothing left behind),
+    141 the reader of our output went away (a closed pipe: quietly)."""
     args = build_parser().parse_args(argv)
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    own_signals = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, _stop) for number in handled} if own_signals else {}
     try:
         result = args.handler(args)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        sys.stdout.flush()
     except TensorzipError as error:
         print(f"tensorzip: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("tensorzip: interrupted; no output was left behind", file=sys.stderr)
         return 130
-    if args.json:
-        print(json.dumps(result, indent=2))
+    except Stopped as stop:
+        print(f"tensorzip: stopped by {signal.Signals(stop.signum).name}; no output was left behind",
+              file=sys.stderr)
+        return 128 + stop.signum
+    except BrokenPipeError:  # `tensorzip info x | head`: the reader is gone, nothing to say
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

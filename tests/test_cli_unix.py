@@ -1,0 +1,72 @@
+"""The CLI behaves like a Unix tool (issue 16, first part): a closed pipe ends it quietly,
+`-` means standard output where a stream can be written and is refused with the reason where
+it cannot, and numeric flags are checked against their range, naming the flag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tensorzip as tz
+from tensorzip.cli import main
+
+
+def _cli(*argv, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tensorzip", *map(str, argv)], capture_output=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def many_tensors(tmp_path_factory):
+    """A file whose `info` listing (3,000 lines) is larger than a pipe's buffer."""
+    path = tmp_path_factory.mktemp("pipe") / "many.tzip"
+    tz.save_file({f"layer.{i}.weight": np.full(4, i, np.float32) for i in range(3000)}, path)
+    return path
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]], ids=["text", "json"])
+def test_a_closed_pipe_ends_quietly(many_tensors, extra):
+    process = subprocess.Popen([sys.executable, "-m", "tensorzip", "info", str(many_tensors), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()  # `| head -1`
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141, err  # as a tool killed by SIGPIPE
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_decompress_to_standard_output(tmp_path, small_tzip):
+    expected = tmp_path / "ref.safetensors"
+    tz.decompress_file(small_tzip, expected)
+    done = _cli("decompress", small_tzip, "-o", "-")
+    assert done.returncode == 0 and done.stdout == expected.read_bytes()
+    assert b"standard output" in done.stderr
+    assert not (small_tzip.parent / "-").exists()
+
+
+def test_streams_that_cannot_work_are_refused_with_the_reason(tmp_path, small_tzip):
+    source = tmp_path / "m.safetensors"
+    tz.decompress_file(small_tzip, source)
+    for argv, reason in ((["compress", "-"], "not standard input"),
+                         (["compress", source, "-o", "-"], "written last"),
+                         (["decompress", "-"], "not standard input")):
+        done = _cli(*argv)
+        assert done.returncode == 1 and reason in done.stderr.decode(), done.stderr
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "0"], "--threads: 0 is outside [1, 256]"),
+    (["--threads", "-3"], "--threads: -3 is outside"),
+    (["--threads", "1000"], "--threads: 1000 is outside"),
+    (["--threads", "two"], "--threads: 'two' is not a whole number"),
+    (["--lossy", "--budget", "1.5"], "--budget: 1.5 is outside (0, 1]"),
+    (["--lossy", "--budget", "0"], "--budget: 0 is outside (0, 1]"),
+    (["--lossy", "--bits-per-weight", "nan"], "--bits-per-weight/--bits: nan is outside (0, 32]"),
+])
+def test_numeric_flags_are_checked(capsys, small_tzip, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["compress", str(small_tzip), *argv])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
