@@ -70,3 +70,24 @@ def test_numeric_flags_are_checked(capsys, small_tzip, argv, message):
     with pytest.raises(SystemExit) as exited:
         main(["compress", str(small_tzip), *argv])
     assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_messages_name_cli_flags_and_lossy_outputs_get_their_own_name(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    source = tmp_path / "m.safetensors"
+    save_file({"w": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}, str(source))
+    assert main(["compress", str(source), "--lossy"]) == 1
+    err = capsys.readouterr().err
+    assert "--budget" in err and "--bits-per-weight" in err and "budget=" not in err
+    assert main(["compress", str(source)]) == 0  # the lossless default name, m.tzip ...
+    assert main(["compress", str(source), "--lossy", "--bits-per-weight", "12"]) == 0  # ... does not collide
+    assert (tmp_path / "m.lossy.tzip").exists() and (tmp_path / "m.tzip").exists()
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["embeddings", "compress", str(tmp_path / "v.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "--recall" in err and "--lossless" in err and "recall=" not in err
+    (tmp_path / "r.bin").write_bytes(bytes(range(256)))
+    assert main(["compress", str(tmp_path / "r.bin")]) == 1
+    assert "not a PyTorch file" in capsys.readouterr().err

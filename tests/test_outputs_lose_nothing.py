@@ -11,6 +11,7 @@ import stat
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file as load
 from safetensors.numpy import save_file as save_safetensors
 
 import tensorzip as tz
@@ -169,3 +170,13 @@ def test_a_lossy_layer_or_a_fifo_is_refused_as_a_base(tmp_path):
     with pytest.raises(InputFileError, match="not a regular file"):  # and no hang
         tz.compress_file(tmp_path / "m.safetensors", tmp_path / "x.tzip", base=tmp_path / "fifo")
     assert not (tmp_path / "x.tzip").exists()
+
+
+def test_a_base_no_tensor_uses_is_not_made_a_dependency(tmp_path):
+    rng = np.random.default_rng(12)
+    save_safetensors({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(tmp_path / "base.safetensors"))
+    save_safetensors({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(tmp_path / "other.safetensors"))
+    report = tz.compress_file(tmp_path / "other.safetensors", tmp_path / "o.tzip", base=tmp_path / "base.safetensors")
+    assert report.base is None  # unrelated weights: nothing coded against the base
+    (tmp_path / "base.safetensors").unlink()
+    assert tz.load_file(tmp_path / "o.tzip")["w"].tobytes() == load(tmp_path / "other.safetensors")["w"].tobytes()

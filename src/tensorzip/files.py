@@ -262,7 +262,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         seconds=time.perf_counter() - started,
         threads=_resolve_threads(threads),
         tensors=writer.stats,
-        base=None if base is None else str(base.path),
+        base=None if base is None or not writer.uses_base else str(base.path),
         dedup_saved_bytes=dedup.saved_bytes,
     )
 

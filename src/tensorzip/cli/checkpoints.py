@@ -127,7 +127,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         if args.digest:
             raise TensorzipError("--digest records the digest of a lossless copy; a --lossy file cannot restore it")
         require(args.input, "tensorzip compress --lossy (a .safetensors file)", (Kind.SAFETENSORS,))
-        return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".tzip", args.force)))
+        # A name of its own, so a lossy file never takes (or collides with) the lossless default.
+        return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".lossy.tzip", args.force)))
     require(args.input, "tensorzip compress", files.COMPRESSIBLE, unknown_ok=True)  # before naming the output
     if Path(args.input).is_dir() and not args.archive:
         return _compress_folder(args)

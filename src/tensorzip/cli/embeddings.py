@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import dtypes, embeddings
 from ..container.kinds import Kind, require
+from ..errors import TensorzipError
 from .common import number_in, output_path
 
 
@@ -18,6 +19,9 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     require(args.input, "tensorzip embeddings compress (a .npy matrix of vectors)", (Kind.NUMPY,))
     target = output_path(args.output, args.input, ".tzip", args.force)
     mode = "lossless" if args.lossless else args.mode
+    if mode == "transform" and args.recall is None:
+        raise TensorzipError("embeddings compress needs --recall (e.g. --recall 0.95: the fewest bytes that keep "
+                             "it), --lossless to keep every bit, or a fixed-level --mode")
     report = embeddings.compress_file(args.input, target, recall=args.recall, k=args.k, metric=args.metric,
                                       mode=mode, sample_queries=args.sample, queries=args.queries,
                                       threads=args.threads, overwrite=args.force)

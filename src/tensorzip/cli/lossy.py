@@ -44,6 +44,9 @@ def _sensitivity(path: str | None) -> dict[str, np.ndarray] | None:
 def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     if args.base or args.scheduler or args.archive:
         raise TensorzipError("--lossy does not combine with --base, --scheduler or --archive")
+    if (args.budget is None) == (args.bits_per_weight is None):
+        raise TensorzipError("--lossy needs exactly one target: --budget (the output's size as a fraction of the "
+                             "input's, e.g. 0.15) or --bits-per-weight (e.g. 3.5)")
 
     refuse_output_over_inputs(target, args.calibration)
 

@@ -205,6 +205,11 @@ class TzipWriter:
         if self._on_tensor is not None:
             self._on_tensor(stats)
 
+    @property
+    def uses_base(self) -> bool:
+        """Whether the file (as written so far, or closed) depends on a base."""
+        return self._header.base is not None
+
     def add_metadata(self, key: str, value: str) -> None:
         """Add a metadata entry known only at the end (a digest of the input); before ``close``."""
         if self._closed:
@@ -219,6 +224,8 @@ class TzipWriter:
             return self._offset
         try:
             self.flush()
+            if self._header.base is not None and not any(e.delta for e in self._header.tensors.values()):
+                self._header.base = None  # no tensor used the base: the file must not depend on it
             header = self._header.to_bytes()
             self._file.write(header)
             end = self._offset + len(header)

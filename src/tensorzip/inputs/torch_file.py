@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -73,7 +72,8 @@ def _reason(error: BaseException) -> str:
     text = str(error)
     for line in text.splitlines():
         if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()
+            said = line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()
+            return said or "the pickle holds something other than tensors and plain values"
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
@@ -99,10 +99,13 @@ class TorchFile:
                 warnings.simplefilter("ignore")
                 loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
         except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the file is refused
-            if head not in (_ZIP_MAGIC, _LEGACY_MAGIC) and not isinstance(error, pickle.UnpicklingError):
-                raise InputFileError(f"{self.where}: not a PyTorch file ({_reason(error)})") from None
+            if head not in (_ZIP_MAGIC, _LEGACY_MAGIC):
+                raise InputFileError(f"{self.where}: not a PyTorch file (it does not start as torch.save writes "
+                                     "one), nor a .safetensors or .tzip file; `tensorzip info` says what it "
+                                     "is") from None
             raise InputFileError(
-                f"{self.where}: not loadable as a PyTorch file with weights_only=True ({_reason(error)}); "
+                f"{self.where}: not loadable as a PyTorch file without unpickling arbitrary objects "
+                f"({_reason(error)}); "
                 "tensorzip never unpickles arbitrary objects. Save a plain dict of tensors "
                 "(model.state_dict()) or safetensors"
             ) from None
