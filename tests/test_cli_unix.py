@@ -91,3 +91,12 @@ def test_messages_name_cli_flags_and_lossy_outputs_get_their_own_name(tmp_path, 
     (tmp_path / "r.bin").write_bytes(bytes(range(256)))
     assert main(["compress", str(tmp_path / "r.bin")]) == 1
     assert "not a PyTorch file" in capsys.readouterr().err
+
+
+def test_json_errors_are_json(tmp_path):
+    done = _cli("info", tmp_path / "missing.tzip", "--json")
+    assert done.returncode == 1
+    import json
+
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "InputFileError" and "missing.tzip" in error["message"]

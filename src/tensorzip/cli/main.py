@@ -68,7 +68,8 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; the exit status: 0 done, 1 an error (one line on stderr), 2 a usage
+    """Run one command; the exit status: 0 done, 1 an error (one line on stderr; with --json
+    also ``{"error": {"code": <TensorzipError subclass name>, "message": ...}}`` on stdout), 2 a usage
     error, 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (nothing left behind),
     141 the reader of our output went away (a closed pipe: quietly)."""
     args = build_parser().parse_args(argv)
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except TensorzipError as error:
         print(f"tensorzip: error: {error}", file=sys.stderr)
+        if getattr(args, "json", False):  # scripts asked for JSON: they get it for errors too
+            print(json.dumps({"error": {"code": type(error).__name__, "message": str(error)}}, indent=2))
         return 1
     except KeyboardInterrupt:
         print("tensorzip: interrupted; no output was left behind", file=sys.stderr)
