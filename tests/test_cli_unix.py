@@ -100,3 +100,20 @@ def test_json_errors_are_json(tmp_path):
 
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "InputFileError" and "missing.tzip" in error["message"]
+
+
+def test_decompress_chosen_tensors(tmp_path, capsys):
+    from safetensors.numpy import load_file as load
+
+    rng = np.random.default_rng(3)
+    tensors = {f"encoder.layer.{i}.{part}": rng.standard_normal((8, 8)).astype(np.float32)
+               for i in range(3) for part in ("weight", "bias")}
+    tz.save_file(tensors, tmp_path / "m.tzip", metadata={"note": "kept"})
+    argv = ["decompress", str(tmp_path / "m.tzip"), "--tensor", "encoder.layer.1.*", "--tensor", "encoder.layer.2.bias"]
+    assert main(argv) == 0
+    got = load(str(tmp_path / "m.selected.safetensors"))
+    assert sorted(got) == ["encoder.layer.1.bias", "encoder.layer.1.weight", "encoder.layer.2.bias"]
+    assert all(got[name].tobytes() == tensors[name].tobytes() for name in got)
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "m.tzip"), "--tensor", "decoder.*", "-o", str(tmp_path / "x.st")]) == 1
+    assert "no tensor matches 'decoder.*'" in capsys.readouterr().err and not (tmp_path / "x.st").exists()

@@ -8,6 +8,7 @@ for: ratio, throughput, and the distance to the order-0 entropy bound.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import io
 import os
@@ -24,8 +25,22 @@ from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.kinds import Kind, open_data, refuse_layers, require
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
-from .container.records import SAFETENSORS_SOURCE, SOURCE_DIGEST_KEY, TORCH_SOURCE, folder_layout, is_folder_source
-from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
+from .container.records import (
+    RESERVED_PREFIX,
+    SAFETENSORS_SOURCE,
+    SOURCE_DIGEST_KEY,
+    TORCH_SOURCE,
+    folder_layout,
+    is_folder_source,
+)
+from .errors import (
+    CorruptDataError,
+    HeaderError,
+    InputFileError,
+    OutputFileError,
+    TensorNotFoundError,
+    TensorzipError,
+)
 from .inputs import CheckpointInput
 from .inputs.digest import DigestSink, FileDigest
 from .inputs.frameworks import to_numpy, to_torch
@@ -371,6 +386,36 @@ def decompress_file(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,
             output_bytes=written, seconds=time.perf_counter() - started, threads=_resolve_threads(threads),
         )
+
+
+def extract_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    patterns: Iterable[str],
+    *,
+    threads: int | None = None,
+    overwrite: bool = True,
+    base: str | os.PathLike[str] | None = None,
+) -> DecompressionReport:
+    """Write only the tensors whose names match one of ``patterns`` (shell globs: ``*``,
+    ``?``, ``[...]``) as a new .safetensors file, in storage order, decoding nothing else.
+    The user's metadata is kept; tensorzip's reserved keys are not (they describe the whole)."""
+    started = time.perf_counter()
+    patterns = list(patterns)
+    with open_data(source, "tensorzip decompress --tensor", threads=threads, base=base) as reader:
+        chosen = [e for e in reader.header.tensors.values()
+                  if any(fnmatch.fnmatchcase(e.name, pattern) for pattern in patterns)]
+        if not chosen:
+            raise TensorNotFoundError(f"{reader.where}: no tensor matches {', '.join(map(repr, patterns))} "
+                                      "(tensorzip info lists them)")
+        refuse_output_over_inputs(target, source, *(reader.base_checkpoint().files() if reader.base_name else []))
+        metadata = {k: v for k, v in (reader.metadata() or {}).items() if not k.startswith(RESERVED_PREFIX)}
+        header = build_header(((e.name, e.spec, e.shape) for e in chosen), metadata)
+        with atomic_output(target, overwrite=overwrite) as handle:
+            written = _write_tensors(reader, chosen, header, handle, lambda _: None)
+        return DecompressionReport(source=reader.where, target=str(target), compressed_bytes=reader.size,
+                                   output_bytes=written, seconds=time.perf_counter() - started,
+                                   threads=_resolve_threads(threads))
 
 
 def torch_wrapper(reader: TzipReader) -> str | None:

@@ -181,9 +181,13 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     found = identify(args.input)
     if args.output == STREAM:
         return _decompress_to_stdout(args, found)
-    _check_output_name(found, args.output)
+    if not args.tensor:  # --tensor always writes one .safetensors file
+        _check_output_name(found, args.output)
     if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
         raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
+                             f"{found.readers.words}")
+    if args.tensor and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+        raise TensorzipError(f"--tensor picks tensors of a .tzip checkpoint or archive; {args.input} is "
                              f"{found.readers.words}")
     if found.kind is Kind.COMPRESSED_FOLDER:
         target = _folder_output(args.output, args.input, False, args.force)
@@ -201,6 +205,8 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         return _decompress_kv(args)
     if found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
         raise found.refuse("tensorzip decompress")
+    if args.tensor:
+        return _extract(args)
     holds_folder = found.kind is Kind.FOLDER_ARCHIVE
     from_torch = found.source_format == TORCH_SOURCE
     target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
@@ -215,6 +221,19 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
                   "restored; -o NAME.pt writes one with torch.save)")
         elif is_torch_path(target):
             print("  written with torch.save: tensors bit-exact")
+    return report.to_json()
+
+
+def _extract(args: argparse.Namespace) -> dict[str, Any]:
+    """``--tensor NAME`` (repeatable, globs): the chosen tensors as a new .safetensors file."""
+    stem = Path(args.input).name.removesuffix(".tzip")
+    given = args.output or str(Path(args.input).with_name(f"{stem}.selected.safetensors"))
+    target = _output_path(given, args.input, ".safetensors", args.force)
+    report = files.extract_file(args.input, target, args.tensor, threads=args.threads, overwrite=args.force,
+                                base=args.base)
+    if not args.json:
+        print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)}, the tensors matching "
+              f"{', '.join(args.tensor)}")
     return report.to_json()
 
 
@@ -387,6 +406,9 @@ def add_commands(commands: argparse._SubParsersAction,
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")
+    sub.add_argument("--tensor", action="append", metavar="NAME",
+                     help="only the tensors named (repeatable; shell globs such as 'encoder.layer.0.*'), as a new "
+                          ".safetensors (default name: INPUT.selected.safetensors)")
 
     sub = add("verify", cmd_verify, "decode every tensor and check every checksum (and a digest recorded by "
                                     "compress --digest) of any .tzip or compressed folder")
