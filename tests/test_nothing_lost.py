@@ -561,8 +561,8 @@ def test_sigterm_and_sighup_leave_nothing(inputs, tmp_path, command, signum):
 @pytest.mark.parametrize("command", KILLED, ids=str)
 def test_sigkill_mid_write(capsys, inputs, tmp_path, command, existing):
     """SIGKILL while writing leaves, at the target, nothing (or the earlier output, intact);
-    the only remnant is the hidden temporary ``.NAME.XXXXXXXX.partial`` beside it, which a
-    later run neither needs removed nor picks up."""
+    the only remnant is the hidden temporary ``.NAME.XXXXXXXX.partial`` beside it, which the
+    next run writing there removes (its owner is gone: its lock is free)."""
     out = tmp_path / "out-dir"
     out.mkdir()
     target = out / command.target
@@ -578,7 +578,7 @@ def test_sigkill_mid_write(capsys, inputs, tmp_path, command, existing):
         assert not target.exists()
 
     # A later run is not confused by the remnant: it writes the full output (the same
-    # as a run elsewhere) and leaves only the earlier remnant behind.
+    # as a run elsewhere) and removes the abandoned temporary.
     reference = tmp_path / "reference" / command.target
     reference.parent.mkdir()
     assert cli(capsys, *command.argv(inputs, reference))[0] == 0
@@ -586,7 +586,24 @@ def test_sigkill_mid_write(capsys, inputs, tmp_path, command, existing):
         code, _, err = cli(capsys, *command.argv(inputs, target), *force)
     assert code == 0, err
     assert snapshot(target) == snapshot(reference)
-    assert leftovers(out) == sorted([command.target, *remnants])
+    assert leftovers(out) == [command.target]
+
+
+def test_a_live_writers_temporary_is_never_removed(capsys, inputs, tmp_path):
+    """Only an abandoned temporary is removed: one whose writer still holds its lock (another
+    run writing the same output right now) is left alone."""
+    import fcntl
+
+    target = tmp_path / "out.tzip"
+    live = tmp_path / ".out.tzip.abcd1234.partial"
+    live.write_bytes(b"being written")
+    abandoned = tmp_path / ".out.tzip.dead5678.partial"
+    abandoned.write_bytes(b"left by a kill")
+    with open(live, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        code, _, err = cli(capsys, "compress", inputs / "model.safetensors", "-o", target)
+        assert code == 0, err
+        assert live.read_bytes() == b"being written" and not abandoned.exists()
 
 
 # -- --force, and the input is never the output --------------------------------------------------

@@ -10,7 +10,9 @@ target).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -91,8 +93,10 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
         raise OutputFileError(f"cannot write {target}: it is a directory")
     if not overwrite and target.exists():
         raise OutputFileError(f"{target} already exists (use --force / overwrite=True to replace it)")
+    remove_abandoned_temporaries(target)
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while we live: marks it as not abandoned
     except OSError as error:
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
     with _discarded_on_failure(target, lambda: os.unlink(temporary)), os.fdopen(fd, "w+b") as handle:
@@ -130,11 +134,16 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
         raise OutputFileError(f"cannot write the folder {target}: a file of that name exists")
     if not overwrite and target.exists():
         raise OutputFileError(f"{target} already exists (use --force / overwrite=True to replace it)")
+    remove_abandoned_temporaries(target)
     try:
         temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        lock = os.open(temporary, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
-    with _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True), temporary):
+    stack = contextlib.ExitStack()
+    stack.callback(os.close, lock)
+    with stack, _discarded_on_failure(target, lambda: shutil.rmtree(temporary, ignore_errors=True), temporary):
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())
         if target.exists():
@@ -157,3 +166,41 @@ def _refuse_losing_files(target: Path, replacement: Path) -> None:
         shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
         raise OutputFileError(f"{target} already exists and holds {shown}, which the new folder would not: "
                               "tensorzip never deletes files it did not write; move them away or choose another -o")
+
+
+def remove_abandoned_temporaries(target: Path) -> list[str]:
+    """Remove the hidden ``.NAME.XXXXXXXX.partial`` files and folders a killed run (SIGKILL,
+    a crash, a power cut) left beside ``target``; returns their names. A writer holds an
+    exclusive lock on its temporary for as long as it lives, and the kernel drops the lock
+    with the process, so a temporary whose lock can be taken is abandoned, and one that is
+    locked belongs to a live writer (another run, now) and is left alone."""
+    pattern = re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.partial")
+    removed = []
+    try:
+        candidates = [entry for entry in os.scandir(target.parent) if pattern.fullmatch(entry.name)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        try:
+            is_folder = entry.is_dir(follow_symlinks=False)
+            if not is_folder and not entry.is_file(follow_symlinks=False):
+                continue  # not something we write (a link, a FIFO): never touched
+            fd = os.open(entry.path, os.O_RDONLY | (os.O_DIRECTORY if is_folder else 0) | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live writer holds it
+        try:
+            if is_folder:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
