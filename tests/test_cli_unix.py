@@ -117,3 +117,17 @@ def test_decompress_chosen_tensors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["decompress", str(tmp_path / "m.tzip"), "--tensor", "decoder.*", "-o", str(tmp_path / "x.st")]) == 1
     assert "no tensor matches 'decoder.*'" in capsys.readouterr().err and not (tmp_path / "x.st").exists()
+
+
+def test_a_lossy_budget_that_destroys_weights_is_refused_unless_allowed(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    source = tmp_path / "m.safetensors"
+    rng = np.random.default_rng(2)
+    save_file({"w": rng.standard_normal((256, 256)).astype(np.float32),
+               "v": rng.standard_normal((64, 64)).astype(np.float32)}, str(source))
+    assert main(["compress", str(source), "--lossy", "--bits-per-weight", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "relative RMS error" in err and "--allow-large-errors" in err
+    assert not (tmp_path / "m.lossy.tzip").exists()
+    assert main(["compress", str(source), "--lossy", "--bits-per-weight", "0.5", "--allow-large-errors"]) == 0

@@ -157,9 +157,9 @@ def test_cli(tmp_path, capsys):
     source = tmp_path / "model.safetensors"
     original = checkpoint(source)
     out = tmp_path / "model.tzip"
-    assert main(["compress", str(source), "-o", str(out), "--lossy", "--bits-per-weight", "3", "--json"]) == 0
+    assert main(["compress", str(source), "-o", str(out), "--lossy", "--bits-per-weight", "6", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["compressed_bytes"] * 8 <= 3 * sum(a.size for a in original.values())
+    assert report["compressed_bytes"] * 8 <= 6 * sum(a.size for a in original.values())
     np.savez(tmp_path / "calibration.npz", **{"layer.0.dense.weight": np.ones(64)})
     assert main(["compress", str(source), "-o", str(out), "--lossy", "--budget", "0.2", "--calibration",
                  str(tmp_path / "calibration.npz"), "--force"]) == 0
@@ -213,8 +213,8 @@ def test_reports_are_frozen_and_old_names_still_work(tmp_path):
 def test_cli_bits_is_bits_per_weight(tmp_path, capsys):
     source = tmp_path / "model.safetensors"
     checkpoint(source)
-    assert main(["compress", str(source), "-o", str(tmp_path / "a.tzip"), "--lossy", "--bits", "3", "--json"]) == 0
-    assert main(["compress", str(source), "-o", str(tmp_path / "b.tzip"), "--lossy", "--bits-per-weight", "3"]) == 0
+    assert main(["compress", str(source), "-o", str(tmp_path / "a.tzip"), "--lossy", "--bits", "6", "--json"]) == 0
+    assert main(["compress", str(source), "-o", str(tmp_path / "b.tzip"), "--lossy", "--bits-per-weight", "6"]) == 0
     assert (tmp_path / "a.tzip").read_bytes() == (tmp_path / "b.tzip").read_bytes()
     capsys.readouterr()
     assert main(["decompress", str(tmp_path / "a.tzip"), "-o", str(tmp_path / "back.safetensors"), "--json"]) == 0

@@ -92,7 +92,7 @@ def inputs(tmp_path_factory) -> Path:
     tz.embeddings.save_file(vectors, root / "vectors.tzip", mode="lossless")
     small = {"w": (rng.standard_normal((64, 64)) * 0.02).astype(np.float32)}
     safetensors_numpy.save_file(small, str(root / "small.safetensors"))
-    assert main(["compress", str(root / "small.safetensors"), "--lossy", "--bits-per-weight", "4", "--json",
+    assert main(["compress", str(root / "small.safetensors"), "--lossy", "--bits-per-weight", "8", "--json",
                  "-o", str(root / "small-lossy.tzip")]) == 0
     return root
 
@@ -180,7 +180,7 @@ COMMANDS = [
     Command("embeddings-decompress", lambda i, t: ["embeddings", "decompress", i / "vectors.tzip", "-o", t],
             None, "out.npy", decoder=True),
     Command("compress-lossy",
-            lambda i, t: ["compress", i / "small.safetensors", "--lossy", "--bits-per-weight", "4", "-o", t], None,
+            lambda i, t: ["compress", i / "small.safetensors", "--lossy", "--bits-per-weight", "8", "-o", t], None,
             "out.tzip", small=True),
     Command("decompress-lossy", lambda i, t: ["decompress", i / "small-lossy.tzip", "-o", t], None,
             "out.safetensors", small=True),

@@ -13,6 +13,8 @@ from ..errors import InputFileError, TensorzipError
 from ..outputs.atomic import refuse_output_over_inputs
 from .common import number_in, progress_bar
 
+MAX_RELATIVE_ERROR = 0.5  # a tensor's relative RMS error above which --lossy refuses unless told
+
 
 def add_arguments(compress: argparse.ArgumentParser) -> None:
     """The ``--lossy`` options of ``tensorzip compress``."""
@@ -25,6 +27,9 @@ def add_arguments(compress: argparse.ArgumentParser) -> None:
     group.add_argument("--bits-per-weight", "--bits", dest="bits_per_weight",
                        type=number_in(float, 0, 32, low_open=True),
                        help="the output's size in bits per parameter, in (0, 32], e.g. 3.5")
+    group.add_argument("--allow-large-errors", action="store_true",
+                       help=f"write the file even when a tensor's relative RMS error exceeds {MAX_RELATIVE_ERROR} "
+                            "(refused by default: its weights would be mostly lost)")
     group.add_argument("--calibration", help="a .npz mapping matrix names to the mean square of their input "
                                              "columns on calibration data: minimise output error, not weight MSE")
 
@@ -53,7 +58,8 @@ def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     with progress_bar("searching the budget", not args.json) as progress:
         report = lossy.compress_file(args.input, target, budget=args.budget, bits=args.bits_per_weight,
                                      sensitivity=_sensitivity(args.calibration), threads=args.threads,
-                                     overwrite=args.force, progress=progress)
+                                     overwrite=args.force, progress=progress,
+                                     max_relative_error=None if args.allow_large_errors else MAX_RELATIVE_ERROR)
     if not args.json:
         grid = {n: t for n, t in report.tensors.items() if t["mode"] == "grid"}
         worst = max(grid, key=lambda n: grid[n]["relative_rms_error"])

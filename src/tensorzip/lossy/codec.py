@@ -160,7 +160,7 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
                   bits: float | None = None, sensitivity: Mapping[str, np.ndarray] | None = None,
                   threads: int | None = None, overwrite: bool = True,
                   progress: Callable[[int, int], None] | None = None,
-                  bits_per_weight: float | None = None) -> LossyReport:
+                  bits_per_weight: float | None = None, max_relative_error: float | None = None) -> LossyReport:
     """Compress a .safetensors checkpoint into at most ``budget`` x its size (or ``bits``
     bits per parameter, every stored byte counted), so a model fits the storage or the
     download it must; the error that costs is measured per tensor and reported, not assumed.
@@ -173,7 +173,9 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
 
     A budget below what the coarsest grid takes raises ``TargetUnreachableError`` and
     writes nothing. ``bits_per_weight`` is the former name of ``bits`` and still works.
-    ``progress(done, total)`` is called once per trial encoding.
+    ``progress(done, total)`` is called once per trial encoding. ``max_relative_error``: refuse
+    (``TargetUnreachableError``, nothing written) when a tensor's relative RMS error would exceed
+    it, e.g. 0.5, so a budget too small to keep the weights is never met silently.
     """
     started = time.perf_counter()
     if bits_per_weight is not None:
@@ -203,6 +205,13 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
                                      ) from None
     with atomic_output(target, overwrite=overwrite) as handle:
         size, record = encoder.encode(found.parameter, limit, handle)
+        worst = max(record["tensors"].items(), key=lambda item: item[1].get("relative_rms_error", 0.0))
+        error = worst[1].get("relative_rms_error", 0.0)
+        if max_relative_error is not None and error > max_relative_error:
+            raise TargetUnreachableError(
+                f"{source}: at this budget tensor {worst[0]!r} would keep a relative RMS error of {error:.3f} "
+                f"(above {max_relative_error:g}: its weights would be mostly lost); give a larger budget (--budget, "
+                "--bits-per-weight), or accept it (--allow-large-errors; max_relative_error=None in Python)")
     return LossyReport(source=str(source), target=str(target), original_bytes=checkpoint.size, compressed_bytes=size,
                        budget_bytes=limit, delta=found.parameter, seconds=time.perf_counter() - started,
                        tensors=record["tensors"])
