@@ -180,3 +180,10 @@ def test_a_base_no_tensor_uses_is_not_made_a_dependency(tmp_path):
     assert report.base is None  # unrelated weights: nothing coded against the base
     (tmp_path / "base.safetensors").unlink()
     assert tz.load_file(tmp_path / "o.tzip")["w"].tobytes() == load(tmp_path / "other.safetensors")["w"].tobytes()
+
+
+def test_a_base_given_for_a_deeper_link_says_how_chains_are_found(tmp_path):
+    _chain(tmp_path)
+    (tmp_path / "b0.safetensors").rename(tmp_path / "moved.safetensors")
+    with pytest.raises(tz.BaseMismatchError, match="replaces that file"):
+        tz.load_file(tmp_path / "b2.tzip", base=tmp_path / "moved.safetensors")

@@ -115,12 +115,13 @@ class BaseCheckpoint:
         if layout is None:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against tensor {delta.base_tensor!r} of base {expected!r}, "
-                f"but {self.path} has no such tensor: wrong base?"
+                f"but {self.path} has no such tensor: wrong base?{self._chain_hint(expected)}"
             )
         if like is not None and layout != like:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against tensor {delta.base_tensor!r} of base {expected!r}, "
                 f"but that tensor of {self.path} is {layout[1]} x {layout[0]}, not {like[1]} x {like[0]}: wrong base?"
+                f"{self._chain_hint(expected)}"
             )
         array = self.tensor(delta.base_tensor)
         assert array is not None
@@ -128,9 +129,17 @@ class BaseCheckpoint:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
                 f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
-                f"(content hash {digest(array)}, expected {delta.base_digest}): wrong base?"
+                f"(content hash {digest(array)}, expected {delta.base_digest}): wrong base?{self._chain_hint(expected)}"
             )
         return array
+
+    def _chain_hint(self, expected: str) -> str:
+        """When the file given is not the one the header names: --base replaces only that one
+        link, so a base further down a chain must be found beside the link that names it."""
+        if not expected or self.name == expected:
+            return ""
+        return (f" (the file names {expected!r} as its base and --base replaces that file; a base further down a "
+                "chain is looked for beside the link that names it: put it there)")
 
     def close(self) -> None:
         if self._reader is not None:
