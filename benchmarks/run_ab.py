@@ -1,6 +1,6 @@
 """A/B of tensorzip against an earlier revision of itself, in ONE process, on the same data.
 
-    python benchmarks/run_ab.py --ref pre-redesign-15 [--rounds 7]
+    python benchmarks/run_ab.py [--ref 13ea3c8 --name pre-redesign-15] [--rounds 7]
 
 The revision ``--ref`` is built from git (its own csrc/ and src/: ``pip wheel`` of a
 ``git worktree``) into ``benchmarks/.data/ab-<ref>/`` and imported under another name
@@ -38,9 +38,9 @@ from tensorzip.inputs.safetensors import SafetensorsFile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build_revision(ref: str) -> Path:
+def build_revision(ref: str, name: str) -> Path:
     """The package of ``ref``, unpacked as ``tensorzip_ab`` (built once, reused)."""
-    out = DATA_DIR / f"ab-{ref}"
+    out = DATA_DIR / f"ab-{name}"
     package = out / "tensorzip_ab"
     if package.exists():
         return out
@@ -88,11 +88,13 @@ def best_of(rounds: int, runs: dict[str, Callable[[], object]]) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="pre-redesign-15")
+    parser.add_argument("--ref", default="13ea3c8", help="the revision to compare with (default: main before the "
+                                                          "issue-15 redesign)")
+    parser.add_argument("--name", default="pre-redesign-15", help="what to call it in the table")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    old = import_revision(build_revision(args.ref))
+    old = import_revision(build_revision(args.ref, args.name))
     paths = prepare()
     work = Path(tempfile.mkdtemp(prefix="tensorzip-ab-work-"))
     rows = []
@@ -103,7 +105,7 @@ def main() -> None:
         a, b = outputs
         identical = a.read_bytes() == b.read_bytes()
         if not identical:
-            raise SystemExit(f"{label}: the new code's output differs from {args.ref}'s ({a} vs {b})")
+            raise SystemExit(f"{label}: the new code's output differs from {args.name}'s ({a} vs {b})")
         t_old, t_new = times["old"], times["new"]
         rows.append((label, size / t_old / 1e6, size / t_new / 1e6, t_new / t_old - 1, identical))
         print(f"{label:44} old {size / t_old / 1e6:8.0f} MB/s  new {size / t_new / 1e6:8.0f} MB/s  "
@@ -166,16 +168,17 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = [
-        f"Redesign A/B: this revision against `{args.ref}`, in one process, alternating, best of {args.rounds} "
-        f"rounds, {threads} thread(s), all-MiniLM-L6-v2 (`benchmarks/run_ab.py`). Machine: {describe()}. "
+        f"Redesign A/B: this revision against `{args.name}` ({args.ref}), in one process, alternating, "
+        f"best of {args.rounds} rounds, {threads} thread(s), all-MiniLM-L6-v2 (`benchmarks/run_ab.py`). "
+        f"Machine: {describe()}. "
         "Every output (compressed and restored files, blobs) is byte-identical between the two.",
         "",
-        f"| path | {args.ref} MB/s | this revision MB/s | time change | identical bytes |",
+        f"| path | {args.name} MB/s | this revision MB/s | time change | identical bytes |",
         "|---|---:|---:|---:|---|",
     ]
     lines += [f"| {label} | {a:,.0f} | {b:,.0f} | {change:+.1%} | {'yes' if same else 'NO'} |"
               for label, a, b, change, same in rows]
-    write_section(ROOT / "benchmarks" / "RESULTS.md", f"ab-{args.ref}", "\n".join(lines))
+    write_section(ROOT / "benchmarks" / "RESULTS.md", f"ab-{args.name}", "\n".join(lines))
 
 
 if __name__ == "__main__":
