@@ -75,5 +75,5 @@ def cmd_decompress(args: argparse.Namespace, target: str) -> dict[str, Any]:
     report = lossy.decompress_file(args.input, target, threads=args.threads, overwrite=args.force)
     if not args.json:
         print(f"{args.input} -> {target}: {report.output_bytes / 1e6:,.2f} MB, a lossy checkpoint decoded to its "
-              "original dtypes and layout (per-tensor errors: tensorzip.lossy.describe)")
+              "original dtypes and layout (its target and achieved errors: tensorzip info FILE)")
     return {**report.to_json(), "lossy": True}
