@@ -131,3 +131,17 @@ def test_a_lossy_budget_that_destroys_weights_is_refused_unless_allowed(tmp_path
     assert "relative RMS error" in err and "--allow-large-errors" in err
     assert not (tmp_path / "m.lossy.tzip").exists()
     assert main(["compress", str(source), "--lossy", "--bits-per-weight", "0.5", "--allow-large-errors"]) == 0
+
+
+def test_info_and_verify_take_several_inputs(tmp_path, small_tzip, capsys):
+    import json
+
+    keys = np.random.default_rng(0).standard_normal((1, 1, 1, 32, 8)).astype(np.float32)
+    tz.kv.save_file(keys, keys, tmp_path / "kv.tzip", step=0.1)
+    assert main(["info", str(small_tzip), str(tmp_path / "kv.tzip"), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["kind"] for r in results] == ["checkpoint", "kv-cache"]
+    assert main(["verify", str(small_tzip), str(tmp_path / "kv.tzip")]) == 0
+    assert capsys.readouterr().out.count(": OK") == 2
+    assert main(["verify", str(small_tzip), str(tmp_path / "kv.tzip"), "--against", str(small_tzip)]) == 1
+    assert "give one INPUT" in capsys.readouterr().err

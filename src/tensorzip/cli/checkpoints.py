@@ -269,8 +269,24 @@ def _decompress_kv(args: argparse.Namespace) -> dict[str, Any]:
             "lossy": True}
 
 
+def _each_input(command: Callable[[argparse.Namespace], dict[str, Any]]) -> Callable[[argparse.Namespace],
+                                                                                    dict[str, Any]]:
+    """``command`` over every INPUT given, in order (the first failure ends the run, naming its
+    file); one input gives its own result, several ``{"results": [...]}``."""
+
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        inputs = list(args.input)
+        results = [command(argparse.Namespace(**{**vars(args), "input": given, "input_all": inputs}))
+                   for given in inputs]
+        return results[0] if len(results) == 1 else {"results": results}
+
+    return run
+
+
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     found = identify(args.input)
+    if args.against is not None and len(args.input_all) > 1:
+        raise TensorzipError("--against compares one file with its original: give one INPUT with it")
     if found.kind is Kind.COMPRESSED_FOLDER:  # every shard, every file
         with _progress("verify", not args.json) as progress:
             report = folders.verify_folder(args.input, against=args.against, threads=args.threads,
@@ -410,15 +426,15 @@ def add_commands(commands: argparse._SubParsersAction,
                      help="only the tensors named (repeatable; shell globs such as 'encoder.layer.0.*'), as a new "
                           ".safetensors (default name: INPUT.selected.safetensors)")
 
-    sub = add("verify", cmd_verify, "decode every tensor and check every checksum (and a digest recorded by "
-                                    "compress --digest) of any .tzip or compressed folder")
-    sub.add_argument("input")
+    sub = add("verify", _each_input(cmd_verify), "decode every tensor and check every checksum (and a digest "
+                                                 "recorded by compress --digest) of any .tzip or compressed folder")
+    sub.add_argument("input", nargs="+", metavar="INPUT", help="one or more .tzip files or compressed folders")
     sub.add_argument("--against", help="the original .safetensors to compare with, bit for bit")
     sub.add_argument("--base", help="the base the file was coded against (default: beside INPUT)")
 
-    sub = add("info", cmd_info, "what a file or folder holds: kind, lossless or lossy, sizes, target and achieved "
-                                "figure, tensors", threads=False)
-    sub.add_argument("input")
+    sub = add("info", _each_input(cmd_info), "what a file or folder holds: kind, lossless or lossy, sizes, target "
+                                             "and achieved figure, tensors", threads=False)
+    sub.add_argument("input", nargs="+", metavar="INPUT", help="one or more files or folders of any kind")
 
     sub = add("demo", cmd_demo, "compress, restore and verify all-MiniLM-L6-v2 (FP32 and BF16)")
     sub.add_argument("--cache-dir", help="where to keep the model (default: $TENSORZIP_CACHE or "
