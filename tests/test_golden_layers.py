@@ -26,6 +26,7 @@ import pytest
 
 import tensorzip as tz
 from tensorzip.container import TzipReader
+from tensorzip.kv.attention import attention_output
 
 GOLDEN = Path(__file__).parent / "golden"
 # Layer -> the metadata key of its record (docs/format.md); the golden directories are <layer>_v<format>.
@@ -134,16 +135,6 @@ def test_kv_format_2_files_decode_as_written(name):
             assert np.ascontiguousarray(array).tobytes() == want.tobytes()
 
 
-def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """softmax(q k^T / sqrt(d)) v, float32, as the KV record's attention errors are measured."""
-    q32, k32, v32 = (np.asarray(a, dtype=np.float32) for a in (q, k, v))
-    logits = q32 @ np.swapaxes(k32, -1, -2) / np.sqrt(np.float32(q32.shape[-1]))
-    logits -= logits.max(axis=-1, keepdims=True)
-    weights = np.exp(logits)
-    weights /= weights.sum(axis=-1, keepdims=True)
-    return weights @ v32
-
-
 @pytest.mark.parametrize("name", _names(KV2))
 def test_kv_format_2_files_meet_what_they_were_made_for(name):
     generator = _generator(KV2)
@@ -160,8 +151,8 @@ def test_kv_format_2_files_meet_what_they_were_made_for(name):
             error = np.abs(restored.astype(np.float32) - original.astype(np.float32)).max()
             assert error <= options["max_abs_error"]
     if "queries" in options:
-        exact = _attention(options["queries"], keys, values)
-        error = float(np.linalg.norm(exact - _attention(options["queries"], *decoded)) / np.linalg.norm(exact))
+        exact = attention_output(options["queries"], keys, values)
+        error = float(np.linalg.norm(exact - attention_output(options["queries"], *decoded)) / np.linalg.norm(exact))
         assert error == pytest.approx(record["attention"]["relative_error"], rel=1e-5)
         if "max_rel_error" in options:
             assert error <= options["max_rel_error"]

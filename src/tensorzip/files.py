@@ -214,8 +214,7 @@ def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
     files: list[str | os.PathLike[str]] = [path]
     if os.path.isfile(path):
         with contextlib.suppress(TensorzipError, OSError), TzipReader(path) as reader:
-            if reader.base_name:
-                files += reader.base_checkpoint().files()
+            files += reader.base_files()
     return files
 
 
@@ -367,8 +366,7 @@ def decompress_file(
     started = time.perf_counter()
     with open_data(source, "tz.decompress_file", threads=threads, base=base) as reader:
         entries = list(reader.header.tensors.values())
-        chain = reader.base_checkpoint().files() if reader.base_name else []
-        refuse_output_over_inputs(target, source, *chain, folder=is_folder_source(reader.header.source))
+        refuse_output_over_inputs(target, source, *reader.base_files(), folder=is_folder_source(reader.header.source))
         if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
             written = _write_folder(reader, target, overwrite, progress)
         elif isinstance(target, (str, os.PathLike)) and is_torch_path(target):
@@ -408,7 +406,7 @@ def extract_file(
         if not chosen:
             raise TensorNotFoundError(f"{reader.where}: no tensor matches {', '.join(map(repr, patterns))} "
                                       "(tensorzip info lists them)")
-        refuse_output_over_inputs(target, source, *(reader.base_checkpoint().files() if reader.base_name else []))
+        refuse_output_over_inputs(target, source, *reader.base_files())
         metadata = {k: v for k, v in (reader.metadata() or {}).items() if not k.startswith(RESERVED_PREFIX)}
         header = build_header(((e.name, e.spec, e.shape) for e in chosen), metadata)
         with atomic_output(target, overwrite=overwrite) as handle:

@@ -22,7 +22,7 @@ from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.records import LOSSY_WEIGHTS_KEY, original_size
 from .errors import InputFileError
-from .folders import original_index
+from .folders import is_index, original_index
 from .inputs.safetensors import SafetensorsFile
 
 
@@ -122,7 +122,7 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
                 entry |= {"tensors": len(reader.header.tensors),
                           "original_bytes": original_size(reader.header.source, tensor_bytes)}
         else:  # copied as it is, or an index that keeps its original text inside
-            text = original_index(path) if path.name.endswith(".index.json") else None
+            text = original_index(path) if is_index(path.name) else None
             entry["original_bytes"] = size if text is None else len(text.encode("utf-8"))
             entry["role"] = "copied" if text is None else "index"
         original += entry["original_bytes"]

@@ -16,7 +16,7 @@ from ..analysis import tensor_bounds
 from ..container.kinds import Kind, identify, require
 from ..container.records import TORCH_SOURCE
 from ..errors import OutputFileError, TensorzipError
-from ..inputs.torch_file import is_torch_path, looks_like_torch_file
+from ..inputs.torch_file import TORCH_SUFFIXES, is_torch_path, looks_like_torch_file
 from ..outputs.atomic import atomic_output
 from ..summary import info
 from . import embeddings as cli_embeddings
@@ -149,12 +149,12 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
 # What each kind decompresses to, by the output's suffix ("" = no suffix; a folder kind: no
 # file suffix). A name that says another format is refused: never .npy bytes in a .pt.
 _OUTPUT_SUFFIXES = {
-    Kind.CHECKPOINT: ("", ".safetensors", ".pt", ".pth", ".bin"),
+    Kind.CHECKPOINT: ("", ".safetensors", *TORCH_SUFFIXES),
     Kind.LOSSY_WEIGHTS: ("", ".safetensors"),
     Kind.EMBEDDINGS: (".npy",),
     Kind.KV_CACHE: (".npz",),
 }
-_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npy", ".npz", ".tzip")
+_FILE_SUFFIXES = (".safetensors", *TORCH_SUFFIXES, ".npy", ".npz", ".tzip")
 
 
 def _check_output_name(found: Any, output: str | None) -> None:

@@ -72,10 +72,7 @@ class BaseCheckpoint:
     def files(self) -> list[Path]:
         """Every file this base reads: itself (or its folder) and, for a .tzip coded against a
         base of its own, each file down the chain. An output may replace none of them."""
-        own = [self.path]
-        if self._reader is not None and self._reader.base_name:
-            own += self._reader.base_checkpoint().files()
-        return own
+        return [self.path, *(self._reader.base_files() if self._reader is not None else [])]
 
     def tensor(self, name: str) -> np.ndarray | None:
         """The base tensor called ``name``, or ``None`` when the base has none."""

@@ -12,6 +12,7 @@ import os
 import stat
 import threading
 from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -237,6 +238,11 @@ class TzipReader:
     def base_name(self) -> str | None:
         """The file name of the base this file is coded against, if any."""
         return self.header.base["file"] if self.header.base else None
+
+    def base_files(self) -> list[Path]:
+        """Every file decoding this one reads besides itself: its base and, down a chain, each
+        base's base (none without a base). An output may replace none of them."""
+        return self.base_checkpoint().files() if self.base_name else []
 
     def base_checkpoint(self) -> BaseCheckpoint:
         """The base, opened on first use (given, or found beside the file)."""

@@ -1,15 +1,7 @@
 """Write the golden KV-cache files of KV record format 2 (run once; outputs committed).
 
-Written by the code at git tag ``pre-redesign-15`` (commit 13ea3c8), the last
-commit before the lossy layers were redesigned, so that the redesigned code must
-prove it reads them. The command used (a worktree of the tag, with the compiled
-``_native`` module of the same C++ sources copied into it; ``-S`` keeps the
-editable install's import hook from loading the working tree instead)::
-
-    git worktree add /tmp/pre15 pre-redesign-15
-    cp .venv/lib/python3.11/site-packages/tensorzip/_native*.so /tmp/pre15/src/tensorzip/
-    PYTHONPATH=/tmp/pre15/src:.venv/lib/python3.11/site-packages .venv/bin/python -S \\
-        tests/golden/kv_v2/make_golden.py
+Written with the code of commit 13ea3c8 (main before the lossy layers were redesigned),
+so the redesigned code must prove it reads them: how, in ``tests/golden/README.md``.
 
 Record format 2 added the per-layer grid (``"quantizer": "grid"``, used by
 ``bits=``, ``step=``, ``max_abs_error=`` and ``max_rel_error=``) next to format
