@@ -84,9 +84,10 @@ def test_choice_keeps_plain_coding_when_the_base_does_not_help():
     spec = dtypes.by_name("float32")
     unrelated = rng.standard_normal(50000).astype(np.float32)
     other = rng.standard_normal(50000).astype(np.float32)
-    assert choose_delta(unrelated, other, spec) is None
+    assert choose_delta(unrelated, other, spec) == (None, 0)
     near = (other * np.float32(1.0001)).astype(np.float32)
-    assert choose_delta(near, other, spec) in MODES
+    mode, saved = choose_delta(near, other, spec)
+    assert mode in MODES and 0 < saved < near.nbytes
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -205,22 +204,14 @@ def test_api_reports_and_progress(tmp_path, bert):
     assert tree(tmp_path / "d") == tree(folder)
 
 
-def test_archive_option_keeps_one_file_with_cross_shard_dedup(tmp_path, bert, capsys):
+def test_archive_option_keeps_one_file_with_every_file_of_the_folder(tmp_path, bert, capsys):
     _, model_folder = bert
     archive = tmp_path / "one.tzip"
-    # The model folder holds config and tokenizer files an archive would drop: refused, naming them.
-    assert main(["compress", str(model_folder), "--archive", "-o", str(archive)]) == 1
-    assert "config.json" in capsys.readouterr().err and not archive.exists()
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    for path in [*model_folder.glob("*.safetensors"), model_folder / INDEX]:
-        shutil.copyfile(path, folder / path.name)
-    assert main(["compress", str(folder), "--archive", "-o", str(archive), "-v"]) == 0
+    assert main(["compress", str(model_folder), "--archive", "-o", str(archive), "-v"]) == 0
     assert archive.is_file()
     assert "context" in capsys.readouterr().out  # -v works for a folder archive
     assert main(["decompress", str(archive), "-o", str(tmp_path / "back")]) == 0
-    shards = {p.name: p.read_bytes() for p in folder.glob("*.safetensors")} | {INDEX: (folder / INDEX).read_bytes()}
-    assert {p.name: p.read_bytes() for p in (tmp_path / "back").iterdir()} == shards
+    assert tree(tmp_path / "back") == tree(model_folder)  # config, tokenizer and all: byte for byte
 
 
 def test_shards_in_subfolders_are_compressed_too(tmp_path, bert):
@@ -280,8 +271,10 @@ def test_refusals(tmp_path, bert, capsys):
                                                                                         tmp_path / "o"))
     assert main(["decompress", str(tmp_path / "packed")]) == 1
     assert "name the output folder with -o" in capsys.readouterr().err
-    assert main(["compress", str(work), "--base", str(work)]) == 1
-    assert "--base with a folder needs --archive" in capsys.readouterr().err
+    # A folder coded against a folder (here: itself) in folder mode, restored whole.
+    assert main(["compress", str(work), "--base", str(work), "-o", str(tmp_path / "self.tzip")]) == 0
+    assert main(["decompress", str(tmp_path / "self.tzip"), "-o", str(tmp_path / "self")]) == 0
+    assert tree(tmp_path / "self") == tree(work)
     assert len(cases) == 10
 
 

@@ -30,28 +30,19 @@ def _model_folder(folder):
     return folder
 
 
-def test_archive_of_a_folder_with_other_files_is_refused_naming_them(tmp_path, sharded, capsys):  # noqa: F811
+def test_archive_of_a_folder_keeps_its_other_files(tmp_path, sharded):  # noqa: F811
     folder = _model_folder(sharded[0])
-    with pytest.raises(InputFileError, match=r"config\.json.*without --archive"):
-        tz.compress_file(folder, tmp_path / "a.tzip")
-    assert not (tmp_path / "a.tzip").exists()
-    assert main(["compress", str(folder), "--archive", "-o", str(tmp_path / "a.tzip")]) != 0
-    message = capsys.readouterr().err
-    assert "1_Pooling/config.json" in message and "tokenizer.json" in message
-    assert not (tmp_path / "a.tzip").exists()
-    # the default (folder mode) keeps every file
-    assert main(["compress", str(folder), "-o", str(tmp_path / "m.tzip")]) == 0
-    assert main(["decompress", str(tmp_path / "m.tzip"), "-o", str(tmp_path / "back")]) == 0
-    for path in folder.rglob("*"):
-        if path.is_file():
-            assert (tmp_path / "back" / path.relative_to(folder)).read_bytes() == path.read_bytes()
-
-
-def test_an_empty_subfolder_counts_as_a_file_the_archive_would_drop(tmp_path, sharded):  # noqa: F811
-    folder = sharded[0]
     (folder / "empty").mkdir()
-    with pytest.raises(InputFileError, match="empty/"):
-        tz.compress_file(folder, tmp_path / "a.tzip")
+    for mode in ("archive", "folder"):
+        out = tmp_path / f"{mode}.tzip"
+        assert main(["compress", str(folder), *(["--archive"] if mode == "archive" else []), "-o", str(out)]) == 0
+        assert main(["decompress", str(out), "-o", str(tmp_path / f"back-{mode}")]) == 0
+        back = tmp_path / f"back-{mode}"
+        assert sorted(p.relative_to(back) for p in back.rglob("*")) == sorted(
+            p.relative_to(folder) for p in folder.rglob("*"))
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert (back / path.relative_to(folder)).read_bytes() == path.read_bytes()
 
 
 def _chain(tmp_path):

@@ -8,6 +8,7 @@ for: ratio, throughput, and the distance to the order-0 entropy bound.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import io
@@ -23,6 +24,7 @@ import numpy as np
 
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
+from .container.header import FileEntry
 from .container.kinds import Kind, open_data, refuse_layers, require
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import (
@@ -47,6 +49,7 @@ from .inputs.frameworks import to_numpy, to_torch
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
 from .inputs.torch_file import STATE_DICT_KEY, TorchFile, import_torch, is_torch_path, looks_like_torch_file, save_torch
+from .inputs.tree import Tree
 from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
 from .writing.cluster import add_tensors_on_cluster, connect
@@ -88,6 +91,12 @@ class CompressionReport(SizeAndSpeed):
     tensors: list[TensorStats] = field(default_factory=list)
     base: str | None = None  # the checkpoint the file is coded against
     dedup_saved_bytes: int = 0  # input bytes not stored again (tensors identical to an earlier one)
+    base_savings: dict[str, int] = field(default_factory=dict)  # tensor -> bytes the base saved (estimated)
+    base_not_used: str | None = None  # why a base given was not made a dependency
+
+    @property
+    def base_saved_bytes(self) -> int:
+        return sum(self.base_savings.values())
 
     @property
     def gap_to_bound(self) -> float:
@@ -159,10 +168,12 @@ def compress_file(
     ``.bin``) holding a flat dict of tensors, read with ``torch.load(weights_only=True)``:
     its tensors come back bit for bit, as .safetensors (or a torch file again).
 
-    With ``base`` (a .safetensors or .tzip checkpoint: the model this one was
-    fine-tuned from, or the previous checkpoint of a training run), each tensor is
-    coded against the base tensor of the same name when that is smaller. Tensors
-    identical to an earlier tensor of the file are stored once.
+    With ``base`` (a .safetensors or .tzip checkpoint, or a folder of either: the model this
+    one was fine-tuned from, or the previous checkpoint of a training run), each tensor is
+    coded against the base tensor of the same name when that is smaller. When the base saves
+    under ``MIN_BASE_SAVING`` (1%) of the file, a path target is written plainly instead, so it
+    does not depend on the base (``report.base_not_used`` says why). Tensors identical to an
+    earlier tensor of the file are stored once.
 
     With ``scheduler`` (a Dask scheduler address such as ``"tcp://host:8786"``, or a
     ``distributed.Client``), the tensors are encoded on that cluster's workers, which read
@@ -182,11 +193,16 @@ def compress_file(
         reference = stack.enter_context(open_base(base, threads=threads)) if base is not None else None
         if reference is not None:
             refuse_output_over_inputs(target, *reference.files())
-        return _compress(checkpoint, source, target, reference, threads, overwrite, progress, started, scheduler,
-                         digest)
+        return _compress_paying_base(checkpoint, source, target, reference, threads, overwrite, progress, started,
+                                     scheduler, digest)
 
 
 Checkpoint = CheckpointInput
+# A base is made a dependency of a file only when coding against it saves at least this
+# fraction of the file's plain size (estimated per tensor from samples, as the write plan
+# decides): otherwise the file is written again, plainly. A base that saves ~700 bytes of
+# 90 MB must not make a file unreadable without it.
+MIN_BASE_SAVING = 0.01
 
 
 COMPRESSIBLE = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER)
@@ -218,17 +234,34 @@ def files_read_by(path: str | os.PathLike[str]) -> list[str | os.PathLike[str]]:
     return files
 
 
+class _BaseNotWorthIt(Exception):
+    """Raised inside the writer (so it drops what it wrote) when the base saved too little."""
+
+    def __init__(self, saved: int, size: int):
+        super().__init__(f"coding against the base saved ~{saved:,} bytes of {size + saved:,} "
+                         f"(under {MIN_BASE_SAVING:.0%}), so the file is coded plainly and depends on no base")
+
+
+def _compress_paying_base(checkpoint: Checkpoint, source: str | os.PathLike[str], target: PathOrStream,
+                          base: BaseCheckpoint | None, *args: Any) -> CompressionReport:
+    """``_compress``, except that a path target coded against a base that saves under
+    ``MIN_BASE_SAVING`` is written again without it (a dependency must pay for itself)."""
+    if base is None or not isinstance(target, (str, os.PathLike)):
+        return _compress(checkpoint, source, target, base, *args)
+    try:
+        return _compress(checkpoint, source, target, base, *args, min_base_saving=MIN_BASE_SAVING)
+    except _BaseNotWorthIt as note:
+        report = _compress(checkpoint, source, target, None, *args)
+        return dataclasses.replace(report, base_not_used=f"{base.path}: {note}")
+
+
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None,
-              digest: bool = False) -> CompressionReport:
-    others = checkpoint.files_not_kept()
-    if others:  # an archive holds the shards and the index only: never drop a file silently
-        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        raise InputFileError(
-            f"{source}: an archive (--archive) keeps only the weight shards and the index, and the folder also "
-            f"holds {shown}; compress the folder without --archive (tensorzip compress {source} -> "
-            f"{Path(source).name}.tzip/ keeps every file), or archive a folder of the shards alone")
+              digest: bool = False, *, min_base_saving: float = 0.0) -> CompressionReport:
+    """``min_base_saving``: raise ``_BaseNotWorthIt`` (the writer drops its file) when the base
+    saves under this fraction of the file's plain size."""
+    others = checkpoint.other_files()
     if scheduler is not None and checkpoint.locations() is None:
         raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
                              "first (tensorzip compress, then decompress to .safetensors)")
@@ -236,7 +269,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         raise TensorzipError(f"{source}: --digest records the digest of a .safetensors file (the file decompress "
                              "restores byte for byte); compress this input without it")
     hashing = FileDigest(source) if digest else None
-    total = checkpoint.tensor_bytes
+    total = checkpoint.tensor_bytes + (others.total if others is not None else 0)
     done = 0
 
     def advance(stats: TensorStats) -> None:
@@ -259,26 +292,53 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     )
     with writer:
         if scheduler is None:
-            dedup = add_tensors(writer, checkpoint.tensors(), base)
+            planner = add_tensors(writer, checkpoint.tensors(), base)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
 
             with connect(scheduler) as client:
-                dedup, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
+                planner, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
+        if min_base_saving > 0 and planner.base_savings:  # none used: the writer drops the base itself
+            writer.flush()
+            if planner.base_saved_bytes < min_base_saving * (writer.bytes_written + planner.base_saved_bytes):
+                raise _BaseNotWorthIt(planner.base_saved_bytes, writer.bytes_written)
+        if others is not None:
+            done = _add_files(writer, others, done, total, progress)
         if hashing is not None:
             writer.add_metadata(SOURCE_DIGEST_KEY, hashing.result())
     size = writer.close()
     return CompressionReport(
         source=str(source),
         target=_name(target),
-        original_bytes=checkpoint.size,
+        original_bytes=checkpoint.size + (others.total if others is not None else 0),
         compressed_bytes=size,
-        order0_bound_bytes=sum(s.order0_bound_bytes for s in writer.stats),
+        order0_bound_bytes=sum(s.order0_bound_bytes for s in writer.stats) + writer.files_order0_bound_bytes,
         seconds=time.perf_counter() - started,
         threads=_resolve_threads(threads),
         tensors=writer.stats,
         base=None if base is None or not writer.uses_base else str(base.path),
-        dedup_saved_bytes=dedup.saved_bytes,
+        dedup_saved_bytes=planner.dedup.saved_bytes,
+        base_savings=planner.base_savings if writer.uses_base else {},
     )
+
+
+def _add_files(writer: TzipWriter, tree: Tree, done: int, total: int, progress: ProgressCallback | None) -> int:
+    """A folder's other files into its archive (memory-mapped, so a large file is not read
+    into memory), then its empty folders; returns the progress count."""
+    for item in tree.files:
+        path = tree.root / item.path
+        try:
+            data = np.memmap(path, dtype=np.uint8, mode="r") if item.size else np.empty(0, np.uint8)
+        except OSError as error:
+            raise InputFileError(f"{path}: cannot read ({error.strerror or error})") from None
+        if data.size != item.size:
+            raise InputFileError(f"{path}: changed size while the folder was compressed")
+        writer.add_file(item.path, data, item.mode)
+        done += item.size
+        if progress is not None:
+            progress(done, total)
+    for folder, mode in tree.folders:
+        writer.add_folder(folder, mode)
+    return done
 
 
 def _checked_prefix(text: str, entries: list[TensorEntry], where: str) -> bytes:
@@ -330,9 +390,10 @@ def _counter(total: int, progress: ProgressCallback | None) -> Callable[[int], N
 
 def _write_folder(reader: TzipReader, target: str | os.PathLike[str], overwrite: bool,
                   progress: ProgressCallback | None) -> int:
-    """Rebuild a checkpoint folder (every shard and the index), atomically."""
+    """Rebuild a checkpoint folder (every shard, the index and every other file), atomically."""
     files, index = _folder_files(reader)
-    advance = _counter(sum(e.nbytes for _, _, part in files for e in part), progress)
+    kept = list(reader.header.files.values())
+    advance = _counter(sum(e.nbytes for _, _, part in files for e in part) + sum(f.size for f in kept), progress)
     written = 0
     with atomic_directory(target, overwrite=overwrite) as folder:
         for name, prefix, part in files:
@@ -342,6 +403,32 @@ def _write_folder(reader: TzipReader, target: str | os.PathLike[str], overwrite:
             data = index[1].encode("utf-8")
             (folder / index[0]).write_bytes(data)
             written += len(data)
+        written += _write_kept_files(reader, kept, folder, advance)
+    return written
+
+
+def _write_kept_files(reader: TzipReader, kept: list[FileEntry], folder: Path, advance: Callable[[int], None]) -> int:
+    """An archive's other files and empty folders, then their permission bits (folders last,
+    deepest first, so a read-only folder is filled before it is closed)."""
+    stored = [f for f in kept if f.data is not None]
+    written = 0
+    for batch in batched_by_stored_bytes([f.data for f in stored if f.data is not None], DEFAULT_READ_BATCH_BYTES):
+        outs = [np.empty(entry.numel, np.uint8) for entry in batch]
+        reader.decode_into(list(zip(batch, outs, strict=True)))
+        for entry, out in zip(batch, outs, strict=True):
+            path = folder / entry.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb") as handle:
+                handle.write(memoryview(out))
+            written += out.nbytes
+            advance(out.nbytes)
+    for item in kept:
+        if item.data is None:
+            (folder / item.path).mkdir(parents=True, exist_ok=True)
+    for item in stored:
+        os.chmod(folder / item.path, item.mode)
+    for item in sorted((f for f in kept if f.data is None), key=lambda f: -f.path.count("/")):
+        os.chmod(folder / item.path, item.mode)
     return written
 
 
@@ -535,8 +622,29 @@ def verify_file(
             count += 1
             if progress is not None:
                 progress(done, total)
+        _verify_kept_files(reader, against)
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
                             time.perf_counter() - started)
+
+
+def _verify_kept_files(reader: TzipReader, against: str | os.PathLike[str] | None) -> None:
+    """Decode an archive's other files (checking every chunk); with ``against`` (the original
+    folder), compare each byte for byte, and the lists of files and empty folders."""
+    kept = reader.header.files
+    original = ShardedCheckpoint(against).other_files() if against is not None and os.path.isdir(against) else None
+    if original is not None:
+        expected = {f.path for f in original.files} | {path + "/" for path, _ in original.folders}
+        stored = {f.path + ("/" if f.data is None else "") for f in kept.values()}
+        if expected != stored:
+            odd = sorted(expected ^ stored)[:3]
+            raise CorruptDataError(f"{reader.where}: its files are not those of {against} ({', '.join(odd)})")
+    entries = [f.data for f in kept.values() if f.data is not None]
+    for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
+        outs = [np.empty(entry.numel, np.uint8) for entry in batch]
+        reader.decode_into(list(zip(batch, outs, strict=True)))
+        for entry, out in zip(batch, outs, strict=True):
+            if original is not None and Path(against, entry.name).read_bytes() != out.tobytes():  # type: ignore[arg-type]
+                raise CorruptDataError(f"{reader.where}: archived file {entry.name} differs from {against}")
 
 
 def _verify_digest(reader: TzipReader, recorded: str, threads: int | None, progress: ProgressCallback | None,

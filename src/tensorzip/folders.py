@@ -50,6 +50,7 @@ from .files import (
 )
 from .inputs.shards import MAX_INDEX_BYTES
 from .inputs.torch_file import TORCH_SUFFIXES
+from .inputs.tree import walk_tree
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
@@ -135,32 +136,11 @@ class _Plan:
 
 
 def _walk(root: Path) -> _Plan:
-    """Every subfolder and file of ``root`` in a fixed order; file symlinks are followed,
-    folder symlinks and special files refused."""
-    if not root.exists():
-        raise InputFileError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise InputFileError(f"{root}: not a folder")
-    plan = _Plan()
-
-    def failed(error: OSError) -> None:
-        raise InputFileError(f"{root}: cannot read {error.filename} ({error.strerror or error})")
-
-    files: list[tuple[str, str, int]] = []  # (folder, name, size)
-    for here, folders, names in os.walk(root, onerror=failed):
-        folders.sort()
-        relative = Path(here).relative_to(root).as_posix()
-        for name in folders:
-            if os.path.islink(os.path.join(here, name)):
-                raise InputFileError(f"{os.path.join(here, name)}: a symbolic link to a folder; "
-                                     "copy the folder it points to instead")
-            plan.folders.append(name if relative == "." else f"{relative}/{name}")
-        for name in sorted(names):
-            path = os.path.join(here, name)
-            if not os.path.isfile(path):  # follows links: a broken link or a special file
-                raise InputFileError(f"{path}: not a regular file (a broken link, a pipe or a device)")
-            files.append((relative, name, os.path.getsize(path)))
-    plan.items = [_Item(_COPY, name if folder == "." else f"{folder}/{name}", "", size) for folder, name, size in files]
+    """Every subfolder and file of ``root`` (``inputs.tree``: file links read through, folder
+    links and special files refused), each file to be copied until the plan says otherwise."""
+    tree = walk_tree(root)
+    plan = _Plan(folders=[path for path, _ in tree.folders])
+    plan.items = [_Item(_COPY, f.path, "", f.size) for f in tree.files]
     return plan
 
 
@@ -380,9 +360,14 @@ def compress_folder(
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
     scheduler: Any = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> FolderReport:
     """Compress a model folder into a folder of the same layout: each shard a .tzip of
     the same stem, the index rewritten to name them, every other file copied.
+
+    With ``base`` (the model it was fine-tuned from: a folder, a compressed folder, a
+    .safetensors or .tzip file), each shard's tensors are coded against the base's tensors
+    of the same names; decompressing then needs the base (given, or beside the output).
 
     Each .tzip decompresses alone to its identical shard; ``decompress_folder``
     restores the whole folder byte for byte. The output appears whole or not at all.
@@ -402,8 +387,11 @@ def compress_folder(
 
         def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> CompressionReport:
             remote = None if item.torch else client  # PyTorch shards are read (unpickled safely) here
-            return compress_file(path, out, threads=threads, overwrite=False, progress=progress, scheduler=remote)
+            return compress_file(path, out, threads=threads, overwrite=False, progress=progress, scheduler=remote,
+                                 base=base)
 
+        if base is not None:
+            _check_paths(Path(base), dst)
         reports, written = _run(plan, src, dst, overwrite, progress, shard)
     return FolderReport(
         source=str(src), target=str(dst), original_bytes=plan.total, compressed_bytes=written,
@@ -421,17 +409,20 @@ def decompress_folder(
     threads: int | None = None,
     overwrite: bool = True,
     progress: ProgressCallback | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> FolderReport:
     """Restore the model folder ``compress_folder`` made ``source`` from: every file byte
     for byte (``pytorch_model*.bin`` shards: their tensors bit for bit, written by
-    ``torch.save``). The output appears whole or not at all."""
+    ``torch.save``). Shards coded against a base need it: ``base``, or the file or folder
+    their headers name, beside ``source``. The output appears whole or not at all."""
     started = time.perf_counter()
     src, dst = Path(source), Path(target)
     plan = _decompression_plan(src)
     _check_paths(src, dst)
 
     def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> DecompressionReport:
-        return decompress_file(path, out, threads=threads, overwrite=False, progress=progress)
+        return decompress_file(path, out, threads=threads, overwrite=False, progress=progress,
+                               base=_shard_base(path, src, base))
 
     reports, written = _run(plan, src, dst, overwrite, progress, shard)
     return FolderReport(
@@ -449,6 +440,7 @@ def verify_folder(
     against: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Decode every tensor of every shard of a compressed folder (checking every checksum);
     with ``against``, the original folder, compare every file with it: tensors bit for bit
@@ -469,7 +461,8 @@ def verify_folder(
     for item in plan.items:
         twin = original / item.output if original is not None else None
         if item.kind == _SHARD:
-            report = verify_file(src / item.source, against=twin, threads=threads, progress=tracker.part(item.size))
+            report = verify_file(src / item.source, against=twin, threads=threads, progress=tracker.part(item.size),
+                                 base=_shard_base(src / item.source, src, base))
             tensors += report.tensors
             tensor_bytes += report.tensor_bytes
         elif twin is not None:
@@ -479,6 +472,20 @@ def verify_folder(
         tracker.advance(item.size)
     return VerifyReport(str(src), tensors, tensor_bytes, None if against is None else str(against),
                         time.perf_counter() - started)
+
+
+def _shard_base(shard: Path, root: Path, given: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """The base a shard of a compressed folder decodes against: the one given, else the one
+    its header names beside the compressed folder (where ``compress --base`` found it, and
+    where a fine-tune's folder is kept beside its base's), else the reader's own look-up
+    beside the shard."""
+    if given is not None:
+        return given
+    with TzipReader(shard) as reader:
+        recorded = reader.base_name
+    if recorded is not None and (root.parent / recorded).exists() and not (shard.parent / recorded).exists():
+        return root.parent / recorded
+    return None
 
 
 def weight_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -53,10 +53,14 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
         for t, entry in zip(tensors, reader.header.tensors.values(), strict=True):
             t["lossy"] = codec_class(entry.codec_config["id"]).lossy
         tensor_bytes = sum(t["original_bytes"] for t in tensors)
+        kept = [{"path": f.path, "folder": f.data is None, "original_bytes": f.size,
+                 "stored_bytes": f.data.stored_bytes if f.data is not None else 0, "mode": f.mode}
+                for f in reader.header.files.values()]
         return {"lossy": any(t["lossy"] for t in tensors),
-                "original_bytes": original_size(reader.header.source, tensor_bytes),
+                "original_bytes": original_size(reader.header.source, tensor_bytes) + sum(f.size for f in
+                                                                                         reader.header.files.values()),
                 "stored_bytes": reader.size, "made_from": found.source_format, "metadata": reader.metadata(),
-                "base": reader.base_name, "tensors": tensors}
+                "base": reader.base_name, "tensors": tensors, "kept_files": kept}
 
 
 def _lossy_weights(found: PathKind) -> dict[str, Any]:

@@ -37,11 +37,19 @@ def _print_compression(report: files.CompressionReport, verbose: bool) -> None:
             # A context bound of the tensor itself says nothing about a residual or a shared copy.
             plain = t.codec_id.startswith("tensorzip.") and "+" not in t.codec_id
             context = f"{bounds.get(t.name, 0.0):12,.0f}" if plain else f"{'-':>12}"
+            saved = report.base_savings.get(t.name)
+            by_base = f" (base saved ~{saved:,} bytes)" if saved is not None else ""
             print(f"{t.name[:44]:44} {t.dtype:>9} {t.original_bytes:12,} {t.stored_bytes:12,} "
-                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {context}  {t.codec_id.removeprefix('tensorzip.')}")
+                  f"{t.order0_bound_bytes:12,.0f} {gap:+8.2%} {context}  {t.codec_id.removeprefix('tensorzip.')}"
+                  f"{by_base}")
         print("order-0: bound of the planes as coded; context: planes given the exponent and the row's median "
               "exponent (tables not counted)")
     print(f"{report.source} -> {report.target}" + (f" (coded against {report.base})" if report.base else ""))
+    if report.base:
+        print(f"  the base saved ~{_mb(report.base_saved_bytes)} (estimated from samples); decoding needs it "
+              "(--base, or beside the file)")
+    if report.base_not_used:
+        print(f"  note: {report.base_not_used}")
     if report.dedup_saved_bytes:
         print(f"  identical tensors stored once: {_mb(report.dedup_saved_bytes)} not stored again")
     print(f"  {_mb(report.original_bytes)} -> {_mb(report.compressed_bytes)}  ratio {report.ratio:.4f}  "
@@ -84,6 +92,14 @@ def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool)
         gap = report.shard_compressed_bytes / report.order0_bound_bytes - 1 if report.order0_bound_bytes else 0.0
         print(f"  shards: {_mb(report.shard_original_bytes)} -> {_mb(report.shard_compressed_bytes)}; order-0 entropy "
               f"bound {_mb(report.order0_bound_bytes)}, {gap:+.3%} from it")
+    based = [s for s in report.shards if getattr(s, "base", None)]
+    if based:
+        saved = sum(s.base_saved_bytes for s in based)
+        print(f"  {len(based)} shard{'s' * (len(based) != 1)} coded against {based[0].base}: it saved ~{_mb(saved)} "
+              "(estimated from samples); decompressing needs it (--base, or beside the folder)")
+    for shard in report.shards:
+        if getattr(shard, "base_not_used", None):
+            print(f"  note ({Path(shard.source).name}): {shard.base_not_used}")
     if report.torch_files:
         print(f"  PyTorch shards ({', '.join(report.torch_files[:3])}{', ...' if len(report.torch_files) > 3 else ''})"
               f": {'decompressing writes them' if compressed else 'written'} again by torch.save, tensors bit-exact "
@@ -93,12 +109,10 @@ def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool)
 def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
     if args.digest:
         raise TensorzipError("--digest takes a .safetensors file; compress the shards one by one to record theirs")
-    if args.base:
-        raise TensorzipError("--base with a folder needs --archive (one .tzip for the whole folder)")
     target = _folder_output(args.output, args.input, True, args.force)
     with _progress("compress", not args.json) as progress:
         report = folders.compress_folder(args.input, target, threads=args.threads, progress=progress,
-                                              scheduler=args.scheduler)
+                                         scheduler=args.scheduler, base=args.base)
     if not args.json:
         _print_folder(report, True, args.verbose)
     return report.to_json()
@@ -183,7 +197,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         return _decompress_to_stdout(args, found)
     if not args.tensor:  # --tensor always writes one .safetensors file
         _check_output_name(found, args.output)
-    if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+    if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE, Kind.COMPRESSED_FOLDER):
         raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
                              f"{found.readers.words}")
     if args.tensor and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
@@ -193,7 +207,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         target = _folder_output(args.output, args.input, False, args.force)
         with _progress("decompress", not args.json) as progress:
             folder_report = folders.decompress_folder(args.input, target, threads=args.threads,
-                                                           progress=progress)
+                                                      progress=progress, base=args.base)
         if not args.json:
             _print_folder(folder_report, False, False)
         return folder_report.to_json()
@@ -290,7 +304,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     if found.kind is Kind.COMPRESSED_FOLDER:  # every shard, every file
         with _progress("verify", not args.json) as progress:
             report = folders.verify_folder(args.input, against=args.against, threads=args.threads,
-                                                progress=progress)
+                                           progress=progress, base=args.base)
     elif found.is_tzip_file:  # a lossy layer's stored parts are checked too (never compared with --against)
         with _progress("verify", not args.json) as progress:
             report = files.verify_file(args.input, against=args.against, threads=args.threads,
@@ -321,6 +335,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     else:
         tensors = len(doc.get("tensors", []))
         count = f" of {tensors} tensor{'s' * (tensors != 1)}" if doc["kind"] in ("checkpoint", "folder-archive") else ""
+        if doc.get("kept_files"):
+            count += f" and {len(doc['kept_files'])} other files and folders"
         print(f"{doc['file']}: {doc['what']}{count}, {lossless}, {_mb(doc['original_bytes'])} -> "
               f"{_mb(doc['stored_bytes'])} (ratio {doc['ratio']:.4f})")
     if "shape" in doc:

@@ -111,18 +111,21 @@ def _stored_size(codec: Codec, array: np.ndarray, spec: DTypeSpec) -> int:
     return encoded.stored_bytes
 
 
-def choose_delta(array: np.ndarray, base: np.ndarray, spec: DTypeSpec) -> str | None:
-    """``None`` (plain), ``"xor"`` or ``"sub"``: whichever codes a sample of the tensor smallest.
+def choose_delta(array: np.ndarray, base: np.ndarray, spec: DTypeSpec) -> tuple[str | None, int]:
+    """``None`` (plain), ``"xor"`` or ``"sub"``: whichever codes a sample of the tensor smallest,
+    and the bytes coding against the base is estimated to save on the whole tensor (from the
+    sample, scaled; 0 for plain), which decides whether a base is worth depending on.
 
     The sample is the same runs of elements in both tensors, so the residuals on
     it are the residuals of the whole tensor there.
     """
     if array.size == 0:
-        return None
+        return None, 0
     sample = np.ascontiguousarray(sample_of(array))
     base_sample = np.ascontiguousarray(sample_of(base))
     sizes = {None: _stored_size(codec_for(None, sample, spec), sample, spec)}
     for mode in MODES:
         stored = residual(sample, base_sample, mode, spec)
         sizes[mode] = _stored_size(codec_for(mode, stored, spec), stored, spec)
-    return min(sizes, key=lambda mode: (sizes[mode], mode is not None))
+    best = min(sizes, key=lambda mode: (sizes[mode], mode is not None))
+    return best, (sizes[None] - sizes[best]) * array.nbytes // max(1, sample.nbytes)

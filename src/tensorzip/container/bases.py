@@ -1,8 +1,9 @@
 """The checkpoint a file is coded against: where to find it, and handing out its
 tensors only after checking they are the ones the file was made with.
 
-A base is a .safetensors file, a folder of safetensors shards, or a .tzip file. A .tzip base may itself be coded
-against a base (a chain of training checkpoints); its own base is looked up by the
+A base is a .safetensors file, a folder of safetensors shards, a .tzip file (a checkpoint or
+a folder archive), or a folder ``tensorzip compress`` made (``DIR.tzip/``, its .tzip shards).
+A .tzip base may itself be coded against a base (a chain of training checkpoints); its own base is looked up by the
 file name its header records, in the same folder, and so on down the chain.
 """
 
@@ -38,7 +39,11 @@ class BaseCheckpoint:
         self.path = Path(path)
         self.name = self.path.name
         self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
-        self._reader: Any = None
+        self._readers: list[Any] = []  # open .tzip files (one, or a compressed folder's shards)
+        self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
+        if self.path.is_dir() and not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file()):
+            self._open_compressed_folder(open_tzip, threads, depth)
+            return
         if self.path.is_dir():  # a folder of shards
             folder = ShardedCheckpoint(self.path)
             self._safetensors = {e.name: (shard, e) for _, shard in folder.shards for e in shard.entries}
@@ -55,24 +60,47 @@ class BaseCheckpoint:
         except OSError as error:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
         if magic == MAGIC:
-            if depth >= MAX_CHAIN_LENGTH:
-                raise BaseRequiredError(f"{self.path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
-            self._reader = open_tzip(self.path, threads=threads, base_depth=depth + 1)
-            layer = records.layer_of(self._reader.header.metadata)
-            if layer is not None:  # its tensors are the parts of a lossy code: nothing to code against
-                self._reader.close()
-                raise InputFileError(f"base {self.path} is a lossy {layer} file, not a checkpoint; a base is a "
-                                     ".safetensors or .tzip checkpoint, or a folder of shards")
-            self._entries = dict.fromkeys(self._reader.header.tensors)
+            self._add_tzip(self.path, open_tzip, threads, depth)
         else:
             single = SafetensorsFile(self.path)
             self._safetensors = {e.name: (single, e) for e in single.entries}
             self._entries = dict.fromkeys(self._safetensors)
 
+    def _add_tzip(self, path: Path, open_tzip: Callable[..., Any], threads: int | None, depth: int) -> None:
+        if depth >= MAX_CHAIN_LENGTH:
+            raise BaseRequiredError(f"{path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
+        reader = open_tzip(path, threads=threads, base_depth=depth + 1)
+        self._readers.append(reader)
+        layer = records.layer_of(reader.header.metadata)
+        if layer is not None:  # its tensors are the parts of a lossy code: nothing to code against
+            self.close()
+            raise InputFileError(f"base {path} is a lossy {layer} file, not a checkpoint; a base is a "
+                                 ".safetensors or .tzip checkpoint, or a folder of either")
+        for name in reader.header.tensors:
+            if name in self._tzip_of:
+                self.close()
+                raise InputFileError(f"base {self.path}: tensor {name!r} is in two of its shards")
+            self._tzip_of[name] = reader
+        self._entries = dict.fromkeys(self._tzip_of)
+
+    def _open_compressed_folder(self, open_tzip: Callable[..., Any], threads: int | None, depth: int) -> None:
+        """A folder ``tensorzip compress`` made (DIR.tzip/): its top-level .tzip shards."""
+        shards = sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix == ".tzip")
+        if not shards:
+            raise InputFileError(f"base {self.path}: a folder with neither .safetensors nor .tzip shards; a base "
+                                 "is a .safetensors or .tzip checkpoint, or a folder of either")
+        self._entries = {}
+        for shard in shards:
+            with open(shard, "rb") as handle:
+                if handle.read(len(MAGIC)) != MAGIC:
+                    self.close()
+                    raise InputFileError(f"base {self.path}: {shard.name} is not a .tzip file")
+            self._add_tzip(shard, open_tzip, threads, depth)
+
     def files(self) -> list[Path]:
         """Every file this base reads: itself (or its folder) and, for a .tzip coded against a
         base of its own, each file down the chain. An output may replace none of them."""
-        return [self.path, *(self._reader.base_files() if self._reader is not None else [])]
+        return [self.path, *(f for reader in self._readers for f in reader.base_files())]
 
     def tensor(self, name: str) -> np.ndarray | None:
         """The base tensor called ``name``, or ``None`` when the base has none."""
@@ -81,7 +109,7 @@ class BaseCheckpoint:
         if self._safetensors is not None:
             shard, entry = self._safetensors[name]
             return shard.array(entry)
-        return self._reader.get_tensor(name)
+        return self._tzip_of[name].get_tensor(name)
 
     def location(self, name: str) -> tuple[str, int] | None:
         """Where base tensor ``name`` lies as raw bytes, (file, byte offset), when the base is
@@ -100,7 +128,7 @@ class BaseCheckpoint:
         if self._safetensors is not None:
             _, entry = self._safetensors[name]
             return entry.spec.name, math.prod(entry.shape)
-        stored = self._reader.header.tensors[name]
+        stored = self._tzip_of[name].header.tensors[name]
         return stored.spec.name, stored.numel
 
     def tensor_for(self, delta: Delta, where: str, name: str, expected: str,
@@ -139,9 +167,9 @@ class BaseCheckpoint:
                 "chain is looked for beside the link that names it: put it there)")
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
 
     def __enter__(self) -> BaseCheckpoint:
         return self

@@ -76,6 +76,31 @@ class TensorEntry:
         return doc
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """A file (or an empty folder) of a folder archive kept byte for byte beside the tensors:
+    its bytes are one uint8 "tensor" that no tensor view lists (``Header.files``, not
+    ``Header.tensors``). Needs the required feature ``files`` (records.FILES_FEATURE)."""
+
+    path: str  # relative, POSIX separators, checked to stay inside the output folder
+    mode: int  # permission bits to restore
+    data: TensorEntry | None  # None: an empty folder
+
+    @property
+    def size(self) -> int:
+        return self.data.nbytes if self.data is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"path": self.path, "mode": self.mode}
+        if self.data is None:
+            doc["folder"] = True
+            return doc
+        doc["size"] = self.data.nbytes
+        doc["codec"] = self.data.codec_config
+        doc["chunks"] = [[c.offset, c.length, c.crc32c] for c in self.data.chunks]
+        return doc
+
+
 @dataclass
 class Header:
     tensors: dict[str, TensorEntry] = field(default_factory=dict)
@@ -85,8 +110,10 @@ class Header:
     source: dict[str, Any] | None = None
     # The checkpoint that tensors with a "delta" are coded against: {"file": "<its file name>"}.
     base: dict[str, Any] | None = None
-    # Features a reader must know to read the file (records.py); none yet, so not written.
+    # Features a reader must know to read the file (records.py); written only when used.
     required_features: tuple[str, ...] = ()
+    # A folder archive's other files (config, tokenizer, subfolders), after every tensor's chunks.
+    files: dict[str, FileEntry] = field(default_factory=dict)
 
     @property
     def uses_format_1_1(self) -> bool:
@@ -101,8 +128,12 @@ class Header:
             doc["source"] = self.source
         if self.base is not None:
             doc["base"] = self.base
-        if self.required_features:
-            doc["features"] = {"required": list(self.required_features)}
+        required = list(self.required_features)
+        if self.files:
+            doc["files"] = [f.to_json() for f in self.files.values()]
+            required += [records.FILES_FEATURE] if records.FILES_FEATURE not in required else []
+        if required:
+            doc["features"] = {"required": required}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -116,7 +147,9 @@ class Header:
             raise HeaderError(f"{where}: header JSON is nested too deeply") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("tensors"), list):
             raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
-        unknown = set(doc) - {"tensors", "metadata", "source", "base", "features"}
+        # Features first: a file of a newer release is refused with "upgrade", not "unknown keys".
+        required = records.check_features(doc["features"], where) if "features" in doc else ()
+        unknown = set(doc) - {"tensors", "metadata", "source", "base", "features", "files"}
         if unknown:
             raise HeaderError(f"{where}: header has unknown keys {sorted(unknown)}")
         metadata = doc.get("metadata")
@@ -127,7 +160,6 @@ class Header:
             raise HeaderError(f"{where}: 'metadata' must map strings to strings")
         if metadata is not None:
             records.check_metadata(metadata, where)
-        required = records.check_features(doc["features"], where) if "features" in doc else ()
         source = doc.get("source")
         base = doc.get("base")
         if base is not None and not (isinstance(base, dict) and isinstance(base.get("file"), str)):
@@ -161,13 +193,49 @@ class Header:
                     f"{limits.max_expansion}x (a decompression bomb?)"
                 )
             header.tensors[entry.name] = entry
+        if "files" in doc:
+            if records.FILES_FEATURE not in required:
+                raise HeaderError(f"{where}: the header lists files but does not declare the feature "
+                                  f"{records.FILES_FEATURE!r}")
+            expected_offset = _parse_files(doc["files"], header, expected_offset, where, limits)
         if expected_offset != data_end:
             raise HeaderError(
                 f"{where}: chunks end at offset {expected_offset} but the header starts at {data_end}"
             )
         if source is not None:
             records.check_source(source, len(header.tensors), where)
+        if header.files:
+            records.check_archive_files(source, [(f.path, f.data is None) for f in header.files.values()], where)
         return header
+
+
+def _parse_files(items: Any, header: Header, offset: int, where: str, limits: ReadLimits) -> int:
+    """The archive's files, whose chunks continue tiling the data area after the tensors'.
+    Returns where their chunks end."""
+    _require(isinstance(items, list), where, "'files' must be a list")
+    for index, item in enumerate(items):
+        here = f"{where}: file #{index}"
+        _require(isinstance(item, dict) and isinstance(item.get("path"), str) and _is_uint(item.get("mode"))
+                 and item["mode"] <= 0o777, here, "needs a path and permission bits (mode, at most 0o777)")
+        path = item["path"]
+        _require(path not in header.files, here, f"path {path!r} appears twice")
+        if item.get("folder") is True:
+            _require(set(item) == {"path", "mode", "folder"}, here, f"folder {path!r} has unexpected keys")
+            header.files[path] = FileEntry(path, item["mode"], None)
+            continue
+        _require(set(item) == {"path", "mode", "size", "codec", "chunks"} and _is_uint(item["size"]), here,
+                 "must have the keys path, mode, size, codec, chunks (or path, mode, folder)")
+        data = _parse_tensor({"name": path, "dtype": "uint8", "shape": [item["size"]], "codec": item["codec"],
+                              "chunks": item["chunks"]}, here, limits)
+        for number, chunk in enumerate(data.chunks):
+            _require(chunk.offset == offset, here,
+                     f"chunk {number} of {path!r} starts at offset {chunk.offset}, expected {offset}")
+            offset += chunk.length
+        if data.nbytes > limits.max_expansion * max(1, data.stored_bytes):
+            raise LimitExceededError(f"{here}: {path!r} declares {data.nbytes} bytes from {data.stored_bytes} "
+                                     f"stored bytes, beyond the expansion limit of {limits.max_expansion}x")
+        header.files[path] = FileEntry(path, item["mode"], data)
+    return offset
 
 
 def _require(condition: bool, where: str, message: str) -> None:

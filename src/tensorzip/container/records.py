@@ -8,6 +8,7 @@ A record is validated when the header is parsed, so no face ever acts on a malfo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,8 @@ TORCH_WRAPPERS = ("state_dict",)
 
 # Features a reader must understand to read a file (refused by name when unknown) and
 # optional ones it may ignore. Format evolution adds a feature, not a version fork.
-KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset()
+FILES_FEATURE = "files"  # a folder archive keeps the folder's other files (header "files")
+KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE})
 
 
 def layer_of(metadata: Mapping[str, str] | None) -> str | None:
@@ -121,6 +123,27 @@ def folder_layout(source: Mapping[str, Any], tensor_count: int,
     if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
         raise HeaderError(f"{where}: the folder's index needs a name and a text")
     return shards, (plain_name(index["name"], where), index["text"])
+
+
+def check_archive_files(source: Any, files: list[tuple[str, bool]], where: str) -> None:
+    """A folder archive's files ``[(path, is_folder)]``: paths stay inside the output folder,
+    name no shard or index of its own, and no file is the parent of another path (each path
+    is written exactly once, and nothing is written through a name another entry made)."""
+    if not is_folder_source(source):
+        raise HeaderError(f"{where}: only a folder archive keeps files besides its tensors")
+    shards, index = folder_layout(source, sum(f["tensors"] for f in source["files"]), where)
+    leaves = {name for name, _, _ in shards} | ({index[0]} if index else set())
+    leaves |= {path for path, is_folder in files if not is_folder}
+    for path, _ in files:
+        if path.startswith("/") or any(part != plain_name(part, where) for part in path.split("/")):
+            raise HeaderError(f"{where}: archived path {path!r} is not a relative path")
+        if path in {name for name, _, _ in shards} or (index and path == index[0]):
+            raise HeaderError(f"{where}: archived path {path!r} is also one of the archive's shards or its index")
+        parent = os.path.dirname(path)
+        while parent:
+            if parent in leaves:
+                raise HeaderError(f"{where}: archived path {path!r} lies under the file {parent!r}")
+            parent = os.path.dirname(parent)
 
 
 def plain_name(name: str, where: str) -> str:

@@ -23,8 +23,9 @@ from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
 from ..codecs.residual import Delta
 from ..errors import CorruptDataError, OutputFileError, TensorzipError
 from ..outputs.atomic import atomic_output
+from . import records
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
-from .header import Header, TensorEntry
+from .header import FileEntry, Header, TensorEntry
 
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 
@@ -71,13 +72,15 @@ class TzipWriter:
         self._threads = threads or 0
         self._batch_bytes = batch_bytes
         self._on_tensor = on_tensor
-        # Queued tensors: (name, job or None, delta, same_as).
-        self._pending: list[tuple[str, EncodeJob | None, Delta | None, str | None]] = []
+        # Queued tensors: (name, job or None, delta, same_as, file mode: None for a tensor).
+        self._pending: list[tuple[str, EncodeJob | None, Delta | None, str | None, int | None]] = []
         self._pending_bytes = 0
         self._names: set[str] = set()
+        self._file_paths: set[str] = set()  # a folder archive's files, added after every tensor
         # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
         self._encoders: dict[type[Codec], Callable[[list[EncodeJob]], list[Any]]] = {}
         self.stats: list[TensorStats] = []
+        self.files_order0_bound_bytes = 0.0  # of a folder archive's other files, as coded
         self.encode_seconds = 0.0
         self._closed = False
         self._stack = contextlib.ExitStack()
@@ -107,6 +110,8 @@ class TzipWriter:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
         if delta is not None and self._header.base is None:
             raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
+        if self._file_paths:
+            raise TensorzipError(f"{self.where}: tensor {name!r} added after a file (files come last)")
 
     def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
         """Queue a tensor; it is coded and written with the next batch.
@@ -118,7 +123,7 @@ class TzipWriter:
         spec = dtypes.by_numpy(array.dtype)
         self._names.add(name)
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
-        self._pending.append((name, job, delta, None))
+        self._pending.append((name, job, delta, None, None))
         self._pending_bytes += array.nbytes
         if self._pending_bytes >= self._batch_bytes:
             self.flush()
@@ -133,7 +138,36 @@ class TzipWriter:
         if same_as not in self._names:
             raise TensorzipError(f"{self.where}: tensor {name!r} is the same as {same_as!r}, which was not added")
         self._names.add(name)
-        self._pending.append((name, None, None, same_as))
+        if self._file_paths:
+            raise TensorzipError(f"{self.where}: tensor {name!r} added after a file (files come last)")
+        self._pending.append((name, None, None, same_as, None))
+
+    def add_file(self, path: str, data: np.ndarray, mode: int) -> None:
+        """Queue a file of a folder archive (``data``: its bytes, 1-D uint8, e.g. a memory map);
+        after every tensor. Its path is checked when the header is written (records.py)."""
+        self._check_file(path, mode)
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise TensorzipError(f"{self.where}: file {path!r} must be given as 1-D uint8 bytes")
+        spec = dtypes.by_numpy(data.dtype)
+        self._pending.append((path, EncodeJob(choose_codec(data, spec), data, spec), None, None, mode))
+        self._pending_bytes += data.nbytes
+        if self._pending_bytes >= self._batch_bytes:
+            self.flush()
+
+    def add_folder(self, path: str, mode: int) -> None:
+        """Record an empty folder of a folder archive, so that it comes back."""
+        self._check_file(path, mode)
+        self.flush()
+        self._header.files[path] = FileEntry(path, mode, None)
+
+    def _check_file(self, path: str, mode: int) -> None:
+        if self._closed:
+            raise TensorzipError(f"{self.where}: writer is closed")
+        if path in self._file_paths:
+            raise TensorzipError(f"{self.where}: file {path!r} added twice")
+        if not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            raise TensorzipError(f"{self.where}: file {path!r}: mode must be permission bits (0 to 0o777)")
+        self._file_paths.add(path)
 
     def flush(self) -> None:
         """Code and write every queued tensor."""
@@ -141,7 +175,7 @@ class TzipWriter:
             return
         started = time.perf_counter()
         by_class: dict[type[Codec], list[int]] = {}
-        for index, (_, job, _, _) in enumerate(self._pending):
+        for index, (_, job, _, _, _) in enumerate(self._pending):
             if job is not None:
                 by_class.setdefault(type(job.codec), []).append(index)
         encoded: dict[int, Any] = {}
@@ -151,9 +185,15 @@ class TzipWriter:
             results = self._encoders[cls]([self._pending[i][1] for i in indices])  # type: ignore[misc]
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
-        for index, (name, job, delta, same_as) in enumerate(self._pending):
+        for index, (name, job, delta, same_as, mode) in enumerate(self._pending):
             if job is None:
                 self._record_shared(name, same_as)
+                continue
+            if mode is not None:
+                entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(),
+                                    self._write_chunks(encoded[index]))
+                self.files_order0_bound_bytes += encoded[index].order0_bound_bytes
+                self._header.files[name] = FileEntry(name, mode, entry)
                 continue
             self._write_tensor(name, job.spec, tuple(job.array.shape), job.codec, encoded[index], delta)
         self._pending.clear()
@@ -180,12 +220,7 @@ class TzipWriter:
 
     def _write_tensor(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
                       result: EncodedTensor, delta: Delta | None) -> None:
-        chunks = []
-        for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
-            self._file.write(chunk)
-            chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
-            self._offset += chunk.nbytes
-        entry = TensorEntry(name, spec, shape, codec.get_config(), tuple(chunks), delta)
+        entry = TensorEntry(name, spec, shape, codec.get_config(), self._write_chunks(result), delta)
         self._header.tensors[name] = entry
         stats = TensorStats(
             name, spec.name, entry.shape, entry.nbytes, result.stored_bytes,
@@ -194,6 +229,14 @@ class TzipWriter:
         self.stats.append(stats)
         if self._on_tensor is not None:
             self._on_tensor(stats)
+
+    def _write_chunks(self, result: EncodedTensor) -> tuple[ChunkRef, ...]:
+        chunks = []
+        for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
+            self._file.write(chunk)
+            chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
+            self._offset += chunk.nbytes
+        return tuple(chunks)
 
     def _record_shared(self, name: str, same_as: str | None) -> None:
         target = self._header.tensors[same_as or ""]
@@ -204,6 +247,11 @@ class TzipWriter:
         self.stats.append(stats)
         if self._on_tensor is not None:
             self._on_tensor(stats)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the file so far (queued tensors not counted until ``flush``)."""
+        return self._offset
 
     @property
     def uses_base(self) -> bool:
@@ -226,6 +274,9 @@ class TzipWriter:
             self.flush()
             if self._header.base is not None and not any(e.delta for e in self._header.tensors.values()):
                 self._header.base = None  # no tensor used the base: the file must not depend on it
+            if self._header.files:  # never write a file this reader would refuse
+                records.check_archive_files(self._header.source,
+                                            [(f.path, f.data is None) for f in self._header.files.values()], self.where)
             header = self._header.to_bytes()
             self._file.write(header)
             end = self._offset + len(header)

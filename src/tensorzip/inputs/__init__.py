@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .tree import Tree
+
 # Where a tensor lies as raw bytes: (name, array mapped from the file, file path, byte offset).
 TensorLocation = tuple[str, np.ndarray, str, int]
 
@@ -42,6 +44,7 @@ class CheckpointInput(Protocol):
         """Drop a written tensor's mapped pages from resident memory (bounded memory)."""
         ...
 
-    def files_not_kept(self) -> list[str]:
-        """Files beside the tensors that a single .tzip would not keep (a folder's config)."""
+    def other_files(self) -> Tree | None:
+        """A folder's files beside its tensors (config, tokenizer, subfolders), which an archive
+        keeps byte for byte; ``None`` for a single file."""
         ...

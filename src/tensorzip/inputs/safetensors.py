@@ -143,8 +143,8 @@ class SafetensorsFile:
         if entry is not None:
             self.release(entry)
 
-    def files_not_kept(self) -> list[str]:
-        return []
+    def other_files(self) -> None:
+        return None
 
     def array(self, entry: SafetensorsEntry) -> np.ndarray:
         """A read-only view of one tensor straight from the mapped file."""

@@ -22,6 +22,7 @@ import numpy as np
 from ..container.records import FOLDER_SOURCE
 from ..errors import InputFileError
 from .safetensors import SafetensorsFile
+from .tree import Tree, walk_tree
 
 INDEX_SUFFIX = ".safetensors.index.json"
 MAX_INDEX_BYTES = 100 * 1024 * 1024
@@ -50,17 +51,15 @@ class ShardedCheckpoint:
 
     metadata: dict[str, str] | None = None  # a folder archive records none of its own
 
-    def files_not_kept(self) -> list[str]:
+    def other_files(self) -> Tree:
         """Everything in the folder besides the shards and the index (config, tokenizer,
-        subfolders, empty folders), relative to it: what an archive of the shards would drop."""
+        subfolders, empty folders), which the archive keeps byte for byte; ``folders`` lists
+        only the empty ones (the others come back with their files)."""
+        tree = walk_tree(self.folder)
         kept = {name for name, _ in self.shards} | ({self.index[0]} if self.index else set())
-        others = []
-        for path in sorted(self.folder.rglob("*")):
-            relative = path.relative_to(self.folder).as_posix()
-            if relative in kept or (path.is_dir() and any(path.iterdir())):
-                continue
-            others.append(relative + ("/" if path.is_dir() else ""))
-        return others
+        empty = set(tree.empty_folders())
+        return Tree(tree.root, [(path, mode) for path, mode in tree.folders if path in empty],
+                    [f for f in tree.files if f.path not in kept])
 
     def _read_index(self, shard_paths: list[Path]) -> tuple[str, str] | None:
         indexes = sorted(p for p in self.folder.iterdir() if p.is_file() and p.name.endswith(INDEX_SUFFIX))

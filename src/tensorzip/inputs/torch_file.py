@@ -162,8 +162,8 @@ class TorchFile:
     def release_tensor(self, name: str) -> None:
         return None
 
-    def files_not_kept(self) -> list[str]:
-        return []
+    def other_files(self) -> None:
+        return None
 
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"format": TORCH_SOURCE, "file": os.path.basename(self.where), "size": self.size}

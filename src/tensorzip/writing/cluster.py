@@ -59,7 +59,6 @@ from ..codecs.residual import Delta, digest, residual
 from ..container.bases import BaseCheckpoint
 from ..container.reader import open_base
 from ..errors import InputFileError, TensorzipError
-from .dedup import Deduplicator
 from .plan import WritePlanner
 
 if TYPE_CHECKING:
@@ -430,9 +429,9 @@ def pieces_of(name: str, file: FileRef, offset: int, spec: dtypes.DTypeSpec, sha
 def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
                            base: BaseCheckpoint | None, client: Any, *, threads: int | None = None,
                            piece_bytes: int | None = None, max_in_flight: int | None = None
-                           ) -> tuple[Deduplicator, int]:
+                           ) -> tuple[WritePlanner, int]:
     """What ``plan.add_tensors`` does, with the encoding on the cluster: the same write plan
-    (``WritePlanner``: dedup, delta and codec decisions), in the same order. Returns the deduplicator and the
+    (``WritePlanner``: dedup, delta and codec decisions), in the same order. Returns the planner and the
     cluster's worker threads."""
     piece_bytes = piece_bytes or PIECE_BYTES
     encoder = ClusterEncoder(writer, client, threads=threads or 1, piece_bytes=piece_bytes,
@@ -476,4 +475,4 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
     except BaseException:
         encoder.cancel()
         raise
-    return planner.dedup, encoder.cluster_threads
+    return planner, encoder.cluster_threads

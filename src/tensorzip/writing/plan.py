@@ -37,6 +37,7 @@ class TensorPlan:
     codec: Codec | None = None
     delta_mode: str | None = None
     base_array: np.ndarray | None = None
+    base_saved_bytes: int = 0  # estimated from a sample (codecs.residual.choose_delta)
 
 
 class WritePlanner:
@@ -45,6 +46,11 @@ class WritePlanner:
     def __init__(self, base: BaseCheckpoint | None):
         self.base = base
         self.dedup = Deduplicator()
+        self.base_savings: dict[str, int] = {}  # tensor -> estimated bytes the base saved it
+
+    @property
+    def base_saved_bytes(self) -> int:
+        return sum(self.base_savings.values())
 
     def plan(self, name: str, array: np.ndarray) -> TensorPlan:
         spec = dtypes.by_numpy(array.dtype)
@@ -53,17 +59,18 @@ class WritePlanner:
             return TensorPlan(name, spec, same_as=twin)
         base_array = self.base.tensor(name) if self.base is not None else None
         if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
-            mode = choose_delta(array, base_array, spec)
+            mode, saved = choose_delta(array, base_array, spec)
             if mode is not None:  # the residual's codec depends on the mode and dtype only
+                self.base_savings[name] = saved
                 return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
-                                  base_array=base_array)
+                                  base_array=base_array, base_saved_bytes=saved)
         return TensorPlan(name, spec, codec=choose_codec(array, spec))
 
 
 def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
-                base: BaseCheckpoint | None) -> Deduplicator:
+                base: BaseCheckpoint | None) -> WritePlanner:
     """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
-    threads). Returns the deduplicator (its saved bytes)."""
+    threads). Returns the planner (what dedup and the base saved)."""
     planner = WritePlanner(base)
     for name, array in tensors:
         plan = planner.plan(name, array)
@@ -75,4 +82,4 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
             writer.add(name, stored, plan.codec, Delta(plan.delta_mode, name, digest(plan.base_array)))
         else:
             writer.add(name, array, plan.codec)
-    return planner.dedup
+    return planner
