@@ -34,6 +34,7 @@ from .container.records import (
     TORCH_SOURCE,
     folder_layout,
     is_folder_source,
+    restored_modes,
 )
 from .errors import (
     CorruptDataError,
@@ -404,6 +405,8 @@ def _write_folder(reader: TzipReader, target: str | os.PathLike[str], overwrite:
             (folder / index[0]).write_bytes(data)
             written += len(data)
         written += _write_kept_files(reader, kept, folder, advance)
+        for name, mode in restored_modes(reader.header.source or {}).items():
+            os.chmod(folder / name, mode)
     return written
 
 

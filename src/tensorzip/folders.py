@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from .files import (
 )
 from .inputs.shards import MAX_INDEX_BYTES
 from .inputs.torch_file import TORCH_SUFFIXES
-from .inputs.tree import walk_tree
+from .inputs.tree import PERMISSION_BITS, walk_tree
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
@@ -343,8 +344,10 @@ def _run(plan: _Plan, source: Path, target: Path, overwrite: bool, progress: Pro
                 report = shard(source / item.source, out / item.output, item, tracker.part(item.size))
                 reports.append(dataclasses.replace(report, source=str(source / item.source),
                                                    target=str(target / item.output)))
+                os.chmod(out / item.output, stat.S_IMODE(os.stat(source / item.source).st_mode) & PERMISSION_BITS)
             elif item.kind == _INDEX:
                 (out / item.output).write_bytes((item.text or "").encode("utf-8"))
+                os.chmod(out / item.output, stat.S_IMODE(os.stat(source / item.source).st_mode) & PERMISSION_BITS)
             else:
                 shutil.copy2(source / item.source, out / item.output)
             tracker.advance(item.size)

@@ -113,6 +113,7 @@ def folder_layout(source: Mapping[str, Any], tensor_count: int,
         if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("header"), str)
                 and isinstance(item.get("tensors"), int) and item["tensors"] >= 0):
             raise HeaderError(f"{where}: each folder file needs a name, a header and a tensor count")
+        check_mode(item.get("mode"), where)
         shards.append((plain_name(item["name"], where), item["header"], item["tensors"]))
     if sum(count for _, _, count in shards) != tensor_count:
         raise HeaderError(f"{where}: the folder's files hold {sum(c for _, _, c in shards)} tensors, "
@@ -122,7 +123,24 @@ def folder_layout(source: Mapping[str, Any], tensor_count: int,
         return shards, None
     if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
         raise HeaderError(f"{where}: the folder's index needs a name and a text")
+    check_mode(index.get("mode"), where)
     return shards, (plain_name(index["name"], where), index["text"])
+
+
+def check_mode(mode: Any, where: str) -> None:
+    """A recorded file's permission bits (optional: files written before they were recorded
+    get the umask's)."""
+    if mode is not None and not (isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o777):
+        raise HeaderError(f"{where}: a file's mode must be permission bits (0 to 0o777), not {mode!r}")
+
+
+def restored_modes(source: Mapping[str, Any]) -> dict[str, int]:
+    """The permission bits a folder archive recorded for its shards and index, by file name."""
+    modes = {f["name"]: f["mode"] for f in source.get("files", []) if isinstance(f.get("mode"), int)}
+    index = source.get("index")
+    if isinstance(index, dict) and isinstance(index.get("mode"), int):
+        modes[index["name"]] = index["mode"]
+    return modes
 
 
 def check_archive_files(source: Any, files: list[tuple[str, bool]], where: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from ..container.records import FOLDER_SOURCE
 from ..errors import InputFileError
 from .safetensors import SafetensorsFile
-from .tree import Tree, walk_tree
+from .tree import PERMISSION_BITS, Tree, walk_tree
 
 INDEX_SUFFIX = ".safetensors.index.json"
 MAX_INDEX_BYTES = 100 * 1024 * 1024
@@ -50,6 +51,10 @@ class ShardedCheckpoint:
                 seen[entry.name] = shard_name
 
     metadata: dict[str, str] | None = None  # a folder archive records none of its own
+
+    def _mode(self, name: str) -> int:
+        """Permission bits of a file of the folder (of the file a link points to)."""
+        return stat.S_IMODE(os.stat(self.folder / name).st_mode) & PERMISSION_BITS
 
     def other_files(self) -> Tree:
         """Everything in the folder besides the shards and the index (config, tokenizer,
@@ -106,9 +111,9 @@ class ShardedCheckpoint:
     def source_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "format": FOLDER_SOURCE,
-            "files": [{"name": name, "header": shard.header_text, "tensors": len(shard.entries)}
-                      for name, shard in self.shards],
+            "files": [{"name": name, "header": shard.header_text, "tensors": len(shard.entries),
+                       "mode": self._mode(name)} for name, shard in self.shards],
         }
         if self.index is not None:
-            record["index"] = {"name": self.index[0], "text": self.index[1]}
+            record["index"] = {"name": self.index[0], "text": self.index[1], "mode": self._mode(self.index[0])}
         return record
