@@ -145,3 +145,23 @@ def test_info_and_verify_take_several_inputs(tmp_path, small_tzip, capsys):
     assert capsys.readouterr().out.count(": OK") == 2
     assert main(["verify", str(small_tzip), str(tmp_path / "kv.tzip"), "--against", str(small_tzip)]) == 1
     assert "give one INPUT" in capsys.readouterr().err
+
+
+def test_help_of_every_command_documents_every_argument():
+    import argparse
+
+    from tensorzip.cli.main import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    assert sub.description, f"tensorzip {' '.join([*path, name])} has no description"
+                    walk(sub, [*path, name])
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"tensorzip {' '.join(path)} {action.option_strings or action.dest}")
+
+    walk(build_parser(), [])
+    assert not missing, missing

@@ -28,7 +28,8 @@ from .errors import (
 from .files import CompressionReport, DecompressionReport, VerifyReport, compress_file, decompress_file, verify_file
 from .folders import FolderReport, compress_folder, decompress_folder
 from .outputs.memory_file import MemoryFile
-from .summary import info
+from .salvage import SalvageReport, salvage_file
+from .summary import contents, info
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,9 @@ __all__ = [
     "UnsupportedDtypeError",
     "WrongKindError",
     "VerifyReport",
+    "SalvageReport",
+    "contents",
+    "salvage_file",
     "compress",
     "compress_file",
     "compress_folder",

@@ -24,6 +24,7 @@ from .container.records import LOSSY_WEIGHTS_KEY, original_size
 from .errors import InputFileError
 from .folders import is_index, original_index
 from .inputs.safetensors import SafetensorsFile
+from .inputs.torch_file import TorchFile
 
 
 def info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -159,3 +160,55 @@ _HANDLERS = {
     Kind.SAFETENSORS: _uncompressed, Kind.PYTORCH: _uncompressed, Kind.NUMPY: _uncompressed,
     Kind.MODEL_FOLDER: _uncompressed,
 }
+
+
+def contents(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every tensor (and archived file) ``path`` holds, whatever its kind: ``name``, ``dtype``,
+    ``shape``, ``original_bytes``, and where known ``stored_bytes`` and the ``file`` of a folder
+    it lies in. A lossy layer lists what it decodes to (``tensorzip ls``)."""
+    found = identify(path)
+    root = Path(found.path)
+    if found.kind in (Kind.SAFETENSORS, Kind.PYTORCH, Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+        return _file_contents(root, found.kind)
+    if found.kind in (Kind.MODEL_FOLDER, Kind.COMPRESSED_FOLDER):
+        rows = []
+        for shard in sorted(p for p in root.rglob("*") if p.is_file()):
+            kind = identify(shard).kind
+            if kind in (Kind.SAFETENSORS, Kind.PYTORCH, Kind.CHECKPOINT) and (
+                    kind is not Kind.PYTORCH or "pytorch_model" in shard.name):
+                rows += [{**row, "file": shard.relative_to(root).as_posix()} for row in _file_contents(shard, kind)]
+        return rows
+    if found.kind is Kind.LOSSY_WEIGHTS:
+        return [{"name": t["name"], "dtype": t.get("dtype"), "shape": t.get("shape"),
+                 "original_bytes": t.get("original_bytes")} for t in info(root)["tensors"]]
+    if found.kind in (Kind.EMBEDDINGS, Kind.NUMPY):
+        doc = info(root)
+        shape = doc["shape"]
+        itemsize = np.dtype(dtypes.by_name(doc["dtype"]).numpy_dtype).itemsize if found.kind is Kind.EMBEDDINGS \
+            else np.dtype(doc["dtype"]).itemsize
+        return [{"name": "vectors" if found.kind is Kind.EMBEDDINGS else "array", "dtype": doc["dtype"],
+                 "shape": shape, "original_bytes": math.prod(shape) * itemsize}]
+    if found.kind is Kind.KV_CACHE:
+        doc = info(root)
+        itemsize = np.dtype(dtypes.by_name(doc["dtype"]).numpy_dtype).itemsize
+        return [{"name": name, "dtype": doc["dtype"], "shape": shape, "original_bytes": math.prod(shape) * itemsize}
+                for name, shape in (("keys", doc["shape"]), ("values", doc["values_shape"]))]
+    raise found.refuse("tensorzip ls")
+
+
+def _file_contents(path: Path, kind: Kind) -> list[dict[str, Any]]:
+    if kind is Kind.SAFETENSORS:
+        return [{"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.end - e.begin}
+                for e in SafetensorsFile(path).entries]
+    if kind is Kind.PYTORCH:
+        state = TorchFile(path).state
+        return [{"name": name, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                 "original_bytes": t.numel() * t.element_size()} for name, t in state.items()]
+    with TzipReader(path) as reader:
+        rows = [{"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
+                 "stored_bytes": 0 if e.same_as else e.stored_bytes} for e in reader.header.tensors.values()]
+        rows += [{"name": f.path + ("/" if f.data is None else ""), "dtype": "folder" if f.data is None else "file",
+                  "shape": [f.size],
+                  "original_bytes": f.size, "stored_bytes": f.data.stored_bytes if f.data is not None else 0}
+                 for f in reader.header.files.values()]
+    return rows

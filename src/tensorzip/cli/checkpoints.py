@@ -290,6 +290,9 @@ def _each_input(command: Callable[[argparse.Namespace], dict[str, Any]]) -> Call
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
         inputs = list(args.input)
+        if len(inputs) > 1 and getattr(args, "output", None) is not None:
+            raise TensorzipError(f"-o names one output, and {len(inputs)} inputs were given: give -o with one INPUT "
+                                 "(several inputs each get their default output name)")
         results = [command(argparse.Namespace(**{**vars(args), "input": given, "input_all": inputs}))
                    for given in inputs]
         return results[0] if len(results) == 1 else {"results": results}
@@ -408,10 +411,14 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 def add_commands(commands: argparse._SubParsersAction,
                  add: Callable[..., argparse.ArgumentParser]) -> None:
     """Register compress, decompress, verify, info and demo."""
-    sub = add("compress", cmd_compress, "compress a .safetensors or PyTorch file into .tzip, or a model folder "
-                                        "into a folder of .tzip shards")
-    sub.add_argument("input")
-    sub.add_argument("-o", "--output", help="output path (default: INPUT with .tzip; a folder: INPUT.tzip/)")
+    sub = add("compress", _each_input(cmd_compress), "compress a .safetensors or PyTorch file into .tzip, or a "
+                                                     "model folder into a folder of .tzip shards")
+    sub.add_argument("input", nargs="+", metavar="INPUT",
+                     help="one or more .safetensors or PyTorch files or model folders (a file, not standard input: "
+                          "tensors are read by offset)")
+    sub.add_argument("-o", "--output", help="output path, with one INPUT (default: INPUT with .tzip; a folder: "
+                                            "INPUT.tzip/; with --lossy: INPUT with .lossy.tzip); not - (a .tzip's "
+                                            "first bytes are written last)")
     sub.add_argument("--archive", action="store_true",
                      help="a folder becomes ONE .tzip file (tensors repeated across shards stored once) instead of "
                           "a folder with a .tzip per shard")
@@ -428,13 +435,16 @@ def add_commands(commands: argparse._SubParsersAction,
                           "identical without the original (hashed beside the encoder; off by default)")
     cli_lossy.add_arguments(sub)
 
-    sub = add("decompress", cmd_decompress, "restore what a .tzip (or a compressed folder) holds: the original "
-                                            ".safetensors or model folder, bit-identical; lossy weights as "
-                                            ".safetensors, an embedding collection as .npy, a KV cache as .npz")
-    sub.add_argument("input")
-    sub.add_argument("-o", "--output", help="output path (default: INPUT with .safetensors, or without .tzip "
-                                            "for a folder; a name ending .pt/.bin writes a PyTorch file; - writes "
-                                            "a checkpoint's .safetensors to standard output)")
+    sub = add("decompress", _each_input(cmd_decompress), "restore what a .tzip (or a compressed folder) holds: the "
+                                                         "original .safetensors or model folder, bit-identical; lossy "
+                                                         "weights as .safetensors, an embedding collection as .npy, a "
+                                                         "KV cache as .npz")
+    sub.add_argument("input", nargs="+", metavar="INPUT",
+                     help="one or more .tzip files or compressed folders (a file, not standard input: the header is "
+                          "at the end)")
+    sub.add_argument("-o", "--output", help="output path, with one INPUT (default: INPUT with .safetensors, or "
+                                            "without .tzip for a folder; a name ending .pt/.bin writes a PyTorch "
+                                            "file; - writes a checkpoint's .safetensors to standard output)")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("--base", help="the base the file was coded against (default: the file its header names, "
                                     "beside INPUT)")

@@ -50,6 +50,11 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     return report.to_json()
 
 
+COMPRESS_HELP = ("compress a .npy matrix of vectors (rows) to the smallest file whose top-k neighbours keep the "
+                 "--recall asked for (measured, not assumed), or --lossless")
+DECOMPRESS_HELP = "decode an embedding collection to a .npy file"
+
+
 def add_commands(commands: argparse._SubParsersAction,
                  add_common: Callable[[argparse.ArgumentParser, Callable[..., Any]], argparse.ArgumentParser]) -> None:
     """Register ``embeddings compress`` and ``embeddings decompress``."""
@@ -57,8 +62,8 @@ def add_commands(commands: argparse._SubParsersAction,
                                 description="Embedding collections: the fewest bytes that keep a recall@k target.")
     sub = group.add_subparsers(dest="embeddings_command", required=True)
 
-    compress = add_common(sub.add_parser("compress", help="compress a .npy matrix of vectors (rows)"), cmd_compress)
-    compress.add_argument("input")
+    compress = add_common(sub.add_parser("compress", help=COMPRESS_HELP, description=COMPRESS_HELP), cmd_compress)
+    compress.add_argument("input", metavar="INPUT", help="the vectors: a 2-D .npy file, one vector per row")
     compress.add_argument("-o", "--output", help="output path (default: INPUT with .tzip)")
     compress.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     compress.add_argument("--recall", type=number_in(float, 0, 1, low_open=True),
@@ -72,7 +77,9 @@ def add_commands(commands: argparse._SubParsersAction,
                           help="held-out rows used as queries (default 500)")
     compress.add_argument("--queries", help="a .npy sample of your queries: recall is measured on them instead")
 
-    decompress = add_common(sub.add_parser("decompress", help="decode a collection to a .npy file"), cmd_decompress)
-    decompress.add_argument("input")
+    decompress = add_common(sub.add_parser("decompress", help=DECOMPRESS_HELP, description=DECOMPRESS_HELP),
+                            cmd_decompress)
+    decompress.add_argument("input", metavar="INPUT", help="an embedding collection .tzip (made by tensorzip "
+                                                           "embeddings compress)")
     decompress.add_argument("-o", "--output", help="output path (default: INPUT with .npy)")
     decompress.add_argument("-f", "--force", action="store_true", help="replace an existing output")

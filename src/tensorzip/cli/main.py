@@ -21,6 +21,7 @@ from .. import __version__
 from ..errors import TensorzipError
 from . import analyze as cli_analyze
 from . import checkpoints
+from . import contents as cli_contents
 from . import embeddings as cli_embeddings
 from .common import number_in
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints.add_commands(commands, add)
     cli_embeddings.add_commands(commands, common)
     cli_analyze.add_command(commands, common)
+    cli_contents.add_commands(commands, add)
 
     return parser
 
@@ -70,8 +72,9 @@ def _stop(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status: 0 done, 1 an error (one line on stderr; with --json
     also ``{"error": {"code": <TensorzipError subclass name>, "message": ...}}`` on stdout), 2 a usage
-    error, 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (nothing left behind),
-    141 the reader of our output went away (a closed pipe: quietly)."""
+    error, 3 a salvage that lost tensors (what it could read was written), 130 / 143 / 129
+    interrupted by SIGINT / SIGTERM / SIGHUP (nothing left behind), 141 the reader of our
+    output went away (a closed pipe: quietly)."""
     args = build_parser().parse_args(argv)
     handled = (signal.SIGTERM, signal.SIGHUP)
     own_signals = threading.current_thread() is threading.main_thread()
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         sys.stdout.flush()
+        return getattr(args, "exit_status", 0)  # 3: salvage wrote what it could, and lost something
     except TensorzipError as error:
         print(f"tensorzip: error: {error}", file=sys.stderr)
         if getattr(args, "json", False):  # scripts asked for JSON: they get it for errors too
@@ -99,7 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    return 0
 
 
 def _silence_stdout() -> None:
