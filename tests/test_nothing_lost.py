@@ -758,3 +758,33 @@ def test_a_file_cannot_name_a_path_as_its_base(inputs, tmp_path, name):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tzip", "work"]
     back = tz.load_file(work / "tuned.tzip")  # the file as written names its base plainly
     assert all(np.array_equal(back[k].view(np.uint8), tuned[k].view(np.uint8)) for k in tuned)
+
+
+@pytest.fixture(scope="module")
+def hundred_mb(tmp_path_factory):
+    from scripts.signal_sweep import make_checkpoint
+
+    work = tmp_path_factory.mktemp("sweep")
+    make_checkpoint(work / "model.safetensors", 100)
+    tz.compress_file(work / "model.safetensors", work / "model.tzip")
+    return work
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("direction", ["compress", "decompress"])
+def test_signal_sweep_of_a_100_mb_checkpoint(hundred_mb, tmp_path, direction, signum):
+    """Deterministic kill points (the first, middle and last progress call) in compress and
+    decompress of a ~100 MB file: no output, no temporary, the input intact, status 128+N.
+    ``scripts/signal_sweep.py`` runs the same sweep on 1 GB, outside the suite."""
+    from scripts.signal_sweep import check_stopped, kill_points, progress_calls
+
+    out = tmp_path / "out"
+    out.mkdir()
+    source = hundred_mb / ("model.safetensors" if direction == "compress" else "model.tzip")
+    target = out / ("model.tzip" if direction == "compress" else "model.safetensors")
+    argv = [direction, str(source), "-o", str(target)]
+    calls = progress_calls(argv, tmp_path)
+    target.unlink()
+    assert calls >= 2
+    for point in kill_points(calls, 3):
+        assert check_stopped(argv, source, out, tmp_path, point, signum) == [], f"progress call {point}/{calls}"
