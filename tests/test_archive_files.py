@@ -62,6 +62,8 @@ def _hub_folder(root: Path, shards: list[dict[str, np.ndarray]]) -> Path:
     blobs.mkdir()
     (blobs / "0123abcd").write_text("linked through the cache\n")
     os.symlink(os.path.relpath(blobs / "0123abcd", root), root / "README.md")
+    (root / NAMES[1]).rename(blobs / "4567ef01")  # a shard, too, as the Hub cache keeps them
+    os.symlink(os.path.relpath(blobs / "4567ef01", root), root / NAMES[1])
     return root
 
 
@@ -94,6 +96,7 @@ def test_every_file_comes_back_byte_for_byte_with_its_permissions(tmp_path, hub,
     back = tmp_path / "back"
     assert _tree(back) == _tree(hub)  # `diff -r`, permission bits included
     assert not (back / "README.md").is_symlink()  # a linked file is restored as a regular file
+    assert not (back / NAMES[1]).is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", "model-blobs", "model.tzip", "back"])
 
 
