@@ -32,17 +32,18 @@ class BaseCheckpoint:
     """An open base checkpoint; ``tensor_for(delta, ...)`` returns a verified base tensor."""
 
     def __init__(self, path: str | os.PathLike[str], *, open_tzip: Callable[..., Any], threads: int | None = None,
-                 depth: int = 0):
-        """``open_tzip(path, threads=, base_depth=)`` opens a .tzip base (the reader class,
+                 chain: tuple[tuple[int, int], ...] = ()):
+        """``open_tzip(path, threads=, chain=)`` opens a .tzip base (the reader class,
         passed in so this module does not import the reader that imports it; callers use
-        ``container.open_base``). ``depth``: links of a chain followed so far."""
+        ``container.open_base``). ``chain``: the files (device, inode) that led here; a base
+        among them is a loop, refused by name."""
         self.path = Path(path)
         self.name = self.path.name
         self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
         self._readers: list[Any] = []  # open .tzip files (one, or a compressed folder's shards)
         self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
         if self.path.is_dir() and not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file()):
-            self._open_compressed_folder(open_tzip, threads, depth)
+            self._open_compressed_folder(open_tzip, threads, chain)
             return
         if self.path.is_dir():  # a folder of shards
             folder = ShardedCheckpoint(self.path)
@@ -60,16 +61,22 @@ class BaseCheckpoint:
         except OSError as error:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
         if magic == MAGIC:
-            self._add_tzip(self.path, open_tzip, threads, depth)
+            self._add_tzip(self.path, open_tzip, threads, chain)
         else:
             single = SafetensorsFile(self.path)
             self._safetensors = {e.name: (single, e) for e in single.entries}
             self._entries = dict.fromkeys(self._safetensors)
 
-    def _add_tzip(self, path: Path, open_tzip: Callable[..., Any], threads: int | None, depth: int) -> None:
-        if depth >= MAX_CHAIN_LENGTH:
-            raise BaseRequiredError(f"{path}: chain of bases is longer than {MAX_CHAIN_LENGTH} (a loop?)")
-        reader = open_tzip(path, threads=threads, base_depth=depth + 1)
+    def _add_tzip(self, path: Path, open_tzip: Callable[..., Any], threads: int | None,
+                  chain: tuple[tuple[int, int], ...]) -> None:
+        if len(chain) >= MAX_CHAIN_LENGTH:
+            raise BaseRequiredError(f"{path}: the chain of bases is longer than {MAX_CHAIN_LENGTH} files")
+        status = os.stat(path)
+        if (status.st_dev, status.st_ino) in chain:
+            raise BaseMismatchError(f"{path}: the chain of bases comes back to this file (a file coded against "
+                                    "itself, or files naming each other as base); no file can be decoded this "
+                                    "way: give the checkpoint it was made against with --base")
+        reader = open_tzip(path, threads=threads, chain=chain)
         self._readers.append(reader)
         layer = records.layer_of(reader.header.metadata)
         if layer is not None:  # its tensors are the parts of a lossy code: nothing to code against
@@ -83,7 +90,8 @@ class BaseCheckpoint:
             self._tzip_of[name] = reader
         self._entries = dict.fromkeys(self._tzip_of)
 
-    def _open_compressed_folder(self, open_tzip: Callable[..., Any], threads: int | None, depth: int) -> None:
+    def _open_compressed_folder(self, open_tzip: Callable[..., Any], threads: int | None,
+                                chain: tuple[tuple[int, int], ...]) -> None:
         """A folder ``tensorzip compress`` made (DIR.tzip/): its top-level .tzip shards."""
         shards = sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix == ".tzip")
         if not shards:
@@ -95,7 +103,7 @@ class BaseCheckpoint:
                 if handle.read(len(MAGIC)) != MAGIC:
                     self.close()
                     raise InputFileError(f"base {self.path}: {shard.name} is not a .tzip file")
-            self._add_tzip(shard, open_tzip, threads, depth)
+            self._add_tzip(shard, open_tzip, threads, chain)
 
     def files(self) -> list[Path]:
         """Every file this base reads: itself (or its folder) and, for a .tzip coded against a

@@ -202,6 +202,16 @@ class Header:
             raise HeaderError(
                 f"{where}: chunks end at offset {expected_offset} but the header starts at {data_end}"
             )
+        # Per tensor the expansion is bounded above; this bounds the file, where every
+        # ``same_as`` copy and archived file counts again (1,000 names for one constant
+        # 8 MiB tensor would otherwise declare 8 GiB from a few hundred bytes).
+        declared = sum(e.nbytes for e in header.tensors.values()) + sum(f.size for f in header.files.values())
+        stored = data_end - DATA_START
+        if declared > limits.max_expansion * max(1, stored):
+            raise LimitExceededError(
+                f"{where}: declares {declared} decoded bytes in all from {stored} stored bytes, beyond the "
+                f"expansion limit of {limits.max_expansion}x (a decompression bomb? ReadLimits.max_expansion)"
+            )
         if source is not None:
             records.check_source(source, len(header.tensors), where)
         if header.files:

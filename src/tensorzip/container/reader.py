@@ -59,11 +59,13 @@ class TzipReader:
         limits: ReadLimits | None = None,
         threads: int | None = None,
         base: str | os.PathLike[str] | BaseCheckpoint | None = None,
-        base_depth: int = 0,
+        chain: tuple[tuple[int, int], ...] = (),
     ):
         """``base``: the checkpoint the file was coded against, if it was (a path or an
         open ``BaseCheckpoint``). Without it, the base the header names is looked for
-        beside the file, when a tensor needs it."""
+        beside the file, when a tensor needs it. ``chain``: the files (device, inode) whose
+        bases led here, so a base chain that comes back to one of them is refused, not
+        followed (a file naming itself would otherwise open itself level after level)."""
         self.limits = limits or ReadLimits()
         self.threads = threads or 0
         self._fd: int | None = None
@@ -73,7 +75,7 @@ class TzipReader:
         self._base: BaseCheckpoint | None = None if base is None or isinstance(base, (str, os.PathLike)) else base
         self._owns_base = False
         self._base_lock = threading.Lock()
-        self._base_depth = base_depth
+        self._chain = chain
         if isinstance(source, (str, os.PathLike)):
             self.where = str(source)
             try:
@@ -86,6 +88,7 @@ class TzipReader:
                 status = os.fstat(self._fd)
                 if not stat.S_ISREG(status.st_mode):
                     raise InputFileError(f"{self.where}: not a regular file")
+                self._chain = (*chain, (status.st_dev, status.st_ino))
                 self.size = status.st_size
                 self.header = self._read_header()
             except BaseException:
@@ -252,7 +255,7 @@ class TzipReader:
                 if recorded is None:
                     raise BaseRequiredError(f"{self.where}: the file names no base")
                 path = locate_base(recorded, self._base_given, self._path, self.where)
-                self._base = open_base(path, threads=self.threads, depth=self._base_depth)
+                self._base = open_base(path, threads=self.threads, chain=self._chain)
                 self._owns_base = True
             return self._base
 
@@ -327,7 +330,8 @@ def describe_chunk_error(error: ChunkDecodeError, entry: TensorEntry, where: str
     )
 
 
-def open_base(path: str | os.PathLike[str], *, threads: int | None = None, depth: int = 0) -> BaseCheckpoint:
+def open_base(path: str | os.PathLike[str], *, threads: int | None = None,
+              chain: tuple[tuple[int, int], ...] = ()) -> BaseCheckpoint:
     """The base checkpoint at ``path`` (.safetensors, a folder of shards, or a .tzip, itself
     perhaps coded against a base: each link opens the next through this same function)."""
-    return BaseCheckpoint(path, open_tzip=TzipReader, threads=threads, depth=depth)
+    return BaseCheckpoint(path, open_tzip=TzipReader, threads=threads, chain=chain)

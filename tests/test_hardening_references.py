@@ -1,0 +1,72 @@
+"""Issue 17, class 1: references are resolved as a graph. A file coded against itself, or
+files naming each other as base, are refused by name at the first repeat (not reopened level
+after level); ``same_as`` copies count against a file-level expansion budget."""
+
+from __future__ import annotations
+
+import resource
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file as save_safetensors
+
+import tensorzip as tz
+from tensorzip.cli import main
+
+from .conftest import rewrite_header
+
+
+@pytest.fixture
+def coded(tmp_path):
+    rng = np.random.default_rng(5)
+    base = {"w": rng.standard_normal((512, 512)).astype(np.float32)}
+    save_safetensors(base, str(tmp_path / "base.safetensors"))
+    tuned = {"w": (base["w"] * np.float32(1.001)).astype(np.float32)}
+    tz.save_file(tuned, tmp_path / "a.tzip", base=tmp_path / "base.safetensors")
+    assert tz.info(tmp_path / "a.tzip")["base"] == "base.safetensors"
+    return tmp_path
+
+
+def _rebase(path, name):
+    def edit(header):
+        header["base"]["file"] = name
+
+    path.write_bytes(rewrite_header(path.read_bytes(), edit))
+
+
+def test_a_file_coded_against_itself_is_refused_at_once(coded, capsys):
+    _rebase(coded / "a.tzip", "a.tzip")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(tz.BaseMismatchError, match="comes back to this file"):
+        tz.load_file(coded / "a.tzip")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no level after level
+    for command in (["decompress", str(coded / "a.tzip"), "-o", str(coded / "out.safetensors")],
+                    ["verify", str(coded / "a.tzip")]):
+        assert main(command) == 1
+        assert "comes back to this file" in capsys.readouterr().err
+    assert not (coded / "out.safetensors").exists()
+
+
+def test_files_naming_each_other_as_base_are_refused(coded):
+    (coded / "b.tzip").write_bytes((coded / "a.tzip").read_bytes())
+    _rebase(coded / "a.tzip", "b.tzip")
+    _rebase(coded / "b.tzip", "a.tzip")
+    with pytest.raises(tz.BaseMismatchError, match="comes back to this file"):
+        tz.load_file(coded / "a.tzip")
+
+
+def test_same_as_copies_count_against_the_file_expansion_budget(tmp_path):
+    tensors = {"zeros": np.zeros(2 * 1024 * 1024, np.float32)}  # 8 MiB stored in a few bytes per chunk
+    tz.save_file(tensors, tmp_path / "z.tzip")
+
+    def edit(header):
+        first = header["tensors"][0]
+        header["tensors"] += [{"name": f"copy{i}", "dtype": first["dtype"], "shape": first["shape"],
+                               "same_as": first["name"]} for i in range(1000)]
+
+    bomb = tmp_path / "bomb.tzip"
+    bomb.write_bytes(rewrite_header((tmp_path / "z.tzip").read_bytes(), edit))
+    with pytest.raises(tz.LimitExceededError, match="declares .* in all"):
+        tz.load_file(bomb)
+    assert main(["verify", str(bomb)]) == 1
+    tz.load_file(tmp_path / "z.tzip")  # one copy is fine
