@@ -21,13 +21,16 @@ import numpy as np
 from .. import _native, dtypes
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
 from ..codecs.residual import Delta
-from ..errors import CorruptDataError, OutputFileError, TensorzipError
+from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
 from ..outputs.atomic import atomic_output
 from . import records
-from .format import DATA_START, PREAMBLE_SIZE, Preamble
+from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble
 from .header import FileEntry, Header, TensorEntry
 
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+# A batch also ends after this many tensors, so memory per tensor stays constant when a
+# checkpoint holds 10^5 empty or tiny tensors (each coded tensor holds ~10 KB until written).
+MAX_BATCH_TENSORS = 1024
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class TzipWriter:
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
         self._pending.append((name, job, delta, None, None))
         self._pending_bytes += array.nbytes
-        if self._pending_bytes >= self._batch_bytes:
+        if self._pending_bytes >= self._batch_bytes or len(self._pending) >= MAX_BATCH_TENSORS:
             self.flush()
 
     def add_shared(self, name: str, same_as: str) -> None:
@@ -151,7 +154,7 @@ class TzipWriter:
         spec = dtypes.by_numpy(data.dtype)
         self._pending.append((path, EncodeJob(choose_codec(data, spec), data, spec), None, None, mode))
         self._pending_bytes += data.nbytes
-        if self._pending_bytes >= self._batch_bytes:
+        if self._pending_bytes >= self._batch_bytes or len(self._pending) >= MAX_BATCH_TENSORS:
             self.flush()
 
     def add_folder(self, path: str, mode: int) -> None:
@@ -278,6 +281,11 @@ class TzipWriter:
                 records.check_archive_files(self._header.source,
                                             [(f.path, f.data is None) for f in self._header.files.values()], self.where)
             header = self._header.to_bytes()
+            if len(header) > DEFAULT_MAX_HEADER_BYTES:  # whatever is written must be readable
+                raise LimitExceededError(
+                    f"{self.where}: {len(self._header.tensors):,} tensors need a header of {len(header):,} bytes, "
+                    f"over the {DEFAULT_MAX_HEADER_BYTES:,} a reader accepts (ReadLimits.max_header_bytes); "
+                    "nothing was written: split the checkpoint into shards (a folder compresses shard by shard)")
             self._file.write(header)
             end = self._offset + len(header)
             self._file.seek(self._base)

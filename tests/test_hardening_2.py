@@ -1,4 +1,6 @@
-"""Issue 17, class 1: references are resolved as a graph. A file coded against itself, or
+"""Issue 17 (hardening II), one regression test per class the outside review found.
+
+Class 1: references are resolved as a graph. A file coded against itself, or
 files naming each other as base, are refused by name at the first repeat (not reopened level
 after level); ``same_as`` copies count against a file-level expansion budget."""
 
@@ -70,3 +72,28 @@ def test_same_as_copies_count_against_the_file_expansion_budget(tmp_path):
         tz.load_file(bomb)
     assert main(["verify", str(bomb)]) == 1
     tz.load_file(tmp_path / "z.tzip")  # one copy is fine
+
+
+# -- class 4: whatever compress writes, decompress reads ------------------------------------
+
+
+def test_the_writer_refuses_a_header_no_reader_accepts(tmp_path, monkeypatch):
+    from tensorzip.container import writer
+
+    monkeypatch.setattr(writer, "DEFAULT_MAX_HEADER_BYTES", 20_000)
+    tensors = {f"layer.{i}.weight": np.zeros(4, np.float32) for i in range(400)}
+    save_safetensors(tensors, str(tmp_path / "many.safetensors"))
+    with pytest.raises(tz.LimitExceededError, match="400 tensors need a header .* split the checkpoint"):
+        tz.compress_file(tmp_path / "many.safetensors", tmp_path / "many.tzip")
+    assert not (tmp_path / "many.tzip").exists()
+
+
+def test_memory_per_tensor_stays_constant_with_many_empty_tensors(tmp_path):
+    from tensorzip.container import TzipWriter
+    from tensorzip.container.writer import MAX_BATCH_TENSORS
+
+    with TzipWriter(tmp_path / "e.tzip") as out:
+        for i in range(3 * MAX_BATCH_TENSORS):
+            out.add(f"t{i}", np.zeros(0, np.float32))
+            assert len(out._pending) < MAX_BATCH_TENSORS  # queued tensors are coded in bounded batches
+    assert len(tz.load_file(tmp_path / "e.tzip")) == 3 * MAX_BATCH_TENSORS
