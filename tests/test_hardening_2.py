@@ -97,3 +97,81 @@ def test_memory_per_tensor_stays_constant_with_many_empty_tensors(tmp_path):
             out.add(f"t{i}", np.zeros(0, np.float32))
             assert len(out._pending) < MAX_BATCH_TENSORS  # queued tensors are coded in bounded batches
     assert len(tz.load_file(tmp_path / "e.tzip")) == 3 * MAX_BATCH_TENSORS
+
+
+# -- class 2: bombs within the limits --------------------------------------------------------
+
+
+def _constant_bomb(path, elements: int) -> None:
+    """A valid .tzip of one float32 tensor of ``elements`` zeros, every chunk the same few
+    constant-coded bytes: ~40 bytes stored per chunk of 1 MiB declared, inside every limit."""
+    import json as _json
+    import math as _math
+
+    from tensorzip import _native
+    from tensorzip.container.format import DATA_START
+
+    from .conftest import build_tzip, split_tzip
+
+    small = path.with_name("one-chunk.tzip")
+    tz.save_file({"w": np.zeros(1, np.float32)}, small)
+    per_chunk = split_tzip(small.read_bytes())[2]["tensors"][0]["codec"]["chunk_elements"]
+    tz.save_file({"w": np.zeros(per_chunk, np.float32)}, small)
+    _, data, header = split_tzip(small.read_bytes())
+    (offset, length, crc), = header["tensors"][0]["chunks"]
+    chunk = data[offset - DATA_START : offset - DATA_START + length]
+    count = _math.ceil(elements / per_chunk)
+    last = elements - (count - 1) * per_chunk
+    tz.save_file({"w": np.zeros(last, np.float32)}, small)
+    _, tail_data, tail_header = split_tzip(small.read_bytes())
+    (t_offset, t_length, t_crc), = tail_header["tensors"][0]["chunks"]
+    tail = tail_data[t_offset - DATA_START : t_offset - DATA_START + t_length]
+    chunks = [[DATA_START + i * length, length, crc] for i in range(count - 1)]
+    chunks.append([DATA_START + (count - 1) * length, len(tail), _native.crc32c(tail)])
+    header["tensors"][0].update(shape=[elements], chunks=chunks)
+    path.write_bytes(build_tzip(chunk * (count - 1) + tail, _json.dumps(header).encode()))
+    small.unlink()
+
+
+_PEAK = """
+import resource, sys
+import tensorzip as tz
+from tensorzip.cli import main
+status = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(status)
+"""
+
+
+def _peak_kib(*argv) -> tuple[int, int]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PEAK, *map(str, argv)], capture_output=True, text=True,
+                          timeout=300)
+    return done.returncode, int(done.stdout.strip().splitlines()[-1])
+
+
+def test_streaming_commands_decode_a_bomb_in_bounded_memory(tmp_path):
+    bomb = tmp_path / "bomb.tzip"
+    _constant_bomb(bomb, 256 * 1024 * 1024)  # 1 GiB declared, ~80 KB stored
+    assert bomb.stat().st_size < 200_000
+    code, idle = _peak_kib("info", bomb)
+    assert code == 0
+    for argv in (["verify", bomb], ["decompress", bomb, "-o", tmp_path / "out.safetensors"]):
+        code, peak = _peak_kib(*argv)
+        assert code == 0, argv
+        assert peak - idle < 300_000, (argv, peak - idle)  # KiB: pieces of 64 MB, not the declared 1 GiB
+    assert (tmp_path / "out.safetensors").stat().st_size > 1 << 30
+
+
+def test_in_memory_reads_refuse_above_a_limit_the_user_can_raise(tmp_path):
+    bomb = tmp_path / "bomb.tzip"
+    _constant_bomb(bomb, 64 * 1024 * 1024)  # 256 MiB declared
+    small = tz.ReadLimits(max_memory_bytes=100 * 1024 * 1024)
+    with pytest.raises(tz.LimitExceededError, match="max_memory_bytes"):
+        tz.load_file(bomb, limits=small)
+    with pytest.raises(tz.LimitExceededError, match="streams it to a file"), tz.safe_open(bomb, limits=small) as f:
+        f.get_tensor("w")
+    assert tz.load_file(bomb)["w"].nbytes == 256 * 1024 * 1024  # the default: half the machine's memory
+    assert tz.ReadLimits().max_memory_bytes > 0

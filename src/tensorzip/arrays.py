@@ -89,11 +89,13 @@ def save_file(
 
 def load_file(
     path: str | os.PathLike[str], threads: int | None = None, framework: Framework = "np",
-    base: str | os.PathLike[str] | None = None,
+    base: str | os.PathLike[str] | None = None, limits: ReadLimits | None = None,
 ) -> dict[str, Any]:
-    """Read every tensor of a .tzip file (``base``: see ``save_file``)."""
+    """Read every tensor of a .tzip file (``base``: see ``save_file``). Refused, before anything
+    is allocated, when the tensors declare more than ``limits.max_memory_bytes`` in all."""
     torch_out = _wants_torch(framework, None)
-    with open_data(path, "tz.load_file", threads=threads, base=base) as reader:
+    with open_data(path, "tz.load_file", threads=threads, base=base, limits=limits) as reader:
+        reader.check_fits_in_memory(sum(e.nbytes for e in reader.header.tensors.values()), "the file")
         return {name: to_torch(a) if torch_out else a for name, a in reader.iter_tensors()}
 
 

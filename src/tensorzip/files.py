@@ -59,6 +59,9 @@ from .writing.plan import add_tensors
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 
 WRITE_BATCH_BYTES = 16 * 1024 * 1024  # stored bytes decoded per batch when streaming to a file
+# Decoded bytes held at once when streaming, whatever a header declares: a tensor larger than
+# this is decoded a run of chunks at a time (TzipReader.pieces).
+WRITE_DECODED_BYTES = 64 * 1024 * 1024
 
 PathOrStream = str | os.PathLike[str] | BinaryIO
 
@@ -554,7 +557,8 @@ def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes
     write_prefix(handle, header)
     done = 0
     scratch = np.empty(0, dtype=np.uint8)
-    for batch in batched_by_stored_bytes(entries, WRITE_BATCH_BYTES):
+    pieces = (piece for entry in entries for piece in reader.pieces(entry, WRITE_DECODED_BYTES))
+    for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
         size = sum(e.nbytes for e in batch)
         if scratch.size < size:
             scratch = np.empty(size, dtype=np.uint8)
@@ -618,13 +622,23 @@ def verify_file(
         total = sum(e.nbytes for e in reader.header.tensors.values())
         done = 0
         count = 0
-        for name, array in reader.iter_tensors():
-            if against is not None and originals[name]().tobytes() != array.tobytes():
-                raise CorruptDataError(f"{reader.where}: tensor {name!r} differs from {against}")
-            done += array.nbytes
+        scratch = np.empty(0, dtype=np.uint8)
+        for entry in reader.header.tensors.values():  # a run of chunks at a time: bounded memory
+            original = originals[entry.name]().reshape(-1).view(np.uint8) if against is not None else None
+            offset = 0
+            for batch in batched_by_stored_bytes(reader.pieces(entry, WRITE_DECODED_BYTES), WRITE_BATCH_BYTES,
+                                                 WRITE_DECODED_BYTES):
+                size = _nbytes(batch)
+                if scratch.size < size:
+                    scratch = np.empty(size, dtype=np.uint8)
+                _decode_batch_into(reader, batch, scratch, 0)
+                if original is not None and not np.array_equal(original[offset : offset + size], scratch[:size]):
+                    raise CorruptDataError(f"{reader.where}: tensor {entry.name!r} differs from {against}")
+                offset += size
+                done += size
+                if progress is not None:
+                    progress(done, total)
             count += 1
-            if progress is not None:
-                progress(done, total)
         _verify_kept_files(reader, against)
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
                             time.perf_counter() - started)

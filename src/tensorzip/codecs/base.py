@@ -127,6 +127,12 @@ class Codec(ABC):
     def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:
         """Decode every job into its ``out``; raises ``ChunkDecodeError`` on damage."""
 
+    def elements_per_chunk(self) -> int | None:
+        """Elements each chunk holds (the last one: the rest), when every chunk decodes alone
+        to its own run of elements: a reader may then decode a tensor a run of chunks at a
+        time, in bounded memory, whatever size its header declares; ``None``: all at once."""
+        return None
+
     def chunk_count(self, elements: int) -> int | None:
         """How many chunks a tensor of ``elements`` elements has with this config, if the
         codec fixes it (a reader then refuses a header that says otherwise before sizing

@@ -51,6 +51,9 @@ class BytePlanesCodec(Codec):
     def chunk_count(self, elements: int) -> int | None:
         return -(-elements // self.chunk_elements)
 
+    def elements_per_chunk(self) -> int | None:
+        return self.chunk_elements
+
     def _native_layout(self, spec: DTypeSpec) -> tuple[int, int, int]:
         if self.chunk_elements * spec.itemsize > _native.MAX_CHUNK_BYTES:
             raise TensorzipError(

@@ -78,6 +78,9 @@ class NarrowedFloatCodec(Codec):
     def chunk_count(self, elements: int) -> int | None:
         return self.inner.chunk_count(elements)
 
+    def elements_per_chunk(self) -> int | None:
+        return self.inner.chunk_elements
+
     def _narrow_spec(self, wide: dtypes.DTypeSpec) -> dtypes.DTypeSpec:
         if NARROWER.get(wide.name) != self.stored_dtype:
             raise TensorzipError(f"codec {self.codec_id} stores {self.stored_dtype}, which cannot hold a {wide.name} "

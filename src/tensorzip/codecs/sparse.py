@@ -52,6 +52,9 @@ class SparseCodec(Codec):
     def chunk_count(self, elements: int) -> int | None:
         return self.values.chunk_count(elements)
 
+    def elements_per_chunk(self) -> int | None:
+        return self.values.chunk_elements
+
     @classmethod
     def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
         native_jobs = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,14 @@ DEFAULT_MAX_EXPANSION = 1 << 20
 MAX_DIMENSIONS = 64  # numpy's limit
 
 
+def default_memory_limit() -> int:
+    """Half the machine's physical memory (1 TiB where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
 @dataclass(frozen=True)
 class ReadLimits:
     """Bounds a reader enforces before allocating anything a header declares."""
@@ -31,6 +40,10 @@ class ReadLimits:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     max_expansion: int = DEFAULT_MAX_EXPANSION
+    # What an in-memory API (load_file, get_tensor, tz.decompress) may allocate for what a
+    # header declares; streaming paths (decompress to a file, verify) decode in bounded
+    # pieces instead and need no such limit. Default: half the machine's memory.
+    max_memory_bytes: int = field(default_factory=lambda: default_memory_limit())
 
 
 @dataclass(frozen=True)

@@ -197,10 +197,34 @@ class TzipReader:
     ) -> Iterator[tuple[str, np.ndarray]]:
         """Decode tensors in batches (one native call per batch), in storage order."""
         entries = [self.entry(n) for n in (self.keys() if names is None else names)]
+        for entry in entries:
+            self.check_fits_in_memory(entry.nbytes, f"tensor {entry.name!r}")
         for batch in batched_by_stored_bytes(entries, batch_bytes):
             outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
             self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums)
             yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
+
+    def check_fits_in_memory(self, nbytes: int, what: str) -> None:
+        """Refuse, before allocating, what an in-memory API would hold beyond the limit."""
+        if nbytes > self.limits.max_memory_bytes:
+            raise LimitExceededError(
+                f"{self.where}: {what} declares {nbytes:,} bytes, over the {self.limits.max_memory_bytes:,} an "
+                "in-memory read may take (ReadLimits.max_memory_bytes, default half the machine's memory); "
+                "tensorzip decompress streams it to a file in bounded memory")
+
+    def pieces(self, entry: TensorEntry, max_bytes: int) -> Iterator[TensorEntry]:
+        """``entry`` as runs of whole chunks of at most ~``max_bytes`` decoded bytes each, in
+        order, so streaming readers decode any declared size in bounded memory. An entry
+        whose codec cannot decode chunks alone, or coded against a base, is one piece."""
+        per_chunk = codec_from_config_for(entry, self.where).elements_per_chunk()
+        if entry.delta is not None or not per_chunk or entry.nbytes <= max_bytes:
+            yield entry
+            return
+        chunks_per_piece = max(1, max_bytes // (per_chunk * entry.spec.itemsize))
+        for first in range(0, len(entry.chunks), chunks_per_piece):
+            elements = min(per_chunk * chunks_per_piece, entry.numel - first * per_chunk)
+            yield TensorEntry(entry.name, entry.spec, (elements,), entry.codec_config,
+                              entry.chunks[first : first + chunks_per_piece])
 
     def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True) -> None:
         """Decode each entry straight into its ``out`` (C-contiguous, the entry's dtype
@@ -279,16 +303,23 @@ class TzipReader:
         self.close()
 
 
-def batched_by_stored_bytes(entries: list[TensorEntry], batch_bytes: int) -> Iterator[list[TensorEntry]]:
-    """Consecutive groups of entries holding about ``batch_bytes`` of stored data each."""
+def batched_by_stored_bytes(entries: Iterable[TensorEntry], batch_bytes: int,
+                            max_decoded: int | None = None) -> Iterator[list[TensorEntry]]:
+    """Consecutive groups of entries holding about ``batch_bytes`` of stored data each (and,
+    with ``max_decoded``, at most about that many decoded bytes: a file of constant chunks
+    declares far more than it stores)."""
     batch: list[TensorEntry] = []
-    stored = 0
+    stored = decoded = 0
     for entry in entries:
+        if batch and max_decoded is not None and decoded + entry.nbytes > max_decoded:
+            yield batch
+            batch, stored, decoded = [], 0, 0
         batch.append(entry)
         stored += entry.stored_bytes
+        decoded += entry.nbytes
         if stored >= batch_bytes:
             yield batch
-            batch, stored = [], 0
+            batch, stored, decoded = [], 0, 0
     if batch:
         yield batch
 
