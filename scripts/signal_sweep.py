@@ -31,8 +31,12 @@ from pathlib import Path
 # call HOLD_AT (0: never), touches MARKER and sleeps until the signal arrives. With
 # COUNT_TO set, the number of calls is written there at the end (a dry run).
 _HELD_CLI = textwrap.dedent("""
-    import contextlib, os, pathlib, sys, time
+    import contextlib, os, pathlib, signal, sys, time
     from tensorzip.cli import checkpoints, main
+
+    # A child of a background job starts with SIGINT ignored (shell job control): take it
+    # back, so the sweep's SIGINT is the Ctrl-C a user would send.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     hold_at = int(os.environ["TZ_SWEEP_HOLD_AT"])
     marker = pathlib.Path(os.environ["TZ_SWEEP_MARKER"])
