@@ -175,3 +175,10 @@ def test_in_memory_reads_refuse_above_a_limit_the_user_can_raise(tmp_path):
         f.get_tensor("w")
     assert tz.load_file(bomb)["w"].nbytes == 256 * 1024 * 1024  # the default: half the machine's memory
     assert tz.ReadLimits().max_memory_bytes > 0
+
+
+def test_a_header_whose_parse_would_exceed_the_memory_limit_is_refused_before_parsing(tmp_path):
+    tz.save_file({f"t{i}": np.zeros(1, np.float32) for i in range(200)}, tmp_path / "m.tzip")
+    size = len((tmp_path / "m.tzip").read_bytes())
+    with pytest.raises(tz.LimitExceededError, match="to parse"):
+        tz.load_file(tmp_path / "m.tzip", limits=tz.ReadLimits(max_memory_bytes=size * 10))

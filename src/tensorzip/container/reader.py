@@ -37,6 +37,10 @@ from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
+# Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
+# bytes in 3 ("[[],[],..." measured 43 bytes per header byte; a real header of 200K tensors
+# 6.7), so a header's parse is bounded by this multiple of its size, checked before json.loads.
+HEADER_PARSE_COST = 48
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -129,6 +133,11 @@ class TzipReader:
                 f"{self.where}: header declares {preamble.header_length} bytes, over the limit of "
                 f"{self.limits.max_header_bytes} (ReadLimits.max_header_bytes)"
             )
+        if preamble.header_length * HEADER_PARSE_COST > self.limits.max_memory_bytes:
+            raise LimitExceededError(
+                f"{self.where}: header of {preamble.header_length:,} bytes would take up to "
+                f"{preamble.header_length * HEADER_PARSE_COST:,} bytes to parse, over ReadLimits.max_memory_bytes "
+                f"({self.limits.max_memory_bytes:,})")
         end = preamble.header_offset + preamble.header_length
         if preamble.header_offset < DATA_START:
             raise HeaderError(f"{self.where}: header offset {preamble.header_offset} lies inside the preamble")
