@@ -182,3 +182,31 @@ def test_a_header_whose_parse_would_exceed_the_memory_limit_is_refused_before_pa
     size = len((tmp_path / "m.tzip").read_bytes())
     with pytest.raises(tz.LimitExceededError, match="to parse"):
         tz.load_file(tmp_path / "m.tzip", limits=tz.ReadLimits(max_memory_bytes=size * 10))
+
+
+# -- class 5: targets and parameters that would make a result meaningless ---------------------
+
+
+@pytest.mark.parametrize("options", [{"step": float("inf")}, {"max_abs_error": float("inf")}, {"levels": 2.5},
+                                     {"step": 0.1, "window": 1.5}, {"bits": float("inf")}, {"bits": float("nan")}],
+                         ids=str)
+def test_kv_settings_that_would_decode_to_nonsense_are_refused(options):
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((1, 1, 2, 16, 8)).astype(np.float32)
+    with pytest.raises(tz.TensorzipError):
+        tz.kv.compress(keys, keys.copy(), **options)
+
+
+def test_embedding_targets_measured_on_nothing_or_infinite_are_refused(capsys, tmp_path):
+    vectors = np.random.default_rng(0).standard_normal((200, 16)).astype(np.float32)
+    for options in ({"recall": 0.9, "sample_queries": 0}, {"level": float("inf")}, {"recall": float("nan")}):
+        with pytest.raises(tz.TensorzipError):
+            tz.embeddings.compress(vectors, **options)
+    collection = tz.embeddings.open(tz.embeddings.compress(vectors, recall=0.9))
+    for k in (-3, 0, 2.5, 201):
+        with pytest.raises(tz.TensorzipError, match="k must be an integer from 1"):
+            collection.search(vectors[:2], k=k)
+    np.save(tmp_path / "v.npy", vectors)
+    with pytest.raises(SystemExit) as usage:
+        main(["embeddings", "compress", str(tmp_path / "v.npy"), "--recall", "0.9", "--sample", "0"])
+    assert usage.value.code == 2 and "--sample: 0 is outside [1, 16,777,216]" in capsys.readouterr().err

@@ -180,7 +180,7 @@ def test_an_impossible_budget_says_why():
         tz.kv.compress(keys, values, bits=2)
     with pytest.raises(tz.kv.TargetUnreachableError, match="cannot be met"):
         tz.kv.compress(keys, values, bits=2, queries=queries)
-    with pytest.raises(tz.kv.TargetUnreachableError, match="must be positive"):
+    with pytest.raises(tz.kv.TargetUnreachableError, match="must be a positive finite number"):
         tz.kv.compress(keys, values, bits=0)
     keys, values, queries = cache(tokens=40, dim=16)
     with pytest.raises(tz.kv.TargetUnreachableError, match="no grid reaches"):

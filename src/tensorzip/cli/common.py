@@ -57,7 +57,8 @@ def number_in(kind: type, low: float, high: float, *, low_open: bool = False, fl
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
         if value != value or value > high or value < low or (low_open and value == low):  # NaN too
             opening = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"{text} is outside {opening}{low:g}, {high:g}]"
+            shown = [f"{bound:,}" if kind is int else f"{bound:g}" for bound in (low, high)]
+            raise argparse.ArgumentTypeError(f"{text} is outside {opening}{shown[0]}, {shown[1]}]"
                                              + (f" ({flag})" if flag else ""))
         return value
 

@@ -32,6 +32,7 @@ all. A recall target that cannot be met raises ``TargetUnreachableError``.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -227,8 +228,14 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
         raise TensorzipError(f"mode must be one of {MODES}, got {mode!r}")
     if metric not in METRICS:
         raise TensorzipError(f"metric must be one of {METRICS}, got {metric!r}")
-    if not isinstance(k, int) or k < 1:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise TensorzipError(f"k must be a positive integer, got {k!r}")
+    if not isinstance(sample_queries, int) or isinstance(sample_queries, bool) or sample_queries < 1:
+        # Zero held-out queries would record a recall "measured" on nothing (1.0 by default).
+        raise TensorzipError(f"sample_queries must be a positive integer (the rows recall is measured on), "
+                             f"got {sample_queries!r}")
+    if level is not None and not (isinstance(level, (int, float)) and math.isfinite(level) and level > 0):
+        raise TensorzipError(f"level must be a positive finite number, got {level!r}")
     record: dict[str, Any] = {"mode": mode, "count": int(array.shape[0]), "dim": int(array.shape[1]),
                               "dtype": dtypes.by_numpy(array.dtype).name, "metric": metric, "k": k,
                               "target_recall": recall}

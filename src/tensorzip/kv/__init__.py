@@ -33,6 +33,7 @@ the quantizer instead.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -104,8 +105,8 @@ def compress(keys: Any, values: Any, *, bits: float | None = None, step: float |
     config = KVConfig(levels=levels, group=group_size, window=window, rank=rank, outliers=outliers,
                       max_abs_error=max_abs_error, step=step, value_step_ratio=value_step_ratio)
     if bits is not None:
-        if not bits > 0:
-            raise TargetUnreachableError(f"bits must be positive, got {bits}")
+        if not (bits > 0 and math.isfinite(bits)):
+            raise TargetUnreachableError(f"bits must be a positive finite number, got {bits}")
         config = replace(config, step=1.0)
         config.check()
         return within_budget(k, v, bits, config, q, threads)

@@ -65,17 +65,29 @@ class KVConfig:
         """Refuse a contradictory or out-of-range configuration (TensorzipError) before any work."""
         if sum(option is not None for option in (self.levels, self.step, self.max_abs_error)) != 1:
             raise TensorzipError("give exactly one of levels, step and max_abs_error")
-        if self.step is not None and not (self.step > 0 and self.value_step_ratio > 0):
-            raise TensorzipError(f"step and value_step_ratio must be positive, got {self.step}, "
+        if self.step is not None and not (_positive_finite(self.step) and _positive_finite(self.value_step_ratio)):
+            raise TensorzipError(f"step and value_step_ratio must be positive finite numbers, got {self.step}, "
                                  f"{self.value_step_ratio}")
-        if self.levels is not None and not 2 <= self.levels <= 1 << 16:
-            raise TensorzipError(f"levels must be in 2..65536, got {self.levels}")
-        if self.max_abs_error is not None and not self.max_abs_error > 0:
-            raise TensorzipError(f"max_abs_error must be positive, got {self.max_abs_error}")
+        if self.levels is not None and not (_integer(self.levels) and 2 <= self.levels <= 1 << 16):
+            raise TensorzipError(f"levels must be an integer in 2..65536, got {self.levels!r}")
+        if self.max_abs_error is not None and not _positive_finite(self.max_abs_error):
+            raise TensorzipError(f"max_abs_error must be a positive finite number, got {self.max_abs_error}")
+        if not all(_integer(n) for n in (self.group, self.window, self.rank, self.outliers)):
+            raise TensorzipError("group, window, rank and outliers must be integers, got "
+                                 f"{self.group!r}, {self.window!r}, {self.rank!r}, {self.outliers!r}")
         if self.group < 1 or self.window < 0 or self.rank < 0 or self.outliers < 0:
             raise TensorzipError("group must be >= 1, window, rank and outliers >= 0")
         if self.max_abs_error is not None and self.rank:
             raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
+
+
+def _positive_finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) and \
+        math.isfinite(value) and value > 0
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _quantize(x: np.ndarray, name: str, config: KVConfig, out_dtype: Any) -> Quantized | GridQuantized:
