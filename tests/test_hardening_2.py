@@ -6,6 +6,7 @@ after level); ``same_as`` copies count against a file-level expansion budget."""
 
 from __future__ import annotations
 
+import json
 import resource
 
 import numpy as np
@@ -210,3 +211,49 @@ def test_embedding_targets_measured_on_nothing_or_infinite_are_refused(capsys, t
     with pytest.raises(SystemExit) as usage:
         main(["embeddings", "compress", str(tmp_path / "v.npy"), "--recall", "0.9", "--sample", "0"])
     assert usage.value.code == 2 and "--sample: 0 is outside [1, 16,777,216]" in capsys.readouterr().err
+
+
+# -- class 6: every JSON reader and writer says what is wrong, never a raw exception ----------
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, '"\\ud800"', "[" * 50000 + "]" * 50000], ids=["bigint", "surrogate",
+                                                                                             "deep"])
+def test_hostile_json_values_in_every_reader_are_tensorzip_errors(tmp_path, value):
+    from .conftest import build_tzip
+
+    tz.save_file({"w": np.zeros(4, np.float32)}, tmp_path / "m.tzip")
+
+    def edit(header):
+        header["metadata"] = {"x": "PLACEHOLDER"}
+
+    blob = rewrite_header((tmp_path / "m.tzip").read_bytes(), edit)
+    from .conftest import split_tzip
+
+    _, data, header = split_tzip(blob)
+    raw = json.dumps(header).replace('"PLACEHOLDER"', value).encode()
+    (tmp_path / "bad.tzip").write_bytes(build_tzip(data, raw))
+    with pytest.raises(tz.TensorzipError):
+        tz.load_file(tmp_path / "bad.tzip")
+    text = '{"__metadata__": {"x": ' + value + '}}'
+    safetensors_bytes = len(text).to_bytes(8, "little") + text.encode()
+    (tmp_path / "bad.safetensors").write_bytes(safetensors_bytes)
+    with pytest.raises(tz.TensorzipError):
+        tz.compress_file(tmp_path / "bad.safetensors", tmp_path / "x.tzip")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_safetensors({"w": np.zeros(4, np.float32)}, str(folder / "model-1.safetensors"))
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model-1.safetensors"}, "x": '
+                                                         + value + "}")
+    for call in (lambda: tz.compress_file(folder, tmp_path / "a.tzip"),
+                 lambda: tz.compress_folder(folder, tmp_path / "f.tzip")):
+        with pytest.raises(tz.TensorzipError):
+            call()
+    assert main(["info", str(tmp_path / "bad.tzip")]) == 1
+
+
+def test_names_and_metadata_that_utf8_cannot_hold_are_refused_when_written(tmp_path):
+    with pytest.raises(tz.TensorzipError, match="lone UTF-16 surrogate"):
+        tz.save_file({"\ud800": np.zeros(1, np.float32)}, tmp_path / "a.tzip")
+    with pytest.raises(tz.TensorzipError, match="lone UTF-16 surrogate"):
+        tz.save_file({"w": np.zeros(1, np.float32)}, tmp_path / "b.tzip", metadata={"k": "\udfff"})
+    assert not (tmp_path / "a.tzip").exists() and not (tmp_path / "b.tzip").exists()

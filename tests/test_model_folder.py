@@ -258,7 +258,7 @@ def test_refusals(tmp_path, bert, capsys):
     (work / INDEX).write_text(json.dumps({"weight_map": {"w": "model-00009-of-00009.safetensors"}}))
     refused(tz.InputFileError, "not in the folder", lambda: tz.compress_folder(work, tmp_path / "o"))
     (work / INDEX).write_text("{not json")
-    refused(tz.InputFileError, "invalid JSON", lambda: tz.compress_folder(work, tmp_path / "o"))
+    refused(tz.InputFileError, "not valid UTF-8 JSON", lambda: tz.compress_folder(work, tmp_path / "o"))
     (work / INDEX).write_text(index)
     os.symlink(tmp_path / "none", work / "linked")
     refused(tz.InputFileError, "symbolic link to a folder", lambda: tz.compress_folder(work, tmp_path / "o"))

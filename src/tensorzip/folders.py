@@ -36,7 +36,7 @@ from typing import Any
 
 from .container import TzipReader
 from .container.format import MAGIC
-from .container.records import TORCH_SOURCE, is_folder_source
+from .container.records import TORCH_SOURCE, is_folder_source, load_json
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
 from .files import (
     CompressionReport,
@@ -163,10 +163,7 @@ def _read_index(path: Path) -> str:
 
 def _rewritten_index(path: Path, text: str, shards: dict[str, str]) -> str:
     """The index with its ``weight_map`` naming the .tzip shards, and its original text."""
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise InputFileError(f"{path}: not a weights index (invalid JSON)") from None
+    doc = load_json(text, str(path), "the weights index", InputFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
         raise InputFileError(f"{path}: not a weights index (no weight_map)")
     if INDEX_KEY in doc:
@@ -233,8 +230,8 @@ def original_index(path: Path) -> str | None:
     """The original text a rewritten index keeps; None for an index tensorzip did not write."""
     text = _read_index(path)
     try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        doc = load_json(text, str(path), "the index")
+    except HeaderError:
         return None
     if not isinstance(doc, dict) or INDEX_KEY not in doc:
         return None
@@ -281,9 +278,10 @@ def _check_index_complete(root: Path, items: list[_Item]) -> None:
         if item.kind != _INDEX or item.text is None:
             continue
         try:
-            weight_map = json.loads(item.text).get("weight_map")
-        except (json.JSONDecodeError, RecursionError, AttributeError):
+            doc = load_json(item.text, item.source, "the index")
+        except HeaderError:
             continue  # an index we cannot read is restored as it is
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict):
             continue
         folder = os.path.dirname(item.output)
@@ -507,10 +505,8 @@ def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
         raise InputFileError(f"{root}: more than one weights index ({', '.join(p.name for p in candidates)})")
     if candidates:
         index = candidates[0]
-        try:
-            weight_map = json.loads(_read_index(index)).get("weight_map")
-        except (json.JSONDecodeError, RecursionError, AttributeError):
-            weight_map = None
+        doc = load_json(_read_index(index), str(index), "the weights index", InputFileError)
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
             raise InputFileError(f"{index}: not a weights index (no weight_map)")
         files = []

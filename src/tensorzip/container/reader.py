@@ -7,7 +7,6 @@ threads at once.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import threading
@@ -35,6 +34,7 @@ from ..errors import (
 from .bases import BaseCheckpoint, locate_base
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
+from .records import load_json
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 # Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
@@ -172,10 +172,7 @@ class TzipReader:
         raw = (self.metadata() or {}).get(key)
         if raw is None:
             raise FormatError(f"{self.where}: not {what} (no {key!r} record)")
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            raise FormatError(f"{self.where}: the {key!r} record is not valid JSON") from None
+        record = load_json(raw, self.where, f"the {key!r} record", FormatError)
         if not isinstance(record, dict) or record.get("format") not in formats:
             found = record.get("format") if isinstance(record, dict) else record
             raise FormatError(f"{self.where}: the {key!r} record has an unknown format {found!r}")

@@ -8,11 +8,12 @@ A record is validated when the header is parsed, so no face ever acts on a malfo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import HeaderError
+from ..errors import HeaderError, TensorzipError
 
 RESERVED_PREFIX = "tensorzip."
 
@@ -25,8 +26,13 @@ LOSSY_WEIGHTS_KEY = "tensorzip.lossy"
 # Optional information goes into metadata (readers that do not know a key still read the
 # file); only what a reader must understand goes into the header's ``features``.
 SOURCE_DIGEST_KEY = "tensorzip.source_digest"  # "blake2b-256:<hex>" of the original file
+# The numcodecs codec's buffers: the input's dtype when it was stored as another one (an
+# integer view of datetimes, strings, big-endian values...), and "F" for an F-ordered input
+# stored as its C-ordered transpose. Optional for generic readers (they see the stored array).
+NUMCODECS_DTYPE_KEY = "tensorzip.numcodecs.dtype"
+NUMCODECS_ORDER_KEY = "tensorzip.numcodecs.order"
 LAYER_KEYS: dict[str, str] = {KV_KEY: "kv-cache", EMBEDDINGS_KEY: "embeddings", LOSSY_WEIGHTS_KEY: "lossy-weights"}
-RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, *LAYER_KEYS})
+RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, NUMCODECS_DTYPE_KEY, NUMCODECS_ORDER_KEY, *LAYER_KEYS})
 
 # Formats of the ``source`` record: what the .tzip was made from, kept so it comes back byte for byte.
 SAFETENSORS_SOURCE = "safetensors"
@@ -39,6 +45,26 @@ TORCH_WRAPPERS = ("state_dict",)
 # optional ones it may ignore. Format evolution adds a feature, not a version fork.
 FILES_FEATURE = "files"  # a folder archive keeps the folder's other files (header "files")
 KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE})
+
+
+def load_json(raw: bytes | str, where: str, what: str, error: type[TensorzipError] = HeaderError) -> Any:
+    """Parse JSON from a file, every way it can fail mapped to ``error`` naming ``where`` and
+    ``what``: bad UTF-8 or syntax, nesting deep enough to exhaust the recursion limit, integers
+    over Python's 4,300-digit limit, and escaped lone surrogates (``"\\ud800"``), which parse
+    but can never be encoded again (every later print or write of the string would fail)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        doc = json.loads(text)
+        if "\\u" in text:  # only escapes can smuggle a lone surrogate in; rare, so checked only then
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise error(f"{where}: {what} is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise error(f"{where}: {what} holds a lone UTF-16 surrogate (an escaped \\ud800-\\udfff alone), "
+                    "which no file name or text can hold") from None
+    except (UnicodeDecodeError, ValueError) as reason:  # JSONDecodeError, and integers over 4,300 digits
+        raise error(f"{where}: {what} is not valid UTF-8 JSON ({reason})") from None
+    return doc
 
 
 def layer_of(metadata: Mapping[str, str] | None) -> str | None:

@@ -46,6 +46,15 @@ class TensorStats:
     codec_id: str = ""
 
 
+def encodable(text: str, what: str) -> str:
+    """``text``, if it can be written as UTF-8 (a lone surrogate such as "\\ud800" cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TensorzipError(f"{what} {text!r} holds a lone UTF-16 surrogate, which UTF-8 cannot store") from None
+    return text
+
+
 def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
     if metadata is None:
         return None
@@ -53,6 +62,9 @@ def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | No
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise TensorzipError("metadata must map strings to strings (as in safetensors' __metadata__)")
+    for key, value in metadata.items():
+        encodable(key, "a metadata key")
+        encodable(value, "a metadata value")
     return dict(metadata)
 
 
@@ -109,6 +121,7 @@ class TzipWriter:
             raise TensorzipError(f"{self.where}: writer is closed")
         if not isinstance(name, str):
             raise TensorzipError(f"tensor names must be strings, got {name!r}")
+        encodable(name, "a tensor name")
         if name in self._names:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
         if delta is not None and self._header.base is None:

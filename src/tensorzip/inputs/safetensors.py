@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import dtypes
-from ..container.records import SAFETENSORS_SOURCE
+from ..container.records import SAFETENSORS_SOURCE, load_json
 from ..dtypes import DTypeSpec
 from ..errors import InputFileError, LimitExceededError, TensorzipError, UnsupportedDtypeError
 
@@ -38,10 +38,7 @@ class SafetensorsEntry:
 
 def parse_header(raw: bytes, where: str, data_length: int) -> tuple[list[SafetensorsEntry], dict[str, str] | None]:
     """Entries in data-offset order and the ``__metadata__``; validated against the data length."""
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise InputFileError(f"{where}: safetensors header is not valid UTF-8 JSON ({error})") from None
+    doc = load_json(raw, where, "safetensors header", InputFileError)
     if not isinstance(doc, dict):
         raise InputFileError(f"{where}: safetensors header must be a JSON object")
     metadata = doc.pop("__metadata__", None)

@@ -11,7 +11,6 @@ rebuilds the folder byte for byte (docs/format.md, "Folders").
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..container.records import FOLDER_SOURCE
+from ..container.records import FOLDER_SOURCE, load_json
 from ..errors import InputFileError
 from .safetensors import SafetensorsFile
 from .tree import PERMISSION_BITS, Tree, walk_tree
@@ -75,11 +74,12 @@ class ShardedCheckpoint:
         path = indexes[0]
         if path.stat().st_size > MAX_INDEX_BYTES:
             raise InputFileError(f"{path}: index file is over {MAX_INDEX_BYTES} bytes")
-        text = path.read_bytes().decode("utf-8", errors="strict")
-        try:
-            weight_map = json.loads(text).get("weight_map", {})
-        except (json.JSONDecodeError, RecursionError, AttributeError):
-            raise InputFileError(f"{path}: not a safetensors index (invalid JSON)") from None
+        raw = path.read_bytes()
+        doc = load_json(raw, str(path), "the safetensors index", InputFileError)
+        weight_map = doc.get("weight_map", {}) if isinstance(doc, dict) else None
+        if not isinstance(weight_map, dict):
+            raise InputFileError(f"{path}: not a safetensors index (no weight_map object)")
+        text = raw.decode("utf-8")
         names = {p.name for p in shard_paths}
         missing = sorted({f for f in weight_map.values() if isinstance(f, str)} - names)
         if missing:
