@@ -192,7 +192,7 @@ def test_pickled_npy_is_never_unpickled(capsys, tmp_path, matrix, which):
     argv = [evil] if which == "matrix" else [matrix[0], "--labels", evil]
     code, out, err = run(capsys, "analyze", *argv)
     assert code == 1 and out == ""
-    one_line_error(err, "evil.npy", "not a .npy")
+    one_line_error(err, "evil.npy", "tensorzip never unpickles")
     assert not marker.exists()
 
 

@@ -257,3 +257,30 @@ def test_names_and_metadata_that_utf8_cannot_hold_are_refused_when_written(tmp_p
     with pytest.raises(tz.TensorzipError, match="lone UTF-16 surrogate"):
         tz.save_file({"w": np.zeros(1, np.float32)}, tmp_path / "b.tzip", metadata={"k": "\udfff"})
     assert not (tmp_path / "a.tzip").exists() and not (tmp_path / "b.tzip").exists()
+
+
+# -- class 3: secondary inputs are checked by kind before they are opened ---------------------
+
+
+def test_a_fifo_as_any_secondary_input_is_refused_without_blocking(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    weights = tmp_path / "m.safetensors"
+    save_safetensors({"w": np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)}, str(weights))
+    tz.compress_file(weights, tmp_path / "m.tzip")
+    np.save(tmp_path / "v.npy", np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32))
+    commands = [
+        ["verify", tmp_path / "m.tzip", "--against", fifo],
+        ["embeddings", "compress", tmp_path / "v.npy", "--recall", "0.9", "--queries", fifo, "-o", tmp_path / "e.tzip"],
+        ["compress", weights, "--lossy", "--budget", "0.3", "--calibration", fifo, "-o", tmp_path / "l.tzip"],
+        ["analyze", tmp_path / "v.npy", "--labels", fifo],
+        ["compress", weights, "--base", fifo, "-o", tmp_path / "b.tzip"],
+    ]
+    for command in commands:  # a blocking open would hang here forever
+        assert main([str(part) for part in command]) == 1, command
+        assert "not a regular file" in capsys.readouterr().err, command
+    assert main(["compress", str(weights), "--lossy", "--budget", "0.3", "--calibration", str(tmp_path / "v.npy"),
+                 "-o", str(tmp_path / "l.tzip")]) == 1
+    assert "not a .npz" in capsys.readouterr().err

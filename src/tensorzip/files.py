@@ -612,6 +612,8 @@ def verify_file(
     """Decode every tensor (checking every checksum); with ``against``, compare with
     the original .safetensors (or checkpoint folder) bit for bit, headers included."""
     started = time.perf_counter()
+    if against is not None:  # by kind first: a FIFO or device is refused, never opened (it would block)
+        require(against, "tensorzip verify --against", (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER))
     with TzipReader(source, threads=threads, base=base) as reader:
         if against is not None:  # a lossy layer's stored parts are checked, but never compared with data
             refuse_layers(reader, "verify --against")

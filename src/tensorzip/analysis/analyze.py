@@ -10,22 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..container.kinds import Kind, identify
+from ..container.kinds import Kind, identify, load_npy
 from ..embeddings import open as open_collection
 from ..errors import InputFileError
 from .representations import analyze_representations
 from .weights import DEFAULT_EXACT_ELEMENTS, ProgressCallback, analyze_checkpoint
-
-
-def load_matrix(path: str | os.PathLike[str], what: str = "representation matrix") -> np.ndarray:
-    """A .npy array, memory-mapped; never unpickled."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError):  # object arrays are never unpickled (numpy's advice is not passed on)
-        raise InputFileError(f"{path}: not a .npy {what} of numbers (Python objects, or damaged); "
-                             "tensorzip never unpickles: save it with np.save(path, array)") from None
 
 
 def analyze(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | np.ndarray | None = None,
@@ -40,8 +29,9 @@ def analyze(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | np
     found = identify(path)
     if found.kind in (Kind.NUMPY, Kind.EMBEDDINGS):  # an embedding collection: its decoded vectors
         if isinstance(labels, (str, os.PathLike)):
-            labels = np.asarray(load_matrix(labels, "label array"))
-        matrix = load_matrix(path) if found.kind is Kind.NUMPY else open_collection(path, threads=threads).decode()
+            labels = np.asarray(load_npy(labels, "labels"))
+        matrix = (load_npy(path, "representation matrix") if found.kind is Kind.NUMPY
+                  else open_collection(path, threads=threads).decode())
         measures = analyze_representations(matrix, labels, progress=progress)
         record: dict[str, Any] = {"tensorzip_analysis": 1, "kind": "representations", "source": str(path),
                                   "notes": list(measures.get("notes", [])), "representations": measures}

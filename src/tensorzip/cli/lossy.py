@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from .. import lossy
-from ..errors import InputFileError, TensorzipError
+from ..container.kinds import load_npz
+from ..errors import TensorzipError
 from ..outputs.atomic import refuse_output_over_inputs
 from .common import number_in, progress_bar
 
@@ -37,13 +38,7 @@ def add_arguments(compress: argparse.ArgumentParser) -> None:
 def _sensitivity(path: str | None) -> dict[str, np.ndarray] | None:
     if path is None:
         return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError) as error:
-        raise InputFileError(f"{path}: not a .npz of per-column sensitivities ({error})") from None
+    return load_npz(path, "per-column sensitivities")
 
 
 def cmd_compress(args: argparse.Namespace, target: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import FormatError, InputFileError, WrongKindError
 from ..inputs.torch_file import has_torch_magic
 from . import records
@@ -224,3 +226,31 @@ def _unknown_words(path: str) -> str:
         return "an empty file" if os.path.getsize(path) == 0 else "not a kind of file tensorzip knows"
     except OSError:
         return "not a kind of file tensorzip knows"
+
+
+def load_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
+    """A .npy array given as an input (vectors, queries, labels, a representation matrix),
+    memory-mapped: its kind checked first (a FIFO or device is refused, never opened), and
+    never unpickled (numpy's advice to allow it is not passed on)."""
+    found = require(path, f"a reader of {what} (a .npy array)", (Kind.NUMPY,))
+    try:
+        return np.load(found.path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError):
+        raise InputFileError(f"{path}: a .npy of Python objects (or damaged), not a numeric array of {what}; "
+                             "tensorzip never unpickles: save it with np.save(path, array)") from None
+
+
+def load_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
+    """Every array of a .npz given as an input (per-column sensitivities), the same checks."""
+    identify(path)  # refuses what is missing or not a regular file before it is opened
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputFileError(f"{path}: not a .npz of {what} ({error})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InputFileError(f"{path}: a single array, not a .npz of {what} (np.savez(path, name=array, ...))")
+    with data:
+        try:
+            return {name: data[name] for name in data.files}
+        except (ValueError, OSError) as error:
+            raise InputFileError(f"{path}: not a .npz of {what} ({error})") from None

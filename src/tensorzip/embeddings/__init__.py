@@ -42,8 +42,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import dtypes
-from ..container.kinds import Kind, require
-from ..errors import InputFileError, TargetUnreachableError, TensorzipError
+from ..container.kinds import load_npy
+from ..errors import TargetUnreachableError, TensorzipError
 from ..files import DecompressionReport, SizeAndSpeed
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
@@ -174,18 +174,6 @@ def open(source: Source, threads: int | None = None) -> EmbeddingCollection:  # 
     return EmbeddingCollection.load(source, threads=threads)
 
 
-def _npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
-    """A .npy matrix, memory-mapped (never copied whole, never unpickled)."""
-    if not os.path.exists(path):
-        raise InputFileError(f"{path}: no such file")
-    found = require(path, f"a reader of {what} (a .npy matrix)", (Kind.NUMPY,))
-    try:
-        return np.load(found.path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError):  # object arrays: never unpickled (and numpy's advice not passed on)
-        raise InputFileError(f"{path}: a .npy of Python objects (or damaged), not a numeric matrix of {what}; "
-                             "tensorzip never unpickles: save the vectors with np.save(path, array)") from None
-
-
 def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str], *, queries: Any = None,
                   overwrite: bool = True, **options: Any) -> EmbeddingsReport:
     """Compress a ``.npy`` matrix of vectors (rows) into ``target``, atomically, for
@@ -193,9 +181,9 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     ``options`` as for ``save_file``."""
     started = time.perf_counter()
     refuse_output_over_inputs(target, source, queries)
-    vectors = _npy(source, "vectors")
+    vectors = load_npy(source, "vectors")
     if isinstance(queries, (str, os.PathLike)):
-        queries = _npy(queries, "queries")
+        queries = load_npy(queries, "queries")
     record = save_file(vectors, target, queries=queries, overwrite=overwrite, **options)
     size = record.pop("stored_bytes")
     record.pop("bytes_per_vector")
