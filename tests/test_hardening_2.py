@@ -284,3 +284,28 @@ def test_a_fifo_as_any_secondary_input_is_refused_without_blocking(tmp_path, cap
     assert main(["compress", str(weights), "--lossy", "--budget", "0.3", "--calibration", str(tmp_path / "v.npy"),
                  "-o", str(tmp_path / "l.tzip")]) == 1
     assert "not a .npz" in capsys.readouterr().err
+
+
+def test_decoding_a_compressed_folder_never_follows_a_link_out_of_it(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_safetensors({"w": np.zeros(8, np.float32)}, str(folder / "model.safetensors"))
+    tz.compress_folder(folder, tmp_path / "model.tzip")
+    (tmp_path / "secret.txt").write_text("not yours")
+    os.symlink(tmp_path / "secret.txt", tmp_path / "model.tzip" / "leak.txt")
+    assert main(["decompress", str(tmp_path / "model.tzip"), "-o", str(tmp_path / "back")]) == 1
+    assert "outside the folder" in capsys.readouterr().err and not (tmp_path / "back").exists()
+    assert main(["verify", str(tmp_path / "model.tzip")]) == 1
+
+
+def test_a_truncated_zip_pt_is_refused_not_read_as_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({f"w{i}": torch.randn(128, 128) for i in range(4)}, tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    for cut in (len(data) // 2, len(data) - 30):
+        (tmp_path / "cut.pt").write_bytes(data[:cut])
+        with pytest.raises(tz.InputFileError, match="damaged or truncated|runs past the end"):
+            tz.compress_file(tmp_path / "cut.pt", tmp_path / "cut.tzip")
+        assert not (tmp_path / "cut.tzip").exists()

@@ -136,10 +136,13 @@ class _Plan:
         return sum(item.size for item in self.items)
 
 
-def _walk(root: Path) -> _Plan:
+def _walk(root: Path, doing: str | None = None) -> _Plan:
     """Every subfolder and file of ``root`` (``inputs.tree``: file links read through, folder
-    links and special files refused), each file to be copied until the plan says otherwise."""
+    links and special files refused), each file to be copied until the plan says otherwise.
+    ``doing``: a compressed folder is being read; a link out of it is refused."""
     tree = walk_tree(root)
+    if doing is not None:
+        tree.refuse_links_leaving(doing)
     plan = _Plan(folders=[path for path, _ in tree.folders])
     plan.items = [_Item(_COPY, f.path, "", f.size) for f in tree.files]
     return plan
@@ -244,7 +247,7 @@ def original_index(path: Path) -> str | None:
 
 
 def _decompression_plan(root: Path) -> _Plan:
-    plan = _walk(root)
+    plan = _walk(root, "decoding a compressed folder")
     items: list[_Item] = []
     for folder, group in _by_folder(plan.items).items():
         outputs: dict[str, str] = {}  # output name -> the file it comes from

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -78,6 +79,24 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
+def _check_zip_complete(path: str | os.PathLike[str], where: str, size: int) -> None:
+    """A zip-format .pt is memory-mapped, and a memory-mapped load reads storages by the
+    offsets its records give, without the checks ``torch.load`` makes on a full read: a
+    truncated file would hand over the zip's own bytes as weights. So the central directory
+    (at the end: lost first when a file is cut) must parse, and every record must lie inside
+    the file, before anything is loaded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise InputFileError(f"{where}: a damaged or truncated PyTorch (zip) file ({error}); nothing was read "
+                             "from it: save it again") from None
+    for record in records:
+        if record.header_offset + record.compress_size > size:
+            raise InputFileError(f"{where}: its entry {record.filename!r} runs past the end of the file "
+                                 "(truncated?); nothing was read from it: save it again")
+
+
 class TorchFile:
     """A PyTorch state-dict file, loaded safely and checked: flat, string keys, tensors."""
 
@@ -94,6 +113,8 @@ class TorchFile:
             raise InputFileError(f"{self.where}: is a directory, not a PyTorch file") from None
         except OSError as error:
             raise InputFileError(f"{self.where}: cannot read ({error.strerror or error})") from None
+        if head == _ZIP_MAGIC:
+            _check_zip_complete(path, self.where, self.size)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

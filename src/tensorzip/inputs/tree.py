@@ -28,6 +28,7 @@ class TreeFile:
     path: str  # relative to the root, POSIX separators
     size: int
     mode: int  # permission bits (of the file a link points to)
+    link_target: str | None = None  # for a symbolic link: the real path of the file it names
 
 
 @dataclass
@@ -39,6 +40,15 @@ class Tree:
     @property
     def total(self) -> int:
         return sum(f.size for f in self.files)
+
+    def refuse_links_leaving(self, doing: str) -> None:
+        """A folder tensorzip made holds no links; one that leads outside it would copy any file
+        of the machine into the output (``doing``: what is being done, for the message)."""
+        inside = os.path.realpath(self.root)
+        for item in self.files:
+            if item.link_target is not None and os.path.commonpath([inside, item.link_target]) != inside:
+                raise InputFileError(f"{self.root / item.path}: a symbolic link to {item.link_target}, outside the "
+                                     f"folder; {doing} never follows a link out of the folder it reads")
 
     def empty_folders(self) -> list[str]:
         """Subfolders holding nothing at all (no file at any depth below them is listed)."""
@@ -81,5 +91,6 @@ def walk_tree(root: str | os.PathLike[str]) -> Tree:
             if not stat.S_ISREG(status.st_mode):
                 raise InputFileError(f"{path}: not a regular file (a pipe, a socket or a device)")
             tree.files.append(TreeFile(name if relative == "." else f"{relative}/{name}", status.st_size,
-                                       stat.S_IMODE(status.st_mode) & PERMISSION_BITS))
+                                       stat.S_IMODE(status.st_mode) & PERMISSION_BITS,
+                                       os.path.realpath(path) if os.path.islink(path) else None))
     return tree
