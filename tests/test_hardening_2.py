@@ -309,3 +309,31 @@ def test_a_truncated_zip_pt_is_refused_not_read_as_weights(tmp_path):
         with pytest.raises(tz.InputFileError, match="damaged or truncated|runs past the end"):
             tz.compress_file(tmp_path / "cut.pt", tmp_path / "cut.tzip")
         assert not (tmp_path / "cut.tzip").exists()
+
+
+def test_an_archive_whose_index_has_a_shard_name_is_refused(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_safetensors({"w": np.zeros(8, np.float32)}, str(folder / "model-1.safetensors"))
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model-1.safetensors"}}')
+    tz.compress_file(folder, tmp_path / "a.tzip")
+
+    def edit(header):
+        header["source"]["index"]["name"] = "model-1.safetensors"
+
+    (tmp_path / "bad.tzip").write_bytes(rewrite_header((tmp_path / "a.tzip").read_bytes(), edit))
+    with pytest.raises(tz.HeaderError, match="has the name of one of its shards"):
+        tz.decompress_file(tmp_path / "bad.tzip", tmp_path / "back")
+    assert not (tmp_path / "back").exists()
+
+
+def test_a_codec_config_without_an_id_is_named_by_every_face(tmp_path, capsys):
+    tz.save_file({"w": np.zeros(4, np.float32)}, tmp_path / "c.tzip")
+
+    def edit(header):
+        header["tensors"][0]["codec"].pop("id")
+
+    (tmp_path / "bad.tzip").write_bytes(rewrite_header((tmp_path / "c.tzip").read_bytes(), edit))
+    for command in (["info"], ["verify"], ["decompress"]):
+        assert main([*command, str(tmp_path / "bad.tzip")]) == 1
+        assert "string 'id'" in capsys.readouterr().err

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from . import dtypes, embeddings, kv, lossy
-from .codecs import codec_class
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
+from .container.reader import codec_from_config_for
 from .container.records import LOSSY_WEIGHTS_KEY, original_size
 from .errors import InputFileError
 from .folders import is_index, original_index
@@ -52,7 +52,7 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
             for e in reader.header.tensors.values()
         ]
         for t, entry in zip(tensors, reader.header.tensors.values(), strict=True):
-            t["lossy"] = codec_class(entry.codec_config["id"]).lossy
+            t["lossy"] = codec_from_config_for(entry, reader.where).lossy  # a bad config: said, naming it
         tensor_bytes = sum(t["original_bytes"] for t in tensors)
         kept = [{"path": f.path, "folder": f.data is None, "original_bytes": f.size,
                  "stored_bytes": f.data.stored_bytes if f.data is not None else 0, "mode": f.mode}

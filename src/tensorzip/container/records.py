@@ -141,6 +141,9 @@ def folder_layout(source: Mapping[str, Any], tensor_count: int,
             raise HeaderError(f"{where}: each folder file needs a name, a header and a tensor count")
         check_mode(item.get("mode"), where)
         shards.append((plain_name(item["name"], where), item["header"], item["tensors"]))
+    names = [name for name, _, _ in shards]
+    if len(set(names)) != len(names):
+        raise HeaderError(f"{where}: the folder names one shard file twice")
     if sum(count for _, _, count in shards) != tensor_count:
         raise HeaderError(f"{where}: the folder's files hold {sum(c for _, _, c in shards)} tensors, "
                           f"the archive {tensor_count}")
@@ -150,6 +153,8 @@ def folder_layout(source: Mapping[str, Any], tensor_count: int,
     if not (isinstance(index, dict) and isinstance(index.get("name"), str) and isinstance(index.get("text"), str)):
         raise HeaderError(f"{where}: the folder's index needs a name and a text")
     check_mode(index.get("mode"), where)
+    if index["name"] in names:  # restoring would write the index text over that shard
+        raise HeaderError(f"{where}: the folder's index {index['name']!r} has the name of one of its shards")
     return shards, (plain_name(index["name"], where), index["text"])
 
 
