@@ -625,22 +625,34 @@ def verify_file(
         done = 0
         count = 0
         scratch = np.empty(0, dtype=np.uint8)
-        for entry in reader.header.tensors.values():  # a run of chunks at a time: bounded memory
-            original = originals[entry.name]().reshape(-1).view(np.uint8) if against is not None else None
+        # Runs of chunks of every tensor, batched across tensors (many small tensors decode
+        # in one call) and bounded in decoded size (whatever a header declares).
+        where_from: dict[int, int] = {}  # id(piece) -> its byte offset in its tensor
+        pieces = []
+        for entry in reader.header.tensors.values():
             offset = 0
-            for batch in batched_by_stored_bytes(reader.pieces(entry, WRITE_DECODED_BYTES), WRITE_BATCH_BYTES,
-                                                 WRITE_DECODED_BYTES):
-                size = _nbytes(batch)
-                if scratch.size < size:
-                    scratch = np.empty(size, dtype=np.uint8)
-                _decode_batch_into(reader, batch, scratch, 0)
-                if original is not None and not np.array_equal(original[offset : offset + size], scratch[:size]):
-                    raise CorruptDataError(f"{reader.where}: tensor {entry.name!r} differs from {against}")
-                offset += size
-                done += size
-                if progress is not None:
-                    progress(done, total)
-            count += 1
+            for piece in reader.pieces(entry, WRITE_DECODED_BYTES):
+                where_from[id(piece)] = offset
+                offset += piece.nbytes
+                pieces.append(piece)
+        for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
+            size = _nbytes(batch)
+            if scratch.size < size:
+                scratch = np.empty(size, dtype=np.uint8)
+            _decode_batch_into(reader, batch, scratch, 0)
+            position = 0
+            for piece in batch:
+                if against is not None:
+                    original = np.ascontiguousarray(originals[piece.name]()).reshape(-1).view(np.uint8)
+                    start = where_from[id(piece)]
+                    if not np.array_equal(original[start : start + piece.nbytes],
+                                          scratch[position : position + piece.nbytes]):
+                        raise CorruptDataError(f"{reader.where}: tensor {piece.name!r} differs from {against}")
+                position += piece.nbytes
+                count += where_from[id(piece)] == 0
+            done += size
+            if progress is not None:
+                progress(done, total)
         _verify_kept_files(reader, against)
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
                             time.perf_counter() - started)

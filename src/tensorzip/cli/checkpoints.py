@@ -341,7 +341,7 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
         if doc.get("kept_files"):
             count += f" and {len(doc['kept_files'])} other files and folders"
         print(f"{doc['file']}: {doc['what']}{count}, {lossless}, {_mb(doc['original_bytes'])} -> "
-              f"{_mb(doc['stored_bytes'])} (ratio {doc['ratio']:.4f})")
+              f"{_mb(doc['stored_bytes'])}" + (f" (ratio {doc['ratio']:.4f})" if doc["ratio"] else ""))
     if "shape" in doc:
         print(f"  data: {' x '.join(map(str, doc['shape']))} {doc.get('dtype', '')}"
               + (f", values {' x '.join(map(str, doc['values_shape']))}" if doc.get("values_shape") else ""))

@@ -90,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):  # scripts asked for JSON: they get it for errors too
             print(json.dumps({"error": {"code": type(error).__name__, "message": str(error)}}, indent=2))
         return 1
+    except MemoryError:  # a request the machine cannot meet: said in one line, nothing left behind
+        message = ("out of memory; a file's declared sizes can be checked first with tensorzip info, and "
+                   "tensorzip decompress streams to a file in bounded memory")
+        print(f"tensorzip: error: {message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": "MemoryError", "message": message}}, indent=2))
+        return 1
     except KeyboardInterrupt:
         print("tensorzip: interrupted; no output was left behind", file=sys.stderr)
         return 130

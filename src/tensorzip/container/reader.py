@@ -83,7 +83,9 @@ class TzipReader:
         if isinstance(source, (str, os.PathLike)):
             self.where = str(source)
             try:
-                self._fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                # O_NONBLOCK: a FIFO opens at once (and is refused below) instead of waiting forever
+                # for a writer; reads of a regular file are unaffected.
+                self._fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
             except FileNotFoundError:
                 raise InputFileError(f"{self.where}: no such file") from None
             except OSError as error:
@@ -206,7 +208,12 @@ class TzipReader:
         for entry in entries:
             self.check_fits_in_memory(entry.nbytes, f"tensor {entry.name!r}")
         for batch in batched_by_stored_bytes(entries, batch_bytes):
-            outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
+            try:
+                outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
+            except MemoryError:
+                raise LimitExceededError(f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes "
+                                         "(lower ReadLimits.max_memory_bytes to be refused before trying, or stream "
+                                         "with tensorzip decompress)") from None
             self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums)
             yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
 
