@@ -189,6 +189,7 @@ def test_a_header_whose_parse_would_exceed_the_memory_limit_is_refused_before_pa
 
 
 @pytest.mark.parametrize("options", [{"step": float("inf")}, {"max_abs_error": float("inf")}, {"levels": 2.5},
+                                     {"max_abs_error": 1e300}, {"step": 1e300},
                                      {"step": 0.1, "window": 1.5}, {"bits": float("inf")}, {"bits": float("nan")}],
                          ids=str)
 def test_kv_settings_that_would_decode_to_nonsense_are_refused(options):
@@ -337,3 +338,18 @@ def test_a_codec_config_without_an_id_is_named_by_every_face(tmp_path, capsys):
     for command in (["info"], ["verify"], ["decompress"]):
         assert main([*command, str(tmp_path / "bad.tzip")]) == 1
         assert "string 'id'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sensitivity", ["tiny column", "huge column", "tiny rows"])
+def test_lossy_sensitivities_that_overflow_the_grid_are_refused(tmp_path, sensitivity):
+    rng = np.random.default_rng(0)
+    save_safetensors({"m": rng.standard_normal((64, 64)).astype(np.float32)}, str(tmp_path / "l.safetensors"))
+    column = np.ones(64)
+    if sensitivity == "tiny column":
+        column[3] = 1e-300
+    elif sensitivity == "huge column":
+        column[3] = 1e300
+    given = (np.full(64, 1e-300), np.ones(64)) if sensitivity == "tiny rows" else column
+    with pytest.raises(tz.TensorzipError, match="sensitivities"):
+        tz.lossy.compress_file(tmp_path / "l.safetensors", tmp_path / "l.tzip", budget=0.3, sensitivity={"m": given})
+    assert not (tmp_path / "l.tzip").exists()

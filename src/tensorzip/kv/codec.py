@@ -66,12 +66,13 @@ class KVConfig:
         if sum(option is not None for option in (self.levels, self.step, self.max_abs_error)) != 1:
             raise TensorzipError("give exactly one of levels, step and max_abs_error")
         if self.step is not None and not (_positive_finite(self.step) and _positive_finite(self.value_step_ratio)):
-            raise TensorzipError(f"step and value_step_ratio must be positive finite numbers, got {self.step}, "
-                                 f"{self.value_step_ratio}")
+            raise TensorzipError(f"step and value_step_ratio must be positive numbers up to {MAX_STEP:g}, got "
+                                 f"{self.step}, {self.value_step_ratio}")
         if self.levels is not None and not (_integer(self.levels) and 2 <= self.levels <= 1 << 16):
             raise TensorzipError(f"levels must be an integer in 2..65536, got {self.levels!r}")
         if self.max_abs_error is not None and not _positive_finite(self.max_abs_error):
-            raise TensorzipError(f"max_abs_error must be a positive finite number, got {self.max_abs_error}")
+            raise TensorzipError(f"max_abs_error must be a positive number up to {MAX_STEP:g}, "
+                                 f"got {self.max_abs_error}")
         if not all(_integer(n) for n in (self.group, self.window, self.rank, self.outliers)):
             raise TensorzipError("group, window, rank and outliers must be integers, got "
                                  f"{self.group!r}, {self.window!r}, {self.rank!r}, {self.outliers!r}")
@@ -81,9 +82,12 @@ class KVConfig:
             raise TensorzipError("a low-rank correction cannot be combined with a per-element bound")
 
 
+MAX_STEP = 1e30  # grid steps are float32: a larger one overflows (an int times it is inf, 0 times it NaN)
+
+
 def _positive_finite(value: Any) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) and \
-        math.isfinite(value) and value > 0
+        math.isfinite(value) and 0 < value <= MAX_STEP
 
 
 def _integer(value: Any) -> bool:

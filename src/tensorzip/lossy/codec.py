@@ -79,6 +79,11 @@ def _is_matrix(array: np.ndarray) -> bool:
 
 
 def _errors(original: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+    """The achieved errors; a decode that is not finite where the original is is refused
+    here, before any file is written (a grid step that overflowed)."""
+    if not np.array_equal(np.isfinite(decoded), np.isfinite(original)):
+        raise TargetUnreachableError("the grid decodes to values that are not finite (a step that overflowed); "
+                                     "scale the sensitivities or choose another budget")
     a, b = original.astype(np.float64), decoded.astype(np.float64)
     norm = float(np.linalg.norm(a))
     diff = a - b

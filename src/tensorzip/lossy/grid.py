@@ -43,6 +43,9 @@ class GridMatrix:
         return dequantize(self.symbols, self.steps(), self.row_offset[:, None])
 
 
+MAX_FACTOR_RANGE = float(1 << 24)  # largest / smallest step of one matrix (sensitivity range 2^48)
+
+
 def _factor(weights: np.ndarray | None, n: int, what: str) -> np.ndarray:
     """``1 / sqrt(w)`` per row or column (1 without weights); entries no input ever
     reached (w = 0) get the largest factor of the others."""
@@ -52,7 +55,18 @@ def _factor(weights: np.ndarray | None, n: int, what: str) -> np.ndarray:
     if w.shape[0] != n or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"{what} sensitivity must be {n} finite values >= 0, got {w.shape[0]}")
     positive = w[w > 0]
-    return (1 / np.sqrt(np.maximum(w, positive.min() if positive.size else 1.0))).astype(np.float32)
+    smallest = positive.min() if positive.size else 1.0
+    with np.errstate(over="ignore", divide="ignore"):
+        factor = (1 / np.sqrt(np.maximum(w, smallest))).astype(np.float32)
+    # A step of 0 or inf (sensitivities of 1e300 or 1e-300) would divide by zero or decode to
+    # NaN; a range of steps beyond 2^24 puts some weights below float32's resolution of others.
+    if not (np.all(np.isfinite(factor)) and np.all(factor > 0)):
+        raise ValueError(f"{what} sensitivities from {smallest:.3g} to {w.max():.3g} make grid steps of 0 or "
+                         "infinity in float32: scale them toward 1")
+    if factor.max() > MAX_FACTOR_RANGE * factor.min():
+        raise ValueError(f"{what} sensitivities span {smallest:.3g} to {w.max():.3g}, over the "
+                         f"{MAX_FACTOR_RANGE ** 2:.3g}x range one grid takes: clip the smallest")
+    return factor
 
 
 def grid_steps(delta: float, shape: tuple[int, int], rows: np.ndarray | None = None,
