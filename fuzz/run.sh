@@ -22,11 +22,11 @@ TARGETS=()
 REPLAY=()
 for arg in "$@"; do
   case "$arg" in
-    reader | native) TARGETS+=("$arg") ;;
+    reader | native | faces) TARGETS+=("$arg") ;;
     *) REPLAY+=("$(realpath "$arg")") ;;
   esac
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(reader native)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(reader native faces)
 
 "$FUZZ/build_sanitized.sh"
 # shellcheck source=fuzz/env.sh
@@ -36,9 +36,16 @@ mkdir -p "$WORK/artifacts"
 
 failed=()
 for target in "${TARGETS[@]}"; do
+  timeout=25
   case "$target" in
     reader)
       options=(-max_len=32768 "-dict=$FUZZ/reader.dict")
+      preload="$ASAN_RUNTIME:$CUSTOM_MUTATOR_RUNTIME"
+      ;;
+    faces)
+      # Every face on each input; 5 s per input is the bound the faces promise for files under 1 MB.
+      options=(-max_len=65536 "-dict=$FUZZ/reader.dict")
+      timeout=5
       preload="$ASAN_RUNTIME:$CUSTOM_MUTATOR_RUNTIME"
       ;;
     native)
@@ -59,7 +66,7 @@ for target in "${TARGETS[@]}"; do
   env LD_PRELOAD="$preload" ASAN_OPTIONS="$ASAN_OPTIONS" UBSAN_OPTIONS="$UBSAN_OPTIONS" \
     PYTHONPATH="$FUZZ_PYTHONPATH" PYTHONHASHSEED=0 \
     "$FUZZ/.venv/bin/python" "$FUZZ/fuzz_$target.py" "${options[@]}" \
-    -max_total_time="$SECONDS_EACH" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$SECONDS_EACH" -timeout="${timeout:-25}" -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$WORK/artifacts/$target-" ${FUZZ_ARGS:-} "${inputs[@]}" >"$WORK/$target.log" 2>&1
   rc=$?
   set -e
