@@ -353,3 +353,28 @@ def test_lossy_sensitivities_that_overflow_the_grid_are_refused(tmp_path, sensit
     with pytest.raises(tz.TensorzipError, match="sensitivities"):
         tz.lossy.compress_file(tmp_path / "l.safetensors", tmp_path / "l.tzip", budget=0.3, sensitivity={"m": given})
     assert not (tmp_path / "l.tzip").exists()
+
+
+@pytest.mark.parametrize("threads", [2**40, -1, 2.5, True])
+def test_thread_counts_outside_the_range_are_refused_before_native_work(tmp_path, threads):
+    save_safetensors({"w": np.zeros(8, np.float32)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(tz.TensorzipError, match="threads must be a whole number"):
+        tz.compress_file(tmp_path / "m.safetensors", tmp_path / "m.tzip", threads=threads)
+    with pytest.raises(tz.TensorzipError, match="threads must be a whole number"):
+        tz.decompress(tz.compress(np.zeros(3)), threads=threads)
+    assert not (tmp_path / "m.tzip").exists()
+
+
+def test_torch_tensors_without_dense_data_are_refused_by_name():
+    torch = pytest.importorskip("torch")
+    for tensor, kind in ((torch.eye(3).to_sparse(), "sparse"), (torch.empty(3, device="meta"), "meta")):
+        with pytest.raises(tz.UnsupportedDtypeError, match=kind):
+            tz.compress(tensor)
+    flipped = torch.arange(6.0).flip(0)  # a negative-stride view: stored as its values
+    assert torch.equal(tz.decompress(tz.compress(flipped)), flipped)
+
+
+def test_an_output_name_the_system_cannot_hold_is_an_output_error(tmp_path):
+    save_safetensors({"w": np.zeros(8, np.float32)}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(tz.OutputFileError, match="too long"):
+        tz.compress_file(tmp_path / "m.safetensors", tmp_path / ("y" * 300 + ".tzip"))

@@ -16,7 +16,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..dtypes import DTypeSpec
-from ..errors import CorruptDataError
+from ..errors import CorruptDataError, TensorzipError
+
+MAX_THREADS = 1024  # native worker threads one call may start (the CLI allows 256)
+
+
+def checked_threads(threads: Any) -> int:
+    """``threads`` as every native call takes it: 0 (or None) for all cores, else 1 to
+    ``MAX_THREADS``; anything else is refused here, before a native thread pool is asked
+    for 2^40 threads (which aborts the process) or given a float."""
+    if threads is None:
+        return 0
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 0 <= threads <= MAX_THREADS:
+        raise TensorzipError(f"threads must be a whole number from 1 to {MAX_THREADS} (or 0 / None for all cores), "
+                             f"got {threads!r}")
+    return threads
 
 
 @dataclass(frozen=True)

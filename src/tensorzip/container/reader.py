@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import _native
-from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, codec_from_config
+from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, checked_threads, codec_from_config
 from ..codecs.residual import restore
 from ..errors import (
     BaseMismatchError,
@@ -71,7 +71,7 @@ class TzipReader:
         bases led here, so a base chain that comes back to one of them is refused, not
         followed (a file naming itself would otherwise open itself level after level)."""
         self.limits = limits or ReadLimits()
-        self.threads = threads or 0
+        self.threads = checked_threads(threads)
         self._fd: int | None = None
         self._buffer: memoryview | None = None
         self._path: str | os.PathLike[str] | None = source if isinstance(source, (str, os.PathLike)) else None

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import _native, dtypes
-from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, choose_codec
+from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, checked_threads, choose_codec
 from ..codecs.residual import Delta
 from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
 from ..outputs.atomic import atomic_output
@@ -84,7 +84,7 @@ class TzipWriter:
         base: dict[str, Any] | None = None,
     ):
         self._header = Header(metadata=validate_metadata(metadata), source=source, base=base)
-        self._threads = threads or 0
+        self._threads = checked_threads(threads)
         self._batch_bytes = batch_bytes
         self._on_tensor = on_tensor
         # Queued tensors: (name, job or None, delta, same_as, file mode: None for a tensor).

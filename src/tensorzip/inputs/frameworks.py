@@ -30,7 +30,11 @@ def is_torch_tensor(value: Any) -> bool:
 def to_numpy(value: Any) -> np.ndarray:
     """A C-contiguous numpy view or copy of an array-like or torch tensor."""
     if is_torch_tensor(value):
-        tensor = value.detach().cpu().contiguous()
+        if value.is_meta or value.is_nested or value.layout != importlib.import_module("torch").strided:
+            kind = "meta" if value.is_meta else "nested" if value.is_nested else str(value.layout)
+            raise UnsupportedDtypeError(f"a {kind} torch tensor holds no dense data to store; pass a dense tensor "
+                                        "(.to_dense(), or the tensor it was made from)")
+        tensor = value.detach().cpu().resolve_conj().resolve_neg().contiguous()
         name = str(tensor.dtype).removeprefix("torch.")
         if name in _TORCH_BITCAST:
             numpy_dtype, carrier = _TORCH_BITCAST[name]

@@ -85,9 +85,21 @@ def _refuse_special(target: Path) -> None:
         _refuse_special(target.resolve())
 
 
+def _refuse_unusable_name(target: Path) -> None:
+    """A name the system cannot hold (over 255 bytes, a link loop, a file where a folder
+    should be) is said as an output error naming it, not an OSError from the first stat."""
+    try:
+        target.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputFileError(f"cannot write {target}: {error.strerror or error}") from None
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[BinaryIO]:
     target = Path(path)
+    _refuse_unusable_name(target)
     _refuse_special(target)
     if target.is_dir():
         raise OutputFileError(f"cannot write {target}: it is a directory")
@@ -129,6 +141,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
     directory beside ``path``, renamed into place when the block succeeds. An existing
     target is replaced only then (with ``overwrite``)."""
     target = Path(path)
+    _refuse_unusable_name(target)
     _refuse_special(target)
     if target.exists() and not target.is_dir():
         raise OutputFileError(f"cannot write the folder {target}: a file of that name exists")
