@@ -253,3 +253,20 @@ def test_every_public_function_of_the_layers_is_annotated_and_documented(name, f
     for parameter in signature.parameters.values():
         if parameter.name not in ("self", "cls"):
             assert parameter.annotation is not inspect.Parameter.empty, f"{name}({parameter.name})"
+
+
+@pytest.mark.parametrize("step_kind", ["scalar32", "scalar64", "rows32", "rows64"])
+def test_blockwise_dequantize_is_identical_to_one_pass(step_kind):
+    """Layer readers widen symbols to int64 a block at a time (bounded memory whatever size a
+    file declares); the result must be bit-identical to widening everything at once."""
+    from tensorzip.quantization import grid
+
+    rng = np.random.default_rng(0)
+    rows = (grid.DEQUANTIZE_BLOCK // 1000) * 3 + 7  # several blocks and a remainder
+    symbols = rng.integers(0, 255, (rows, 1000)).astype(np.uint8)
+    step = {"scalar32": np.float32(0.01), "scalar64": 0.01, "rows32": rng.random((rows, 1)).astype(np.float32),
+            "rows64": rng.random((rows, 1))}[step_kind]
+    offset, shift = rng.integers(-5, 5, (rows, 1)), rng.random((rows, 1)).astype(np.float32)
+    blocked = grid.dequantize(symbols, step, offset, shift)
+    whole = grid._dequantize(symbols, step, offset, shift)
+    assert blocked.dtype == whole.dtype and blocked.tobytes() == whole.tobytes()

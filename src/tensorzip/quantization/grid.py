@@ -98,9 +98,34 @@ def _zigzag32(r: np.ndarray) -> np.ndarray:
     return (r.view(np.uint32) << np.uint32(1)) ^ (r >> 31).view(np.uint32)
 
 
+DEQUANTIZE_BLOCK = 1 << 22  # elements widened to int64 at once: memory stays ~32 MB over the output
+
+
 def dequantize(symbols: np.ndarray, step: Any, offset: Any = None, shift: Any = None) -> np.ndarray:
     """``(unzigzag(symbols) + offset) * step`` in float32 (the integers summed in int64 and
-    converted once), plus ``shift`` (a float per slice) where the layer stores one."""
+    converted once), plus ``shift`` (a float per slice) where the layer stores one. Done in
+    blocks of rows, so the int64 widening never holds more than ``DEQUANTIZE_BLOCK``
+    elements beside the float32 result, whatever size a file declares."""
+    symbols = np.asarray(symbols)
+    if symbols.size <= DEQUANTIZE_BLOCK or symbols.ndim == 0:
+        return _dequantize(symbols, step, offset, shift)
+    shape = np.broadcast_shapes(symbols.shape, *(np.shape(p) for p in (step, offset, shift) if p is not None))
+    rows = max(1, DEQUANTIZE_BLOCK // max(1, symbols[0].size))
+    # Arrays are sliced by rows; scalars (None, a Python float) pass as they are, so the
+    # arithmetic keeps the result dtype it has unblocked (NumPy's scalar promotion rules).
+    parts = [p if p is None or np.ndim(p) == 0 else np.broadcast_to(p, shape) for p in (symbols, step, offset, shift)]
+    out: np.ndarray | None = None
+    for first in range(0, shape[0], rows):
+        piece = _dequantize(*[p if p is None or np.ndim(p) == 0 else p[first : first + rows]  # type: ignore[arg-type]
+                              for p in parts])
+        if out is None:  # the dtype the arithmetic gives (float32, or wider with a float64 step)
+            out = np.empty(shape, piece.dtype)
+        out[first : first + rows] = piece
+    assert out is not None
+    return out
+
+
+def _dequantize(symbols: np.ndarray, step: Any, offset: Any, shift: Any) -> np.ndarray:
     integers = unzigzag(symbols)
     if offset is not None:
         integers = integers + np.asarray(offset).astype(np.int64, copy=False)
