@@ -49,6 +49,7 @@ from numcodecs.abc import Codec as NumcodecsCodec
 from numcodecs.compat import ensure_ndarray
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
+from ..codecs import checked_threads
 from ..container import TzipWriter
 from ..container.header import TensorEntry
 from ..container.kinds import open_data
@@ -67,11 +68,8 @@ _FACE = "the tensorzip numcodecs codec"
 
 
 def _parse_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise TensorzipError(f"threads must be a non-negative integer or None, got {threads!r}")
-    return threads
+    """None (the default: all cores) is kept as given, so the codec's config says it."""
+    return None if threads is None else checked_threads(threads)
 
 
 def _as_ndarray(buf: Any, what: str) -> np.ndarray:

@@ -28,7 +28,8 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import JSON, parse_named_configuration
 
 from ..arrays import compress, decompress
-from ..errors import CorruptDataError, TensorzipError
+from ..codecs import checked_threads
+from ..errors import CorruptDataError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -41,11 +42,8 @@ _ACCEPTED_NAMES = (CODEC_NAME, "tensorzip")
 
 
 def _parse_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise TensorzipError(f"threads must be a non-negative integer or None, got {threads!r}")
-    return threads
+    """None (the default: all cores) is kept as given, so the codec's config says it."""
+    return None if threads is None else checked_threads(threads)
 
 
 @dataclass(frozen=True)
