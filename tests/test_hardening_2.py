@@ -378,3 +378,19 @@ def test_an_output_name_the_system_cannot_hold_is_an_output_error(tmp_path):
     save_safetensors({"w": np.zeros(8, np.float32)}, str(tmp_path / "m.safetensors"))
     with pytest.raises(tz.OutputFileError, match="too long"):
         tz.compress_file(tmp_path / "m.safetensors", tmp_path / ("y" * 300 + ".tzip"))
+
+
+@pytest.mark.parametrize("matrix", ["one row", "two rows", "boolean"])
+def test_analyze_of_degenerate_matrices_reports_undefined_measures_as_such(tmp_path, capsys, matrix):
+    rng = np.random.default_rng(0)
+    values = {"one row": np.ones((1, 16), np.float32), "two rows": rng.random((2, 16)),
+              "boolean": rng.random((50, 16)) > 0.5}[matrix]
+    np.save(tmp_path / "m.npy", values)
+    assert main(["analyze", str(tmp_path / "m.npy"), "--html", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").is_file() and "effective rank" in capsys.readouterr().out
+
+
+def test_analyze_refuses_values_whose_squares_overflow(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).random((50, 16)) * 1e300)
+    assert main(["analyze", str(tmp_path / "m.npy"), "--html", str(tmp_path / "r.html")]) == 1
+    assert "overflow" in capsys.readouterr().err and not (tmp_path / "r.html").exists()

@@ -347,6 +347,9 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 # Entry point
 
 
+MAX_MAGNITUDE = 1e150  # |x| beyond this: x^2 summed over rows overflows float64
+
+
 def analyze_representations(
     matrix: np.ndarray,
     labels: np.ndarray | None = None,
@@ -497,6 +500,10 @@ def _validated_matrix(matrix: np.ndarray) -> np.ndarray:
             f"representation matrix has {int((~finite).sum()):,} NaN or infinite values; "
             f"the first is at row {row}, column {column} ({x[row, column]})"
         )
+    largest = float(np.abs(x).max())
+    if largest > MAX_MAGNITUDE:  # squares and covariances would overflow float64 to inf
+        raise TensorzipError(f"representation matrix holds values up to {largest:.3g}, whose squares overflow "
+                             f"float64 (the limit is {MAX_MAGNITUDE:g}); scale it first")
     return x
 
 

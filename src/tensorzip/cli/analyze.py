@@ -31,18 +31,24 @@ def _print_checkpoint(record: dict[str, Any]) -> None:
               f"{t['context_bits']:7.3f}  {notes}")
 
 
+def _or_na(value: Any, spec: str) -> str:
+    """A measure that is undefined for this matrix (too few rows: None) reads "n/a"."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def _print_representations(record: dict[str, Any]) -> None:
     r = record["representations"]
     print(f"{record['source']}: {r['rows']:,} x {r['dims']} {r['dtype']}")
-    print(f"  effective rank {r['effective_rank']:.1f}, stable rank {r['stable_rank']:.2f}, "
-          f"TwoNN intrinsic dimension {r['twonn_dimension']:.1f}, anisotropy (mean cosine) {r['anisotropy']:.3f}")
+    print(f"  effective rank {_or_na(r['effective_rank'], '.1f')}, stable rank {_or_na(r['stable_rank'], '.2f')}, "
+          f"TwoNN intrinsic dimension {_or_na(r['twonn_dimension'], '.1f')}, anisotropy (mean cosine) "
+          f"{_or_na(r['anisotropy'], '.3f')}")
     k = r["components_for"]
     print(f"  principal components for 90% / 95% / 99% of the variance: {k['0.9']} / {k['0.95']} / {k['0.99']}")
     labels = r.get("labels")
     if labels:
-        print(f"  {labels['classes']} classes: NC1 {labels['nc1']:.4f}, NC2 equinorm {labels['nc2_equinorm']:.4f}, "
-              f"equiangular {labels['nc2_equiangular']:.4f}, coding-rate reduction "
-              f"{labels['coding_rate_reduction']:.3f}")
+        print(f"  {labels['classes']} classes: NC1 {_or_na(labels['nc1'], '.4f')}, NC2 equinorm "
+              f"{_or_na(labels['nc2_equinorm'], '.4f')}, equiangular {_or_na(labels['nc2_equiangular'], '.4f')}, "
+              f"coding-rate reduction {_or_na(labels['coding_rate_reduction'], '.3f')}")
 
 
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
