@@ -394,3 +394,40 @@ def test_analyze_refuses_values_whose_squares_overflow(tmp_path, capsys):
     np.save(tmp_path / "m.npy", np.random.default_rng(0).random((50, 16)) * 1e300)
     assert main(["analyze", str(tmp_path / "m.npy"), "--html", str(tmp_path / "r.html")]) == 1
     assert "overflow" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
+def test_names_the_system_cannot_use_are_errors_naming_them(tmp_path, capsys):
+    import os
+
+    weights = tmp_path / "m.safetensors"
+    save_safetensors({"w": np.zeros(8, np.float32)}, str(weights))
+    tz.compress_file(weights, tmp_path / "m.tzip")
+    os.symlink(tmp_path / "loop.tzip", tmp_path / "loop.tzip")
+    long = str(tmp_path / ("z" * 300))
+    for argv in (["compress", str(weights), "-o", long + ".tzip"], ["decompress", str(tmp_path / "m.tzip"), "-o", long],
+                 ["compress", str(weights), "--base", long, "-o", str(tmp_path / "q.tzip")],
+                 ["decompress", str(tmp_path / "m.tzip"), "-o", str(tmp_path / "loop.tzip"), "--force"]):
+        assert main(argv) == 1, argv
+        assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(tz.OutputFileError, match="loops"):
+        tz.save_file({"w": np.zeros(2)}, tmp_path / "loop.tzip")
+
+
+@pytest.mark.parametrize("shape", [[1] * 65, [0, 2**61]], ids=["65 dims", "2^61"])
+def test_a_safetensors_input_with_an_impossible_shape_is_refused(tmp_path, shape):
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0 if 0 in shape else 4]}}).encode()
+    (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * (0 if 0 in shape else 4))
+    with pytest.raises(tz.InputFileError, match="dimensions, or more elements"):
+        tz.compress_file(tmp_path / "x.safetensors", tmp_path / "x.tzip")
+
+
+def test_a_reader_refused_in_its_constructor_says_nothing_more_when_collected(tmp_path, capfd):
+    import gc
+
+    tz.save_file({"w": np.zeros(2)}, tmp_path / "m.tzip")
+    with pytest.raises(tz.TensorzipError):
+        tz.load_file(tmp_path / "m.tzip", threads=2**40)
+    gc.collect()
+    assert "Exception ignored" not in capfd.readouterr().err

@@ -35,9 +35,14 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], Non
 
 def output_path(given: str | None, source: str, suffix: str, force: bool) -> Path:
     path = Path(given) if given else Path(source).with_suffix(suffix)
-    if path.resolve() == Path(source).resolve() or same_file(path, source):  # a hard link too
-        raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
-    if path.exists() and not force:
+    try:
+        if path.resolve() == Path(source).resolve() or same_file(path, source):  # a hard link too
+            raise OutputFileError(f"output {path} would overwrite the input; choose another -o")
+        exists = path.exists()
+    except (OSError, RuntimeError) as error:  # a name over 255 bytes, a link loop
+        reason = "a symbolic link that loops" if isinstance(error, RuntimeError) else error.strerror or error
+        raise OutputFileError(f"cannot write {path}: {reason}") from None
+    if exists and not force:
         raise OutputFileError(f"{path} already exists (use --force to replace it)")
     return path
 

@@ -42,10 +42,14 @@ class BaseCheckpoint:
         self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
         self._readers: list[Any] = []  # open .tzip files (one, or a compressed folder's shards)
         self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
-        if self.path.is_dir() and not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file()):
+        try:
+            is_folder = self.path.is_dir()
+        except OSError as error:  # a name over 255 bytes, a link loop
+            raise InputFileError(f"base {self.path}: cannot open ({error.strerror or error})") from None
+        if is_folder and not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file()):
             self._open_compressed_folder(open_tzip, threads, chain)
             return
-        if self.path.is_dir():  # a folder of shards
+        if is_folder:  # a folder of shards
             folder = ShardedCheckpoint(self.path)
             self._safetensors = {e.name: (shard, e) for _, shard in folder.shards for e in shard.entries}
             self._entries = dict.fromkeys(self._safetensors)

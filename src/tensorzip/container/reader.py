@@ -70,9 +70,11 @@ class TzipReader:
         beside the file, when a tensor needs it. ``chain``: the files (device, inode) whose
         bases led here, so a base chain that comes back to one of them is refused, not
         followed (a file naming itself would otherwise open itself level after level)."""
+        self._fd: int | None = None
+        self._owns_base = False
+        self._base: BaseCheckpoint | None = None
         self.limits = limits or ReadLimits()
         self.threads = checked_threads(threads)
-        self._fd: int | None = None
         self._buffer: memoryview | None = None
         self._path: str | os.PathLike[str] | None = source if isinstance(source, (str, os.PathLike)) else None
         self._base_given = base

@@ -27,6 +27,8 @@ from ..errors import InputFileError, LimitExceededError, TensorzipError, Unsuppo
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
 
 
+MAX_DIMENSIONS = 64  # numpy's limit (and the .tzip header's)
+
 @dataclass(frozen=True)
 class SafetensorsEntry:
     name: str
@@ -64,6 +66,9 @@ def parse_header(raw: bytes, where: str, data_length: int) -> tuple[list[Safeten
         )
         if not (valid_shape and valid_offsets):
             raise InputFileError(f"{where}: tensor {name!r} has a malformed shape or data_offsets")
+        if len(shape) > MAX_DIMENSIONS or math.prod(d for d in shape if d) * spec.itemsize >= 1 << 62:
+            raise InputFileError(f"{where}: tensor {name!r} has shape {shape}: more than {MAX_DIMENSIONS} "
+                                 "dimensions, or more elements than any array can hold")
         begin, end = offsets
         if end - begin != math.prod(shape) * spec.itemsize or begin < 0:
             raise InputFileError(

@@ -82,7 +82,12 @@ def _refuse_special(target: Path) -> None:
         raise OutputFileError(f"cannot write {target}: it is not a regular file (a device, FIFO or socket); "
                               "tensorzip replaces only regular files, even with --force")
     if stat.S_ISLNK(mode):
-        _refuse_special(target.resolve())
+        try:
+            resolved = target.resolve(strict=True)
+        except (OSError, RuntimeError):  # a loop, or a link to nothing: there is no special file behind it
+            raise OutputFileError(f"cannot write {target}: a symbolic link that loops or leads nowhere; remove it "
+                                  "or choose another output") from None
+        _refuse_special(resolved)
 
 
 def _refuse_unusable_name(target: Path) -> None:
