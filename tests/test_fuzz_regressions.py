@@ -69,3 +69,20 @@ def test_header_nested_too_deeply_is_a_header_error(depth, tmp_path):
     path.write_bytes(image)
     with pytest.raises(tz.HeaderError, match="nested too deeply"):
         tz.load_file(path)
+
+
+def test_faces_kv_record_without_dtype_is_a_format_error(tmp_path, capsys):
+    # fuzz_faces.py (issue 17): a KV cache whose record lost its "dtype" gave tensorzip info a
+    # KeyError. Layer records' fields are now checked when the file is opened.
+    from pathlib import Path
+
+    from tensorzip.cli import main
+
+    found = Path(__file__).parent / "fuzz_inputs" / "faces-kv-record-without-dtype.tzip"
+    path = tmp_path / "input.tzip"
+    path.write_bytes(found.read_bytes())
+    assert main(["info", str(path)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    for call in (lambda: tz.info(path), lambda: tz.kv.load_file(path), lambda: tz.contents(path)):
+        with pytest.raises(tz.TensorzipError):
+            call()

@@ -8,7 +8,6 @@ figure it achieved, as recorded when it was written (measured then, never assume
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -20,8 +19,8 @@ from . import dtypes, embeddings, kv, lossy
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.reader import codec_from_config_for
-from .container.records import LOSSY_WEIGHTS_KEY, original_size
-from .errors import InputFileError
+from .container.records import LOSSY_WEIGHTS_KEY, load_json, original_size
+from .errors import FormatError, InputFileError
 from .folders import is_index, original_index
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile
@@ -36,7 +35,13 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
     if handler is None:
         raise found.refuse("tensorzip info")
     doc: dict[str, Any] = {"file": found.path, "kind": found.kind.value, "what": found.readers.words}
-    doc.update(handler(found))
+    try:
+        doc.update(handler(found))
+    except (KeyError, TypeError, IndexError, ValueError, ZeroDivisionError, AttributeError) as error:
+        # A layer record is the file's own JSON: one crafted past the checks its reader makes
+        # (its fields' own fields) is said as a damaged file, never as a traceback.
+        raise FormatError(f"{found.path}: {found.readers.words} whose record is malformed "
+                          f"({type(error).__name__}: {error})") from None
     stored, original = doc.get("stored_bytes"), doc.get("original_bytes")
     doc["ratio"] = original / stored if stored and original else None
     doc["size"] = stored  # the name `tensorzip info --json` used before it knew every kind
@@ -74,7 +79,8 @@ def _lossy_weights(found: PathKind) -> dict[str, Any]:
     if worst is not None:
         achieved |= {"worst_relative_rms_error": quantized[worst]["relative_rms_error"], "worst_tensor": worst}
     with TzipReader(found.path) as reader:  # the original safetensors header is kept in the record
-        source = json.loads((reader.metadata() or {}).get(LOSSY_WEIGHTS_KEY, "{}")).get("source")
+        source = load_json((reader.metadata() or {}).get(LOSSY_WEIGHTS_KEY, "{}"), reader.where,
+                           "the lossy record", FormatError).get("source")
     stored = os.path.getsize(found.path)
     achieved["stored_bytes"] = stored
     return {"lossy": True, "original_bytes": original_size(source, original), "stored_bytes": stored,

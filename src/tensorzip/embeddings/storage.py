@@ -17,7 +17,8 @@ from ..quantization import LayerFormat, layer_bytes, open_layer, write_layer
 from .code import EmbeddingCode
 
 FORMAT_VERSION = 1
-LAYER = LayerFormat(EMBEDDINGS_KEY, "an embedding collection", FORMAT_VERSION, (FORMAT_VERSION,))
+LAYER = LayerFormat(EMBEDDINGS_KEY, "an embedding collection", FORMAT_VERSION, (FORMAT_VERSION,),
+                    (("count", int), ("dim", int), ("dtype", str), ("mode", str)))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from .groups import CHANNELS_AXIS, TOKENS_AXIS, Quantized, quantize_levels
 # 2: adds the per-layer grid ("quantizer": "grid"), used for step and max_abs_error.
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
-LAYER = LayerFormat(KV_KEY, "a KV cache", FORMAT_VERSION, READABLE_FORMATS)
+LAYER = LayerFormat(KV_KEY, "a KV cache", FORMAT_VERSION, READABLE_FORMATS,
+                    (("shape", list), ("dtype", str), ("config", dict)))
 PARTS = ("keys", "values")
 # Values' step relative to keys' when only one step is asked for: an error in a value
 # reaches the attention output directly, an error in a key only through the softmax.

@@ -34,7 +34,8 @@ from ..quantization import LayerFormat, TargetNotMet, bisect, read_layer, write_
 from .grid import GridMatrix, grid_steps, quantize_matrix
 
 FORMAT_VERSION = 1
-LAYER = LayerFormat(LOSSY_WEIGHTS_KEY, "a lossy checkpoint", FORMAT_VERSION, (FORMAT_VERSION,))
+LAYER = LayerFormat(LOSSY_WEIGHTS_KEY, "a lossy checkpoint", FORMAT_VERSION, (FORMAT_VERSION,),
+                    (("tensors", dict),))
 MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: they cost little
 _BISECTION_STEPS = 14  # ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget
 _BRACKET_OCTAVES = 36  # from the finest delta whose integers fit 31 bits to one that leaves almost nothing

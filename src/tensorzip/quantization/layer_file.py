@@ -26,6 +26,7 @@ from .. import _native
 from ..codecs import BytePlanesCodec
 from ..container import TzipReader, TzipWriter
 from ..container.kinds import PathKind, kind_of_metadata
+from ..errors import FormatError
 
 # Elements per chunk at most for a table per row (2^21: what the layers have always used,
 # fixed here so a file's chunking never follows a native constant).
@@ -43,6 +44,23 @@ class LayerFormat:
     what: str  # the kind of file, for errors: "a KV cache"
     version: int  # the record format this code writes
     readable: tuple[int, ...]  # the record formats this code reads
+    # Fields every readable record has, with their JSON types: checked when the file is
+    # opened, so no reader or summary meets a crafted record's missing key as a KeyError.
+    fields: tuple[tuple[str, type | tuple[type, ...]], ...] = ()
+
+    def check(self, record: dict[str, Any], where: str) -> dict[str, Any]:
+        for name, kind in self.fields:
+            value = record.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
+                raise FormatError(f"{where}: {self.what}'s record has no valid {name!r} (a damaged or crafted file)")
+            if name.endswith("shape") and not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in value):
+                raise FormatError(f"{where}: {self.what}'s record has a {name!r} that is not a list of sizes")
+        return record
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def per_row_codec(array: np.ndarray) -> BytePlanesCodec:
@@ -87,7 +105,7 @@ def open_layer(source: Source, layer: LayerFormat, threads: int | None = None) -
         if layer.key not in (reader.metadata() or {}):  # another kind: say which, and what reads it
             kind = kind_of_metadata(reader.header.metadata, reader.header.source)
             raise PathKind(reader.where, kind).refuse(f"a reader of {layer.what}", expected=layer.what)
-        yield reader, reader.layer_record(layer.key, layer.what, layer.readable)
+        yield reader, layer.check(reader.layer_record(layer.key, layer.what, layer.readable), reader.where)
 
 
 def read_layer(source: Source, layer: LayerFormat, threads: int | None = None) -> tuple[dict[str, Any],
