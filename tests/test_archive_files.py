@@ -107,7 +107,7 @@ def test_archive_is_smaller_than_the_folder_and_info_counts_its_files(tmp_path, 
     assert report.original_bytes == every_byte  # the report counts every file of the folder
     assert report.compressed_bytes < every_byte
     assert main(["info", str(out)]) == 0
-    assert "and 8 other files and folders" in capsys.readouterr().out
+    assert "and 12 other files and folders" in capsys.readouterr().out
     doc = tz.info(out)
     kept = {f["path"]: f for f in doc["kept_files"]}
     assert kept["empty"]["folder"] and kept["config.json"]["mode"] == 0o444
@@ -314,3 +314,44 @@ def test_golden_archive_with_files_restores_every_entry(tmp_path):
     for path, (kind, data, mode) in _tree(tmp_path / "back").items():
         found[path] = {"kind": kind} if kind == "folder" else {"kind": kind, "mode": mode, "hex": data.hex()}
     assert found == expected
+
+
+@pytest.mark.parametrize("damage", ["delete a config", "change a config", "swap two shards", "add a file",
+                                    "delete an empty folder"])
+def test_a_compressed_folder_changed_after_compression_fails_verify_and_decompress(tmp_path, hub, damage, capsys):
+    import shutil
+
+    out = tmp_path / "model.tzip"
+    assert main(["compress", str(hub), "-o", str(out)]) == 0
+    assert (out / "tensorzip-manifest.json").is_file()
+    shards = [out / name.replace(".safetensors", ".tzip") for name in NAMES]
+    if damage == "delete a config":
+        (out / "1_Pooling" / "config.json").unlink()
+    elif damage == "change a config":
+        (out / "tokenizer.json").write_text("{}")
+    elif damage == "swap two shards":
+        shards[0].rename(tmp_path / "x")
+        shards[1].rename(shards[0])
+        (tmp_path / "x").rename(shards[1])
+    elif damage == "add a file":
+        (out / "notes.txt").write_text("mine")
+    else:
+        shutil.rmtree(out / "empty")
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 1
+    assert main(["decompress", str(out), "-o", str(tmp_path / "back")]) == 1
+    assert "no longer matches its manifest" in capsys.readouterr().err
+    assert not (tmp_path / "back").exists()
+
+
+def test_folder_permission_bits_come_back_in_both_modes(tmp_path, hub):
+    os.chmod(hub / "a" / "b", 0o700)
+    os.chmod(hub / "empty", 0o750)
+    for mode in ("archive", "folder"):
+        out = tmp_path / f"{mode}.tzip"
+        assert main(["compress", str(hub), "-o", str(out), *(["--archive"] if mode == "archive" else [])]) == 0
+        assert main(["decompress", str(out), "-o", str(tmp_path / f"back-{mode}")]) == 0
+        back = tmp_path / f"back-{mode}"
+        for folder in ("a", "a/b", "a/b/c", "empty", "1_Pooling"):
+            assert stat.S_IMODE((back / folder).stat().st_mode) == stat.S_IMODE((hub / folder).stat().st_mode), (
+                mode, folder)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .container import TzipReader
-from .container.format import MAGIC
+from .container.format import MAGIC, PREAMBLE_SIZE
 from .container.records import TORCH_SOURCE, is_folder_source, load_json
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
 from .files import (
@@ -55,6 +56,7 @@ from .inputs.tree import PERMISSION_BITS, walk_tree
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
+MANIFEST_NAME = "tensorzip-manifest.json"  # a compressed folder's list of what it holds
 INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
 SHARD_SUFFIX = ".tzip"
 
@@ -188,6 +190,9 @@ def _compression_plan(root: Path) -> _Plan:
         names = {os.path.basename(item.source) for item in group}
         shards: dict[str, str] = {}  # shard file name -> .tzip name
         for name in sorted(names):
+            if not folder and name == MANIFEST_NAME:
+                raise InputFileError(f"{root / name}: the name of the manifest tensorzip writes into a compressed "
+                                     "folder; rename the file, or decompress the folder if it is one")
             if name.endswith(SHARD_SUFFIX):
                 raise InputFileError(f"{root / folder / name}: the folder holds .tzip files already; compress a "
                                      "folder once (decompress this one first)")
@@ -248,6 +253,8 @@ def original_index(path: Path) -> str | None:
 
 def _decompression_plan(root: Path) -> _Plan:
     plan = _walk(root, "decoding a compressed folder")
+    _check_manifest(root, plan)
+    plan.items = [item for item in plan.items if item.source != MANIFEST_NAME]
     items: list[_Item] = []
     for folder, group in _by_folder(plan.items).items():
         outputs: dict[str, str] = {}  # output name -> the file it comes from
@@ -271,6 +278,59 @@ def _decompression_plan(root: Path) -> _Plan:
     _check_index_complete(root, items)
     plan.items = items
     return plan
+
+
+def _manifest_entries(root: Path, files: list[str], folders: list[str]) -> dict[str, Any]:
+    """What a compressed folder holds: every file's size and digest (BLAKE2b-256; a .tzip
+    shard's by its size and header checksum, which its own chunk checksums back) and every
+    subfolder, so a file deleted, changed, swapped or added after compression is found."""
+    entries: dict[str, Any] = {}
+    for relative in files:
+        path = root / relative
+        if relative.endswith(SHARD_SUFFIX):
+            with open(path, "rb") as handle:
+                preamble = handle.read(PREAMBLE_SIZE)
+            entries[relative] = {"size": path.stat().st_size, "preamble": preamble.hex()}
+        else:
+            digest = hashlib.blake2b(digest_size=32)
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+            entries[relative] = {"size": path.stat().st_size, "blake2b": digest.hexdigest()}
+    return {"format": FORMAT_VERSION, "files": entries, "folders": sorted(folders)}
+
+
+def _write_manifest(out: Path) -> None:
+    tree = walk_tree(out)
+    doc = _manifest_entries(out, [f.path for f in tree.files], [path for path, _ in tree.folders])
+    (out / MANIFEST_NAME).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _check_manifest(root: Path, plan: _Plan) -> None:
+    """A compressed folder is what tensorzip wrote, file for file (folders written before the
+    manifest existed have none and are read as they are)."""
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        return
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise CorruptDataError(f"{path}: the manifest is over {MAX_INDEX_BYTES} bytes")
+    recorded = load_json(path.read_bytes(), str(path), "the folder's manifest", CorruptDataError)
+    if not (isinstance(recorded, dict) and recorded.get("format") == FORMAT_VERSION
+            and isinstance(recorded.get("files"), dict) and isinstance(recorded.get("folders"), list)):
+        raise CorruptDataError(f"{path}: not a manifest this release reads (format {FORMAT_VERSION})")
+    files = [item.source for item in plan.items if item.source != MANIFEST_NAME]
+    found = _manifest_entries(root, files, plan.folders)
+    missing = sorted(set(recorded["files"]) - set(found["files"]))
+    extra = sorted(set(found["files"]) - set(recorded["files"]))
+    changed = sorted(name for name in set(found["files"]) & set(recorded["files"])
+                     if found["files"][name] != recorded["files"][name])
+    lost_folders = sorted(set(recorded["folders"]) - set(found["folders"]))
+    for what, names in (("is missing", missing), ("changed since it was compressed", changed),
+                        ("was not written by tensorzip compress", extra), ("(a folder) is missing", lost_folders)):
+        if names:
+            raise CorruptDataError(f"{root / names[0]} {what}" + (f" (and {len(names) - 1} more)" if len(names) > 1
+                                                                   else "") +
+                                   f"; the compressed folder no longer matches its manifest ({MANIFEST_NAME})")
 
 
 def _check_index_complete(root: Path, items: list[_Item]) -> None:
@@ -333,8 +393,10 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _run(plan: _Plan, source: Path, target: Path, overwrite: bool, progress: ProgressCallback | None,
-         shard: Callable[[Path, Path, _Item, ProgressCallback | None], Any]) -> tuple[list[Any], int]:
-    """Write the plan's output into a temporary folder renamed to ``target`` at the end."""
+         shard: Callable[[Path, Path, _Item, ProgressCallback | None], Any],
+         finish: Callable[[Path], None] = lambda out: None) -> tuple[list[Any], int]:
+    """Write the plan's output into a temporary folder renamed to ``target`` at the end
+    (``finish`` runs on the finished temporary folder, before the rename)."""
     tracker = _Progress(plan.total, progress)
     reports = []
     with atomic_directory(target, overwrite=overwrite) as out:
@@ -352,6 +414,9 @@ def _run(plan: _Plan, source: Path, target: Path, overwrite: bool, progress: Pro
             else:
                 shutil.copy2(source / item.source, out / item.output)
             tracker.advance(item.size)
+        for folder in sorted(plan.folders, key=lambda f: -f.count("/")):  # deepest first: a read-only
+            os.chmod(out / folder, stat.S_IMODE(os.stat(source / folder).st_mode) & PERMISSION_BITS)  # one last
+        finish(out)
         written = _folder_bytes(out)
     return reports, written
 
@@ -396,7 +461,7 @@ def compress_folder(
 
         if base is not None:
             _check_paths(Path(base), dst)
-        reports, written = _run(plan, src, dst, overwrite, progress, shard)
+        reports, written = _run(plan, src, dst, overwrite, progress, shard, _write_manifest)
     return FolderReport(
         source=str(src), target=str(dst), original_bytes=plan.total, compressed_bytes=written,
         seconds=time.perf_counter() - started, threads=_resolve_threads(threads), shards=reports,
@@ -430,7 +495,7 @@ def decompress_folder(
 
     reports, written = _run(plan, src, dst, overwrite, progress, shard)
     return FolderReport(
-        source=str(src), target=str(dst), original_bytes=written, compressed_bytes=plan.total,
+        source=str(src), target=str(dst), original_bytes=written, compressed_bytes=_folder_bytes(src),
         seconds=time.perf_counter() - started, threads=_resolve_threads(threads), shards=reports,
         indexes=[i.output for i in plan.items if i.kind == _INDEX],
         copied=[i.output for i in plan.items if i.kind == _COPY],

@@ -79,6 +79,14 @@ def salvage_file(
                 lost[entry.name] = str(error).removeprefix(f"{reader.where}: ")
         if not good:
             raise InputFileError(f"{reader.where}: no tensor could be read ({len(lost)} lost); nothing written")
+        for kept in reader.header.files.values():  # a folder archive's other files are not in the output
+            reason = "a file of the archived folder: salvage writes tensors only"
+            if kept.data is not None:
+                try:
+                    reader.decode_into([(kept.data, np.empty(kept.data.numel, np.uint8))])
+                except TensorzipError as error:
+                    reason = str(error).removeprefix(f"{reader.where}: ")
+            lost[kept.path] = reason
         metadata = {k: v for k, v in (reader.metadata() or {}).items() if not k.startswith(RESERVED_PREFIX)}
         header = build_header(((e.name, e.spec, e.shape) for e in good), metadata)
         written = 8 + len(header)

@@ -57,13 +57,11 @@ class ShardedCheckpoint:
 
     def other_files(self) -> Tree:
         """Everything in the folder besides the shards and the index (config, tokenizer,
-        subfolders, empty folders), which the archive keeps byte for byte; ``folders`` lists
-        only the empty ones (the others come back with their files)."""
+        subfolders, empty folders), which the archive keeps byte for byte, every subfolder
+        with its permission bits (a private folder must not come back world-readable)."""
         tree = walk_tree(self.folder)
         kept = {name for name, _ in self.shards} | ({self.index[0]} if self.index else set())
-        empty = set(tree.empty_folders())
-        return Tree(tree.root, [(path, mode) for path, mode in tree.folders if path in empty],
-                    [f for f in tree.files if f.path not in kept])
+        return Tree(tree.root, tree.folders, [f for f in tree.files if f.path not in kept])
 
     def _read_index(self, shard_paths: list[Path]) -> tuple[str, str] | None:
         indexes = sorted(p for p in self.folder.iterdir() if p.is_file() and p.name.endswith(INDEX_SUFFIX))

@@ -50,16 +50,6 @@ class Tree:
                 raise InputFileError(f"{self.root / item.path}: a symbolic link to {item.link_target}, outside the "
                                      f"folder; {doing} never follows a link out of the folder it reads")
 
-    def empty_folders(self) -> list[str]:
-        """Subfolders holding nothing at all (no file at any depth below them is listed)."""
-        parents = {os.path.dirname(f.path) for f in self.files} | {os.path.dirname(p) for p, _ in self.folders}
-        full: set[str] = set()
-        for parent in parents:
-            while parent:
-                full.add(parent)
-                parent = os.path.dirname(parent)
-        return [p for p, _ in self.folders if p not in full]
-
 
 def walk_tree(root: str | os.PathLike[str]) -> Tree:
     """Every subfolder and file of ``root``, sorted by name at each level."""
