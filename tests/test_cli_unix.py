@@ -165,3 +165,9 @@ def test_help_of_every_command_documents_every_argument():
 
     walk(build_parser(), [])
     assert not missing, missing
+
+
+def test_a_full_standard_output_is_one_line_not_a_traceback(small_tzip):
+    done = subprocess.run(f"{sys.executable} -m tensorzip decompress {small_tzip} -o - > /dev/full", shell=True,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "No space left on device" in done.stderr and "Traceback" not in done.stderr

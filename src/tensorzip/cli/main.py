@@ -107,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `tensorzip info x | head`: the reader is gone, nothing to say
         _silence_stdout()
         return 128 + signal.SIGPIPE
+    except OSError as error:  # writing to standard output failed (`-o - > /dev/full`): one line, not a traceback
+        print(f"tensorzip: error: {error.strerror or error}", file=sys.stderr)
+        _silence_stdout()
+        return 1
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
