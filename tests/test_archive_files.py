@@ -355,3 +355,15 @@ def test_folder_permission_bits_come_back_in_both_modes(tmp_path, hub):
         for folder in ("a", "a/b", "a/b/c", "empty", "1_Pooling"):
             assert stat.S_IMODE((back / folder).stat().st_mode) == stat.S_IMODE((hub / folder).stat().st_mode), (
                 mode, folder)
+
+
+def test_a_model_folder_with_a_stray_tzip_is_still_a_model_folder(tmp_path, hub, capsys):
+    tz.save_file({"x": np.zeros(4, np.float32)}, hub / "other.tzip")
+    assert tz.info(hub)["kind"] == "model-folder"
+    assert main(["decompress", str(hub), "-o", str(tmp_path / "out")]) == 1  # not taken for a compressed folder
+    assert not (tmp_path / "out").exists()
+    assert main(["compress", str(hub), "-o", str(tmp_path / "f.tzip")]) == 1
+    assert "a .tzip file beside the weights" in capsys.readouterr().err
+    assert main(["compress", str(hub), "--archive", "-o", str(tmp_path / "a.tzip")]) == 0  # kept as a file
+    assert main(["decompress", str(tmp_path / "a.tzip"), "-o", str(tmp_path / "back")]) == 0
+    assert _tree(tmp_path / "back") == _tree(hub)

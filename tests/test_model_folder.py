@@ -252,7 +252,7 @@ def test_refusals(tmp_path, bert, capsys):
     refused(tz.InputFileError, "no such folder", lambda: tz.compress_folder(tmp_path / "absent", tmp_path / "n"))
 
     (work / "model.tzip").write_bytes(b"x")
-    refused(tz.InputFileError, "holds .tzip files already", lambda: tz.compress_folder(work, tmp_path / "o"))
+    refused(tz.InputFileError, "a .tzip file beside the weights", lambda: tz.compress_folder(work, tmp_path / "o"))
     (work / "model.tzip").unlink()
     index = (work / INDEX).read_text()
     (work / INDEX).write_text(json.dumps({"weight_map": {"w": "model-00009-of-00009.safetensors"}}))
@@ -267,7 +267,7 @@ def test_refusals(tmp_path, bert, capsys):
 
     # A compressed folder given to compress again; a decompress output name that cannot be guessed.
     tz.compress_folder(work, tmp_path / "packed")
-    refused(tz.InputFileError, "holds .tzip files already", lambda: tz.compress_folder(tmp_path / "packed",
+    refused(tz.InputFileError, "already a compressed folder", lambda: tz.compress_folder(tmp_path / "packed",
                                                                                         tmp_path / "o"))
     assert main(["decompress", str(tmp_path / "packed")]) == 1
     assert "name the output folder with -o" in capsys.readouterr().err

@@ -37,7 +37,7 @@ from typing import Any
 
 from .container import TzipReader
 from .container.format import MAGIC, PREAMBLE_SIZE
-from .container.records import TORCH_SOURCE, is_folder_source, load_json
+from .container.records import FOLDER_MANIFEST, TORCH_SOURCE, is_folder_source, load_json
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
 from .files import (
     CompressionReport,
@@ -56,7 +56,7 @@ from .inputs.tree import PERMISSION_BITS, walk_tree
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "tensorzip-manifest.json"  # a compressed folder's list of what it holds
+MANIFEST_NAME = FOLDER_MANIFEST  # a compressed folder's list of what it holds
 INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
 SHARD_SUFFIX = ".tzip"
 
@@ -189,13 +189,14 @@ def _compression_plan(root: Path) -> _Plan:
     for folder, group in _by_folder(plan.items).items():
         names = {os.path.basename(item.source) for item in group}
         shards: dict[str, str] = {}  # shard file name -> .tzip name
+        if not folder and MANIFEST_NAME in names:
+            raise InputFileError(f"{root}: already a compressed folder (it holds {MANIFEST_NAME}); compress a "
+                                 "folder once: decompress this one first")
         for name in sorted(names):
-            if not folder and name == MANIFEST_NAME:
-                raise InputFileError(f"{root / name}: the name of the manifest tensorzip writes into a compressed "
-                                     "folder; rename the file, or decompress the folder if it is one")
             if name.endswith(SHARD_SUFFIX):
-                raise InputFileError(f"{root / folder / name}: the folder holds .tzip files already; compress a "
-                                     "folder once (decompress this one first)")
+                raise InputFileError(f"{root / folder / name}: a .tzip file beside the weights; a compressed "
+                                     "folder's .tzip files are its shards, so this one would be taken for a shard "
+                                     "when decompressing: move it out, or use --archive (which keeps it as a file)")
             if is_safetensors_shard(name) or is_torch_shard(name):
                 out = name.rsplit(".", 1)[0] + SHARD_SUFFIX
                 clash = next((s for s, o in shards.items() if o == out), None)

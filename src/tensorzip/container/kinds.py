@@ -208,14 +208,22 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def _folder_kind(folder: Path) -> Kind:
-    """A folder holding .tzip files anywhere is a compressed folder; one with weights, a model folder."""
-    weights = False
+    """A folder with tensorzip's manifest is a compressed folder; one with .safetensors files,
+    a model folder (a compressed folder never holds one, so a stray .tzip beside them does not
+    make it compressed); without either, .tzip files anywhere make a compressed folder (one
+    written before the manifest existed), other weights a model folder."""
+    if (folder / records.FOLDER_MANIFEST).is_file():
+        return Kind.COMPRESSED_FOLDER
+    tzip = safetensors = weights = False
     for _, _, files in os.walk(folder):
         for name in files:
-            if name.endswith(TZIP_SUFFIX):
-                return Kind.COMPRESSED_FOLDER
-            if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
-                weights = True
+            tzip = tzip or name.endswith(TZIP_SUFFIX)
+            safetensors = safetensors or name.endswith(".safetensors")
+            weights = weights or name.endswith((".bin", ".pt", ".pth"))
+    if safetensors:
+        return Kind.MODEL_FOLDER
+    if tzip:
+        return Kind.COMPRESSED_FOLDER
     return Kind.MODEL_FOLDER if weights else Kind.UNKNOWN
 
 

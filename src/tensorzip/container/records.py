@@ -39,6 +39,8 @@ SAFETENSORS_SOURCE = "safetensors"
 FOLDER_SOURCE = "safetensors-folder"
 TORCH_SOURCE = "torch"
 SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE)
+# The file a compressed folder (``tensorzip compress DIR``) lists what it holds in.
+FOLDER_MANIFEST = "tensorzip-manifest.json"
 TORCH_WRAPPERS = ("state_dict",)
 
 # Features a reader must understand to read a file (refused by name when unknown) and
