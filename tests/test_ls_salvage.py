@@ -128,3 +128,18 @@ def test_compress_and_decompress_take_several_inputs(tmp_path, weights, capsys):
     assert len(json.loads(capsys.readouterr().out)["results"]) == 2
     assert (tmp_path / "back" / "m.safetensors").read_bytes() == path.read_bytes()
     assert (tmp_path / "back" / "n.safetensors").read_bytes() == other.read_bytes()
+
+
+def test_base_given_for_a_file_without_one_is_refused_and_salvage_needs_the_base(tmp_path, weights, capsys):
+    path, tensors = weights
+    tz.compress_file(path, tmp_path / "plain.tzip")
+    assert main(["decompress", str(tmp_path / "plain.tzip"), "--base", str(path), "-o",
+                 str(tmp_path / "x.safetensors")]) == 1
+    assert "coded against no base" in capsys.readouterr().err
+    tuned = {k: (v * np.float32(1.001)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in tensors.items()}
+    tz.save_file(tuned, tmp_path / "tuned.tzip", base=path)
+    moved = tmp_path / "elsewhere.safetensors"
+    path.rename(moved)
+    assert main(["salvage", str(tmp_path / "tuned.tzip")]) == 1  # no partial file of the tensors the base spared
+    assert not (tmp_path / "tuned.salvaged.safetensors").exists()
+    assert main(["salvage", str(tmp_path / "tuned.tzip"), "--base", str(moved)]) == 0

@@ -69,6 +69,8 @@ def salvage_file(
     started = time.perf_counter()
     with _open(source, threads, base) as reader:
         refuse_output_over_inputs(target, source)
+        if any(entry.delta is not None for entry in reader.header.tensors.values()):
+            reader.base_checkpoint()  # a missing base fails the whole salvage, before anything is written
         good: list[TensorEntry] = []
         lost: dict[str, str] = {}
         for entry in reader.header.tensors.values():

@@ -200,6 +200,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     if args.base and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE, Kind.COMPRESSED_FOLDER):
         raise TensorzipError(f"--base applies to a .tzip checkpoint coded against a base; {args.input} is "
                              f"{found.readers.words}")
+    _refuse_unused_base(args, found)
     if args.tensor and found.kind not in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
         raise TensorzipError(f"--tensor picks tensors of a .tzip checkpoint or archive; {args.input} is "
                              f"{found.readers.words}")
@@ -300,8 +301,16 @@ def _each_input(command: Callable[[argparse.Namespace], dict[str, Any]]) -> Call
     return run
 
 
+def _refuse_unused_base(args: argparse.Namespace, found: Any) -> None:
+    """--base given for a file coded against none is a mistake worth saying (the user may
+    think the wrong file is being decoded), not something to ignore."""
+    if args.base and found.kind in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE) and found.base is None:
+        raise TensorzipError(f"--base {args.base} given, but {args.input} is coded against no base; leave --base out")
+
+
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     found = identify(args.input)
+    _refuse_unused_base(args, found)
     if args.against is not None and len(args.input_all) > 1:
         raise TensorzipError("--against compares one file with its original: give one INPUT with it")
     if found.kind is Kind.COMPRESSED_FOLDER:  # every shard, every file
