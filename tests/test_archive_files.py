@@ -123,6 +123,7 @@ def test_verify_against_finds_a_changed_or_missing_file(tmp_path, hub):
     assert main(["decompress", str(out), "-o", str(twin)]) == 0
     os.chmod(twin / "config.json", 0o644)
     (twin / "config.json").write_text('{"hidden_size": 65, "architectures": ["Bert"]}')
+    os.chmod(twin / "config.json", 0o444)
     with pytest.raises(tz.CorruptDataError, match="config.json differs"):
         tz.verify_file(out, against=twin)
     (twin / "config.json").unlink()
@@ -367,3 +368,14 @@ def test_a_model_folder_with_a_stray_tzip_is_still_a_model_folder(tmp_path, hub,
     assert main(["compress", str(hub), "--archive", "-o", str(tmp_path / "a.tzip")]) == 0  # kept as a file
     assert main(["decompress", str(tmp_path / "a.tzip"), "-o", str(tmp_path / "back")]) == 0
     assert _tree(tmp_path / "back") == _tree(hub)
+
+
+@pytest.mark.parametrize("mode", ["archive", "folder"])
+def test_verify_against_compares_permission_bits_too(tmp_path, hub, mode):
+    out = tmp_path / "m.tzip"
+    assert main(["compress", str(hub), "-o", str(out), *(["--archive"] if mode == "archive" else [])]) == 0
+    assert main(["verify", str(out), "--against", str(hub)]) == 0
+    twin = tmp_path / "twin"
+    assert main(["decompress", str(out), "-o", str(twin)]) == 0
+    os.chmod(twin / "run.sh", 0o644)
+    assert main(["verify", str(out), "--against", str(twin)]) == 1

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import io
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -50,7 +51,7 @@ from .inputs.frameworks import to_numpy, to_torch
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
 from .inputs.torch_file import STATE_DICT_KEY, TorchFile, import_torch, is_torch_path, looks_like_torch_file, save_torch
-from .inputs.tree import Tree
+from .inputs.tree import PERMISSION_BITS, Tree
 from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
 from .writing.cluster import add_tensors_on_cluster, connect
@@ -669,6 +670,11 @@ def _verify_kept_files(reader: TzipReader, against: str | os.PathLike[str] | Non
         if expected != stored:
             odd = sorted(expected ^ stored)[:3]
             raise CorruptDataError(f"{reader.where}: its files are not those of {against} ({', '.join(odd)})")
+        recorded = {f.path: f.mode for f in kept.values()} | restored_modes(reader.header.source or {})
+        for path, mode in recorded.items():  # permission bits too: "identical" means the folder a user gets
+            actual = stat.S_IMODE(os.stat(Path(against, path)).st_mode) & PERMISSION_BITS  # type: ignore[arg-type]
+            if mode != actual:
+                raise CorruptDataError(f"{reader.where}: {path} has mode {mode:o}, in {against} {actual:o}")
     entries = [f.data for f in kept.values() if f.data is not None]
     for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
         outs = [np.empty(entry.numel, np.uint8) for entry in batch]

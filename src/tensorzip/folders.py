@@ -530,6 +530,9 @@ def verify_folder(
     tensors = tensor_bytes = 0
     for item in plan.items:
         twin = original / item.output if original is not None else None
+        if twin is not None and _mode(twin) != _mode(src / item.source):  # the compressed copy carries the mode
+            raise CorruptDataError(f"{src / item.source}: mode {_mode(src / item.source):o}, {twin} has "
+                                   f"{_mode(twin):o}")
         if item.kind == _SHARD:
             report = verify_file(src / item.source, against=twin, threads=threads, progress=tracker.part(item.size),
                                  base=_shard_base(src / item.source, src, base))
@@ -542,6 +545,10 @@ def verify_folder(
         tracker.advance(item.size)
     return VerifyReport(str(src), tensors, tensor_bytes, None if against is None else str(against),
                         time.perf_counter() - started)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode) & PERMISSION_BITS
 
 
 def _shard_base(shard: Path, root: Path, given: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
