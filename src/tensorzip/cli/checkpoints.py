@@ -429,12 +429,13 @@ def add_commands(commands: argparse._SubParsersAction,
                                             "INPUT.tzip/; with --lossy: INPUT with .lossy.tzip); not - (a .tzip's "
                                             "first bytes are written last)")
     sub.add_argument("--archive", action="store_true",
-                     help="a folder becomes ONE .tzip file (tensors repeated across shards stored once) instead of "
-                          "a folder with a .tzip per shard")
+                     help="a folder becomes ONE .tzip file (tensors repeated across shards stored once; every other "
+                          "file, empty folder and permission bit kept) instead of a folder with a .tzip per shard")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("-v", "--verbose", action="store_true", help="per-tensor sizes and entropy bounds")
-    sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip): the model it was "
-                                    "fine-tuned from, or the previous checkpoint of a run")
+    sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip, or a folder of either, "
+                                    "compressed or not): the model it was fine-tuned from, or the previous "
+                                    "checkpoint of a run; not made a dependency when it saves under 1%%")
     sub.add_argument("--scheduler", metavar="ADDRESS",
                      help="encode on this Dask cluster (e.g. tcp://host:8786; the workers must see INPUT at the "
                           "same path); the output is the same bytes. Needs the dask extra. --threads is then "
