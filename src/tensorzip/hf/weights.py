@@ -1,0 +1,301 @@
+"""The weights of any checkpoint as lazy tensors: what the loaders hand to transformers,
+diffusers and ``safe_open``.
+
+``open_weights(path)`` takes what ``tensorzip compress`` writes (a compressed model folder,
+a folder archive, a single .tzip) and what it reads (.safetensors, a Hugging Face model
+folder, shards and their index), local or at an fsspec URL, and gives one ``LazyTensor``
+per tensor. A lazy tensor follows safetensors' slice protocol (``get_shape``,
+``get_dtype``, ``tensor[...]``), which is how transformers 5 takes a checkpoint without
+reading it: each tensor is decoded when the model asks for it, into a fresh tensor that
+becomes the parameter, so the whole model is never held twice.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..container.format import MAGIC
+from ..container.kinds import Kind, identify, open_data, refuse_layers
+from ..container.reader import TzipReader
+from ..container.records import RESERVED_PREFIX
+from ..dtypes import DTypeSpec, by_numpy
+from ..errors import InputFileError
+from ..inputs.frameworks import to_numpy, to_torch
+from ..inputs.safetensors import SafetensorsFile, parse_header
+from ..inputs.sources import RemoteFile, is_url
+from ..inputs.torch_file import TorchFile, import_torch, looks_like_torch_file
+
+SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
+
+
+class LazyTensor:
+    """One tensor of an open checkpoint, decoded when indexed (safetensors' slice protocol:
+    ``get_shape()``, ``get_dtype()``, ``t[...]``, ``t[0:4]``) or by ``load()``."""
+
+    def __init__(self, source: _Source, name: str, spec: DTypeSpec, shape: tuple[int, ...], torch_out: bool = True,
+                 device: Any = "cpu"):
+        self._source = source
+        self.name = name
+        self.spec = spec
+        self._shape = tuple(shape)
+        self._torch_out = torch_out
+        self._device = device
+
+    def get_shape(self) -> list[int]:
+        return list(self._shape)
+
+    def get_dtype(self) -> str:
+        return self.spec.safetensors_name
+
+    @property
+    def shape(self) -> Any:
+        return import_torch("a lazy tensor's shape").Size(self._shape) if self._torch_out else self._shape
+
+    @property
+    def dtype(self) -> Any:
+        return getattr(import_torch("a lazy tensor's dtype"), self.spec.name) if self._torch_out \
+            else self.spec.numpy_dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    def dim(self) -> int:
+        return len(self._shape)
+
+    def numel(self) -> int:
+        return int(np.prod(self._shape, dtype=np.int64))
+
+    def is_floating_point(self) -> bool:
+        return self.spec.name.startswith(("float", "bfloat"))
+
+    def load(self) -> Any:
+        """The whole tensor, decoded (a torch tensor on the device, or a numpy array)."""
+        array = self._source.read(self.name)
+        if not self._torch_out:
+            return array
+        tensor = to_torch(array)
+        return tensor if str(self._device) == "cpu" else tensor.to(self._device)
+
+    def __getitem__(self, index: Any) -> Any:
+        whole = self.load()
+        return whole if index is Ellipsis or index == () else whole[index]
+
+    def __repr__(self) -> str:
+        return f"LazyTensor({self.name!r}, {self.spec.name}, {list(self._shape)})"
+
+
+class _Source:
+    """One file's tensors: names, dtypes, shapes, and reading one or many."""
+
+    where: str
+
+    def entries(self) -> Iterator[tuple[str, DTypeSpec, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def read(self, name: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_all(self, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+        return ((name, self.read(name)) for name in names)
+
+    def metadata(self) -> dict[str, str] | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _TzipSource(_Source):
+    def __init__(self, reader: TzipReader):
+        self.reader = reader
+        self.where = reader.where
+
+    def entries(self) -> Iterator[tuple[str, DTypeSpec, tuple[int, ...]]]:
+        return ((e.name, e.spec, e.shape) for e in self.reader.header.tensors.values())
+
+    def read(self, name: str) -> np.ndarray:
+        return self.reader.get_tensor(name)
+
+    def read_all(self, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+        return self.reader.iter_tensors(names)  # batched, the next batch read while one decodes
+
+    def metadata(self) -> dict[str, str] | None:
+        recorded = self.reader.metadata()
+        return None if recorded is None else {k: v for k, v in recorded.items() if not k.startswith(RESERVED_PREFIX)}
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class _SafetensorsSource(_Source):
+    def __init__(self, path: Path):
+        self.file = SafetensorsFile(path)
+        self.where = self.file.where
+        self._by_name = {e.name: e for e in self.file.entries}
+
+    def entries(self) -> Iterator[tuple[str, DTypeSpec, tuple[int, ...]]]:
+        return ((e.name, e.spec, tuple(e.shape)) for e in self.file.entries)
+
+    def read(self, name: str) -> np.ndarray:
+        entry = self._by_name[name]
+        array = np.array(self.file.array(entry))  # a copy: the file's map is read-only
+        self.file.release(entry)
+        return array
+
+    def metadata(self) -> dict[str, str] | None:
+        return self.file.metadata
+
+
+class _RemoteSafetensorsSource(_Source):
+    """A .safetensors file at a URL: its header, then each tensor's byte range."""
+
+    def __init__(self, remote: RemoteFile):
+        self.remote = remote
+        self.where = remote.where
+        prefix = remote.read(0, 8) if remote.size >= 8 else b""
+        if len(prefix) < 8:
+            raise InputFileError(f"{self.where}: not a safetensors file (only {remote.size} bytes)")
+        length = int.from_bytes(prefix, "little")
+        if length > SAFETENSORS_HEADER_LIMIT or 8 + length > remote.size:
+            raise InputFileError(f"{self.where}: not a safetensors file (header of {length:,} bytes declared)")
+        self.data_start = 8 + length
+        entries, self._metadata = parse_header(remote.read(8, length), self.where, remote.size - self.data_start)
+        self._by_name = {e.name: e for e in entries}
+
+    def entries(self) -> Iterator[tuple[str, DTypeSpec, tuple[int, ...]]]:
+        return ((e.name, e.spec, tuple(e.shape)) for e in self._by_name.values())
+
+    def read(self, name: str) -> np.ndarray:
+        entry = self._by_name[name]
+        raw = bytearray(self.remote.read(self.data_start + entry.begin, entry.end - entry.begin))
+        return np.frombuffer(raw, dtype=entry.spec.numpy_dtype).reshape(entry.shape)
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._metadata
+
+
+class _TorchSource(_Source):
+    def __init__(self, path: Path):
+        self.where = str(path)
+        self._state = {name: to_numpy(tensor) for name, tensor in TorchFile(path).state.items()}
+
+    def entries(self) -> Iterator[tuple[str, DTypeSpec, tuple[int, ...]]]:
+        return ((name, by_numpy(a.dtype), a.shape) for name, a in self._state.items())
+
+    def read(self, name: str) -> np.ndarray:
+        return self._state[name]
+
+
+class Weights:
+    """Every tensor of a checkpoint (one file or a folder's shards), lazily; close it (or use
+    ``with``) to release the files."""
+
+    def __init__(self, path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
+                 threads: int | None = None, framework: str = "pt", device: Any = "cpu"):
+        self.where = str(path)
+        self._sources: list[_Source] = []
+        self.tensors: dict[str, LazyTensor] = {}
+        self.archive: TzipReader | None = None  # a folder archive keeps the config among its files
+        torch_out = framework == "pt"
+        try:
+            for source in _open_sources(path, base, threads):
+                self._sources.append(source)
+                for name, spec, shape in source.entries():
+                    if name in self.tensors:
+                        raise InputFileError(f"{self.where}: tensor {name!r} is in two files "
+                                             f"({self.tensors[name]._source.where} and {source.where})")
+                    self.tensors[name] = LazyTensor(source, name, spec, shape, torch_out, device)
+                if isinstance(source, _TzipSource) and source.reader.header.files:
+                    self.archive = source.reader
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def files(self) -> list[str]:
+        return [source.where for source in self._sources]
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._sources[0].metadata() if len(self._sources) == 1 else None
+
+    def read_all(self, names: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+        """Decoded tensors, file by file, each file's in batches (the fast path of ``load_file``)."""
+        wanted = list(self.tensors) if names is None else names
+        by_source: dict[int, list[str]] = {}
+        for name in wanted:
+            by_source.setdefault(id(self.tensors[name]._source), []).append(name)
+        for source in self._sources:
+            if id(source) in by_source:
+                yield from source.read_all(by_source[id(source)])
+
+    def kept_file(self, name: str) -> bytes | None:
+        """A file a folder archive keeps beside its tensors (``config.json``), or None."""
+        if self.archive is None or name not in self.archive.header.files:
+            return None
+        entry = self.archive.header.files[name].data
+        if entry is None:
+            return None
+        out = np.empty(entry.nbytes, dtype=np.uint8)
+        self.archive.decode_into([(entry, out)])
+        return out.tobytes()
+
+    def close(self) -> None:
+        for source in self._sources:
+            source.close()
+        self._sources = []
+
+    def __enter__(self) -> Weights:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_weights(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
+                 threads: int | None = None, framework: str = "pt", device: Any = "cpu") -> Weights:
+    """The lazy weights of ``path`` (see the module's docstring for what it may be)."""
+    return Weights(path, base=base, threads=threads, framework=framework, device=device)
+
+
+def _open_sources(path: str | os.PathLike[str], base: str | os.PathLike[str] | None,
+                  threads: int | None) -> Iterator[_Source]:
+    if is_url(path):
+        yield _open_url(str(path), base, threads)
+        return
+    where = Path(path)
+    kind = identify(where)  # InputFileError for a missing path, a FIFO, a device
+    if kind.kind in (Kind.COMPRESSED_FOLDER, Kind.MODEL_FOLDER):
+        from ..folders import shard_base, weight_files
+
+        for file in weight_files(where):
+            yield _open_file(file, shard_base(file, where, base), threads)
+        return
+    if stat.S_ISDIR(os.stat(where).st_mode):
+        raise InputFileError(f"{where}: a folder without weights (no .tzip, .safetensors or pytorch_model*.bin "
+                             "files, no index naming them)")
+    yield _open_file(where, base, threads)
+
+
+def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | None) -> _Source:
+    kind = identify(path)
+    if kind.kind in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+        return _TzipSource(open_data(path, "loading weights", threads=threads, base=base))
+    if kind.kind is Kind.SAFETENSORS:
+        return _SafetensorsSource(path)
+    if kind.kind is Kind.PYTORCH or looks_like_torch_file(path):
+        return _TorchSource(path)
+    raise kind.refuse("loading weights")
+
+
+def _open_url(url: str, base: str | os.PathLike[str] | None, threads: int | None) -> _Source:
+    remote = RemoteFile(url)
+    if remote.read(0, min(remote.size, len(MAGIC))) == MAGIC:
+        return _TzipSource(refuse_layers(TzipReader(url, threads=threads, base=base), "loading weights"))
+    return _RemoteSafetensorsSource(remote)
