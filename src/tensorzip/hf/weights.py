@@ -22,8 +22,8 @@ import numpy as np
 
 from ..container.format import MAGIC
 from ..container.kinds import Kind, identify, open_data, refuse_layers
-from ..container.reader import TzipReader
-from ..container.records import RESERVED_PREFIX
+from ..container.reader import DEFAULT_READ_BATCH_BYTES, TzipReader, batched_by_stored_bytes
+from ..container.records import RESERVED_PREFIX, is_folder_source
 from ..dtypes import DTypeSpec, by_numpy
 from ..errors import InputFileError
 from ..inputs.frameworks import to_numpy, to_torch
@@ -105,6 +105,11 @@ class _Source:
     def read_all(self, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
         return ((name, self.read(name)) for name in names)
 
+    def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
+        """Each named tensor written into its ``out`` (C-contiguous, its dtype and size)."""
+        for name, out in items:
+            np.copyto(out.reshape(-1), self.read(name).reshape(-1))
+
     def metadata(self) -> dict[str, str] | None:
         return None
 
@@ -125,6 +130,13 @@ class _TzipSource(_Source):
 
     def read_all(self, names: list[str]) -> Iterator[tuple[str, np.ndarray]]:
         return self.reader.iter_tensors(names)  # batched, the next batch read while one decodes
+
+    def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
+        """Decoded straight into the destination memory, batch by batch (one native call each)."""
+        entries = [(self.reader.entry(name), out.reshape(-1)) for name, out in items]
+        for batch in batched_by_stored_bytes([e for e, _ in entries], DEFAULT_READ_BATCH_BYTES):
+            chosen = {id(e) for e in batch}
+            self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen])
 
     def metadata(self) -> dict[str, str] | None:
         recorded = self.reader.metadata()
@@ -212,7 +224,7 @@ class Weights:
                         raise InputFileError(f"{self.where}: tensor {name!r} is in two files "
                                              f"({self.tensors[name]._source.where} and {source.where})")
                     self.tensors[name] = LazyTensor(source, name, spec, shape, torch_out, device)
-                if isinstance(source, _TzipSource) and source.reader.header.files:
+                if isinstance(source, _TzipSource) and is_folder_source(source.reader.header.source):
                     self.archive = source.reader
         except BaseException:
             self.close()
@@ -234,6 +246,15 @@ class Weights:
         for source in self._sources:
             if id(source) in by_source:
                 yield from source.read_all(by_source[id(source)])
+
+    def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
+        """Each named tensor decoded into its ``out`` array (existing memory: a parameter's)."""
+        by_source: dict[int, list[tuple[str, np.ndarray]]] = {}
+        for name, out in items:
+            by_source.setdefault(id(self.tensors[name]._source), []).append((name, out))
+        for source in self._sources:
+            if id(source) in by_source:
+                source.read_into(by_source[id(source)])
 
     def kept_file(self, name: str) -> bytes | None:
         """A file a folder archive keeps beside its tensors (``config.json``), or None."""
@@ -274,8 +295,9 @@ def _open_sources(path: str | os.PathLike[str], base: str | os.PathLike[str] | N
     if kind.kind in (Kind.COMPRESSED_FOLDER, Kind.MODEL_FOLDER):
         from ..folders import shard_base, weight_files
 
+        compressed = kind.kind is Kind.COMPRESSED_FOLDER
         for file in weight_files(where):
-            yield _open_file(file, shard_base(file, where, base), threads)
+            yield _open_file(file, shard_base(file, where, base) if compressed else base, threads)
         return
     if stat.S_ISDIR(os.stat(where).st_mode):
         raise InputFileError(f"{where}: a folder without weights (no .tzip, .safetensors or pytorch_model*.bin "
