@@ -1,6 +1,7 @@
 """Fuzz every face that reads a .tzip file, not only the container reader: bytes -> a file
 -> ``info``, ``contents`` (``tensorzip ls``), ``verify_file``, ``decompress_file`` (to a
-file and to memory), ``salvage_file``, ``load_file``, the layer readers (KV caches,
+file and to memory), ``salvage_file``, ``load_file``, safetensors' API (``tensorzip.hf.safetensors``:
+``load_file``, ``safe_open`` and every tensor's lazy slice, as transformers takes them), the layer readers (KV caches,
 embedding collections, lossy weights: whichever the file declares) and the numcodecs
 codec's ``decode``.
 
@@ -41,6 +42,7 @@ with atheris.instrument_imports(include=["tensorzip"]):
     from tensorzip.container import ReadLimits, TzipReader
     from tensorzip.container.kinds import Kind, identify
     from tensorzip.errors import TensorzipError
+    from tensorzip.hf import safetensors as tzst
     from tensorzip.integrations.numcodecs_codec import Tensorzip as NumcodecsTensorzip
 
 # Declared bytes above which a face must refuse or stream: the in-memory faces get a limit
@@ -66,6 +68,8 @@ def _faces(path: Path) -> None:
         lambda: tz.decompress_file(path, io.BytesIO()),
         lambda: tz.salvage_file(path, out / "salvaged.safetensors", overwrite=True),
         lambda: tz.load_file(path, limits=LIMITS),
+        lambda: tzst.load_file(path, framework="np", limits=LIMITS),
+        lambda: _lazy(path),
         lambda: _layer(path),
         lambda: NumcodecsTensorzip().decode(path.read_bytes()),
     ):
@@ -76,6 +80,17 @@ def _faces(path: Path) -> None:
         finally:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
+
+def _lazy(path: Path) -> None:
+    """safetensors' API over the file: every tensor by get_slice, as transformers takes them."""
+    with tzst.safe_open(path, framework="np", limits=LIMITS) as f:
+        f.metadata()
+        names = f.keys()
+        for name in names:
+            part = f.get_slice(name)
+            part.get_shape(), part.get_dtype()
+            part[...]
+
 
 def _layer(path: Path) -> None:
     kind = identify(path).kind

@@ -225,22 +225,29 @@ class TzipReader:
         for entry in entries:
             self.check_fits_in_memory(entry.nbytes, f"tensor {entry.name!r}")
         batches = list(batched_by_stored_bytes(entries, batch_bytes))
+        if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
+            yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums)
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-read") as prefetch:
-            pending = prefetch.submit(self.read_stored, batches[0]) if batches else None
+            pending = prefetch.submit(self.read_stored, batches[0])
             for index, batch in enumerate(batches):
-                stored = pending.result()  # type: ignore[union-attr]
-                pending = prefetch.submit(self.read_stored, batches[index + 1]) if index + 1 < len(batches) else None
-                try:
-                    outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
-                except MemoryError:
-                    raise LimitExceededError(
-                        f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes (lower "
-                        "ReadLimits.max_memory_bytes to be refused before trying, or stream with tensorzip "
-                        "decompress)") from None
-                self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums,
-                                 stored=stored)
+                stored = pending.result()
+                if index + 1 < len(batches):
+                    pending = prefetch.submit(self.read_stored, batches[index + 1])
+                yield from self._decode_batch(batch, stored, verify_checksums)
                 del stored
-                yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
+
+    def _decode_batch(self, batch: list[TensorEntry], stored: list[bytes | memoryview] | None,
+                      verify_checksums: bool) -> Iterator[tuple[str, np.ndarray]]:
+        try:
+            outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
+        except MemoryError:
+            raise LimitExceededError(
+                f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes (lower "
+                "ReadLimits.max_memory_bytes to be refused before trying, or stream with tensorzip "
+                "decompress)") from None
+        self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums, stored=stored)
+        yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
 
     def read_stored(self, entries: list[TensorEntry]) -> list[bytes | memoryview]:
         """The stored bytes of each entry, ranges that lie close together read in one request

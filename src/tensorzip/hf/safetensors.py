@@ -16,6 +16,7 @@ import numpy as np
 
 from ..arrays import load_file as load_tzip_image
 from ..container.format import MAGIC
+from ..container.header import ReadLimits
 from ..errors import InputFileError, TensorNotFoundError, TensorzipError
 from ..inputs.frameworks import to_torch
 from ..inputs.safetensors import parse_header
@@ -39,9 +40,11 @@ class safe_open:  # noqa: N801 - the name and signature of safetensors.safe_open
     URLs. ``base``: the checkpoint a fine-tune was coded against, when it is not beside it."""
 
     def __init__(self, filename: str | os.PathLike[str], framework: str = "pt", device: Any = "cpu", *,
-                 base: str | os.PathLike[str] | None = None, threads: int | None = None):
+                 base: str | os.PathLike[str] | None = None, threads: int | None = None,
+                 limits: ReadLimits | None = None):
         self._framework = _framework(framework)
-        self._weights = Weights(filename, base=base, threads=threads, framework=self._framework, device=device)
+        self._weights = Weights(filename, base=base, threads=threads, framework=self._framework, device=device,
+                                limits=limits)
 
     def keys(self) -> list[str]:
         return list(self._weights.tensors)
@@ -73,11 +76,15 @@ class safe_open:  # noqa: N801 - the name and signature of safetensors.safe_open
 
 
 def load_file(filename: str | os.PathLike[str], device: Any = "cpu", *, framework: str = "pt",
-              base: str | os.PathLike[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+              base: str | os.PathLike[str] | None = None, threads: int | None = None,
+              limits: ReadLimits | None = None) -> dict[str, Any]:
     """Every tensor of ``filename`` (``safetensors.torch.load_file``'s signature; ``framework="np"``
-    gives numpy arrays), decoded in batches with the next batch read while one decodes."""
+    gives numpy arrays), decoded in batches with the next batch read while one decodes. A .tzip
+    declaring more than ``limits.max_memory_bytes`` in all is refused before anything is decoded."""
     kind = _framework(framework)
-    with Weights(filename, base=base, threads=threads, framework=kind, device=device) as weights:
+    with Weights(filename, base=base, threads=threads, framework=kind, device=device, limits=limits) as weights:
+        for source in weights.tzip_readers():
+            source.check_fits_in_memory(sum(e.nbytes for e in source.header.tensors.values()), "the file")
         out: dict[str, Any] = {}
         for name, array in weights.read_all():
             if kind == "np":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..container.format import MAGIC
+from ..container.header import ReadLimits
 from ..container.kinds import Kind, identify, open_data, refuse_layers
 from ..container.reader import DEFAULT_READ_BATCH_BYTES, TzipReader, batched_by_stored_bytes
 from ..container.records import RESERVED_PREFIX, is_folder_source
@@ -210,14 +211,15 @@ class Weights:
     ``with``) to release the files."""
 
     def __init__(self, path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
-                 threads: int | None = None, framework: str = "pt", device: Any = "cpu"):
+                 threads: int | None = None, framework: str = "pt", device: Any = "cpu",
+                 limits: ReadLimits | None = None):
         self.where = str(path)
         self._sources: list[_Source] = []
         self.tensors: dict[str, LazyTensor] = {}
         self.archive: TzipReader | None = None  # a folder archive keeps the config among its files
         torch_out = framework == "pt"
         try:
-            for source in _open_sources(path, base, threads):
+            for source in _open_sources(path, base, threads, limits):
                 self._sources.append(source)
                 for name, spec, shape in source.entries():
                     if name in self.tensors:
@@ -236,6 +238,9 @@ class Weights:
 
     def metadata(self) -> dict[str, str] | None:
         return self._sources[0].metadata() if len(self._sources) == 1 else None
+
+    def tzip_readers(self) -> list[TzipReader]:
+        return [source.reader for source in self._sources if isinstance(source, _TzipSource)]
 
     def read_all(self, names: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
         """Decoded tensors, file by file, each file's in batches (the fast path of ``load_file``)."""
@@ -280,15 +285,17 @@ class Weights:
 
 
 def open_weights(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
-                 threads: int | None = None, framework: str = "pt", device: Any = "cpu") -> Weights:
-    """The lazy weights of ``path`` (see the module's docstring for what it may be)."""
-    return Weights(path, base=base, threads=threads, framework=framework, device=device)
+                 threads: int | None = None, framework: str = "pt", device: Any = "cpu",
+                 limits: ReadLimits | None = None) -> Weights:
+    """The lazy weights of ``path`` (see the module's docstring for what it may be). ``limits``:
+    the .tzip reader's (``max_memory_bytes`` bounds any one tensor decoded in memory)."""
+    return Weights(path, base=base, threads=threads, framework=framework, device=device, limits=limits)
 
 
 def _open_sources(path: str | os.PathLike[str], base: str | os.PathLike[str] | None,
-                  threads: int | None) -> Iterator[_Source]:
+                  threads: int | None, limits: ReadLimits | None) -> Iterator[_Source]:
     if is_url(path):
-        yield _open_url(str(path), base, threads)
+        yield _open_url(str(path), base, threads, limits)
         return
     where = Path(path)
     kind = identify(where)  # InputFileError for a missing path, a FIFO, a device
@@ -297,18 +304,19 @@ def _open_sources(path: str | os.PathLike[str], base: str | os.PathLike[str] | N
 
         compressed = kind.kind is Kind.COMPRESSED_FOLDER
         for file in weight_files(where):
-            yield _open_file(file, shard_base(file, where, base) if compressed else base, threads)
+            yield _open_file(file, shard_base(file, where, base) if compressed else base, threads, limits)
         return
     if stat.S_ISDIR(os.stat(where).st_mode):
         raise InputFileError(f"{where}: a folder without weights (no .tzip, .safetensors or pytorch_model*.bin "
                              "files, no index naming them)")
-    yield _open_file(where, base, threads)
+    yield _open_file(where, base, threads, limits)
 
 
-def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | None) -> _Source:
+def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | None,
+               limits: ReadLimits | None) -> _Source:
     kind = identify(path)
     if kind.kind in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
-        return _TzipSource(open_data(path, "loading weights", threads=threads, base=base))
+        return _TzipSource(open_data(path, "loading weights", threads=threads, base=base, limits=limits))
     if kind.kind is Kind.SAFETENSORS:
         return _SafetensorsSource(path)
     if kind.kind is Kind.PYTORCH or looks_like_torch_file(path):
@@ -316,8 +324,9 @@ def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | N
     raise kind.refuse("loading weights")
 
 
-def _open_url(url: str, base: str | os.PathLike[str] | None, threads: int | None) -> _Source:
+def _open_url(url: str, base: str | os.PathLike[str] | None, threads: int | None,
+              limits: ReadLimits | None) -> _Source:
     remote = RemoteFile(url)
     if remote.read(0, min(remote.size, len(MAGIC))) == MAGIC:
-        return _TzipSource(refuse_layers(TzipReader(url, threads=threads, base=base), "loading weights"))
+        return _TzipSource(refuse_layers(TzipReader(url, threads=threads, base=base, limits=limits), "loading weights"))
     return _RemoteSafetensorsSource(remote)
