@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from ..container.format import MAGIC
 from ..container.header import ReadLimits
 from ..container.kinds import Kind, identify, open_data, refuse_layers
-from ..container.reader import DEFAULT_READ_BATCH_BYTES, TzipReader, batched_by_stored_bytes
+from ..container.reader import PIPELINE_BATCH_BYTES, TzipReader, batched_by_stored_bytes
 from ..container.records import RESERVED_PREFIX, is_folder_source
 from ..dtypes import DTypeSpec, by_numpy
 from ..errors import InputFileError
@@ -40,8 +41,9 @@ class LazyTensor:
     ``get_shape()``, ``get_dtype()``, ``t[...]``, ``t[0:4]``) or by ``load()``."""
 
     def __init__(self, source: _Source, name: str, spec: DTypeSpec, shape: tuple[int, ...], torch_out: bool = True,
-                 device: Any = "cpu"):
+                 device: Any = "cpu", ahead: Callable[[str], np.ndarray | None] | None = None):
         self._source = source
+        self._ahead = ahead  # takes this tensor from a decode-ahead run, if one holds it
         self.name = name
         self.spec = spec
         self._shape = tuple(shape)
@@ -78,7 +80,9 @@ class LazyTensor:
 
     def load(self) -> Any:
         """The whole tensor, decoded (a torch tensor on the device, or a numpy array)."""
-        array = self._source.read(self.name)
+        array = self._ahead(self.name) if self._ahead is not None else None
+        if array is None:
+            array = self._source.read(self.name)
         if not self._torch_out:
             return array
         tensor = to_torch(array)
@@ -135,7 +139,7 @@ class _TzipSource(_Source):
     def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Decoded straight into the destination memory, batch by batch (one native call each)."""
         entries = [(self.reader.entry(name), out.reshape(-1)) for name, out in items]
-        for batch in batched_by_stored_bytes([e for e, _ in entries], DEFAULT_READ_BATCH_BYTES):
+        for batch in batched_by_stored_bytes([e for e, _ in entries], PIPELINE_BATCH_BYTES):
             chosen = {id(e) for e in batch}
             self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen])
 
@@ -217,6 +221,7 @@ class Weights:
         self._sources: list[_Source] = []
         self.tensors: dict[str, LazyTensor] = {}
         self.archive: TzipReader | None = None  # a folder archive keeps the config among its files
+        self._ahead: _DecodeAhead | None = None
         torch_out = framework == "pt"
         try:
             for source in _open_sources(path, base, threads, limits):
@@ -225,7 +230,7 @@ class Weights:
                     if name in self.tensors:
                         raise InputFileError(f"{self.where}: tensor {name!r} is in two files "
                                              f"({self.tensors[name]._source.where} and {source.where})")
-                    self.tensors[name] = LazyTensor(source, name, spec, shape, torch_out, device)
+                    self.tensors[name] = LazyTensor(source, name, spec, shape, torch_out, device, self._take_ahead)
                 if isinstance(source, _TzipSource) and is_folder_source(source.reader.header.source):
                     self.archive = source.reader
         except BaseException:
@@ -272,7 +277,21 @@ class Weights:
         self.archive.decode_into([(entry, out)])
         return out.tobytes()
 
+    def decode_ahead(self) -> None:
+        """Decode every tensor in storage order in a background thread (batched, each batch's
+        reading overlapped with the one before's decoding), so that a consumer asking for the
+        tensors one by one (transformers) finds them decoded while it does its own work. For
+        whole-model loads only: what is decoded ahead is held until asked for."""
+        if self._ahead is None:
+            self._ahead = _DecodeAhead(self)
+
+    def _take_ahead(self, name: str) -> np.ndarray | None:
+        return self._ahead.take(name) if self._ahead is not None else None
+
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
         for source in self._sources:
             source.close()
         self._sources = []
@@ -282,6 +301,59 @@ class Weights:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _DecodeAhead:
+    """The background run of ``Weights.decode_ahead``: decoded tensors wait here until taken."""
+
+    def __init__(self, weights: Weights):
+        self._weights = weights
+        self._ready: dict[str, np.ndarray] = {}
+        self._coming = set(weights.tensors)
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="tensorzip-decode-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for name, array in self._weights.read_all():
+                with self._changed:
+                    if self._stopped:
+                        return
+                    if name in self._coming:  # not taken (and decoded) by the consumer meanwhile
+                        self._ready[name] = array
+                    self._changed.notify_all()
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, who raises it
+            with self._changed:
+                self._error = error
+                self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._coming.clear()
+                self._changed.notify_all()
+
+    def take(self, name: str) -> np.ndarray | None:
+        """The tensor once decoded here; None when this run will not have it (the caller then
+        decodes it itself). An error of the run is raised to whoever waits."""
+        with self._changed:
+            while name in self._coming and name not in self._ready and self._error is None:
+                self._changed.wait()
+            if name in self._ready:
+                self._coming.discard(name)
+                return self._ready.pop(name)
+            if self._error is not None:
+                raise self._error
+            self._coming.discard(name)
+            return None
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._ready.clear()
+            self._changed.notify_all()
+        self._thread.join()
 
 
 def open_weights(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
