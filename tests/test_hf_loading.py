@@ -266,7 +266,16 @@ def test_diffusers_pipeline(tmp_path):
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=20)
     diffusers.LDMPipeline(vqvae=vae, unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "ldm")
     tz.compress_folder(tmp_path / "ldm", tmp_path / "ldm.tzip")
-    assert not list((tmp_path / "ldm.tzip").rglob("*.safetensors"))
+    out = tmp_path / "ldm.tzip"
+    guards = sorted(g.relative_to(out).as_posix() for g in out.rglob("*.safetensors"))
+    assert guards == ["unet/diffusion_pytorch_model.safetensors", "vqvae/diffusion_pytorch_model.safetensors"]
+    with pytest.raises(Exception) as raised:  # diffusers wraps it; the traceback shows the chain
+        diffusers.LDMPipeline.from_pretrained(tmp_path / "ldm.tzip")
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("compressed by tensorzip; load it with tensorzip.hf" in text for text in chain)
     reference = diffusers.LDMPipeline.from_pretrained(tmp_path / "ldm")
     pipe = pipeline_from_pretrained(diffusers.LDMPipeline, tmp_path / "ldm.tzip")
     for component in ("unet", "vqvae"):

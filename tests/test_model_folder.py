@@ -17,6 +17,7 @@ import tensorzip as tz  # noqa: E402
 from tensorzip import folders as model_folder  # noqa: E402
 from tensorzip.cli.main import main  # noqa: E402
 from tensorzip.files import decompress_file  # noqa: E402
+from tensorzip.folders import guard_bytes  # noqa: E402
 
 INDEX = "model.safetensors.index.json"
 
@@ -76,7 +77,11 @@ def test_cli_folder_round_trip_is_byte_exact_and_loads_in_transformers(tmp_path,
     # The layout: a .tzip per shard, the index pointing at them, everything else copied.
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
     assert sorted(p.name for p in out.glob("*.tzip")) == [n.replace(".safetensors", ".tzip") for n in shards]
-    assert not list(out.rglob("*.safetensors"))
+    # The one .safetensors is the guard that tells plain transformers what to do (its dtype is a sentence).
+    assert [p.name for p in out.rglob("*.safetensors")] == ["model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == guard_bytes()
+    with pytest.raises(Exception, match="compressed by tensorzip; load it with tensorzip.hf.transformers"):
+        transformers.BertModel.from_pretrained(out)
     original_index = (folder / INDEX).read_text()
     rewritten = json.loads((out / INDEX).read_text())
     assert rewritten["tensorzip"] == {"format": 1, "original_index": original_index}
@@ -224,7 +229,7 @@ def test_shards_in_subfolders_are_compressed_too(tmp_path, bert):
     tz.compress_folder(copy, tmp_path / "pipeline.tzip")
     assert (tmp_path / "pipeline.tzip" / "text_encoder" / INDEX).exists()
     assert list((tmp_path / "pipeline.tzip" / "text_encoder").glob("*.tzip"))
-    assert not list((tmp_path / "pipeline.tzip").rglob("*.safetensors"))
+    assert all(p.read_bytes() == guard_bytes() for p in (tmp_path / "pipeline.tzip").rglob("*.safetensors"))
     tz.decompress_folder(tmp_path / "pipeline.tzip", tmp_path / "back")
     assert tree(tmp_path / "back") == tree(copy)
 

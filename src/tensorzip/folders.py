@@ -56,6 +56,14 @@ from .inputs.tree import PERMISSION_BITS, walk_tree
 from .outputs.atomic import atomic_directory
 
 FORMAT_VERSION = 1
+# The manifest's format: 2 adds "guards" (files a reader of format 1 would restore as files).
+MANIFEST_FORMATS = (1, 2)
+MANIFEST_FORMAT = 2
+GUARD_TRANSFORMERS = "model.safetensors"
+GUARD_DIFFUSERS = "diffusion_pytorch_model.safetensors"
+GUARD_MESSAGE = ("this folder was compressed by tensorzip; load it with tensorzip.hf.transformers.from_pretrained("
+                 "ModelClass, folder) or tensorzip.hf.diffusers.pipeline_from_pretrained(PipelineClass, folder), "
+                 "or restore the original files with: tensorzip decompress FOLDER")
 MANIFEST_NAME = FOLDER_MANIFEST  # a compressed folder's list of what it holds
 INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
 SHARD_SUFFIX = ".tzip"
@@ -254,8 +262,8 @@ def original_index(path: Path) -> str | None:
 
 def _decompression_plan(root: Path) -> _Plan:
     plan = _walk(root, "decoding a compressed folder")
-    _check_manifest(root, plan)
-    plan.items = [item for item in plan.items if item.source != MANIFEST_NAME]
+    guards = _check_manifest(root, plan)
+    plan.items = [item for item in plan.items if item.source != MANIFEST_NAME and item.source not in guards]
     items: list[_Item] = []
     for folder, group in _by_folder(plan.items).items():
         outputs: dict[str, str] = {}  # output name -> the file it comes from
@@ -298,27 +306,56 @@ def _manifest_entries(root: Path, files: list[str], folders: list[str]) -> dict[
                 while block := handle.read(1 << 22):
                     digest.update(block)
             entries[relative] = {"size": path.stat().st_size, "blake2b": digest.hexdigest()}
-    return {"format": FORMAT_VERSION, "files": entries, "folders": sorted(folders)}
+    return {"format": MANIFEST_FORMAT, "files": entries, "folders": sorted(folders)}
 
 
 def _write_manifest(out: Path) -> None:
+    guards = _write_guards(out)
     tree = walk_tree(out)
     doc = _manifest_entries(out, [f.path for f in tree.files], [path for path, _ in tree.folders])
+    doc["guards"] = guards
     (out / MANIFEST_NAME).write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def _check_manifest(root: Path, plan: _Plan) -> None:
+def _write_guards(out: Path) -> list[str]:
+    """In each folder of .tzip shards, the file transformers and diffusers open first
+    (``model.safetensors``, ``diffusion_pytorch_model.safetensors``) as a guard: a valid
+    safetensors prefix whose one entry's dtype is a sentence, which safetensors quotes in
+    its error ("unknown variant `...`"). A user who loads the compressed folder with plain
+    transformers reads what to do instead of an unpickling error from the .tzip shards."""
+    guards = []
+    for folder in sorted({p.parent for p in out.rglob("*" + SHARD_SUFFIX) if p.is_file()}):
+        stems = [p.name for p in folder.iterdir() if p.name.endswith(SHARD_SUFFIX)]
+        name = GUARD_DIFFUSERS if any(s.startswith("diffusion_pytorch_model") for s in stems) else GUARD_TRANSFORMERS
+        path = folder / name
+        if path.exists():
+            continue
+        path.write_bytes(guard_bytes())
+        guards.append(path.relative_to(out).as_posix())
+    return guards
+
+
+def guard_bytes() -> bytes:
+    """The guard file's bytes (see ``_write_guards``; the manifest's digest checks them)."""
+    header = json.dumps({"__metadata__": {"format": "tensorzip-guard"}, "compressed_by_tensorzip": {
+        "dtype": GUARD_MESSAGE, "shape": [0], "data_offsets": [0, 0]}}).encode()
+    return len(header).to_bytes(8, "little") + header
+
+
+def _check_manifest(root: Path, plan: _Plan) -> set[str]:
     """A compressed folder is what tensorzip wrote, file for file (folders written before the
-    manifest existed have none and are read as they are)."""
+    manifest existed have none and are read as they are). Returns its guard files."""
     path = root / MANIFEST_NAME
     if not path.is_file():
-        return
+        return set()
     if path.stat().st_size > MAX_INDEX_BYTES:
         raise CorruptDataError(f"{path}: the manifest is over {MAX_INDEX_BYTES} bytes")
     recorded = load_json(path.read_bytes(), str(path), "the folder's manifest", CorruptDataError)
-    if not (isinstance(recorded, dict) and recorded.get("format") == FORMAT_VERSION
-            and isinstance(recorded.get("files"), dict) and isinstance(recorded.get("folders"), list)):
-        raise CorruptDataError(f"{path}: not a manifest this release reads (format {FORMAT_VERSION})")
+    if not (isinstance(recorded, dict) and recorded.get("format") in MANIFEST_FORMATS
+            and isinstance(recorded.get("files"), dict) and isinstance(recorded.get("folders"), list)
+            and isinstance(recorded.get("guards", []), list)
+            and all(isinstance(g, str) and g in recorded["files"] for g in recorded.get("guards", []))):
+        raise CorruptDataError(f"{path}: not a manifest this release reads (formats {MANIFEST_FORMATS})")
     files = [item.source for item in plan.items if item.source != MANIFEST_NAME]
     found = _manifest_entries(root, files, plan.folders)
     missing = sorted(set(recorded["files"]) - set(found["files"]))
@@ -332,6 +369,7 @@ def _check_manifest(root: Path, plan: _Plan) -> None:
             raise CorruptDataError(f"{root / names[0]} {what}" + (f" (and {len(names) - 1} more)" if len(names) > 1
                                                                    else "") +
                                    f"; the compressed folder no longer matches its manifest ({MANIFEST_NAME})")
+    return set(recorded.get("guards", []))
 
 
 def _check_index_complete(root: Path, items: list[_Item]) -> None:

@@ -21,7 +21,7 @@ from .container.kinds import Kind, PathKind, identify
 from .container.reader import codec_from_config_for
 from .container.records import LOSSY_WEIGHTS_KEY, load_json, original_size
 from .errors import FormatError, InputFileError
-from .folders import MANIFEST_NAME, is_index, original_index
+from .folders import MANIFEST_NAME, guard_bytes, is_index, original_index
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile
 
@@ -134,6 +134,8 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
                           "original_bytes": original_size(reader.header.source, tensor_bytes)}
         elif path == root / MANIFEST_NAME:  # what the folder holds, written by compress: not of the original
             entry |= {"role": "manifest", "original_bytes": 0}
+        elif path.read_bytes() == guard_bytes() if size < 4096 else False:  # says "use tensorzip" to transformers
+            entry |= {"role": "guard", "original_bytes": 0}
         else:  # copied as it is, or an index that keeps its original text inside
             text = original_index(path) if is_index(path.name) else None
             entry["original_bytes"] = size if text is None else len(text.encode("utf-8"))

@@ -46,7 +46,8 @@ class BaseCheckpoint:
             is_folder = self.path.is_dir()
         except OSError as error:  # a name over 255 bytes, a link loop
             raise InputFileError(f"base {self.path}: cannot open ({error.strerror or error})") from None
-        if is_folder and not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file()):
+        if is_folder and ((self.path / records.FOLDER_MANIFEST).is_file()
+                          or not any(p.suffix == ".safetensors" for p in self.path.iterdir() if p.is_file())):
             self._open_compressed_folder(open_tzip, threads, chain)
             return
         if is_folder:  # a folder of shards
