@@ -19,6 +19,7 @@ from tensorzip.cli import main
 from tensorzip.container import TzipReader
 from tensorzip.container.format import MAGIC
 from tensorzip.errors import HeaderError, TensorzipError
+from tensorzip.folders import verify_folder
 
 from .conftest import rewrite_header
 
@@ -379,3 +380,30 @@ def test_verify_against_compares_permission_bits_too(tmp_path, hub, mode):
     assert main(["decompress", str(out), "-o", str(twin)]) == 0
     os.chmod(twin / "run.sh", 0o644)
     assert main(["verify", str(out), "--against", str(twin)]) == 1
+
+
+@pytest.mark.parametrize("version", ["compressed_folder_v1", "compressed_folder_v2"])
+def test_golden_compressed_folders_stay_readable(tmp_path, version):
+    """Manifest format 1 (no guards, written by the code of dd2ff94) and 2 (with guards)."""
+    golden = Path(__file__).parent / "golden" / version
+    expected = {name: bytes.fromhex(text) for name, text in json.loads((golden / "expected.json").read_text()).items()}
+    verify_folder(golden / "model.tzip")
+    tz.decompress_folder(golden / "model.tzip", tmp_path / "model")
+    restored = {p.relative_to(tmp_path / "model").as_posix(): p.read_bytes()
+                for p in sorted((tmp_path / "model").rglob("*")) if p.is_file()}
+    assert restored == expected
+    assert (golden / "model.tzip" / "model.safetensors").exists() == (version == "compressed_folder_v2")
+    from safetensors.numpy import load
+
+    tensors = {}
+    for name in ("model-1.safetensors", "model-2.safetensors"):
+        tensors |= load(expected[name])
+    loaded = tz.torch.load_state_dict(golden / "model.tzip") if _has_torch() else None
+    if loaded is not None:
+        assert {k: v.numpy().tobytes() for k, v in loaded.items()} == {k: v.tobytes() for k, v in tensors.items()}
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
