@@ -16,8 +16,8 @@ transformers = pytest.importorskip("transformers")
 import tensorzip as tz  # noqa: E402
 from tensorzip import folders as model_folder  # noqa: E402
 from tensorzip.cli.main import main  # noqa: E402
+from tensorzip.container.records import guard_bytes  # noqa: E402
 from tensorzip.files import decompress_file  # noqa: E402
-from tensorzip.folders import guard_bytes  # noqa: E402
 
 INDEX = "model.safetensors.index.json"
 
@@ -321,3 +321,18 @@ def test_file_symlinks_are_followed(tmp_path, bert):
     tz.decompress_folder(tmp_path / "snapshot.tzip", tmp_path / "back")
     assert tree(tmp_path / "back") == tree(snapshot)
     assert not any(p.is_symlink() for p in (tmp_path / "back").iterdir())
+
+
+def test_every_command_names_the_guard_file(tmp_path, bert, capsys):
+    _, folder = bert
+    out = tmp_path / "c.tzip"
+    model_folder.compress_folder(folder, out)
+    guard = out / "model.safetensors"
+    for command in (["info", str(guard)], ["ls", str(guard)], ["verify", str(guard)], ["analyze", str(guard)],
+                    ["compress", str(guard), "-o", str(tmp_path / "x.tzip")],
+                    ["decompress", str(guard), "-o", str(tmp_path / "x.safetensors")]):
+        assert main(command) != 0, command
+        assert "the guard file of a compressed model folder" in capsys.readouterr().err, command
+    assert not (tmp_path / "x.tzip").exists() and not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(tz.WrongKindError, match="guard file"):
+        tz.load_file(guard)

@@ -37,7 +37,15 @@ from typing import Any
 
 from .container import TzipReader
 from .container.format import MAGIC, PREAMBLE_SIZE
-from .container.records import FOLDER_MANIFEST, TORCH_SOURCE, is_folder_source, load_json
+from .container.records import (
+    FOLDER_MANIFEST,
+    GUARD_DIFFUSERS,
+    GUARD_TRANSFORMERS,
+    TORCH_SOURCE,
+    guard_bytes,
+    is_folder_source,
+    load_json,
+)
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
 from .files import (
     CompressionReport,
@@ -59,11 +67,6 @@ FORMAT_VERSION = 1
 # The manifest's format: 2 adds "guards" (files a reader of format 1 would restore as files).
 MANIFEST_FORMATS = (1, 2)
 MANIFEST_FORMAT = 2
-GUARD_TRANSFORMERS = "model.safetensors"
-GUARD_DIFFUSERS = "diffusion_pytorch_model.safetensors"
-GUARD_MESSAGE = ("this folder was compressed by tensorzip; load it with tensorzip.hf.transformers.from_pretrained("
-                 "ModelClass, folder) or tensorzip.hf.diffusers.pipeline_from_pretrained(PipelineClass, folder), "
-                 "or restore the original files with: tensorzip decompress FOLDER")
 MANIFEST_NAME = FOLDER_MANIFEST  # a compressed folder's list of what it holds
 INDEX_KEY = "tensorzip"  # the rewritten index's record of the original
 SHARD_SUFFIX = ".tzip"
@@ -333,13 +336,6 @@ def _write_guards(out: Path) -> list[str]:
         path.write_bytes(guard_bytes())
         guards.append(path.relative_to(out).as_posix())
     return guards
-
-
-def guard_bytes() -> bytes:
-    """The guard file's bytes (see ``_write_guards``; the manifest's digest checks them)."""
-    header = json.dumps({"__metadata__": {"format": "tensorzip-guard"}, "compressed_by_tensorzip": {
-        "dtype": GUARD_MESSAGE, "shape": [0], "data_offsets": [0, 0]}}).encode()
-    return len(header).to_bytes(8, "little") + header
 
 
 def _check_manifest(root: Path, plan: _Plan) -> set[str]:

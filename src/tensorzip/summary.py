@@ -19,9 +19,9 @@ from . import dtypes, embeddings, kv, lossy
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.reader import codec_from_config_for
-from .container.records import LOSSY_WEIGHTS_KEY, load_json, original_size
+from .container.records import LOSSY_WEIGHTS_KEY, guard_bytes, load_json, original_size
 from .errors import FormatError, InputFileError
-from .folders import MANIFEST_NAME, guard_bytes, is_index, original_index
+from .folders import MANIFEST_NAME, is_index, original_index
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile
 

@@ -42,6 +42,7 @@ class Kind(str, enum.Enum):
     LOSSY_WEIGHTS = "lossy-weights"  # a .tzip layer: weights on a byte budget
     EMBEDDINGS = "embeddings"  # a .tzip layer: an embedding collection at a recall target
     KV_CACHE = "kv-cache"  # a .tzip layer: keys and values of an attention cache
+    GUARD = "guard"  # a compressed folder's guard file (records.guard_bytes): read through its folder
     UNKNOWN = "unknown"  # not a file tensorzip reads
 
 
@@ -65,7 +66,10 @@ READERS: Mapping[Kind, Readers] = {
     Kind.FOLDER_ARCHIVE: Readers("a compressed folder archive", "tensorzip decompress",
                                  "tz.decompress_file / tz.load_file"),
     Kind.COMPRESSED_FOLDER: Readers("a compressed model folder", "tensorzip decompress",
-                                    "tz.decompress_folder / tensorzip.torch.load_state_dict"),
+                                    "tz.decompress_folder / tensorzip.hf.transformers.from_pretrained"),
+    Kind.GUARD: Readers("the guard file of a compressed model folder (it stops plain transformers from misreading "
+                        "the folder; it holds no weights)", "tensorzip decompress (or info, verify, ls) on the "
+                        "folder around it", "tensorzip.hf.transformers.from_pretrained on the folder"),
     Kind.LOSSY_WEIGHTS: Readers("lossy weights (a byte-budget checkpoint)", "tensorzip decompress",
                                 "tz.lossy.load_file / tz.lossy.decompress_file"),
     Kind.EMBEDDINGS: Readers("an embedding collection", "tensorzip decompress (or tensorzip embeddings decompress)",
@@ -194,6 +198,11 @@ def identify(path: str | os.PathLike[str]) -> PathKind:
     if head.startswith(NUMPY_MAGIC):
         return PathKind(where, Kind.NUMPY)
     if _looks_like_safetensors(head, size):
+        guard = records.guard_bytes()
+        if size == len(guard):
+            with open(path, "rb") as handle:
+                if handle.read() == guard:
+                    return PathKind(where, Kind.GUARD)
         return PathKind(where, Kind.SAFETENSORS)
     if has_torch_magic(head):  # by content only: a random file named .bin is not a PyTorch file
         return PathKind(where, Kind.PYTORCH)

@@ -41,6 +41,20 @@ TORCH_SOURCE = "torch"
 SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE)
 # The file a compressed folder (``tensorzip compress DIR``) lists what it holds in.
 FOLDER_MANIFEST = "tensorzip-manifest.json"
+# A compressed folder's guards: where transformers and diffusers look first, a safetensors prefix
+# whose one entry's dtype is this sentence, which safetensors quotes in its error.
+GUARD_TRANSFORMERS = "model.safetensors"
+GUARD_DIFFUSERS = "diffusion_pytorch_model.safetensors"
+GUARD_MESSAGE = ("this folder was compressed by tensorzip; load it with tensorzip.hf.transformers.from_pretrained("
+                 "ModelClass, folder) or tensorzip.hf.diffusers.pipeline_from_pretrained(PipelineClass, folder), "
+                 "or restore the original files with: tensorzip decompress FOLDER")
+
+
+def guard_bytes() -> bytes:
+    """A guard file's bytes (the same in every folder; the manifest's digest checks them)."""
+    header = json.dumps({"__metadata__": {"format": "tensorzip-guard"}, "compressed_by_tensorzip": {
+        "dtype": GUARD_MESSAGE, "shape": [0], "data_offsets": [0, 0]}}).encode()
+    return len(header).to_bytes(8, "little") + header
 TORCH_WRAPPERS = ("state_dict",)
 
 # Features a reader must understand to read a file (refused by name when unknown) and
