@@ -179,7 +179,13 @@ def test_embeddings_format_1_files_decode_as_written(name):
     with np.load(GOLDEN / EMB1 / "expected.npz") as expected:
         want = expected[name]
     assert decoded.dtype == want.dtype and decoded.shape == want.shape
-    assert np.ascontiguousarray(decoded).tobytes() == want.tobytes()
+    if np.ascontiguousarray(decoded).tobytes() != want.tobytes():
+        # Collections coded in a rotated basis decode through a float32 matrix product, whose last bits
+        # depend on the BLAS kernel the machine picks (measured: int4, 33% of elements 1 ulp apart,
+        # 1.6e-7 at most, between two CPUs with the same numpy): the integers and steps decode exactly,
+        # the product to within float32 rounding.
+        assert _record(blob, "embeddings").get("rotation") and name != "lossless", name
+        np.testing.assert_allclose(decoded, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
     record = _record(blob, "embeddings")
     assert (collection.count, collection.dim) == want.shape == (record["count"], record["dim"])
     assert collection.recall == record["recall_at_k"]
