@@ -159,7 +159,7 @@ def test_streaming_commands_decode_a_bomb_in_bounded_memory(tmp_path):
     assert bomb.stat().st_size < 200_000
     code, idle = _peak_kib("info", bomb)
     assert code == 0
-    for argv in (["verify", bomb], ["decompress", bomb, "-o", tmp_path / "out.safetensors"]):
+    for argv in (["verify", bomb], ["analyze", bomb], ["decompress", bomb, "-o", tmp_path / "out.safetensors"]):
         code, peak = _peak_kib(*argv)
         assert code == 0, argv
         assert peak - idle < 300_000, (argv, peak - idle)  # KiB: pieces of 64 MB, not the declared 1 GiB
@@ -431,3 +431,25 @@ def test_a_reader_refused_in_its_constructor_says_nothing_more_when_collected(tm
         tz.load_file(tmp_path / "m.tzip", threads=2**40)
     gc.collect()
     assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_analyze_profiles_big_tensors_in_pieces_with_exact_counts(tmp_path):
+    from tensorzip.analysis.weights import profile_in_pieces, tensor_profile
+    from tensorzip.container import TzipReader
+
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal(3_000_000) * 0.02).astype(np.float32)
+    w[::7] = 0
+    w[5] = np.nan
+    w[9] = np.inf
+    w[11] = np.float32(1e-42)  # a denormal
+    tz.save_file({"w": w, "h": w.astype(np.float16).astype(np.float32)}, tmp_path / "m.tzip")
+    with TzipReader(tmp_path / "m.tzip") as reader:
+        for name, array in (("w", w), ("h", w.astype(np.float16).astype(np.float32))):
+            whole = tensor_profile(name, array)
+            assert profile_in_pieces(reader, reader.entry(name)) == whole  # one piece: the same profile
+            pieces = profile_in_pieces(reader, reader.entry(name), piece_bytes=1 << 20)  # 12 pieces
+            for key in ("zeros", "denormals", "nans", "infs", "hidden", "bytes", "shape", "dtype"):
+                assert pieces[key] == pytest.approx(whole[key]) if isinstance(whole[key], float) \
+                    else pieces[key] == whole[key], key
+            assert abs(pieces["order0_bits"] - whole["order0_bits"]) < 0.1

@@ -22,6 +22,7 @@ import numpy as np
 from .. import dtypes
 from ..codecs.narrowed_float import hides_narrower
 from ..container import TzipReader, TzipWriter
+from ..container.header import TensorEntry
 from ..container.kinds import Kind, identify, refuse_layers
 from ..container.records import original_size
 from ..files import open_checkpoint
@@ -133,6 +134,50 @@ def tensor_profile(name: str, array: np.ndarray, exact_elements: int = DEFAULT_E
     }
 
 
+# A stored tensor declaring more than this is profiled piece by piece (runs of whole chunks), so
+# analyze holds at most one piece whatever size a file declares.
+PROFILE_PIECE_BYTES = 64 * 1024 * 1024
+
+
+def profile_in_pieces(reader: TzipReader, entry: TensorEntry, exact_elements: int = DEFAULT_EXACT_ELEMENTS,
+                      piece_bytes: int = PROFILE_PIECE_BYTES,
+                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """``tensor_profile`` of a stored tensor decoded one piece at a time: exact counts (special
+    values, hidden narrower type) summed over the pieces; the entropy sample made of evenly
+    spread runs of every piece in proportion to its size (runs, not whole rows)."""
+    spec = entry.spec
+    counts = {"zeros": 0.0, "denormals": 0.0, "nans": 0.0, "infs": 0.0}
+    bfloat16 = entry.numel > 0 and spec.name == "float32"
+    narrower: set[str | None] = set()
+    samples = []
+    for piece in reader.pieces(entry, piece_bytes):
+        out = np.empty(piece.numel, dtype=spec.numpy_dtype)
+        reader.decode_into([(piece, out)])
+        for key, fraction in special_values(out, spec).items():
+            counts[key] += fraction * out.size
+        bfloat16 = bfloat16 and not np.any(_bits(out) & np.uint32(0xFFFF))
+        if not bfloat16:
+            narrower.add(hides_narrower(out) if out.size else None)
+        share = max(1, exact_elements * out.size // max(1, entry.numel))
+        samples.append(np.array(sample_rows(out, share)))
+        if progress is not None:
+            progress(out.nbytes)
+        del out
+    sample = np.concatenate(samples) if samples else np.zeros(0, spec.numpy_dtype)
+    n = max(1, sample.size)
+    bounds = tensor_bounds(np.ascontiguousarray(sample))
+    hidden = "bfloat16" if bfloat16 else (narrower.pop() if len(narrower) == 1 else None)
+    return {
+        "name": entry.name, "dtype": spec.name, "shape": list(entry.shape), "bytes": int(entry.nbytes),
+        "plane_bits": [b / n for b in plane_bits(np.ascontiguousarray(sample))],
+        "order0_bits": 8 * bounds.order0_bytes / n, "context_bits": 8 * bounds.context_bytes / n,
+        "exponent_histogram": exponent_histogram(sample, spec),
+        **{key: value / max(1, entry.numel) for key, value in counts.items()},
+        "hidden": hidden,
+        "sampled": sample.size < entry.numel,
+    }
+
+
 class _CountingSink(io.RawIOBase):
     """A seekable stream that keeps nothing: the writer's output size without the output."""
 
@@ -178,6 +223,14 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
     profiles: list[dict[str, Any]] = []
     done = 0
 
+    def advance(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        if progress is not None:
+            progress(done, total)
+
+    total = 0
+
     def profiled(tensors: Iterator[tuple[str, np.ndarray]], total: int) -> Iterator[tuple[str, np.ndarray]]:
         nonlocal done
         for name, array in tensors:
@@ -194,8 +247,16 @@ def analyze_checkpoint(path: str | os.PathLike[str], *, threads: int | None = No
             total = sum(e.nbytes for reader in readers for e in reader.header.tensors.values())
             for reader in readers:
                 entries = reader.header.tensors
-                for _ in profiled(reader.iter_tensors(), total):
-                    pass
+                small: list[str] = []
+                for entry in [*entries.values(), None]:  # storage order; the big ones in pieces
+                    if entry is not None and entry.nbytes <= PROFILE_PIECE_BYTES:
+                        small.append(entry.name)
+                        continue
+                    for _ in profiled(reader.iter_tensors(small), total):
+                        pass
+                    small = []
+                    if entry is not None:
+                        profiles.append(profile_in_pieces(reader, entry, exact_elements, progress=advance))
                 achieved |= {name: (0 if e.same_as else e.stored_bytes) for name, e in entries.items()}
                 shard_tensors = sum(e.nbytes for e in entries.values())
                 file_bytes += original_size(reader.header.source, shard_tensors)
