@@ -323,3 +323,16 @@ def test_remote_failures_name_the_url(forms, tmp_path):
         name = "missing.tzip" if "not found" in message else "model.tzip"
         with range_server(forms["file"].parent, **options) as (url, _), pytest.raises(error, match=message):
             tzst.load_file(f"{url}/{name}")
+
+
+def test_a_damaged_shard_names_file_tensor_and_chunk(forms, tmp_path):
+    damaged = tmp_path / "damaged.tzip"
+    shutil.copytree(forms["folder"], damaged)
+    shard = damaged / "model.tzip"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(TensorzipError, match=r"model.tzip: tensor '.*' chunk \d+ at offset \d+.*checksum"):
+        from_pretrained(transformers.AutoModel, damaged)  # raised from the decode-ahead thread, as it is
+    with pytest.raises(TensorzipError, match="checksum"):
+        tzst.load_file(damaged)
