@@ -40,9 +40,10 @@ from .records import load_json
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 # Stored bytes per batch when tensors are decoded into memory with the next batch read meanwhile:
-# small enough that the two batches in flight add little to the decoded tensors (RSS) and reuse warm
-# memory (MiniLM, 2 threads: 8 MiB 0.15 s, 64 MiB 0.20-0.24 s), at least 2 MiB per thread to keep them busy.
-PIPELINE_BATCH_BYTES = 8 * 1024 * 1024
+# small enough that the two batches in flight add little to the decoded tensors (RSS: +8 MiB on a
+# 90 MB model) and reuse warm memory (MiniLM, 2 threads: 4-8 MiB 0.15 s, 64 MiB 0.20-0.24 s), at least
+# 2 MiB per thread (four 512 KiB chunks each) to keep the threads busy.
+PIPELINE_BATCH_BYTES = 4 * 1024 * 1024
 # Stored ranges closer than this are read in one request (a gap costs less than a round trip).
 COALESCE_GAP_BYTES = 64 * 1024
 # Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
