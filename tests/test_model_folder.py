@@ -336,3 +336,5 @@ def test_every_command_names_the_guard_file(tmp_path, bert, capsys):
     assert not (tmp_path / "x.tzip").exists() and not (tmp_path / "x.safetensors").exists()
     with pytest.raises(tz.WrongKindError, match="guard file"):
         tz.load_file(guard)
+    assert main(["info", str(out / "tensorzip-manifest.json")]) != 0
+    assert "the manifest of a compressed model folder" in capsys.readouterr().err

@@ -43,6 +43,7 @@ class Kind(str, enum.Enum):
     EMBEDDINGS = "embeddings"  # a .tzip layer: an embedding collection at a recall target
     KV_CACHE = "kv-cache"  # a .tzip layer: keys and values of an attention cache
     GUARD = "guard"  # a compressed folder's guard file (records.guard_bytes): read through its folder
+    MANIFEST = "manifest"  # a compressed folder's list of what it holds (records.FOLDER_MANIFEST)
     UNKNOWN = "unknown"  # not a file tensorzip reads
 
 
@@ -76,6 +77,9 @@ READERS: Mapping[Kind, Readers] = {
                              "tz.embeddings.load_file / tz.embeddings.open"),
     Kind.KV_CACHE: Readers("a KV cache", "tensorzip decompress (writes keys and values to .npz)",
                            "tz.kv.load_file"),
+    Kind.MANIFEST: Readers("the manifest of a compressed model folder (the files it holds, checked by verify and "
+                           "decompress)", "tensorzip verify (or info, ls, decompress) on the folder around it",
+                           "tz.decompress_folder on the folder"),
     Kind.UNKNOWN: Readers("not a file tensorzip reads", "", ""),
 }
 
@@ -195,6 +199,8 @@ def identify(path: str | os.PathLike[str]) -> PathKind:
             header = reader.header
             return PathKind(where, kind_of_metadata(header.metadata, header.source),
                             base=reader.base_name, source_format=records.source_format(header.source))
+    if Path(where).name == records.FOLDER_MANIFEST and head.startswith(b"{"):
+        return PathKind(where, Kind.MANIFEST)
     if head.startswith(NUMPY_MAGIC):
         return PathKind(where, Kind.NUMPY)
     if _looks_like_safetensors(head, size):
