@@ -593,7 +593,11 @@ def shard_base(shard: Path, root: Path, given: str | os.PathLike[str] | None) ->
     if given is not None:
         return given
     with TzipReader(shard) as reader:
-        recorded = reader.base_name
+        return base_beside_folder(shard, root, reader.base_name)
+
+
+def base_beside_folder(shard: Path, root: Path, recorded: str | None) -> Path | None:
+    """``shard_base`` for a shard whose header (already read) names ``recorded``."""
     if recorded is not None and (root.parent / recorded).exists() and not (shard.parent / recorded).exists():
         return root.parent / recorded
     return None

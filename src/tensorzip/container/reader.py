@@ -337,6 +337,13 @@ class TzipReader:
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
                 restore(out, base, entry.delta.mode, entry.spec, self.threads)
 
+    def use_base(self, base: str | os.PathLike[str]) -> None:
+        """The base to decode against, chosen after the header was read (a compressed folder
+        finds its shards' base beside itself); effective until a tensor has opened one."""
+        with self._base_lock:
+            if self._base is None:
+                self._base_given = base
+
     @property
     def base_name(self) -> str | None:
         """The file name of the base this file is coded against, if any."""

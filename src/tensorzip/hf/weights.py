@@ -370,28 +370,43 @@ def _open_sources(path: str | os.PathLike[str], base: str | os.PathLike[str] | N
         yield _open_url(str(path), base, threads, limits)
         return
     where = Path(path)
-    kind = identify(where)  # InputFileError for a missing path, a FIFO, a device
-    if kind.kind in (Kind.COMPRESSED_FOLDER, Kind.MODEL_FOLDER):
-        from ..folders import shard_base, weight_files
-
-        compressed = kind.kind is Kind.COMPRESSED_FOLDER
-        for file in weight_files(where):
-            yield _open_file(file, shard_base(file, where, base) if compressed else base, threads, limits)
+    try:
+        is_folder = stat.S_ISDIR(os.stat(where).st_mode)
+    except OSError:
+        is_folder = False  # identify names what is wrong with it
+    if not is_folder:
+        yield _open_file(where, base, threads, limits)
         return
-    if stat.S_ISDIR(os.stat(where).st_mode):
+    kind = identify(where)
+    if kind.kind not in (Kind.COMPRESSED_FOLDER, Kind.MODEL_FOLDER):
         raise InputFileError(f"{where}: a folder without weights (no .tzip, .safetensors or pytorch_model*.bin "
                              "files, no index naming them)")
-    yield _open_file(where, base, threads, limits)
+    from ..folders import base_beside_folder, weight_files
+
+    for file in weight_files(where):
+        source = _open_file(file, base, threads, limits)
+        if base is None and isinstance(source, _TzipSource) and kind.kind is Kind.COMPRESSED_FOLDER:
+            beside = base_beside_folder(file, where, source.reader.base_name)
+            if beside is not None:  # where compress --base found it
+                source.reader.use_base(beside)
+        yield source
 
 
 def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | None,
                limits: ReadLimits | None) -> _Source:
-    kind = identify(path)
-    if kind.kind in (Kind.CHECKPOINT, Kind.FOLDER_ARCHIVE):
+    head = b""
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO (it would block)
+            with open(path, "rb") as handle:
+                head = handle.read(len(MAGIC))
+    except OSError:
+        pass  # missing, unreadable: identify says which
+    if head == MAGIC:  # the header is parsed once, by the reader; layers are refused by name
         return _TzipSource(open_data(path, "loading weights", threads=threads, base=base, limits=limits))
+    kind = identify(path)
     if kind.kind is Kind.SAFETENSORS:
         return _SafetensorsSource(path)
-    if kind.kind is Kind.PYTORCH or looks_like_torch_file(path):
+    if kind.kind is Kind.PYTORCH or (kind.kind is Kind.UNKNOWN and looks_like_torch_file(path)):
         return _TorchSource(path)
     raise kind.refuse("loading weights")
 
