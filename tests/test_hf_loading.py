@@ -336,3 +336,13 @@ def test_a_damaged_shard_names_file_tensor_and_chunk(forms, tmp_path):
         from_pretrained(transformers.AutoModel, damaged)  # raised from the decode-ahead thread, as it is
     with pytest.raises(TensorzipError, match="checksum"):
         tzst.load_file(damaged)
+
+
+def test_paths_that_are_not_weights(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    for path, message in (("fifo", "not a regular file"), ("missing", "no such file"),
+                          ("empty", "without weights|not a kind|neither"), ("notes.txt", "not a")):
+        with pytest.raises(TensorzipError, match=message):
+            tzst.load_file(tmp_path / path)  # never blocks on the FIFO
