@@ -50,6 +50,7 @@ _CHILD = r"""
 import json, os, sys, time, urllib.request
 import torch, transformers, safetensors.torch
 transformers.AutoModel, transformers.BertModel, transformers.modeling_utils  # lazy imports, before the clock
+import fsspec.implementations.http  # noqa: F401  (0.5 s of aiohttp; paid once per process, like the above)
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 import tensorzip
@@ -254,7 +255,8 @@ def _write(rows: list[str], cores: int, args: argparse.Namespace) -> None:
         "into memory then `safetensors.torch.load`, against `load_file(URL)`.",
         "- Seconds: wall time of the load call and a CRC-32C of every loaded tensor (so every byte is really read: "
         "safetensors hands out memory maps that read nothing until touched) in a fresh interpreter (imports, "
-        "transformers' lazy ones included, before the clock; `HF_HUB_OFFLINE=1`), median of "
+        "transformers' lazy ones and fsspec's HTTP filesystem included, before the clock; `HF_HUB_OFFLINE=1`), "
+        "median of "
         f"{args.repeats}. Peak MB: VmHWM above the interpreter's peak before the load. Cold: `sync` and "
         "`posix_fadvise(DONTNEED)` on every file before each run. HTTP: `tests/range_server.py`, a real local "
         "server throttled for all connections together. Every loaded state dict's CRC-32C per tensor equals the "
