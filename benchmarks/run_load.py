@@ -245,7 +245,7 @@ def _write(rows: list[str], cores: int, args: argparse.Namespace) -> None:
     text = "\n".join([
         "## Loading: .tzip against .safetensors where users load (`benchmarks/run_load.py`)",
         "",
-        f"- Machine: {describe()}; {cores} cores; {datetime.now(timezone.utc):%Y-%m-%d}.",
+        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}.",
         "- MiniLM: the real all-MiniLM-L6-v2 into `transformers.AutoModel` (transformers "
         f"{_version('transformers')}): `AutoModel.from_pretrained(folder)` against "
         "`tensorzip.hf.transformers.from_pretrained(AutoModel, folder.tzip)`; over HTTP, the folder downloaded "
