@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--gigabytes", type=float, default=2.0, help="size of the scale checkpoint (FP32)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-scale", action="store_true", help="MiniLM only")
+    parser.add_argument("--only-scale", action="store_true",
+                        help="the scale checkpoint only; the MiniLM rows already in RESULTS.md are kept")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -169,8 +171,9 @@ def main() -> None:
         fp32_folder.mkdir()
         for name in ("config.json", "model.safetensors"):
             shutil.copy(minilm / name, fp32_folder / name)
-        cases = [("MiniLM FP32", "model", fp32_folder), ("MiniLM BF16", "model", _bf16_folder(fp32_folder,
-                                                                                               work / "minilm-bf16"))]
+        cases = [] if args.only_scale else [
+            ("MiniLM FP32", "model", fp32_folder),
+            ("MiniLM BF16", "model", _bf16_folder(fp32_folder, work / "minilm-bf16"))]
         if not args.skip_scale:
             scale = make_scale_checkpoint(args.gigabytes)
             bf16 = work / "scale-bf16.safetensors"
@@ -182,7 +185,18 @@ def main() -> None:
             print("\n".join(rows[-12:]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.only_scale:
+        rows = _kept_rows("| MiniLM") + rows
     _write(rows, cores, args)
+
+
+def _kept_rows(prefix: str) -> list[str]:
+    """Rows of the load table already in RESULTS.md (another run's cases)."""
+    text = (BENCH / "RESULTS.md").read_text()
+    if "<!-- begin:load -->" not in text:
+        return []
+    section = text.split("<!-- begin:load -->", 1)[1].split("<!-- end:load -->", 1)[0]
+    return [line for line in section.splitlines() if line.startswith(prefix)]
 
 
 def _case(label: str, kind: str, original: Path, work: Path, repeats: int, cores: int) -> list[str]:
