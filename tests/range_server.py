@@ -29,6 +29,8 @@ class Served:
     bandwidth: float | None = None  # bytes per second over all connections; None: as fast as it goes
     cut_after: int | None = None  # stop every body after this many bytes (a transfer cut short)
     ignore_ranges: bool = False  # answer every GET with the whole file, 200
+    redirect_prefix: str | None = None  # "/moved": GET /moved/NAME answers 302 to /NAME (as a hub's CDN does)
+    connections: int = 0  # TCP connections accepted (keep-alive makes this less than the requests)
     bytes_sent: int = 0
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, range)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -37,6 +39,7 @@ class Served:
     def reset(self) -> None:
         with self.lock:
             self.bytes_sent = 0
+            self.connections = 0
             self.requests.clear()
 
     def pace(self, size: int) -> None:
@@ -58,6 +61,21 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
 
         def log_message(self, *args: object) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with served.lock:
+                served.connections += 1
+
+        def _redirected(self) -> bool:
+            prefix = served.redirect_prefix
+            if prefix is None or not self.path.startswith(prefix + "/"):
+                return False
+            self.send_response(302)
+            self.send_header("Location", self.path[len(prefix):])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
 
         def _file(self) -> Path | None:
             relative = self.path.split("?", 1)[0].lstrip("/")
@@ -84,6 +102,8 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
             wanted = self.headers.get("Range", "")
             with served.lock:
                 served.requests.append(("GET", self.path, wanted))
+            if self._redirected():
+                return
             path = self._file()
             if path is None:
                 return
@@ -115,12 +135,12 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
                     if not piece:
                         break
                     served.pace(len(piece))
+                    with served.lock:  # counted before it is sent: a client that has it sees it counted
+                        served.bytes_sent += len(piece)
                     try:
                         self.wfile.write(piece)
                     except (BrokenPipeError, ConnectionResetError):
                         return
-                    with served.lock:
-                        served.bytes_sent += len(piece)
                     budget -= len(piece)
             if served.cut_after is not None and served.cut_after < length:
                 self.close_connection = True

@@ -32,18 +32,21 @@ from ..errors import (
     TensorzipError,
     TruncatedFileError,
 )
-from ..inputs.sources import RemoteFile, is_url
+from ..inputs.sources import RemoteFile, is_url, open_remote
 from .bases import BaseCheckpoint, locate_base
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 from .records import load_json
 
 DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
-# Stored bytes per batch when tensors are decoded into memory with the next batch read meanwhile:
-# small enough that the two batches in flight add little to the decoded tensors (RSS: +8 MiB on a
-# 90 MB model) and reuse warm memory (MiniLM, 2 threads: 4-8 MiB 0.15 s, 64 MiB 0.20-0.24 s), at least
-# 2 MiB per thread (four 512 KiB chunks each) to keep the threads busy.
-PIPELINE_BATCH_BYTES = 4 * 1024 * 1024
+# Stored bytes per batch and decoding thread when tensors are decoded into memory with the next batch
+# read meanwhile: small, so the two batches in flight add little to the decoded tensors (MiniLM BF16
+# into transformers, 1 thread: 4 MiB batches +17% peak RSS over safetensors, 1 MiB +7%) and reuse warm
+# memory (MiniLM, 2 threads: 4-8 MiB 0.15 s, 64 MiB 0.20-0.24 s); two or more 512 KiB chunks a thread.
+PIPELINE_BATCH_BYTES = 1024 * 1024
+# The same for a URL, where each batch is one request: larger, so the link is not left idle between
+# requests (MiniLM BF16 at 100 MB/s: 1 MiB batches 0.90 s, 4 MiB 0.63-0.78 s).
+REMOTE_BATCH_BYTES = 4 * 1024 * 1024
 # Stored ranges closer than this are read in one request (a gap costs less than a round trip).
 COALESCE_GAP_BYTES = 64 * 1024
 # Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
@@ -51,7 +54,7 @@ COALESCE_GAP_BYTES = 64 * 1024
 # 6.7), so a header's parse is bounded by this multiple of its size, checked before json.loads.
 HEADER_PARSE_COST = 48
 
-Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | RemoteFile
 
 
 class TzipReader:
@@ -92,10 +95,10 @@ class TzipReader:
         self._owns_base = False
         self._base_lock = threading.Lock()
         self._chain = chain
-        if is_url(source):
-            self.where = str(source)
+        if isinstance(source, RemoteFile) or is_url(source):
             self._path = None  # a remote file's base is given, never looked up "beside" it
-            self._remote = RemoteFile(str(source))
+            self._remote = source if isinstance(source, RemoteFile) else open_remote(str(source))
+            self.where = self._remote.where
             self.size = self._remote.size
             self.header = self._read_header()
         elif isinstance(source, (str, os.PathLike)):
@@ -230,7 +233,7 @@ class TzipReader:
         for entry in entries:
             self.check_fits_in_memory(entry.nbytes, f"tensor {entry.name!r}")
         if batch_bytes is None:
-            batch_bytes = max(PIPELINE_BATCH_BYTES, 2 * 1024 * 1024 * (self.threads or os.cpu_count() or 1))
+            batch_bytes = self.pipeline_batch_bytes()
         batches = list(batched_by_stored_bytes(entries, batch_bytes))
         if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
             yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums)
@@ -255,6 +258,13 @@ class TzipReader:
                 "decompress)") from None
         self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums, stored=stored)
         yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
+
+    def pipeline_batch_bytes(self) -> int:
+        """Stored bytes per batch for reading while decoding (see PIPELINE_BATCH_BYTES)."""
+        threads = self.threads or os.cpu_count() or 1
+        if self._remote is not None:
+            return max(REMOTE_BATCH_BYTES, 2 * PIPELINE_BATCH_BYTES * threads)
+        return PIPELINE_BATCH_BYTES * threads
 
     def read_stored(self, entries: list[TensorEntry]) -> list[bytes | memoryview]:
         """The stored bytes of each entry, ranges that lie close together read in one request

@@ -24,13 +24,13 @@ import numpy as np
 from ..container.format import MAGIC
 from ..container.header import ReadLimits
 from ..container.kinds import Kind, identify, open_data, refuse_layers
-from ..container.reader import PIPELINE_BATCH_BYTES, TzipReader, batched_by_stored_bytes
+from ..container.reader import TzipReader, batched_by_stored_bytes
 from ..container.records import RESERVED_PREFIX, is_folder_source
 from ..dtypes import DTypeSpec, by_numpy
 from ..errors import InputFileError
 from ..inputs.frameworks import to_numpy, to_torch
 from ..inputs.safetensors import SafetensorsFile, parse_header
-from ..inputs.sources import RemoteFile, is_url
+from ..inputs.sources import RemoteFile, is_url, open_remote
 from ..inputs.torch_file import TorchFile, import_torch, looks_like_torch_file
 
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
@@ -139,7 +139,7 @@ class _TzipSource(_Source):
     def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Decoded straight into the destination memory, batch by batch (one native call each)."""
         entries = [(self.reader.entry(name), out.reshape(-1)) for name, out in items]
-        for batch in batched_by_stored_bytes([e for e, _ in entries], PIPELINE_BATCH_BYTES):
+        for batch in batched_by_stored_bytes([e for e, _ in entries], self.reader.pipeline_batch_bytes()):
             chosen = {id(e) for e in batch}
             self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen])
 
@@ -413,7 +413,12 @@ def _open_file(path: Path, base: str | os.PathLike[str] | None, threads: int | N
 
 def _open_url(url: str, base: str | os.PathLike[str] | None, threads: int | None,
               limits: ReadLimits | None) -> _Source:
-    remote = RemoteFile(url)
-    if remote.read(0, min(remote.size, len(MAGIC))) == MAGIC:
-        return _TzipSource(refuse_layers(TzipReader(url, threads=threads, base=base, limits=limits), "loading weights"))
-    return _RemoteSafetensorsSource(remote)
+    remote = open_remote(url)
+    try:
+        if remote.read(0, min(remote.size, len(MAGIC))) == MAGIC:
+            reader = TzipReader(remote, threads=threads, base=base, limits=limits)
+            return _TzipSource(refuse_layers(reader, "loading weights"))
+        return _RemoteSafetensorsSource(remote)
+    except BaseException:
+        remote.close()
+        raise
