@@ -33,9 +33,11 @@ from .container.records import (
     SAFETENSORS_SOURCE,
     SOURCE_DIGEST_KEY,
     TORCH_SOURCE,
+    TORCH_ZIP_SOURCE,
     folder_layout,
     is_folder_source,
     restored_modes,
+    source_format,
 )
 from .errors import (
     CorruptDataError,
@@ -50,7 +52,16 @@ from .inputs.digest import DigestSink, FileDigest
 from .inputs.frameworks import to_numpy, to_torch
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
 from .inputs.shards import ShardedCheckpoint
-from .inputs.torch_file import STATE_DICT_KEY, TorchFile, import_torch, is_torch_path, looks_like_torch_file, save_torch
+from .inputs.torch_file import (
+    STATE_DICT_KEY,
+    TorchFile,
+    import_torch,
+    is_torch_path,
+    is_torch_zip,
+    looks_like_torch_file,
+    save_torch,
+)
+from .inputs.torch_zip import TorchZipCheckpoint, restore_plan
 from .inputs.tree import PERMISSION_BITS, Tree
 from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
@@ -220,7 +231,7 @@ def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
     if os.path.isdir(source):
         return ShardedCheckpoint(source)
     if looks_like_torch_file(source):
-        return TorchFile(source)
+        return TorchZipCheckpoint(source) if is_torch_zip(source) else TorchFile(source)
     return SafetensorsFile(source)
 
 
@@ -270,9 +281,9 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     if scheduler is not None and checkpoint.locations() is None:
         raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
                              "first (tensorzip compress, then decompress to .safetensors)")
-    if digest and checkpoint.source_record().get("format") != SAFETENSORS_SOURCE:
-        raise TensorzipError(f"{source}: --digest records the digest of a .safetensors file (the file decompress "
-                             "restores byte for byte); compress this input without it")
+    if digest and checkpoint.source_record().get("format") not in (SAFETENSORS_SOURCE, TORCH_ZIP_SOURCE):
+        raise TensorzipError(f"{source}: --digest records the digest of a file decompress restores byte for byte (a "
+                             ".safetensors or a zip-format PyTorch file); compress this input without it")
     hashing = FileDigest(source) if digest else None
     total = checkpoint.tensor_bytes + (others.total if others is not None else 0)
     done = 0
@@ -463,6 +474,10 @@ def decompress_file(
         refuse_output_over_inputs(target, source, *reader.base_files(), folder=is_folder_source(reader.header.source))
         if is_folder_source(reader.header.source) and isinstance(target, (str, os.PathLike)):
             written = _write_folder(reader, target, overwrite, progress)
+        elif source_format(reader.header.source) == TORCH_ZIP_SOURCE and not _wants_safetensors(reader, target):
+            written = _write_torch_zip(reader, target, overwrite, progress)
+        elif source_format(reader.header.source) == TORCH_ZIP_SOURCE and (reader.header.source or {}).get("views"):
+            written = _write_state_dict_views(reader, target, overwrite, progress)  # type: ignore[arg-type]
         elif isinstance(target, (str, os.PathLike)) and is_torch_path(target):
             written = _write_torch(reader, target, overwrite, progress)
         elif isinstance(target, (str, os.PathLike)):
@@ -534,6 +549,103 @@ def _write_torch(reader: TzipReader, target: str | os.PathLike[str], overwrite: 
         save_torch(tensors, handle, wrapper)
         handle.flush()
         return os.fstat(handle.fileno()).st_size
+
+
+def _wants_safetensors(reader: TzipReader, target: PathOrStream) -> bool:
+    """Whether a .tzip of a torch.save zip is to be written as .safetensors (a target named
+    so) rather than as the original file, byte for byte (any other target). Only a plain
+    state dict makes one; anything else is refused before anything is written."""
+    if not isinstance(target, (str, os.PathLike)) or Path(target).suffix.lower() != ".safetensors":
+        return False
+    if not (reader.header.source or {}).get("flat"):
+        original = (reader.header.source or {}).get("file", "checkpoint.pt")
+        raise OutputFileError(f"{target}: {reader.where} holds a PyTorch checkpoint ({original}) that is not a plain "
+                              "state dict (nested dicts, optimizer state, views or shared storages), so it has no "
+                              f"safetensors form; decompress it to {original} (any name not ending .safetensors), "
+                              "restored byte for byte")
+    return True
+
+
+def _state_dict_views(reader: TzipReader) -> list[tuple[str, TensorEntry, int, tuple[int, ...], tuple[int, ...]]]:
+    """A flat torch.save state dict's views that are not stored tensors themselves (tied
+    weights, transposes, slices), each checked to lie inside the tensor it views."""
+    found = []
+    for view in (reader.header.source or {}).get("views") or []:
+        ok = isinstance(view, list) and len(view) == 5 and isinstance(view[0], str) and view[1] in reader
+        if ok:
+            name, stored, offset, shape, stride = view
+            entry = reader.entry(stored)
+            ok = (isinstance(offset, int) and offset >= 0 and isinstance(shape, list) and isinstance(stride, list)
+                  and len(shape) == len(stride) and all(isinstance(v, int) and v >= 0 for v in shape + stride))
+            if ok and all(shape):
+                ok = offset + sum((size - 1) * step for size, step in zip(shape, stride, strict=True)) < entry.numel
+        if not ok:
+            raise HeaderError(f"{reader.where}: the torch-zip source record lists a view {str(view)[:100]} that does "
+                              "not lie inside a stored tensor")
+        found.append((name, entry, offset, tuple(shape), tuple(stride)))
+    return found
+
+
+def _write_state_dict_views(reader: TzipReader, target: str | os.PathLike[str], overwrite: bool,
+                            progress: ProgressCallback | None) -> int:
+    """A flat state dict with views or shared storages as .safetensors: the stored tensors,
+    then each other view as its own copy (safetensors shares nothing)."""
+    entries = list(reader.header.tensors.values())
+    views = _state_dict_views(reader)
+    header = build_header([(e.name, e.spec, e.shape) for e in entries]
+                          + [(name, entry.spec, shape) for name, entry, _, shape, _ in views], reader.metadata())
+    with atomic_output(target, overwrite=overwrite) as handle:
+        written = _write_tensors(reader, entries, header, handle, _counter(_nbytes(entries), progress))
+        for _, entry, offset, shape, stride in views:
+            whole = reader.get_tensor(entry.name).reshape(-1)
+            view = np.lib.stride_tricks.as_strided(whole[offset:], shape, [s * whole.itemsize for s in stride])
+            data = np.ascontiguousarray(view)
+            handle.write(memoryview(data.reshape(-1).view(np.uint8)))
+            written += data.nbytes
+    return written
+
+
+def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
+                     progress: ProgressCallback | None) -> int:
+    """The torch.save zip a .tzip was made from, byte for byte: its skeleton with each
+    storage's decoded bytes put back where they were, streamed in bounded memory."""
+    entries = list(reader.header.tensors.values())
+    skeleton, gaps = restore_plan(reader.header.source or {}, [(e.name, e.nbytes) for e in entries], reader.where)
+    first_piece = {id(e): gap for e, gap in zip(entries, gaps, strict=True)}
+    advance = _counter(_nbytes(entries), progress)
+
+    def write(handle: BinaryIO) -> int:
+        used = 0
+        scratch = np.empty(0, dtype=np.uint8)
+        pieces = ((entry, piece, index == 0) for entry in entries
+                  for index, piece in enumerate(reader.pieces(entry, WRITE_DECODED_BYTES)))
+        by_piece: dict[int, tuple[TensorEntry, bool]] = {}
+        flat = []
+        for entry, piece, first in pieces:
+            by_piece[id(piece)] = (entry, first)
+            flat.append(piece)
+        for batch in batched_by_stored_bytes(flat, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
+            size = sum(e.nbytes for e in batch)
+            if scratch.size < size:
+                scratch = np.empty(size, dtype=np.uint8)
+            _decode_batch_into(reader, batch, scratch, 0)
+            position = 0
+            for piece in batch:
+                entry, first = by_piece[id(piece)]
+                if first:
+                    gap = first_piece[id(entry)]
+                    handle.write(skeleton[used : used + gap])
+                    used += gap
+                handle.write(memoryview(scratch[position : position + piece.nbytes]))
+                position += piece.nbytes
+            advance(size)
+        handle.write(skeleton[used:])
+        return len(skeleton) + _nbytes(entries)
+
+    if isinstance(target, (str, os.PathLike)):
+        with atomic_output(target, overwrite=overwrite) as handle:
+            return write(handle)
+    return write(target)
 
 
 def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int) -> int:
@@ -621,6 +733,8 @@ def verify_file(
         recorded = (reader.metadata() or {}).get(SOURCE_DIGEST_KEY)
         if recorded is not None and against is None:
             return _verify_digest(reader, recorded, threads, progress, started)
+        if against is not None and source_format(reader.header.source) == TORCH_ZIP_SOURCE and os.path.isfile(against):
+            return _verify_torch_zip(reader, against, progress, started)
         originals = _originals(reader, against) if against is not None else {}
         total = sum(e.nbytes for e in reader.header.tensors.values())
         done = 0
@@ -684,13 +798,52 @@ def _verify_kept_files(reader: TzipReader, against: str | os.PathLike[str] | Non
                 raise CorruptDataError(f"{reader.where}: archived file {entry.name} differs from {against}")
 
 
+def _verify_torch_zip(reader: TzipReader, against: str | os.PathLike[str], progress: ProgressCallback | None,
+                      started: float) -> VerifyReport:
+    """Restore a torch.save zip into a sink that compares every byte with the original file."""
+    with open(against, "rb") as original:
+        sink = _ComparingSink(original, reader.where, str(against))
+        written = _write_torch_zip(reader, sink, True, progress)
+        if original.read(1):
+            raise CorruptDataError(f"{reader.where}: restores {written:,} bytes; {against} is longer")
+    entries = list(reader.header.tensors.values())
+    return VerifyReport(reader.where, len(entries), _nbytes(entries), str(against), time.perf_counter() - started)
+
+
+class _ComparingSink:
+    """A write target that checks what is written against a file, byte for byte."""
+
+    def __init__(self, original: BinaryIO, where: str, against: str):
+        self._original = original
+        self._where = where
+        self._against = against
+        self._position = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        expected = self._original.read(len(view))
+        if expected != view:
+            common = min(len(expected), len(view))
+            differ = np.flatnonzero(np.frombuffer(expected, np.uint8, common) != np.frombuffer(view, np.uint8, common))
+            at = self._position + (int(differ[0]) if differ.size else common)
+            raise CorruptDataError(f"{self._where}: the restored file differs from {self._against} at byte {at:,}")
+        self._position += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        pass
+
+
 def _verify_digest(reader: TzipReader, recorded: str, threads: int | None, progress: ProgressCallback | None,
                    started: float) -> VerifyReport:
     """Restore the original into a hashing sink (every chunk checked on the way) and compare
     with the digest recorded at compression."""
     sink = DigestSink()
     entries = list(reader.header.tensors.values())
-    _write_tensors(reader, entries, _safetensors_prefix(reader), sink, _counter(_nbytes(entries), progress))
+    if source_format(reader.header.source) == TORCH_ZIP_SOURCE:
+        _write_torch_zip(reader, sink, True, progress)
+    else:
+        _write_tensors(reader, entries, _safetensors_prefix(reader), sink, _counter(_nbytes(entries), progress))
     if sink.value() != recorded:
         raise CorruptDataError(f"{reader.where}: the restored file's digest {sink.value()} differs from the one "
                                f"recorded at compression ({recorded})")

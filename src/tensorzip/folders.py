@@ -41,9 +41,9 @@ from .container.records import (
     FOLDER_MANIFEST,
     GUARD_DIFFUSERS,
     GUARD_TRANSFORMERS,
-    TORCH_SOURCE,
     guard_bytes,
     is_folder_source,
+    is_torch_source,
     load_json,
 )
 from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
@@ -239,7 +239,7 @@ def _restored_name(path: Path) -> tuple[str, bool]:
     if is_folder_source(source):
         raise InputFileError(f"{path}: a whole-folder archive, not one shard; decompress it on its own")
     stem = path.name[: -len(SHARD_SUFFIX)]
-    if source.get("format") == TORCH_SOURCE:
+    if is_torch_source(source):
         recorded = source.get("file")
         suffix = os.path.splitext(recorded)[1] if isinstance(recorded, str) else ""
         return stem + (suffix if suffix in TORCH_SUFFIXES else ".bin"), True
@@ -654,4 +654,4 @@ def _preferred_tzip(files: list[Path]) -> list[Path]:
     for path in files:
         with TzipReader(path) as reader:
             kinds[path] = (reader.header.source or {}).get("format")
-    return [p for p in files if kinds[p] != TORCH_SOURCE] or files
+    return [p for p in files if not is_torch_source({"format": kinds[p]})] or files

@@ -19,11 +19,19 @@ from . import dtypes, embeddings, kv, lossy
 from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.reader import codec_from_config_for
-from .container.records import LOSSY_WEIGHTS_KEY, guard_bytes, load_json, original_size
+from .container.records import (
+    LOSSY_WEIGHTS_KEY,
+    TORCH_ZIP_SOURCE,
+    guard_bytes,
+    load_json,
+    original_size,
+    source_format,
+)
 from .errors import FormatError, InputFileError
 from .folders import MANIFEST_NAME, is_index, original_index
 from .inputs.safetensors import SafetensorsFile
 from .inputs.torch_file import TorchFile
+from .inputs.torch_zip import checkpoint_part
 
 
 def info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -62,11 +70,29 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
         kept = [{"path": f.path, "folder": f.data is None, "original_bytes": f.size,
                  "stored_bytes": f.data.stored_bytes if f.data is not None else 0, "mode": f.mode}
                 for f in reader.header.files.values()]
-        return {"lossy": any(t["lossy"] for t in tensors),
+        parts = _torch_parts(reader.header.source, tensors)
+        return {"lossy": any(t["lossy"] for t in tensors), **parts,
                 "original_bytes": original_size(reader.header.source, tensor_bytes) + sum(f.size for f in
                                                                                          reader.header.files.values()),
                 "stored_bytes": reader.size, "made_from": found.source_format, "metadata": reader.metadata(),
                 "base": reader.base_name, "tensors": tensors, "kept_files": kept}
+
+
+def _torch_parts(source: dict[str, Any] | None, tensors: list[dict[str, Any]]) -> dict[str, Any]:
+    """For a .tzip of a torch.save checkpoint: its top-level entries, and its tensors' bytes by
+    part (model, each optimizer state, the rest), so a user sees where the bytes are."""
+    if source_format(source) != TORCH_ZIP_SOURCE or source is None:
+        return {}
+    parts: dict[str, dict[str, Any]] = {}
+    for tensor in tensors:
+        part = parts.setdefault(checkpoint_part(tensor["name"], bool(source.get("flat"))),
+                                {"tensors": 0, "original_bytes": 0, "stored_bytes": 0})
+        part["tensors"] += 1
+        part["original_bytes"] += tensor["original_bytes"]
+        part["stored_bytes"] += tensor["stored_bytes"]
+    top = source.get("top_level")
+    return {"top_level": top if isinstance(top, list) else [], "parts": parts,
+            "kept_bytes": source.get("skeleton_bytes")}
 
 
 def _lossy_weights(found: PathKind) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,10 @@ import numpy as np
 from .. import files, folders, kv, sample_data
 from ..analysis import tensor_bounds
 from ..container.kinds import Kind, identify, require
-from ..container.records import TORCH_SOURCE
+from ..container.reader import TzipReader
+from ..container.records import TORCH_SOURCE, TORCH_ZIP_SOURCE
 from ..errors import OutputFileError, TensorzipError
-from ..inputs.torch_file import TORCH_SUFFIXES, is_torch_path, looks_like_torch_file
+from ..inputs.torch_file import TORCH_SUFFIXES, is_torch_path, is_torch_zip, looks_like_torch_file
 from ..outputs.atomic import atomic_output
 from ..summary import info
 from . import embeddings as cli_embeddings
@@ -102,8 +104,8 @@ def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool)
             print(f"  note ({Path(shard.source).name}): {shard.base_not_used}")
     if report.torch_files:
         print(f"  PyTorch shards ({', '.join(report.torch_files[:3])}{', ...' if len(report.torch_files) > 3 else ''})"
-              f": {'decompressing writes them' if compressed else 'written'} again by torch.save, tensors bit-exact "
-              "(the pickle's own bytes are not kept)")
+              f": {'decompressing restores them' if compressed else 'restored'} byte for byte (legacy-format "
+              "files: again by torch.save, tensors bit-exact)")
 
 
 def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,8 +157,12 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         _print_compression(report, args.verbose)
         if not Path(args.input).is_dir() and looks_like_torch_file(args.input):
-            print("  a PyTorch file: decompress gives its tensors back bit for bit, as .safetensors (or a .pt/.bin "
-                  "through torch.save with -o); the pickle's own bytes are not kept")
+            if is_torch_zip(args.input):
+                print(f"  a PyTorch checkpoint: every storage coded, everything else kept; decompress restores "
+                      f"{Path(args.input).name} byte for byte")
+            else:
+                print("  a PyTorch file in the legacy (pre-1.6) format: decompress gives its tensors back bit for bit, "
+                      "as .safetensors (or a .pt/.bin through torch.save with -o); the pickle's own bytes are not kept")
     return report.to_json()
 
 
@@ -224,19 +230,33 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
         return _extract(args)
     holds_folder = found.kind is Kind.FOLDER_ARCHIVE
     from_torch = found.source_format == TORCH_SOURCE
-    target = _output_path(args.output, args.input, "" if holds_folder else ".safetensors", args.force)
+    whole_torch = found.source_format == TORCH_ZIP_SOURCE
+    default = "" if holds_folder else _torch_suffix(args.input) if whole_torch else ".safetensors"
+    target = _output_path(args.output, args.input, default, args.force)
     with _progress("decompress", not args.json) as progress:
         report = files.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
     if not args.json:
         print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)} "
               f"at {report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
-        if from_torch and not is_torch_path(target):
+        if whole_torch and target.suffix.lower() != ".safetensors":
+            print("  the PyTorch checkpoint, byte for byte")
+        elif whole_torch:
+            print("  the checkpoint's state dict as .safetensors, tensors bit-exact (without -o: the .pt itself)")
+        elif from_torch and not is_torch_path(target):
             print("  made from a PyTorch file: written as .safetensors, tensors bit-exact (the pickle itself is not "
                   "restored; -o NAME.pt writes one with torch.save)")
         elif is_torch_path(target):
             print("  written with torch.save: tensors bit-exact")
     return report.to_json()
+
+
+def _torch_suffix(path: str) -> str:
+    """The suffix a .tzip of a PyTorch file restores to: the original's (.pt, .bin, .ckpt...)."""
+    with TzipReader(path) as reader:
+        recorded = (reader.header.source or {}).get("file")
+    suffix = (os.path.splitext(recorded)[1] if isinstance(recorded, str) else "") or ".pt"
+    return "" if Path(path).stem.endswith(suffix) else suffix  # x.pt.tzip -> x.pt
 
 
 def _extract(args: argparse.Namespace) -> dict[str, Any]:
@@ -357,6 +377,14 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     for label in ("target", "achieved"):
         if doc.get(label):
             print(f"  {label}: " + ", ".join(f"{k} {_figure(v)}" for k, v in doc[label].items() if v is not None))
+    if doc.get("parts"):
+        top = ", ".join(doc["top_level"][:20]) + (", ..." if len(doc["top_level"]) > 20 else "")
+        print(f"  a PyTorch checkpoint holding: {top or '(not a dict)'}; restored byte for byte "
+              f"({_mb(doc['kept_bytes'] or 0)} of it kept as it is: the pickle and the zip's records)")
+        for part, figures in doc["parts"].items():
+            ratio = figures["original_bytes"] / max(1, figures["stored_bytes"])
+            print(f"    {part[:40]:40} {figures['tensors']:>6} tensors {_mb(figures['original_bytes']):>12} "
+                  f"-> {_mb(figures['stored_bytes']):>12} {ratio:7.3f}x")
     if doc.get("metadata"):
         print(f"  metadata: {json.dumps(doc['metadata'])}")
     if doc.get("base"):

@@ -85,10 +85,10 @@ class TzipReader:
         self._fd: int | None = None
         self._owns_base = False
         self._base: BaseCheckpoint | None = None
-        self.limits = limits or ReadLimits()
-        self.threads = checked_threads(threads)
         self._buffer: memoryview | None = None
         self._remote: RemoteFile | None = None
+        self.limits = limits or ReadLimits()
+        self.threads = checked_threads(threads)
         self._path: str | os.PathLike[str] | None = source if isinstance(source, (str, os.PathLike)) else None
         self._base_given = base
         self._base: BaseCheckpoint | None = None if base is None or isinstance(base, (str, os.PathLike)) else base

@@ -37,8 +37,9 @@ RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, NUMCODECS_DTYPE_KEY
 # Formats of the ``source`` record: what the .tzip was made from, kept so it comes back byte for byte.
 SAFETENSORS_SOURCE = "safetensors"
 FOLDER_SOURCE = "safetensors-folder"
-TORCH_SOURCE = "torch"
-SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE)
+TORCH_SOURCE = "torch"  # a flat state dict, restored through torch.save (written before issue 19)
+TORCH_ZIP_SOURCE = "torch-zip"  # any torch.save zip, restored byte for byte (inputs/torch_zip.py)
+SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE, TORCH_ZIP_SOURCE)
 # The file a compressed folder (``tensorzip compress DIR``) lists what it holds in.
 FOLDER_MANIFEST = "tensorzip-manifest.json"
 # A compressed folder's guards: where transformers and diffusers look first, a safetensors prefix
@@ -126,6 +127,14 @@ def check_source(source: Any, tensor_count: int, where: str) -> None:
             raise HeaderError(f"{where}: safetensors source record needs the original header text")
     elif kind == FOLDER_SOURCE:
         folder_layout(source, tensor_count, where)
+    elif kind == TORCH_ZIP_SOURCE:
+        storages = source.get("storages")
+        if (not isinstance(source.get("file"), str) or not _is_count(source.get("size"))
+                or not _is_count(source.get("skeleton_bytes")) or not isinstance(source.get("skeleton"), str)
+                or not isinstance(source.get("flat"), bool) or not isinstance(storages, list)
+                or len(storages) != tensor_count):
+            raise HeaderError(f"{where}: torch-zip source record needs file, size, skeleton, skeleton_bytes, flat, "
+                              "and one storage per tensor")
     elif kind == TORCH_SOURCE:
         if not isinstance(source.get("file", ""), str) or not isinstance(source.get("size", 0), int):
             raise HeaderError(f"{where}: torch source record needs a file name and a size")
@@ -137,6 +146,15 @@ def check_source(source: Any, tensor_count: int, where: str) -> None:
 
 def source_format(source: Mapping[str, Any] | None) -> str | None:
     return source.get("format") if source else None
+
+
+def is_torch_source(source: Mapping[str, Any] | None) -> bool:
+    """Made from a PyTorch file (restored as one: byte for byte, or through torch.save)."""
+    return source_format(source) in (TORCH_SOURCE, TORCH_ZIP_SOURCE)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_folder_source(source: Mapping[str, Any] | None) -> bool:
@@ -225,7 +243,7 @@ def original_size(source: Any, tensor_bytes: int) -> int:
         return tensor_bytes
     if source.get("format") == SAFETENSORS_SOURCE and isinstance(source.get("header"), str):
         return 8 + len(source["header"].encode("utf-8")) + tensor_bytes
-    if source.get("format") == TORCH_SOURCE and isinstance(source.get("size"), int):  # a PyTorch file's own size
+    if is_torch_source(source) and isinstance(source.get("size"), int):  # a PyTorch file's own size
         return source["size"]
     if is_folder_source(source) and isinstance(source.get("files"), list):
         headers = [f.get("header") for f in source["files"] if isinstance(f, dict)]

@@ -67,6 +67,16 @@ def has_torch_magic(head: bytes) -> bool:
     return head[:4] in (_ZIP_MAGIC, _LEGACY_MAGIC)
 
 
+def is_torch_zip(path: str | os.PathLike[str]) -> bool:
+    """A file in torch.save's zip format (since torch 1.6), which is restored byte for byte
+    (``torch_zip.py``); the legacy format is read as a flat state dict."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == _ZIP_MAGIC
+    except OSError:
+        return False
+
+
 def _reason(error: BaseException) -> str:
     """The useful line of a torch.load failure (its weights_only message is long and
     suggests weights_only=False, which tensorzip never does)."""
@@ -97,39 +107,49 @@ def _check_zip_complete(path: str | os.PathLike[str], where: str, size: int) -> 
                                  "(truncated?); nothing was read from it: save it again")
 
 
+def load_weights_only(path: str | os.PathLike[str]) -> tuple[Any, int, bool]:
+    """``torch.load(weights_only=True)`` of a PyTorch file (memory-mapped when it is a zip), or
+    an InputFileError saying why not: what torch refuses to load safely is refused here. Returns
+    what it holds, the file's size, and whether it is in torch's zip format."""
+    where = str(path)
+    torch = import_torch(f"{where}: reading a PyTorch file")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except FileNotFoundError:
+        raise InputFileError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{where}: is a directory, not a PyTorch file") from None
+    except OSError as error:
+        raise InputFileError(f"{where}: cannot read ({error.strerror or error})") from None
+    if head == _ZIP_MAGIC:
+        _check_zip_complete(path, where, size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
+    except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the file is refused
+        if head not in (_ZIP_MAGIC, _LEGACY_MAGIC):
+            raise InputFileError(f"{where}: not a PyTorch file (it does not start as torch.save writes "
+                                 "one), nor a .safetensors or .tzip file; `tensorzip info` says what it "
+                                 "is") from None
+        raise InputFileError(
+            f"{where}: not loadable as a PyTorch file without unpickling arbitrary objects "
+            f"({_reason(error)}); "
+            "tensorzip never unpickles arbitrary objects. Save a plain dict of tensors "
+            "(model.state_dict()) or safetensors"
+        ) from None
+    return loaded, size, head == _ZIP_MAGIC
+
+
 class TorchFile:
     """A PyTorch state-dict file, loaded safely and checked: flat, string keys, tensors."""
 
     def __init__(self, path: str | os.PathLike[str]):
         self.where = str(path)
         torch = import_torch(f"{self.where}: reading a PyTorch file")
-        try:
-            self.size = os.path.getsize(path)
-            with open(path, "rb") as handle:
-                head = handle.read(4)
-        except FileNotFoundError:
-            raise InputFileError(f"{self.where}: no such file") from None
-        except IsADirectoryError:
-            raise InputFileError(f"{self.where}: is a directory, not a PyTorch file") from None
-        except OSError as error:
-            raise InputFileError(f"{self.where}: cannot read ({error.strerror or error})") from None
-        if head == _ZIP_MAGIC:
-            _check_zip_complete(path, self.where, self.size)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
-        except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the file is refused
-            if head not in (_ZIP_MAGIC, _LEGACY_MAGIC):
-                raise InputFileError(f"{self.where}: not a PyTorch file (it does not start as torch.save writes "
-                                     "one), nor a .safetensors or .tzip file; `tensorzip info` says what it "
-                                     "is") from None
-            raise InputFileError(
-                f"{self.where}: not loadable as a PyTorch file without unpickling arbitrary objects "
-                f"({_reason(error)}); "
-                "tensorzip never unpickles arbitrary objects. Save a plain dict of tensors "
-                "(model.state_dict()) or safetensors"
-            ) from None
+        loaded, self.size, _ = load_weights_only(path)
         self.wrapper: str | None = None
         if (isinstance(loaded, Mapping) and set(loaded) == {STATE_DICT_KEY}
                 and isinstance(loaded[STATE_DICT_KEY], Mapping)):
