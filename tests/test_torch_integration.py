@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 import tensorzip as tz  # noqa: E402
 from tensorzip.cli.main import main  # noqa: E402
+from tensorzip.hf.transformers import from_pretrained  # noqa: E402
 from tensorzip.torch import load_state_dict  # noqa: E402
 
 from .test_model_folder import save_model, tiny_bert, tree  # noqa: E402
@@ -317,3 +318,72 @@ def test_folder_of_pytorch_bin_shards(tmp_path, capsys):
     with pytest.raises(tz.InputFileError, match="pytorch_model-00002-of-00002.bin.*without unpickling"):
         tz.compress_folder(folder, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_golden_torch_zip_files_restore_byte_for_byte(tmp_path):
+    golden = Path(__file__).parent / "golden" / "torch_zip_v1"
+    for name in ("training", "flat"):
+        tz.decompress_file(golden / f"{name}.tzip", tmp_path / f"{name}.pt")
+        assert (tmp_path / f"{name}.pt").read_bytes() == (golden / f"{name}.pt").read_bytes()
+        assert main(["verify", str(golden / f"{name}.tzip"), "--against", str(golden / f"{name}.pt")]) == 0
+    tz.decompress_file(golden / "flat.tzip", tmp_path / "flat.safetensors")
+    expected = torch.load(golden / "flat.pt", weights_only=True)
+    assert_same_tensors(load_state_dict(tmp_path / "flat.safetensors"), expected)
+
+
+def test_a_trainer_checkpoint_folder_restores_byte_for_byte(tmp_path, capsys):
+    """A real transformers.Trainer checkpoint-N/ folder: model shard, optimizer.pt, scheduler.pt,
+    rng_state.pth, trainer_state.json, training_args.bin (which weights_only refuses: kept)."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+
+    class Examples(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            ids = torch.randint(0, 600, (12,), generator=torch.Generator().manual_seed(i))
+            return {"input_ids": ids, "labels": torch.tensor(i % 2)}
+
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=2,
+                                          save_steps=2, report_to=[], use_cpu=True, seed=0, disable_tqdm=True)
+    transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                         train_dataset=Examples()).train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert {"optimizer.pt", "scheduler.pt", "training_args.bin", "model.safetensors"} <= {
+        p.name for p in checkpoint.iterdir()}
+    capsys.readouterr()
+    assert main(["compress", str(checkpoint), "-o", str(tmp_path / "ckpt.tzip")]) == 0
+    assert "optimizer.pt" in capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "ckpt.tzip").iterdir()}
+    assert {"optimizer.tzip", "scheduler.tzip", "model.tzip", "training_args.bin"} <= names
+    assert "optimizer.pt" not in names
+    assert main(["verify", str(tmp_path / "ckpt.tzip"), "--against", str(checkpoint)]) == 0
+    assert main(["decompress", str(tmp_path / "ckpt.tzip"), "-o", str(tmp_path / "back")]) == 0
+    assert tree(tmp_path / "back") == tree(checkpoint)
+    # Loading the model from it takes the model shard, not the optimizer's tensors.
+    model = from_pretrained(transformers.BertForSequenceClassification, tmp_path / "ckpt.tzip")
+    expected = transformers.BertForSequenceClassification.from_pretrained(checkpoint)
+    assert_same_tensors(model.state_dict(), expected.state_dict())
+
+
+def test_each_training_checkpoint_coded_against_the_previous(tmp_path):
+    """--base for checkpoints of one run: the previous .pt or its .tzip; restored byte for byte."""
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for step in range(1, 21):
+        model(torch.randn(16, 64)).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 10 == 0:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
+                       tmp_path / f"ckpt-{step}.pt")
+    tz.compress_file(tmp_path / "ckpt-10.pt", tmp_path / "ckpt-10.tzip")
+    plain = tz.compress_file(tmp_path / "ckpt-20.pt", tmp_path / "plain.tzip")
+    for base in ("ckpt-10.pt", "ckpt-10.tzip"):
+        report = tz.compress_file(tmp_path / "ckpt-20.pt", tmp_path / f"against-{base}.tzip", base=tmp_path / base)
+        assert report.base is not None and report.compressed_bytes < plain.compressed_bytes
+        tz.decompress_file(tmp_path / f"against-{base}.tzip", tmp_path / "back.pt", base=tmp_path / base)
+        assert (tmp_path / "back.pt").read_bytes() == (tmp_path / "ckpt-20.pt").read_bytes()

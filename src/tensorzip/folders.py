@@ -5,9 +5,10 @@ The compressed folder mirrors the original (docs/format.md, "Model folders"):
 - every ``*.safetensors`` file, at any depth, becomes a ``.tzip`` of the same stem,
   made by ``compress_file`` alone, so each one decompresses on its own to the
   identical shard (and is read alone by ``load_file``/``safe_open``);
-- ``pytorch_model*.bin`` shards (PyTorch files holding a flat dict of tensors)
-  become ``.tzip`` files likewise; restored, they are written by ``torch.save``:
-  tensors bit-exact, the pickle not byte for byte;
+- ``pytorch_model*.bin`` shards, and every other PyTorch file that
+  ``torch.load(weights_only=True)`` accepts (a Trainer checkpoint's ``optimizer.pt``,
+  ``scheduler.pt``, ``rng_state.pth``), become ``.tzip`` files likewise, restored byte
+  for byte (``training_args.bin``, which pickles a Python object, is copied as it is);
 - a ``*.safetensors.index.json`` (or ``pytorch_model*.bin.index.json``) is rewritten
   so its ``weight_map`` names the ``.tzip`` shards, and keeps its original text
   under ``"tensorzip": {"format": 1, "original_index": TEXT}``;
@@ -46,7 +47,7 @@ from .container.records import (
     is_torch_source,
     load_json,
 )
-from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError
+from .errors import CorruptDataError, HeaderError, InputFileError, OutputFileError, TensorzipError
 from .files import (
     CompressionReport,
     DecompressionReport,
@@ -59,7 +60,7 @@ from .files import (
     verify_file,
 )
 from .inputs.shards import MAX_INDEX_BYTES
-from .inputs.torch_file import TORCH_SUFFIXES
+from .inputs.torch_file import TORCH_SUFFIXES, is_torch_path, is_torch_zip, load_weights_only, looks_like_torch_file
 from .inputs.tree import PERMISSION_BITS, walk_tree
 from .outputs.atomic import atomic_directory
 
@@ -208,7 +209,7 @@ def _compression_plan(root: Path) -> _Plan:
                 raise InputFileError(f"{root / folder / name}: a .tzip file beside the weights; a compressed "
                                      "folder's .tzip files are its shards, so this one would be taken for a shard "
                                      "when decompressing: move it out, or use --archive (which keeps it as a file)")
-            if is_safetensors_shard(name) or is_torch_shard(name):
+            if is_safetensors_shard(name) or is_torch_shard(name) or _is_torch_checkpoint(root / folder / name):
                 out = name.rsplit(".", 1)[0] + SHARD_SUFFIX
                 clash = next((s for s, o in shards.items() if o == out), None)
                 if clash is not None:
@@ -220,7 +221,7 @@ def _compression_plan(root: Path) -> _Plan:
             if name in shards:
                 found_shard = True
                 out = f"{folder}/{shards[name]}" if folder else shards[name]
-                items.append(_Item(_SHARD, item.source, out, item.size, torch=is_torch_shard(name)))
+                items.append(_Item(_SHARD, item.source, out, item.size, torch=looks_like_torch_file(path)))
             elif is_index(name):
                 text = _rewritten_index(path, _read_index(path), shards)
                 items.append(_Item(_INDEX, item.source, item.source, item.size, text=text))
@@ -230,6 +231,19 @@ def _compression_plan(root: Path) -> _Plan:
         raise InputFileError(f"{root}: no .safetensors (or pytorch_model*.bin) files in the folder")
     plan.items = items
     return plan
+
+
+def _is_torch_checkpoint(path: Path) -> bool:
+    """A PyTorch file in a folder (not a ``pytorch_model*.bin`` shard, which must load) that
+    is compressed rather than copied: a zip-format ``.pt``/``.pth``/``.bin`` that torch loads
+    with ``weights_only=True``. One that it refuses (``training_args.bin``) is kept as it is."""
+    if not is_torch_path(path) or not is_torch_zip(path):
+        return False
+    try:
+        load_weights_only(path)
+    except TensorzipError:
+        return False
+    return True
 
 
 def _restored_name(path: Path) -> tuple[str, bool]:
@@ -629,11 +643,22 @@ def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
                 raise InputFileError(f"{index}: names {name!r}, which is not a file of the folder")
             files.append(root / name)
         return files
-    for test in (lambda n: n.endswith(SHARD_SUFFIX) and _is_tzip(root / n), is_safetensors_shard, is_torch_shard):
+    for test in (lambda n: n.endswith(SHARD_SUFFIX) and _is_tzip(root / n) and _holds_weights(root / n),
+                 is_safetensors_shard, is_torch_shard):
         files = [p for p in children if test(p.name)]
         if files:
             return _preferred_tzip(files)
     raise InputFileError(f"{root}: no weights found (.tzip, .safetensors or pytorch_model*.bin files)")
+
+
+def _holds_weights(shard: Path) -> bool:
+    """A compressed folder's .tzip that restores to a weights file (``model.safetensors``,
+    ``pytorch_model.bin``), not to a Trainer's ``optimizer.pt`` or ``rng_state.pth``."""
+    try:
+        name, _ = _restored_name(shard)
+    except TensorzipError:
+        return True  # read as weights, so the reader names what is wrong with it
+    return is_safetensors_shard(name) or is_torch_shard(name)
 
 
 def is_safetensors_index(name: str) -> bool:

@@ -30,8 +30,8 @@ from .container.records import (
 from .errors import FormatError, InputFileError
 from .folders import MANIFEST_NAME, is_index, original_index
 from .inputs.safetensors import SafetensorsFile
-from .inputs.torch_file import TorchFile
-from .inputs.torch_zip import checkpoint_part
+from .inputs.torch_file import TorchFile, is_torch_zip
+from .inputs.torch_zip import TorchZipCheckpoint, checkpoint_part
 
 
 def info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -236,6 +236,10 @@ def _file_contents(path: Path, kind: Kind) -> list[dict[str, Any]]:
     if kind is Kind.SAFETENSORS:
         return [{"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.end - e.begin}
                 for e in SafetensorsFile(path).entries]
+    if kind is Kind.PYTORCH and is_torch_zip(path):  # any structure: its storages, as compress names them
+        checkpoint = TorchZipCheckpoint(path)
+        return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "original_bytes": s.nbytes}
+                for s in checkpoint.storages]
     if kind is Kind.PYTORCH:
         state = TorchFile(path).state
         return [{"name": name, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),

@@ -103,7 +103,7 @@ def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool)
         if getattr(shard, "base_not_used", None):
             print(f"  note ({Path(shard.source).name}): {shard.base_not_used}")
     if report.torch_files:
-        print(f"  PyTorch shards ({', '.join(report.torch_files[:3])}{', ...' if len(report.torch_files) > 3 else ''})"
+        print(f"  PyTorch files ({', '.join(report.torch_files[:3])}{', ...' if len(report.torch_files) > 3 else ''})"
               f": {'decompressing restores them' if compressed else 'restored'} byte for byte (legacy-format "
               "files: again by torch.save, tensors bit-exact)")
 

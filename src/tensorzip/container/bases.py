@@ -22,6 +22,8 @@ from ..codecs.residual import Delta, digest
 from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
+from ..inputs.torch_file import is_torch_zip
+from ..inputs.torch_zip import Storage, TorchZipCheckpoint
 from . import records
 from .format import MAGIC
 
@@ -42,6 +44,7 @@ class BaseCheckpoint:
         self._safetensors: dict[str, tuple[SafetensorsFile, Any]] | None = None
         self._readers: list[Any] = []  # open .tzip files (one, or a compressed folder's shards)
         self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
+        self._torch: dict[str, tuple[TorchZipCheckpoint, Storage]] | None = None
         try:
             is_folder = self.path.is_dir()
         except OSError as error:  # a name over 255 bytes, a link loop
@@ -67,6 +70,10 @@ class BaseCheckpoint:
             raise InputFileError(f"{self.path}: cannot open the base ({error.strerror or error})") from None
         if magic == MAGIC:
             self._add_tzip(self.path, open_tzip, threads, chain)
+        elif is_torch_zip(self.path):  # a torch.save checkpoint: its storages, by the names compress gives them
+            checkpoint = TorchZipCheckpoint(self.path)
+            self._torch = {s.name: (checkpoint, s) for s in checkpoint.storages}
+            self._entries = dict.fromkeys(self._torch)
         else:
             single = SafetensorsFile(self.path)
             self._safetensors = {e.name: (single, e) for e in single.entries}
@@ -122,12 +129,18 @@ class BaseCheckpoint:
         if self._safetensors is not None:
             shard, entry = self._safetensors[name]
             return shard.array(entry)
+        if self._torch is not None:
+            checkpoint, storage = self._torch[name]
+            return checkpoint.array(storage)
         return self._tzip_of[name].get_tensor(name)
 
     def location(self, name: str) -> tuple[str, int] | None:
         """Where base tensor ``name`` lies as raw bytes, (file, byte offset), when the base is
         safetensors (a file or a folder of shards) and holds it; else ``None`` (a .tzip base's
         tensors must be decoded). Lets another process read it without opening the base."""
+        if self._torch is not None and name in self._torch:
+            checkpoint, storage = self._torch[name]
+            return checkpoint.where, storage.offset
         if self._safetensors is None or name not in self._safetensors:
             return None
         shard, entry = self._safetensors[name]
@@ -141,6 +154,9 @@ class BaseCheckpoint:
         if self._safetensors is not None:
             _, entry = self._safetensors[name]
             return entry.spec.name, math.prod(entry.shape)
+        if self._torch is not None:
+            _, storage = self._torch[name]
+            return storage.dtype, math.prod(storage.shape)
         stored = self._tzip_of[name].header.tensors[name]
         return stored.spec.name, stored.numel
 
@@ -180,6 +196,8 @@ class BaseCheckpoint:
                 "chain is looked for beside the link that names it: put it there)")
 
     def close(self) -> None:
+        if self._torch:
+            next(iter(self._torch.values()))[0].close()
         for reader in self._readers:
             reader.close()
         self._readers.clear()

@@ -190,7 +190,8 @@ class TorchZipCheckpoint:
     def tensor_bytes(self) -> int:
         return sum(s.nbytes for s in self.storages)
 
-    def _array(self, storage: Storage) -> np.ndarray:
+    def array(self, storage: Storage) -> np.ndarray:
+        """A storage's elements, viewing the mapped file (a copy only when unaligned)."""
         spec = by_name(storage.dtype)
         if self._map is None:
             return np.zeros(storage.shape, dtype=spec.numpy_dtype)
@@ -201,10 +202,10 @@ class TorchZipCheckpoint:
 
     def tensors(self) -> Any:
         for storage in self.storages:
-            yield storage.name, self._array(storage)
+            yield storage.name, self.array(storage)
 
     def locations(self) -> Any:
-        return ((s.name, self._array(s), self.where, s.offset) for s in self.storages)
+        return ((s.name, self.array(s), self.where, s.offset) for s in self.storages)
 
     def release_tensor(self, name: str) -> None:
         return None
