@@ -165,7 +165,7 @@ def _resolve_threads(threads: int | None) -> int:
 
 
 def compress_file(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | bytes | memoryview,
     target: PathOrStream,
     *,
     threads: int | None = None,
@@ -199,8 +199,15 @@ def compress_file(
 
     With ``digest``, the BLAKE2b-256 of the source file is recorded, so ``verify_file``
     proves a restore identical without the original at hand (a .safetensors source).
+
+    ``source`` may also be the bytes of a zip-format PyTorch file (what ``tensorzip.dcp``
+    hands over for each item it writes).
     """
     started = time.perf_counter()
+    if isinstance(source, (bytes, memoryview)):
+        if base is not None or scheduler is not None or digest:
+            raise TensorzipError("compressing bytes takes no base, scheduler or digest")
+        return _compress(TorchZipCheckpoint(source), "<bytes>", target, None, threads, overwrite, progress, started)
     checkpoint = open_checkpoint(source)
     if base is not None and isinstance(target, (str, os.PathLike)) and same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")

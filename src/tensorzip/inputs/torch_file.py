@@ -16,6 +16,7 @@ when the output is named ``.pt``, ``.pth`` or ``.bin``.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import warnings
 import zipfile
@@ -77,6 +78,11 @@ def is_torch_zip(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def is_torch_zip_bytes(data: bytes | memoryview) -> bool:
+    """The bytes of a torch.save zip (by their first bytes)."""
+    return bytes(data[:4]) == _ZIP_MAGIC
+
+
 def _reason(error: BaseException) -> str:
     """The useful line of a torch.load failure (its weights_only message is long and
     suggests weights_only=False, which tensorzip never does)."""
@@ -89,7 +95,24 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
-def _check_zip_complete(path: str | os.PathLike[str], where: str, size: int) -> None:
+def _load_bytes_weights_only(data: bytes | memoryview) -> tuple[Any, int, bool]:
+    torch = import_torch("reading a PyTorch file")
+    stream = io.BytesIO(data)
+    if bytes(data[:4]) != _ZIP_MAGIC:
+        raise InputFileError("<bytes>: not a PyTorch file in the zip format")
+    _check_zip_complete(stream, "<bytes>", len(data))
+    stream.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(stream, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the bytes are refused
+        raise InputFileError(f"<bytes>: not loadable as a PyTorch file without unpickling arbitrary objects "
+                             f"({_reason(error)})") from None
+    return loaded, len(data), True
+
+
+def _check_zip_complete(path: str | os.PathLike[str] | BinaryIO, where: str, size: int) -> None:
     """A zip-format .pt is memory-mapped, and a memory-mapped load reads storages by the
     offsets its records give, without the checks ``torch.load`` makes on a full read: a
     truncated file would hand over the zip's own bytes as weights. So the central directory
@@ -107,10 +130,13 @@ def _check_zip_complete(path: str | os.PathLike[str], where: str, size: int) -> 
                                  "(truncated?); nothing was read from it: save it again")
 
 
-def load_weights_only(path: str | os.PathLike[str]) -> tuple[Any, int, bool]:
+def load_weights_only(path: str | os.PathLike[str] | bytes | memoryview) -> tuple[Any, int, bool]:
     """``torch.load(weights_only=True)`` of a PyTorch file (memory-mapped when it is a zip), or
     an InputFileError saying why not: what torch refuses to load safely is refused here. Returns
-    what it holds, the file's size, and whether it is in torch's zip format."""
+    what it holds, the file's size, and whether it is in torch's zip format. ``path`` may be
+    the file's bytes (a DCP item's stream)."""
+    if isinstance(path, (bytes, memoryview)):
+        return _load_bytes_weights_only(path)
     where = str(path)
     torch = import_torch(f"{where}: reading a PyTorch file")
     try:

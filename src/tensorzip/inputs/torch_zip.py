@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import io
 import mmap
 import os
 import struct
@@ -59,15 +60,21 @@ class Storage:
 class TorchZipCheckpoint:
     """A zip-format PyTorch file as a ``CheckpointInput`` whose tensors are its storages."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.where = str(path)
+    def __init__(self, path: str | os.PathLike[str] | bytes | memoryview):
+        """``path``: the file, or its bytes (as a DCP item stream hands them over)."""
+        in_memory = isinstance(path, (bytes, memoryview))
+        self.where = "<bytes>" if in_memory else str(path)
         self.path = path
         load_weights_only(path)  # torch itself must accept it as weights (and the zip be whole)
-        self.size = os.path.getsize(path)
-        self._map: mmap.mmap | None = None
-        if self.size:
-            with open(path, "rb") as handle:
-                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self._map: mmap.mmap | memoryview | None = None
+        if in_memory:
+            self._map = memoryview(path).cast("B")
+            self.size = len(self._map)
+        else:
+            self.size = os.path.getsize(path)
+            if self.size:
+                with open(path, "rb") as handle:
+                    self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             self.structure, self.storages, self.little_endian = self._read_layout()
         except BaseException:
@@ -85,7 +92,7 @@ class TorchZipCheckpoint:
 
     def _read_layout(self) -> tuple[PickleStructure, list[Storage], bool]:
         try:
-            with zipfile.ZipFile(self.where) as archive:
+            with zipfile.ZipFile(io.BytesIO(self._map) if isinstance(self._map, memoryview) else self.where) as archive:
                 records = archive.infolist()
                 pickles = [r for r in records if r.filename.endswith("/data.pkl") and r.filename.count("/") == 1]
                 if len(pickles) != 1:
@@ -235,10 +242,10 @@ class TorchZipCheckpoint:
 
     def close(self) -> None:
         """Unmap the file (left to the arrays that still view it, if any)."""
-        if self._map is not None:
+        if isinstance(self._map, mmap.mmap):
             with contextlib.suppress(BufferError):
                 self._map.close()
-            self._map = None
+        self._map = None
 
 
 def checkpoint_part(name: str, flat: bool) -> str:

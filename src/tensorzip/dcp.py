@@ -1,0 +1,153 @@
+"""torch.distributed.checkpoint (DCP) with tensorzip: each rank's tensors coded as it writes them.
+
+    import torch.distributed.checkpoint as dcp
+    from tensorzip.dcp import TensorzipWriter, TensorzipReader
+
+    dcp.save(state_dict, storage_writer=TensorzipWriter("ckpt/step-100"))
+    dcp.load(state_dict, storage_reader=TensorzipReader("ckpt/step-100"))
+
+DCP's file-system writer serializes every item (a tensor shard, or a blob of other state)
+with ``torch.save`` and passes the bytes through its stream extensions; that is how its own
+``ZStandard`` extension works, and how this one does: ``TensorzipStreams`` turns each item's
+bytes into a .tzip image (its storage coded by the codec for its dtype, everything else kept,
+so loading gets the identical bytes back; ``inputs/torch_zip.py``). An item that is not a
+tensor file (a pickled blob of plain values) is kept as it is. Everything else is DCP's own:
+the plan, the per-rank files, the metadata, resharding on load to any number of ranks. Each
+rank codes its own items, with its own native threads.
+
+The extension is registered in the metadata as ``stream.tensorzip/1``; ``TensorzipReader``
+knows it (a plain ``FileSystemReader`` would say it does not).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO, Any
+
+from .errors import TensorzipError
+from .files import compress_file, decompress_file
+from .inputs.torch_file import import_torch, is_torch_zip_bytes
+
+_import_error: str | None = None
+try:
+    from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+    from torch.distributed.checkpoint._extension import ExtensionRegistry, StreamTransformExtension
+except ImportError as error:  # torch is optional for tensorzip; this module needs it
+    _import_error = str(error)
+    FileSystemReader = FileSystemWriter = StreamTransformExtension = object  # type: ignore[assignment,misc]
+    ExtensionRegistry = None  # type: ignore[assignment,misc]
+
+_CODED = b"T"  # a .tzip image of the item's torch.save bytes follows
+_KEPT = b"R"  # the item's bytes follow as they are
+VERSION = "1"
+
+
+def _require_torch() -> None:
+    import_torch("tensorzip.dcp")
+    if _import_error is not None:
+        raise TensorzipError(f"tensorzip.dcp needs torch.distributed.checkpoint with stream extensions "
+                             f"(torch >= 2.6): {_import_error}")
+
+
+class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-type]
+    """A DCP stream extension: each item's bytes as a .tzip image (see the module)."""
+
+    def __init__(self, threads: int | None = None):
+        _require_torch()
+        super().__init__()
+        self.threads = threads
+
+    @staticmethod
+    def registry_name() -> str:
+        return "stream.tensorzip"
+
+    @staticmethod
+    def from_descriptor(version: str) -> TensorzipStreams:
+        if version.partition(".")[0] != VERSION:
+            raise ValueError(f"stream.tensorzip version {version!r} is newer than this tensorzip; upgrade it")
+        return TensorzipStreams()
+
+    def get_descriptor(self) -> str:
+        return f"{self.registry_name()}/{VERSION}"
+
+    def transform_to(self, output: IO[bytes]) -> IO[bytes]:
+        return _CodingWriter(output, self.threads)
+
+    def transform_from(self, input: IO[bytes]) -> IO[bytes]:  # noqa: A002 - DCP's parameter name
+        data = input.read()
+        marker, body = data[:1], memoryview(data)[1:]
+        if marker == _KEPT:
+            return io.BytesIO(body)
+        if marker != _CODED:
+            raise TensorzipError("a DCP item marked stream.tensorzip does not start as tensorzip writes one "
+                                 "(damaged checkpoint file?)")
+        restored = io.BytesIO()
+        decompress_file(body, restored, threads=self.threads)
+        restored.seek(0)
+        return restored
+
+
+class _CodingWriter(io.RawIOBase):
+    """Takes one item's bytes; codes and writes them to DCP's stream when closed."""
+
+    def __init__(self, output: IO[bytes], threads: int | None):
+        super().__init__()
+        self._output = output
+        self._threads = threads
+        self._buffer = io.BytesIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._buffer.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        data = self._buffer.getbuffer()
+        coded = None
+        if is_torch_zip_bytes(data):
+            image = io.BytesIO()
+            try:
+                compress_file(data, image, threads=self._threads)
+                coded = image.getbuffer()
+            except TensorzipError:
+                coded = None  # a pickle torch would not load as weights: kept as it is
+        if coded is not None and len(coded) < len(data):
+            self._output.write(_CODED)
+            self._output.write(coded)
+        else:
+            self._output.write(_KEPT)
+            self._output.write(data)
+        del data
+        self._output.flush()
+        super().close()
+
+
+class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
+    """DCP's ``FileSystemWriter`` with every item coded by tensorzip (``threads``: native
+    threads per rank; the other arguments are FileSystemWriter's)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, **kwargs: Any):
+        _require_torch()
+        if "_extensions" in kwargs:
+            raise TensorzipError("TensorzipWriter chooses the stream extension itself; use FileSystemWriter for others")
+        super().__init__(path, _extensions=[TensorzipStreams(threads)], **kwargs)
+
+
+def extension_registry() -> Any:
+    """DCP's extension registry with tensorzip's (and DCP's own, such as ZStandard)."""
+    _require_torch()
+    registry = ExtensionRegistry()
+    registry.register(TensorzipStreams)
+    return registry
+
+
+class TensorzipReader(FileSystemReader):  # type: ignore[misc,valid-type]
+    """DCP's ``FileSystemReader`` that also reads what ``TensorzipWriter`` wrote."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        _require_torch()
+        super().__init__(path, _extension_registry=extension_registry())

@@ -1,0 +1,76 @@
+"""tensorzip.dcp in a real torch.distributed group: two gloo processes save (each rank coding
+its own items), two load, and one process loads what two saved (DCP reshards)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+dcp = pytest.importorskip("torch.distributed.checkpoint")
+
+from tensorzip.dcp import TensorzipReader  # noqa: E402
+
+from .dcp_worker import expected_state, flat  # noqa: E402
+
+WORKER = Path(__file__).with_name("dcp_worker.py")
+
+
+def _free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def _ranks(mode: str, path: Path, world: int = 2) -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")])}
+    processes = [subprocess.Popen([sys.executable, str(WORKER), str(rank), str(world), port, mode, str(path)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for rank in range(world)]
+    outputs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-3000:]
+
+
+def test_save_on_two_ranks_load_on_two_and_on_one(tmp_path):
+    path = tmp_path / "step-3"
+    _ranks("save", path)
+    files = sorted(p.name for p in path.iterdir())
+    assert ".metadata" in files and len([f for f in files if f.endswith(".distcp")]) == 2  # one file per rank
+    metadata = dcp.FileSystemReader(path).read_metadata()
+    descriptors = {tuple(info.transform_descriptors or ()) for info in metadata.storage_data.values()}
+    assert descriptors == {("stream.tensorzip/1",)}  # every item went through tensorzip
+    _ranks("load", path)
+
+    # One process, no process group: DCP reshards what two ranks wrote into whole tensors.
+    expected = expected_state()
+    target = {"model": {k: torch.zeros_like(v) for k, v in expected["model"].items()},
+              "optimizer": {"state": {i: {"exp_avg": torch.zeros_like(s["exp_avg"]),
+                                          "exp_avg_sq": torch.zeros_like(s["exp_avg_sq"]),
+                                          "step": torch.zeros_like(s["step"])}
+                                      for i, s in expected["optimizer"]["state"].items()}},
+              "embedding": torch.zeros(512, 32, dtype=torch.bfloat16), "step": 0}
+    dcp.load(target, storage_reader=TensorzipReader(path), no_dist=True)
+    got, want = flat(target), flat({**expected, "optimizer": {"state": expected["optimizer"]["state"]}})
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        if isinstance(value, torch.Tensor):
+            raw = value.contiguous().view(-1).view(torch.uint8)
+            assert torch.equal(got[name].view(-1).view(torch.uint8), raw), name
+        else:
+            assert got[name] == value, name
+
+
+def test_a_plain_reader_names_the_extension_it_lacks(tmp_path):
+    path = tmp_path / "step-3"
+    _ranks("save", path)
+    target = {"embedding": torch.zeros(512, 32, dtype=torch.bfloat16)}
+    with pytest.raises(dcp.api.CheckpointException) as info:
+        dcp.load(target, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    assert "Unknown extension name='stream.tensorzip'" in repr(info.value.failures)
