@@ -22,7 +22,6 @@ from .container.reader import codec_from_config_for
 from .container.records import (
     LOSSY_WEIGHTS_KEY,
     TORCH_ZIP_SOURCE,
-    guard_bytes,
     load_json,
     original_size,
     source_format,
@@ -160,7 +159,7 @@ def _compressed_folder(found: PathKind) -> dict[str, Any]:
                           "original_bytes": original_size(reader.header.source, tensor_bytes)}
         elif path == root / MANIFEST_NAME:  # what the folder holds, written by compress: not of the original
             entry |= {"role": "manifest", "original_bytes": 0}
-        elif path.read_bytes() == guard_bytes() if size < 4096 else False:  # says "use tensorzip" to transformers
+        elif identify(path).kind is Kind.GUARD:  # says "use tensorzip" to transformers
             entry |= {"role": "guard", "original_bytes": 0}
         else:  # copied as it is, or an index that keeps its original text inside
             text = original_index(path) if is_index(path.name) else None
