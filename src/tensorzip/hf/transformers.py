@@ -60,11 +60,11 @@ def from_pretrained(cls: Any, path: str | os.PathLike[str], *model_args: Any,
     where = str(path)
     wants_info = kwargs.pop("output_loading_info", False)
     with Weights(path, base=base, threads=threads) as weights:
+        weights.decode_ahead()  # decoded in native threads while the config loads and transformers builds
         config = kwargs.pop("config", None)
         if config is None or isinstance(config, (str, os.PathLike)):
             config, kwargs = _load_config(cls, where, weights, config, kwargs)
         model_class = _concrete_class(cls, config)
-        weights.decode_ahead()  # decoded in native threads while transformers builds and places
         try:
             model, info = model_class.from_pretrained(None, *model_args, config=config, state_dict=weights.tensors,
                                               output_loading_info=True, **kwargs)
