@@ -618,31 +618,28 @@ def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
     storage's decoded bytes put back where they were, streamed in bounded memory."""
     entries = list(reader.header.tensors.values())
     skeleton, gaps = restore_plan(reader.header.source or {}, [(e.name, e.nbytes) for e in entries], reader.where)
-    first_piece = {id(e): gap for e, gap in zip(entries, gaps, strict=True)}
     advance = _counter(_nbytes(entries), progress)
+    # Each piece (a run of chunks, bounded in decoded size) with the skeleton bytes written before
+    # it: its tensor's gap for a tensor's first piece, none for the others.
+    pieces, gap_before = [], {}
+    for entry, gap in zip(entries, gaps, strict=True):
+        for index, piece in enumerate(reader.pieces(entry, WRITE_DECODED_BYTES)):
+            pieces.append(piece)
+            gap_before[id(piece)] = gap if index == 0 else 0
 
     def write(handle: BinaryIO) -> int:
         used = 0
         scratch = np.empty(0, dtype=np.uint8)
-        pieces = ((entry, piece, index == 0) for entry in entries
-                  for index, piece in enumerate(reader.pieces(entry, WRITE_DECODED_BYTES)))
-        by_piece: dict[int, tuple[TensorEntry, bool]] = {}
-        flat = []
-        for entry, piece, first in pieces:
-            by_piece[id(piece)] = (entry, first)
-            flat.append(piece)
-        for batch in batched_by_stored_bytes(flat, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
+        for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
             size = sum(e.nbytes for e in batch)
             if scratch.size < size:
                 scratch = np.empty(size, dtype=np.uint8)
             _decode_batch_into(reader, batch, scratch, 0)
             position = 0
             for piece in batch:
-                entry, first = by_piece[id(piece)]
-                if first:
-                    gap = first_piece[id(entry)]
-                    handle.write(skeleton[used : used + gap])
-                    used += gap
+                gap = gap_before[id(piece)]
+                handle.write(skeleton[used : used + gap])
+                used += gap
                 handle.write(memoryview(scratch[position : position + piece.nbytes]))
                 position += piece.nbytes
             advance(size)

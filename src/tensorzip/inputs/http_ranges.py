@@ -43,8 +43,6 @@ class HttpFile(RemoteFile):
         self._lock = threading.Lock()
         self._idle: list[http.client.HTTPConnection] = []
         self._target = urlsplit(url)  # where the file is after redirects
-        self._probe = b""
-        self.size = 0
         self._probe, self.size = self._first_bytes()
 
     # -- RemoteFile ---------------------------------------------------------------------

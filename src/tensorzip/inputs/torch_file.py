@@ -95,23 +95,6 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
-def _load_bytes_weights_only(data: bytes | memoryview) -> tuple[Any, int, bool]:
-    torch = import_torch("reading a PyTorch file")
-    stream = io.BytesIO(data)
-    if bytes(data[:4]) != _ZIP_MAGIC:
-        raise InputFileError("<bytes>: not a PyTorch file in the zip format")
-    _check_zip_complete(stream, "<bytes>", len(data))
-    stream.seek(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loaded = torch.load(stream, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the bytes are refused
-        raise InputFileError(f"<bytes>: not loadable as a PyTorch file without unpickling arbitrary objects "
-                             f"({_reason(error)})") from None
-    return loaded, len(data), True
-
-
 def _check_zip_complete(path: str | os.PathLike[str] | BinaryIO, where: str, size: int) -> None:
     """A zip-format .pt is memory-mapped, and a memory-mapped load reads storages by the
     offsets its records give, without the checks ``torch.load`` makes on a full read: a
@@ -134,27 +117,32 @@ def load_weights_only(path: str | os.PathLike[str] | bytes | memoryview) -> tupl
     """``torch.load(weights_only=True)`` of a PyTorch file (memory-mapped when it is a zip), or
     an InputFileError saying why not: what torch refuses to load safely is refused here. Returns
     what it holds, the file's size, and whether it is in torch's zip format. ``path`` may be
-    the file's bytes (a DCP item's stream)."""
+    the file's bytes (a DCP item's stream), loaded from memory."""
+    source: str | os.PathLike[str] | BinaryIO
     if isinstance(path, (bytes, memoryview)):
-        return _load_bytes_weights_only(path)
-    where = str(path)
+        where, size, head, source = "<bytes>", len(path), bytes(path[:4]), io.BytesIO(path)
+    else:
+        where, source = str(path), path
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+        except FileNotFoundError:
+            raise InputFileError(f"{where}: no such file") from None
+        except IsADirectoryError:
+            raise InputFileError(f"{where}: is a directory, not a PyTorch file") from None
+        except OSError as error:
+            raise InputFileError(f"{where}: cannot read ({error.strerror or error})") from None
     torch = import_torch(f"{where}: reading a PyTorch file")
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except FileNotFoundError:
-        raise InputFileError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{where}: is a directory, not a PyTorch file") from None
-    except OSError as error:
-        raise InputFileError(f"{where}: cannot read ({error.strerror or error})") from None
     if head == _ZIP_MAGIC:
-        _check_zip_complete(path, where, size)
+        _check_zip_complete(source, where, size)
+        if not isinstance(source, (str, os.PathLike)):
+            source.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=head == _ZIP_MAGIC)
+            loaded = torch.load(source, map_location="cpu", weights_only=True,
+                                mmap=head == _ZIP_MAGIC and isinstance(source, (str, os.PathLike)))
     except Exception as error:  # noqa: BLE001 - whatever the unpickler raises, the file is refused
         if head not in (_ZIP_MAGIC, _LEGACY_MAGIC):
             raise InputFileError(f"{where}: not a PyTorch file (it does not start as torch.save writes "
@@ -163,8 +151,8 @@ def load_weights_only(path: str | os.PathLike[str] | bytes | memoryview) -> tupl
         raise InputFileError(
             f"{where}: not loadable as a PyTorch file without unpickling arbitrary objects "
             f"({_reason(error)}); "
-            "tensorzip never unpickles arbitrary objects. Save a plain dict of tensors "
-            "(model.state_dict()) or safetensors"
+            "tensorzip never unpickles arbitrary objects. Save tensors and plain values only (state dicts, "
+            "optimizer states, numbers) or safetensors"
         ) from None
     return loaded, size, head == _ZIP_MAGIC
 
