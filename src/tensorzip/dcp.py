@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import IO, Any
 
 from .errors import TensorzipError
-from .files import compress_file, decompress_file
+from .files import compress_torch_bytes, decompress_file
 from .inputs.torch_file import import_torch, is_torch_zip_bytes
+from .outputs.memory_file import MemoryFile
 
 _import_error: str | None = None
 try:
@@ -72,7 +74,16 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         return f"{self.registry_name()}/{VERSION}"
 
     def transform_to(self, output: IO[bytes]) -> IO[bytes]:
-        return _CodingWriter(output, self.threads)
+        return _CodingWriter(output, self.threads, self._thread_buffers())
+
+    def _thread_buffers(self) -> _Buffers:
+        buffers = self.__dict__.get("_buffers")
+        if buffers is None:
+            buffers = self.__dict__["_buffers"] = _Buffers()
+        return buffers
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_buffers"}
 
     def transform_from(self, input: IO[bytes]) -> IO[bytes]:  # noqa: A002 - DCP's parameter name
         data = input.read()
@@ -88,40 +99,55 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         return restored
 
 
+class _Buffers(threading.local):
+    """One writer thread's reused memory: the item's torch.save bytes and its .tzip image.
+    Fresh pages cost as much as coding on some machines; DCP writes items one after another
+    on each thread, so each thread's two buffers serve all its items."""
+
+    def __init__(self) -> None:
+        self.item = MemoryFile()
+        self.image = MemoryFile()
+
+
 class _CodingWriter(io.RawIOBase):
     """Takes one item's bytes; codes and writes them to DCP's stream when closed."""
 
-    def __init__(self, output: IO[bytes], threads: int | None):
+    def __init__(self, output: IO[bytes], threads: int | None, buffers: _Buffers):
         super().__init__()
         self._output = output
         self._threads = threads
-        self._buffer = io.BytesIO()
+        self._buffers = buffers
+        self._item = buffers.item
+        self._item.seek(0)
+        self._item.truncate_to(0)
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        return self._buffer.write(data)
+        return self._item.write(data)
 
     def close(self) -> None:
         if self.closed:
             return
-        data = self._buffer.getbuffer()
+        data = self._item.getbuffer()
         coded = None
         if is_torch_zip_bytes(data):
-            image = io.BytesIO()
+            image = self._buffers.image
+            image.seek(0)
+            image.truncate_to(0)
             try:
-                compress_file(data, image, threads=self._threads)
+                compress_torch_bytes(data, image, threads=self._threads, saved_here=True)
                 coded = image.getbuffer()
             except TensorzipError:
-                coded = None  # a pickle torch would not load as weights: kept as it is
+                coded = None  # not a file of tensors tensorzip reads: kept as it is
         if coded is not None and len(coded) < len(data):
             self._output.write(_CODED)
             self._output.write(coded)
         else:
             self._output.write(_KEPT)
             self._output.write(data)
-        del data
+        del data, coded
         self._output.flush()
         super().close()
 

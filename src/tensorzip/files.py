@@ -207,7 +207,7 @@ def compress_file(
     if isinstance(source, (bytes, memoryview)):
         if base is not None or scheduler is not None or digest:
             raise TensorzipError("compressing bytes takes no base, scheduler or digest")
-        return _compress(TorchZipCheckpoint(source), "<bytes>", target, None, threads, overwrite, progress, started)
+        return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress)
     checkpoint = open_checkpoint(source)
     if base is not None and isinstance(target, (str, os.PathLike)) and same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
@@ -218,6 +218,20 @@ def compress_file(
             refuse_output_over_inputs(target, *reference.files())
         return _compress_paying_base(checkpoint, source, target, reference, threads, overwrite, progress, started,
                                      scheduler, digest)
+
+
+def compress_torch_bytes(data: bytes | memoryview, target: PathOrStream, *, threads: int | None = None,
+                         overwrite: bool = True, progress: ProgressCallback | None = None,
+                         saved_here: bool = False) -> CompressionReport:
+    """``compress_file`` of the bytes of a zip-format PyTorch file. ``saved_here``: they are
+    what ``torch.save`` just wrote in this process (``tensorzip.dcp``'s items), so torch's
+    weights-only load of them is skipped (see ``TorchZipCheckpoint``)."""
+    started = time.perf_counter()
+    checkpoint = TorchZipCheckpoint(data, saved_here=saved_here)
+    try:
+        return _compress(checkpoint, "<bytes>", target, None, threads, overwrite, progress, started)
+    finally:
+        checkpoint.close()
 
 
 Checkpoint = CheckpointInput

@@ -60,12 +60,16 @@ class Storage:
 class TorchZipCheckpoint:
     """A zip-format PyTorch file as a ``CheckpointInput`` whose tensors are its storages."""
 
-    def __init__(self, path: str | os.PathLike[str] | bytes | memoryview):
-        """``path``: the file, or its bytes (as a DCP item stream hands them over)."""
+    def __init__(self, path: str | os.PathLike[str] | bytes | memoryview, *, saved_here: bool = False):
+        """``path``: the file, or its bytes (as a DCP item stream hands them over).
+        ``saved_here``: the bytes are what ``torch.save`` just wrote in this process (a DCP
+        item), so torch's own weights-only load, which guards files from elsewhere and costs a
+        copy of every storage, is skipped; the structure is still read without running it."""
         in_memory = isinstance(path, (bytes, memoryview))
         self.where = "<bytes>" if in_memory else str(path)
         self.path = path
-        load_weights_only(path)  # torch itself must accept it as weights (and the zip be whole)
+        if not (saved_here and in_memory):
+            load_weights_only(path)  # torch itself must accept it as weights (and the zip be whole)
         self._map: mmap.mmap | memoryview | None = None
         if in_memory:
             self._map = memoryview(path).cast("B")
@@ -92,7 +96,8 @@ class TorchZipCheckpoint:
 
     def _read_layout(self) -> tuple[PickleStructure, list[Storage], bool]:
         try:
-            with zipfile.ZipFile(io.BytesIO(self._map) if isinstance(self._map, memoryview) else self.where) as archive:
+            source = _ViewFile(self._map) if isinstance(self._map, memoryview) else self.where
+            with zipfile.ZipFile(source) as archive:
                 records = archive.infolist()
                 pickles = [r for r in records if r.filename.endswith("/data.pkl") and r.filename.count("/") == 1]
                 if len(pickles) != 1:
@@ -246,6 +251,37 @@ class TorchZipCheckpoint:
             with contextlib.suppress(BufferError):
                 self._map.close()
         self._map = None
+
+
+class _ViewFile(io.RawIOBase):
+    """A read-only, seekable file over bytes in memory, without the copy ``io.BytesIO`` makes
+    of a memoryview (a DCP item's bytes are the size of its tensor)."""
+
+    def __init__(self, view: memoryview):
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, start + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        piece = self._view[self._position : self._position + len(target)]
+        target[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
 
 
 def checkpoint_part(name: str, flat: bool) -> str:
