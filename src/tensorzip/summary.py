@@ -60,7 +60,8 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
         tensors = [
             {"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
              "stored_bytes": 0 if e.same_as else e.stored_bytes, "chunks": len(e.chunks), "codec": e.codec_config,
-             "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as}
+             "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as,
+             "reference": e.reference.to_json() if e.reference else None}
             for e in reader.header.tensors.values()
         ]
         for t, entry in zip(tensors, reader.header.tensors.values(), strict=True):

@@ -400,6 +400,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             codec = f"same as {t['same_as']}"
         elif t["delta"]:
             codec += f" + {t['delta']['mode']} against base"
+        elif t.get("reference"):
+            codec += f" + {t['reference']['mode']} against {t['reference']['tensor']}"
         print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
     return doc
 

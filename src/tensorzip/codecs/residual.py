@@ -17,6 +17,12 @@ Both run natively (``csrc/delta.cpp``), threaded, without the GIL.
 
 Which of plain, ``xor`` and ``sub`` a tensor gets is decided by coding a sample
 each way and keeping the smallest (``choose_delta``).
+
+The same residuals code a tensor against another tensor *of the same file* (a
+``Reference``): mixed-precision training keeps the model in BF16 and the FP32 master
+weights it was rounded from, so each is the other to within a rounding. The reference is
+first converted to the tensor's dtype (``convert``: widening is exact; narrowing rounds to
+nearest even, NaN to one canonical NaN, defined here bit for bit so every machine agrees).
 """
 
 from __future__ import annotations
@@ -67,6 +73,65 @@ def digest(array: np.ndarray) -> str:
     """Content hash of a tensor's bytes (SHA-256, first 128 bits): what pins a base tensor."""
     flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     return DIGEST_PREFIX + hashlib.sha256(memoryview(flat)).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A tensor stored as a residual against another tensor of the same file (``tensor``,
+    earlier in it), converted to this tensor's dtype first (``convert``)."""
+
+    mode: str
+    tensor: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "tensor": self.tensor}
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str) -> Reference:
+        if not isinstance(doc, dict) or set(doc) != {"mode", "tensor"}:
+            raise HeaderError(f"{where}: 'reference' must be an object with mode and tensor")
+        if doc["mode"] not in MODES:
+            raise HeaderError(f"{where}: unknown reference mode {doc['mode']!r} (known: {', '.join(MODES)})")
+        if not isinstance(doc["tensor"], str):
+            raise HeaderError(f"{where}: reference tensor must be a string")
+        return cls(doc["mode"], doc["tensor"])
+
+
+# (from, to) dtype pairs a reference converts between; the same dtype needs no conversion.
+CONVERSIONS = frozenset({("bfloat16", "float32"), ("float16", "float32"), ("float32", "bfloat16"),
+                         ("float32", "float16")})
+_CANONICAL_NAN = {"bfloat16": 0x7FC0, "float16": 0x7E00}
+
+
+def can_convert(source: str, target: str) -> bool:
+    return source == target or (source, target) in CONVERSIONS
+
+
+def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
+    """``array`` (flat, contiguous) as ``target``'s dtype, bit for bit as docs/format.md
+    defines it: BF16/FP16 to FP32 exactly; FP32 to BF16 rounded to nearest, ties to even
+    (on the bits: no hardware conversion, whose NaN handling differs between machines);
+    FP32 to FP16 rounded to nearest even (IEEE 754, one answer on every machine) with every
+    NaN made the canonical NaN."""
+    source = array.dtype
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if source == target.numpy_dtype:
+        return flat
+    if target.name == "float32" and flat.itemsize == 2:
+        bits = flat.view(np.uint16)
+        if source == np.float16:
+            return bits.view(np.float16).astype(np.float32)
+        return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    bits32 = flat.view(np.uint32)
+    nan = (bits32 & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    if target.name == "bfloat16":
+        rounded = ((bits32 + np.uint32(0x7FFF) + ((bits32 >> np.uint32(16)) & np.uint32(1)))
+                   >> np.uint32(16)).astype(np.uint16)
+    else:
+        with np.errstate(over="ignore"):
+            rounded = flat.view(np.float32).astype(np.float16).view(np.uint16)
+    rounded[nan] = _CANONICAL_NAN[target.name]
+    return rounded.view(target.numpy_dtype)
 
 
 _MODE_NUMBERS = {"xor": 0, "sub": 1}

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import dtypes
 from ..codecs import ChunkRef
-from ..codecs.residual import Delta
+from ..codecs.residual import Delta, Reference, can_convert
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
 from . import records
@@ -59,6 +59,8 @@ class TensorEntry:
     # Stored once under another name: the entry carries that tensor's codec, chunks
     # and delta, so decoding it needs nothing special.
     same_as: str | None = None
+    # Stored against another tensor of this file (converted to this dtype): docs/format.md.
+    reference: Reference | None = None
 
     @property
     def numel(self) -> int:
@@ -86,6 +88,8 @@ class TensorEntry:
         doc["chunks"] = [[c.offset, c.length, c.crc32c] for c in self.chunks]
         if self.delta is not None:
             doc["delta"] = self.delta.to_json()
+        if self.reference is not None:
+            doc["reference"] = self.reference.to_json()
         return doc
 
 
@@ -142,6 +146,8 @@ class Header:
         if self.base is not None:
             doc["base"] = self.base
         required = list(self.required_features)
+        if any(t.reference is not None for t in self.tensors.values()) and records.REFERENCE_FEATURE not in required:
+            required.append(records.REFERENCE_FEATURE)
         if self.files:
             doc["files"] = [f.to_json() for f in self.files.values()]
             required += [records.FILES_FEATURE] if records.FILES_FEATURE not in required else []
@@ -187,6 +193,8 @@ class Header:
                 continue
             if entry.delta is not None and base is None:
                 raise HeaderError(f"{where}: tensor {entry.name!r} is coded against a base the header does not name")
+            if entry.reference is not None:
+                _check_reference(entry, header.tensors, required, f"{where}: tensor #{index}")
             for number, chunk in enumerate(entry.chunks):
                 if chunk.offset != expected_offset:
                     raise HeaderError(
@@ -274,7 +282,26 @@ def _shared_entry(entry: TensorEntry, earlier: dict[str, TensorEntry], where: st
     _require(target.spec == entry.spec and target.shape == entry.shape, where,
              f"same_as names {entry.same_as!r}, whose dtype or shape differs")
     return TensorEntry(entry.name, entry.spec, entry.shape, target.codec_config, target.chunks, target.delta,
-                       entry.same_as)
+                       entry.same_as, target.reference)
+
+
+def _check_reference(entry: TensorEntry, earlier: dict[str, TensorEntry], required: tuple[str, ...],
+                     where: str) -> None:
+    """A tensor coded against another of the file: that one comes earlier, is stored under its
+    own name and coded without a reference of its own (so decoding never chains or loops),
+    has as many elements, and a dtype this one converts from; the feature is declared."""
+    assert entry.reference is not None
+    name = entry.reference.tensor
+    target = earlier.get(name)
+    _require(records.REFERENCE_FEATURE in required, where,
+             f"has a reference but the header does not declare the feature {records.REFERENCE_FEATURE!r}")
+    _require(entry.delta is None, where, "has both a delta and a reference")
+    _require(target is not None and target.same_as is None and target.reference is None, where,
+             f"reference names {name!r}, which is not an earlier tensor stored without a reference")
+    assert target is not None
+    _require(target.numel == entry.numel and can_convert(target.spec.name, entry.spec.name), where,
+             f"reference names {name!r}, a {target.spec.name} tensor of {target.numel} elements, which a "
+             f"{entry.spec.name} tensor of {entry.numel} elements cannot be coded against")
 
 
 _STORED_KEYS = {"name", "dtype", "shape", "codec", "chunks"}
@@ -284,8 +311,8 @@ _SHARED_KEYS = {"name", "dtype", "shape", "same_as"}
 def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
     _require(isinstance(item, dict), where, "must be an object")
     keys = set(item)
-    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _SHARED_KEYS), where,
-             "must have the keys name, dtype, shape, codec, chunks (and optionally delta), "
+    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS), where,
+             "must have the keys name, dtype, shape, codec, chunks (and optionally delta or reference), "
              f"or name, dtype, shape, same_as (has {sorted(item)})")
     name = item["name"]
     _require(isinstance(name, str), where, "name must be a string")
@@ -319,4 +346,5 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
         _require(chunk[2] < 1 << 32, where, "chunk crc32c must fit 32 bits")
         refs.append(ChunkRef(offset=chunk[0], length=chunk[1], crc32c=chunk[2]))
     delta = Delta.from_json(item["delta"], where) if "delta" in item else None
-    return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs), delta)
+    reference = Reference.from_json(item["reference"], where) if "reference" in item else None
+    return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs), delta, reference=reference)

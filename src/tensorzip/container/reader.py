@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _native
 from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, checked_threads, codec_from_config
-from ..codecs.residual import restore
+from ..codecs.residual import convert, restore
 from ..errors import (
     BaseMismatchError,
     BaseRequiredError,
@@ -298,9 +298,9 @@ class TzipReader:
     def pieces(self, entry: TensorEntry, max_bytes: int) -> Iterator[TensorEntry]:
         """``entry`` as runs of whole chunks of at most ~``max_bytes`` decoded bytes each, in
         order, so streaming readers decode any declared size in bounded memory. An entry
-        whose codec cannot decode chunks alone, or coded against a base, is one piece."""
+        whose codec cannot decode chunks alone, or coded against a base or another tensor, is one piece."""
         per_chunk = codec_from_config_for(entry, self.where).elements_per_chunk()
-        if entry.delta is not None or not per_chunk or entry.nbytes <= max_bytes:
+        if entry.delta is not None or entry.reference is not None or not per_chunk or entry.nbytes <= max_bytes:
             yield entry
             return
         chunks_per_piece = max(1, max_bytes // (per_chunk * entry.spec.itemsize))
@@ -346,6 +346,26 @@ class TzipReader:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
                 restore(out, base, entry.delta.mode, entry.spec, self.threads)
+        if any(entry.reference is not None for entry, _ in items):
+            self._restore_references(items, verify_checksums)
+
+    def _restore_references(self, items: list[tuple[TensorEntry, np.ndarray]], verify_checksums: bool) -> None:
+        """Undo the residual of each entry coded against another tensor of the file: that
+        tensor is taken from this batch when it was decoded whole in it, else decoded here."""
+        whole = {entry.name: out for entry, out in items
+                 if entry.reference is None and entry.name in self.header.tensors
+                 and self.header.tensors[entry.name].chunks == entry.chunks}
+        for entry, out in items:
+            if entry.reference is None:
+                continue
+            name = entry.reference.tensor
+            source = whole.get(name)
+            if source is None:
+                target = self.header.tensors[name]  # the header checked it exists and has no reference
+                source = np.empty(target.numel, dtype=target.spec.numpy_dtype)
+                self.decode_into([(target, source)], verify_checksums=verify_checksums)
+                whole[name] = source
+            restore(out, convert(source, entry.spec), entry.reference.mode, entry.spec, self.threads)
 
     def use_base(self, base: str | os.PathLike[str]) -> None:
         """The base to decode against, chosen after the header was read (a compressed folder

@@ -61,7 +61,8 @@ TORCH_WRAPPERS = ("state_dict",)
 # Features a reader must understand to read a file (refused by name when unknown) and
 # optional ones it may ignore. Format evolution adds a feature, not a version fork.
 FILES_FEATURE = "files"  # a folder archive keeps the folder's other files (header "files")
-KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE})
+REFERENCE_FEATURE = "reference"  # a tensor coded against another tensor of the file (tensor "reference")
+KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE, REFERENCE_FEATURE})
 
 
 def load_json(raw: bytes | str, where: str, what: str, error: type[TensorzipError] = HeaderError) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _native, dtypes
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, checked_threads, choose_codec
-from ..codecs.residual import Delta
+from ..codecs.residual import Delta, Reference, can_convert
 from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
 from ..outputs.atomic import atomic_output
 from . import records
@@ -88,9 +88,10 @@ class TzipWriter:
         self._batch_bytes = batch_bytes
         self._on_tensor = on_tensor
         # Queued tensors: (name, job or None, delta, same_as, file mode: None for a tensor).
-        self._pending: list[tuple[str, EncodeJob | None, Delta | None, str | None, int | None]] = []
+        self._pending: list[tuple[str, EncodeJob | None, Delta | Reference | None, str | None, int | None]] = []
         self._pending_bytes = 0
         self._names: set[str] = set()
+        self._referable: dict[str, tuple[str, int]] = {}  # tensors a later one may reference: dtype, numel
         self._file_paths: set[str] = set()  # a folder archive's files, added after every tensor
         # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
         self._encoders: dict[type[Codec], Callable[[list[EncodeJob]], list[Any]]] = {}
@@ -115,8 +116,9 @@ class TzipWriter:
         """Worker threads for native work (0: all cores)."""
         return self._threads
 
-    def _check_new(self, name: Any, delta: Delta | None) -> None:
-        """A tensor may be added: the writer is open, the name new, a delta has a base."""
+    def _check_new(self, name: Any, delta: Delta | Reference | None) -> None:
+        """A tensor may be added: the writer is open, the name new, a delta has a base, a
+        reference names a tensor added before."""
         if self._closed:
             raise TensorzipError(f"{self.where}: writer is closed")
         if not isinstance(name, str):
@@ -124,19 +126,30 @@ class TzipWriter:
         encodable(name, "a tensor name")
         if name in self._names:
             raise TensorzipError(f"{self.where}: tensor {name!r} added twice")
-        if delta is not None and self._header.base is None:
+        if isinstance(delta, Reference) and delta.tensor not in self._referable:
+            raise TensorzipError(f"{self.where}: tensor {name!r} is coded against {delta.tensor!r}, which was not "
+                                 "added before it, stored under its own name without a reference")
+        elif isinstance(delta, Delta) and self._header.base is None:
             raise TensorzipError(f"{self.where}: tensor {name!r} has a delta but the writer names no base")
         if self._file_paths:
             raise TensorzipError(f"{self.where}: tensor {name!r} added after a file (files come last)")
 
-    def add(self, name: str, array: np.ndarray, codec: Codec | None = None, delta: Delta | None = None) -> None:
+    def add(self, name: str, array: np.ndarray, codec: Codec | None = None,
+            delta: Delta | Reference | None = None) -> None:
         """Queue a tensor; it is coded and written with the next batch.
 
-        With ``delta``, ``array`` is the residual against that base tensor (see
-        ``tensorzip.delta``).
+        With ``delta``, ``array`` is the residual against that base tensor, or (a
+        ``Reference``) against that earlier tensor of this file (``codecs.residual``).
         """
         self._check_new(name, delta)
         spec = dtypes.by_numpy(array.dtype)
+        if isinstance(delta, Reference):
+            source_dtype, numel = self._referable[delta.tensor]
+            if numel != array.size or not can_convert(source_dtype, spec.name):
+                raise TensorzipError(f"{self.where}: tensor {name!r} ({spec.name}, {array.size} elements) cannot be "
+                                     f"coded against {delta.tensor!r} ({source_dtype}, {numel} elements)")
+        else:
+            self._referable[name] = (spec.name, array.size)
         self._names.add(name)
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
         self._pending.append((name, job, delta, None, None))
@@ -235,12 +248,17 @@ class TzipWriter:
         self._write_tensor(name, spec, tuple(shape), codec, encoded, delta)
 
     def _write_tensor(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
-                      result: EncodedTensor, delta: Delta | None) -> None:
-        entry = TensorEntry(name, spec, shape, codec.get_config(), self._write_chunks(result), delta)
+                      result: EncodedTensor, delta: Delta | Reference | None) -> None:
+        reference = delta if isinstance(delta, Reference) else None
+        base_delta = delta if isinstance(delta, Delta) else None
+        entry = TensorEntry(name, spec, shape, codec.get_config(), self._write_chunks(result), base_delta,
+                            reference=reference)
         self._header.tensors[name] = entry
+        how = (f"+{delta.mode}" if base_delta is not None else "") + (
+            f"+{reference.mode} of {reference.tensor}" if reference is not None else "")
         stats = TensorStats(
             name, spec.name, entry.shape, entry.nbytes, result.stored_bytes,
-            result.order0_bound_bytes, codec.codec_id + (f"+{delta.mode}" if delta else ""),
+            result.order0_bound_bytes, codec.codec_id + how,
         )
         self.stats.append(stats)
         if self._on_tensor is not None:
@@ -257,7 +275,7 @@ class TzipWriter:
     def _record_shared(self, name: str, same_as: str | None) -> None:
         target = self._header.tensors[same_as or ""]
         entry = TensorEntry(name, target.spec, target.shape, target.codec_config, target.chunks, target.delta,
-                            same_as)
+                            same_as, target.reference)
         self._header.tensors[name] = entry
         stats = TensorStats(name, target.spec.name, target.shape, target.nbytes, 0, 0.0, f"same_as:{same_as}")
         self.stats.append(stats)

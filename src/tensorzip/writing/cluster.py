@@ -443,7 +443,7 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
             files[str(path)] = FileRef.of(path)
         return files[str(path)]
 
-    planner = WritePlanner(base)
+    planner = WritePlanner(base, references=False)  # workers read tensors from files, not residuals
     try:
         locations = checkpoint.locations()
         if locations is None:

@@ -1,5 +1,6 @@
 """The write plan: for each tensor, stored once already (same-as), coded against the base
-tensor of the same name (a residual), or coded plainly, and with which codec.
+tensor of the same name or against an earlier tensor of the file (a residual), or coded
+plainly, and with which codec.
 
 One function decides, and every writer consumes its decisions: the local path
 (``add_tensors``, used by ``compress_file``, ``save_file`` and ``analyze``) and the Dask path
@@ -17,9 +18,10 @@ import numpy as np
 
 from .. import dtypes
 from ..codecs import Codec, choose_codec
-from ..codecs.residual import Delta, choose_delta, codec_for, digest, residual
+from ..codecs.residual import Delta, Reference, choose_delta, codec_for, digest, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
+from .references import ReferenceFinder
 
 if TYPE_CHECKING:
     from ..container.writer import TzipWriter
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
 class TensorPlan:
     """What to store for one tensor. ``same_as``: nothing (a repeat of that earlier tensor);
     else ``codec`` coding the tensor itself, or with ``delta_mode`` the residual against
-    ``base_array`` (the base's tensor of the same name, dtype and shape)."""
+    ``base_array`` (the base's tensor of the same name, dtype and shape), or with
+    ``reference`` the residual against ``reference_array`` (an earlier tensor of the file,
+    converted to this dtype)."""
 
     name: str
     spec: dtypes.DTypeSpec
@@ -38,14 +42,19 @@ class TensorPlan:
     delta_mode: str | None = None
     base_array: np.ndarray | None = None
     base_saved_bytes: int = 0  # estimated from a sample (codecs.residual.choose_delta)
+    reference: Reference | None = None
+    reference_array: np.ndarray | None = None
 
 
 class WritePlanner:
     """Decides per tensor, in file order (dedup remembers what came before)."""
 
-    def __init__(self, base: BaseCheckpoint | None):
+    def __init__(self, base: BaseCheckpoint | None, *, references: bool = True):
+        """``references``: also code tensors against earlier tensors of the file where that
+        pays (``writing/references.py``)."""
         self.base = base
         self.dedup = Deduplicator()
+        self.references = ReferenceFinder() if references else None
         self.base_savings: dict[str, int] = {}  # tensor -> estimated bytes the base saved it
 
     @property
@@ -57,13 +66,20 @@ class WritePlanner:
         twin = self.dedup.twin_of(name, array)
         if twin is not None:
             return TensorPlan(name, spec, same_as=twin)
+        mode, saved = None, 0
         base_array = self.base.tensor(name) if self.base is not None else None
         if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
             mode, saved = choose_delta(array, base_array, spec)
-            if mode is not None:  # the residual's codec depends on the mode and dtype only
-                self.base_savings[name] = saved
-                return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
-                                  base_array=base_array, base_saved_bytes=saved)
+        inside = self.references.choose(name, array, spec) if self.references is not None else None
+        if inside is not None and inside.saved_bytes > saved:
+            return TensorPlan(name, spec, codec=codec_for(inside.reference.mode, array, spec),
+                              reference=inside.reference, reference_array=inside.converted)
+        if self.references is not None:
+            self.references.remember(name, array, spec)
+        if mode is not None:  # the residual's codec depends on the mode and dtype only
+            self.base_savings[name] = saved
+            return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
+                              base_array=base_array, base_saved_bytes=saved)
         return TensorPlan(name, spec, codec=choose_codec(array, spec))
 
 
@@ -80,6 +96,10 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
             assert plan.base_array is not None
             stored = residual(array, plan.base_array, plan.delta_mode, plan.spec, writer.threads)
             writer.add(name, stored, plan.codec, Delta(plan.delta_mode, name, digest(plan.base_array)))
+        elif plan.reference is not None:
+            assert plan.reference_array is not None
+            stored = residual(array, plan.reference_array, plan.reference.mode, plan.spec, writer.threads)
+            writer.add(name, stored, plan.codec, plan.reference)
         else:
             writer.add(name, array, plan.codec)
     return planner
