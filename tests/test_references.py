@@ -1,0 +1,201 @@
+"""Tensors coded against an earlier tensor of the same file (format feature "reference"):
+mixed-precision checkpoints keep BF16 (or FP16) weights beside the FP32 master they round from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from safetensors.numpy import save_file as save_safetensors
+
+import tensorzip as tz
+from tensorzip.codecs.residual import Reference, convert
+from tensorzip.container import records
+from tensorzip.container.reader import TzipReader
+from tensorzip.container.writer import TzipWriter
+from tensorzip.dtypes import by_name
+from tensorzip.errors import CorruptDataError, HeaderError, TensorzipError
+
+from .conftest import rewrite_header
+
+GOLDEN = Path(__file__).parent / "golden" / "reference_v1"
+
+
+def _master(shape, seed=0) -> np.ndarray:
+    """FP32 weights with the awkward values: NaNs with payloads, infinities, signed zeros,
+    subnormals, exact rounding ties and values that overflow BF16/FP16 when rounded."""
+    rng = np.random.default_rng(seed)
+    master = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    bits = master.reshape(-1).view(np.uint32)
+    special = np.array([0x7FC00001, 0xFFA00000, 0x7F800000, 0xFF800000, 0x00000000, 0x80000000, 0x00000001,
+                        0x3F808000, 0x3F818000, 0x7F7FFFFF, 0x477FF000, 0xC77FF000], dtype=np.uint32)
+    bits[7 : 7 + special.size] = special
+    return master
+
+
+def _entries(path) -> dict[str, dict]:
+    with TzipReader(path) as reader:
+        return {name: e.reference.to_json() if e.reference else None for name, e in reader.header.tensors.items()}
+
+
+@pytest.mark.parametrize("narrow", ["bfloat16", "float16"])
+@pytest.mark.parametrize("master_first", [False, True])
+def test_mixed_precision_pairs_round_trip_bit_for_bit(tmp_path, narrow, master_first):
+    """Through a .safetensors file (which orders tensors its own way) and save_file/load_file."""
+    master = {f"layer{i}.weight": _master((96, 128), seed=i) for i in range(3)}
+    low = {name: convert(a.reshape(-1), by_name(narrow)).reshape(a.shape) for name, a in master.items()}
+    tensors = {}
+    for name in master:
+        pair = [(f"master.{name}", master[name]), (f"model.{name}", low[name])]
+        tensors.update(reversed(pair) if not master_first else pair)
+    source = tmp_path / "mixed.safetensors"
+    save_safetensors(tensors, source)
+    tz.compress_file(source, tmp_path / "mixed.tzip")
+    references = _entries(tmp_path / "mixed.tzip")
+    with TzipReader(tmp_path / "mixed.tzip") as reader:
+        order = list(reader.header.tensors)  # safetensors' own order, not the dict's
+    for name in master:
+        first, second = sorted([f"master.{name}", f"model.{name}"], key=order.index)
+        assert references[first] is None and references[second]["tensor"] == first, references
+    tz.decompress_file(tmp_path / "mixed.tzip", tmp_path / "back.safetensors")
+    assert (tmp_path / "back.safetensors").read_bytes() == source.read_bytes()
+    loaded = tz.load_file(tmp_path / "mixed.tzip")
+    for name, array in tensors.items():
+        assert loaded[name].tobytes() == array.tobytes(), name
+    with tz.safe_open(tmp_path / "mixed.tzip", framework="np") as f:  # one tensor alone decodes its reference
+        assert f.get_tensor(second).tobytes() == tensors[second].tobytes()
+
+
+def test_the_reference_is_what_makes_the_second_copy_small(tmp_path):
+    master = _master((512, 256))
+    model = convert(master.reshape(-1), by_name("bfloat16")).reshape(master.shape)
+    tz.save_file({"model.w": model, "master.w": master}, tmp_path / "both.tzip")
+    tz.save_file({"model.w": model}, tmp_path / "model.tzip")
+    tz.save_file({"master.w": master}, tmp_path / "master.tzip")
+    both, alone = (tmp_path / "both.tzip").stat().st_size, (tmp_path / "master.tzip").stat().st_size
+    model_alone = (tmp_path / "model.tzip").stat().st_size
+    assert _entries(tmp_path / "both.tzip")["master.w"] == {"mode": "sub", "tensor": "model.w"}
+    assert both - model_alone < 0.75 * alone  # the master costs 16 of its 32 bits, not ~26
+
+
+def test_no_reference_where_it_does_not_pay(tmp_path):
+    rng = np.random.default_rng(3)
+    unrelated = {"model.w": rng.standard_normal((128, 64)).astype(ml_dtypes.bfloat16),
+                 "master.w": rng.standard_normal((128, 64)).astype(np.float32)}
+    tz.save_file(unrelated, tmp_path / "u.tzip")
+    assert _entries(tmp_path / "u.tzip") == {"model.w": None, "master.w": None}
+    with TzipReader(tmp_path / "u.tzip") as reader:
+        assert records.REFERENCE_FEATURE not in reader.header.required_features
+
+
+def _reference_file(tmp_path) -> Path:
+    master = _master((256, 64))
+    model = convert(master.reshape(-1), by_name("bfloat16")).reshape(master.shape)
+    tz.save_file({"model.w": model, "master.w": master}, tmp_path / "r.tzip")
+    assert _entries(tmp_path / "r.tzip")["master.w"] is not None
+    return tmp_path / "r.tzip"
+
+
+def test_an_old_reader_refuses_the_file_by_name(tmp_path, monkeypatch):
+    path = _reference_file(tmp_path)
+    monkeypatch.setattr(records, "KNOWN_REQUIRED_FEATURES", frozenset({records.FILES_FEATURE}))
+    with pytest.raises(HeaderError, match="'reference'.*upgrade tensorzip"):
+        TzipReader(path)
+
+
+def test_damage_to_the_reference_fails_the_tensor_coded_against_it(tmp_path):
+    path = _reference_file(tmp_path)
+    with TzipReader(path) as reader:
+        first = reader.header.tensors["model.w"].chunks[0]
+    data = bytearray(path.read_bytes())
+    data[first.offset + first.length // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match="model.w"):
+        tz.load_file(path)
+    with tz.safe_open(path, framework="np") as f, pytest.raises(CorruptDataError, match="model.w"):
+        f.get_tensor("master.w")
+
+
+def test_the_writer_refuses_a_reference_it_could_not_read_back(tmp_path):
+    with TzipWriter(tmp_path / "w.tzip") as writer:
+        with pytest.raises(TensorzipError, match="not added before"):
+            writer.add("a", np.zeros(8, np.float32), delta=Reference("sub", "missing"))
+        writer.add("b", np.zeros(8, np.int32))
+        with pytest.raises(TensorzipError, match="cannot be coded against"):
+            writer.add("c", np.zeros(8, np.float32), delta=Reference("sub", "b"))
+        writer.add("d", np.zeros(4, ml_dtypes.bfloat16))
+        with pytest.raises(TensorzipError, match="cannot be coded against"):
+            writer.add("e", np.zeros(8, np.float32), delta=Reference("sub", "d"))
+
+
+def test_golden_reference_file_stays_readable(tmp_path):
+    """Written by tests/golden/reference_v1/make_golden.py when the feature was added."""
+    expected = np.load(GOLDEN / "expected.npz")
+    references = _entries(GOLDEN / "mixed.tzip")
+    assert references["master.w"] == {"mode": "sub", "tensor": "model.w"}
+    assert references["model.v"] is not None
+    loaded = tz.load_file(GOLDEN / "mixed.tzip")
+    for name in expected.files:
+        assert loaded[name].reshape(-1).view(np.uint8).tobytes() == expected[name].tobytes(), name
+
+
+def _later(header):  # the tensor named comes after the one naming it
+    for t in header["tensors"]:
+        t.pop("reference", None)
+        if t["name"] == "model.w":
+            t["reference"] = {"mode": "sub", "tensor": "master.w"}
+
+
+def _no_feature(header):
+    header.pop("features")
+
+
+def _other_size(header):
+    for t in header["tensors"]:
+        if t["name"] == "master.w":
+            t["shape"] = [128, 64]
+
+
+def _unknown_mode(header):
+    for t in header["tensors"]:
+        if t.get("reference"):
+            t["reference"]["mode"] = "add"
+
+
+def _self(header):
+    for t in header["tensors"]:
+        if t.get("reference"):
+            t["reference"]["tensor"] = t["name"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_later, "not an earlier tensor"), (_no_feature, "does not declare the feature 'reference'"),
+    (_other_size, "cannot be coded against"), (_unknown_mode, "unknown reference mode"),
+    (_self, "not an earlier tensor"),
+])
+def test_a_header_with_a_bad_reference_is_refused_when_opened(tmp_path, edit, message):
+    bad = tmp_path / "bad.tzip"
+    bad.write_bytes(rewrite_header(_reference_file(tmp_path).read_bytes(), edit))
+    with pytest.raises(HeaderError, match=message):
+        TzipReader(bad)
+
+
+def test_a_mixed_precision_training_checkpoint_restores_byte_for_byte(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(96, 128), torch.nn.GELU(), torch.nn.Linear(128, 96))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        model(torch.randn(8, 96)).square().mean().backward()
+        optimizer.step()
+    master = model.state_dict()
+    checkpoint = {"model": {k: v.to(torch.bfloat16) for k, v in master.items()}, "master": master,
+                  "optimizer": optimizer.state_dict(), "step": 3}
+    torch.save(checkpoint, tmp_path / "ckpt.pt")
+    tz.compress_file(tmp_path / "ckpt.pt", tmp_path / "ckpt.tzip")
+    references = _entries(tmp_path / "ckpt.tzip")
+    assert references["master.0.weight"] == {"mode": "sub", "tensor": "model.0.weight"}
+    tz.decompress_file(tmp_path / "ckpt.tzip", tmp_path / "back.pt")
+    assert (tmp_path / "back.pt").read_bytes() == (tmp_path / "ckpt.pt").read_bytes()
