@@ -199,3 +199,22 @@ def test_a_mixed_precision_training_checkpoint_restores_byte_for_byte(tmp_path):
     assert references["master.0.weight"] == {"mode": "sub", "tensor": "model.0.weight"}
     tz.decompress_file(tmp_path / "ckpt.tzip", tmp_path / "back.pt")
     assert (tmp_path / "back.pt").read_bytes() == (tmp_path / "ckpt.pt").read_bytes()
+
+
+def test_conversions_follow_the_format_for_every_narrow_bit_pattern():
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    widened = convert(every.view(ml_dtypes.bfloat16), by_name("float32")).view(np.uint32)
+    assert np.array_equal(widened, every.astype(np.uint32) << 16)
+    halves = every.view(np.float16)
+    exact = halves.astype(np.float32)
+    from_bits = convert(halves, by_name("float32"))
+    nan = np.isnan(exact)
+    assert np.array_equal(from_bits.view(np.uint32)[~nan], exact.view(np.uint32)[~nan])
+    assert set(from_bits.view(np.uint32)[nan].tolist()) == {0x7FC00000}
+    wide = _master((4096,)).reshape(-1)
+    for name, nan_bits in (("bfloat16", 0x7FC0), ("float16", 0x7E00)):
+        narrow = convert(wide, by_name(name)).view(np.uint16)
+        numpy_way = wide.astype(ml_dtypes.bfloat16 if name == "bfloat16" else np.float16).view(np.uint16)
+        is_nan = np.isnan(wide)
+        assert np.array_equal(narrow[~is_nan], numpy_way[~is_nan]), name
+        assert set(narrow[is_nan].tolist()) == {nan_bits}

@@ -109,10 +109,11 @@ def can_convert(source: str, target: str) -> bool:
 
 def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
     """``array`` (flat, contiguous) as ``target``'s dtype, bit for bit as docs/format.md
-    defines it: BF16/FP16 to FP32 exactly; FP32 to BF16 rounded to nearest, ties to even
-    (on the bits: no hardware conversion, whose NaN handling differs between machines);
-    FP32 to FP16 rounded to nearest even (IEEE 754, one answer on every machine) with every
-    NaN made the canonical NaN."""
+    defines it: BF16 to FP32 exactly; FP16 to FP32 exactly on the bits (no hardware
+    conversion: whether it quiets a signalling NaN or honours denormals-are-zero differs
+    between machines), NaN made canonical; FP32 to BF16 rounded to nearest, ties to even, on
+    the bits; FP32 to FP16 rounded to nearest even (IEEE 754: one answer for every number on
+    every machine). Every NaN a narrowing or FP16 makes is the canonical NaN."""
     source = array.dtype
     flat = np.ascontiguousarray(array).reshape(-1)
     if source == target.numpy_dtype:
@@ -120,7 +121,7 @@ def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
     if target.name == "float32" and flat.itemsize == 2:
         bits = flat.view(np.uint16)
         if source == np.float16:
-            return bits.view(np.float16).astype(np.float32)
+            return _half_to_float(bits)
         return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
     bits32 = flat.view(np.uint32)
     nan = (bits32 & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
@@ -132,6 +133,23 @@ def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
             rounded = flat.view(np.float32).astype(np.float16).view(np.uint16)
     rounded[nan] = _CANONICAL_NAN[target.name]
     return rounded.view(target.numpy_dtype)
+
+
+def _half_to_float(bits: np.ndarray) -> np.ndarray:
+    """FP16 bit patterns as FP32, by integer arithmetic alone (docs/format.md)."""
+    wide = bits.astype(np.uint32)
+    sign = (wide & np.uint32(0x8000)) << np.uint32(16)
+    exponent = (wide >> np.uint32(10)) & np.uint32(0x1F)
+    mantissa = wide & np.uint32(0x3FF)
+    out = sign | ((exponent + np.uint32(112)) << np.uint32(23)) | (mantissa << np.uint32(13))
+    special = exponent == 0x1F
+    out[special] = sign[special] | np.uint32(0x7F800000)
+    out[special & (mantissa != 0)] = 0x7FC00000
+    small = exponent == 0  # zero or subnormal: mantissa x 2^-24, a normal FP32 (or zero), exactly
+    if small.any():
+        magnitude = (mantissa[small].astype(np.float32) * np.float32(2.0**-24)).view(np.uint32)
+        out[small] = sign[small] | magnitude
+    return out.view(np.float32)
 
 
 _MODE_NUMBERS = {"xor": 0, "sub": 1}
