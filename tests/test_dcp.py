@@ -74,3 +74,41 @@ def test_a_plain_reader_names_the_extension_it_lacks(tmp_path):
     with pytest.raises(dcp.api.CheckpointException) as info:
         dcp.load(target, storage_reader=dcp.FileSystemReader(path), no_dist=True)
     assert "Unknown extension name='stream.tensorzip'" in repr(info.value.failures)
+
+
+def _one_process_round_trip(path, state, writer):
+    dcp.save(state, storage_writer=writer, no_dist=True)
+    target = {k: torch.zeros_like(v) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    dcp.load(target, storage_reader=TensorzipReader(path), no_dist=True)
+    for name, value in state.items():
+        assert torch.equal(target[name].reshape(-1).view(torch.uint8), value.reshape(-1).view(torch.uint8)), name
+
+
+def test_every_dtype_and_a_view_come_back_exactly(tmp_path):
+    """Tensors tensorzip codes go in directly; complex ones (which it does not) as torch.save bytes."""
+    from tensorzip.dcp import TensorzipWriter
+
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 48, generator=generator)
+    state = {"fp32": base, "bf16": base.to(torch.bfloat16), "fp16": base.half(), "int64": torch.arange(300),
+             "bool": base > 0, "view": base[::2, 5:17], "scalar": torch.tensor(3.5),
+             "complex": torch.randn(16, dtype=torch.complex64, generator=generator), "empty": torch.zeros(0, 7)}
+    _one_process_round_trip(tmp_path / "c", state, TensorzipWriter(tmp_path / "c", threads=1))
+    metadata = dcp.FileSystemReader(tmp_path / "c").read_metadata()
+    assert {tuple(i.transform_descriptors) for i in metadata.storage_data.values()} == {("stream.tensorzip/2",)}
+
+
+def test_checkpoints_of_format_1_still_load(tmp_path):
+    """Version 1 wrote every tensor item as torch.save bytes through the extension (markers T and R):
+    the extension itself, under its old descriptor, writes exactly that."""
+    from tensorzip.dcp import TensorzipStreams
+
+    class VersionOne(TensorzipStreams):
+        def get_descriptor(self) -> str:
+            return f"{self.registry_name()}/1"
+
+    state = {"w": torch.randn(128, 64, generator=torch.Generator().manual_seed(1)), "step": torch.tensor(7)}
+    path = tmp_path / "v1"
+    _one_process_round_trip(path, state, dcp.FileSystemWriter(path, _extensions=[VersionOne()]))
+    metadata = dcp.FileSystemReader(path).read_metadata()
+    assert {tuple(i.transform_descriptors) for i in metadata.storage_data.values()} == {("stream.tensorzip/1",)}
