@@ -31,6 +31,7 @@ import os
 import threading
 from typing import IO, Any
 
+from . import dtypes
 from .arrays import decompress
 from .container.records import FRAMEWORK_KEY
 from .container.writer import TzipWriter
@@ -101,6 +102,7 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         (complex, a float8 variant it lacks) goes through ``transform_to`` as torch.save bytes."""
         try:
             array = to_numpy(tensor)
+            dtypes.by_numpy(array.dtype)  # one tensorzip codes
         except UnsupportedDtypeError:
             coding = self.transform_to(output)
             import_torch("tensorzip.dcp").save(tensor, coding)
