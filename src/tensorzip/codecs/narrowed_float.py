@@ -26,13 +26,18 @@ from .byte_planes import DEFAULT_CHUNK_BYTES, BytePlanesCodec
 NARROWER = {"float32": "float16", "float64": "float32"}
 
 _SAMPLE_ELEMENTS = 4096
+_BLOCK_ELEMENTS = 1 << 16
+# Mantissa bits the wide dtype has below the narrow one's: set in any value the narrow dtype lacks.
+_LOW_BITS = {"float32": np.uint32((1 << 13) - 1), "float64": np.uint64((1 << 29) - 1)}
 
 
 def hides_narrower(array: np.ndarray) -> str | None:
     """The narrow dtype every value of ``array`` is exactly, or None.
 
     A strided sample is tried first, so tensors that do not qualify (nearly all)
-    cost a few microseconds; only a passing sample leads to the full check.
+    cost a few microseconds; only a passing sample leads to the full check, block by
+    block, stopping at the first block that fails (a sample of zeros passes, and an
+    optimizer state whose rows are mostly still zero would otherwise be converted whole).
     """
     spec = dtypes.by_numpy(array.dtype)
     narrow = NARROWER.get(spec.name)
@@ -42,7 +47,14 @@ def hides_narrower(array: np.ndarray) -> str | None:
     flat = array.reshape(-1)
     carrier = f"u{spec.itemsize}"
     step = max(1, flat.size // _SAMPLE_ELEMENTS)
-    for part in (flat[::step], flat):
+    blocks = (flat[start : start + _BLOCK_ELEMENTS] for start in range(0, flat.size, _BLOCK_ELEMENTS))
+    low_bits = _LOW_BITS[spec.name]
+    for part in (flat[::step], *blocks):
+        bits = part.view(carrier)
+        if (bits & low_bits).any():  # a narrow value has these bits clear: most tensors stop here
+            return None
+        if not bits.any():
+            continue  # all (positive) zeros: exactly narrow
         # NaNs are refused: how a narrow NaN widens (quieted or not) differs between
         # hardware and software conversions, so it would not be bit-exact everywhere.
         if np.isnan(part).any():
