@@ -278,6 +278,31 @@ def size_rows(label: str, sizes: dict[str, dict[str, int]]) -> list[str]:
     return rows
 
 
+def compress_speed_rows(work: Path) -> list[str]:
+    """``compress_file`` from a .pt against from a .safetensors holding the same tensors (the
+    MiniLM FP32 state dict), and from the late AdamW checkpoint: 1 thread, median of 5, alternating."""
+    import safetensors.torch
+
+    state = safetensors.torch.load_file(str(BENCH / ".data" / "minilm-fp32.safetensors"))
+    sources = {"MiniLM state dict, .safetensors": work / "minilm.safetensors",
+               "the same state dict, torch.save .pt": work / "minilm.pt",
+               f"fp32 AdamW checkpoint, step {max(SAVED_AT)} (.pt)": checkpoint_paths()[("fp32", max(SAVED_AT))]}
+    safetensors.torch.save_file(state, str(sources["MiniLM state dict, .safetensors"]))
+    torch.save(state, sources["the same state dict, torch.save .pt"])
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for _ in range(5):
+        for label, path in sources.items():
+            started = time.perf_counter()
+            tz.compress_file(path, work / "speed.tzip", threads=1)
+            seconds[label].append(time.perf_counter() - started)
+    rows = []
+    for label, path in sources.items():
+        median = sorted(seconds[label])[2]
+        rows.append(f"| {label} | {path.stat().st_size / 1e6:,.1f} | {median:.3f} | "
+                    f"{path.stat().st_size / median / 1e6:,.0f} |")
+    return rows
+
+
 def timing_rows(work: Path) -> list[str]:
     """DCP save time and peak RSS, 1 and 2 ranks, per writer, on the late FP32 checkpoint."""
     pt = checkpoint_paths()[("fp32", max(SAVED_AT))]
@@ -360,12 +385,13 @@ def main() -> None:
                 print("\n".join(rows[-len(sizes):]), flush=True)
                 previous_step = step
         timing = timing_rows(work) if args.timing else []
+        speed = compress_speed_rows(work) if args.timing else []
     transforms = transform_rows(late_master)
     print("\n".join(transforms))
-    _write(rows, timing, transforms)
+    _write(rows, timing, transforms, speed)
 
 
-def _write(rows: list[str], timing: list[str], transforms: list[str]) -> None:
+def _write(rows: list[str], timing: list[str], transforms: list[str], speed: list[str]) -> None:
     lines = [
         "## Training checkpoints (`benchmarks/run_checkpoints.py`, issue 19)",
         "",
@@ -392,6 +418,9 @@ def _write(rows: list[str], timing: list[str], transforms: list[str]) -> None:
         lines += ["", "DCP save of the late FP32 checkpoint (median of 3 wall times of `dcp.save`, the slowest rank; "
                   "peak RSS of the largest rank; torch threads 1 per rank, tensorzip threads 1 per rank):", "",
                   "| ranks | writer | seconds | peak MB |", "|---:|---|---:|---:|", *timing]
+    if speed:
+        lines += ["", "`tensorzip compress` from a PyTorch file against from a .safetensors file (file to file, "
+                  "1 thread, median of 5):", "", "| input | MB | seconds | MB/s |", "|---|---:|---:|---:|", *speed]
     write_section(BENCH / "RESULTS.md", "checkpoints", "\n".join(lines))
 
 
