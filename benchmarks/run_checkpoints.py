@@ -398,7 +398,9 @@ def _write(rows: list[str], timing: list[str], transforms: list[str], speed: lis
         f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; torch {torch.__version__}.",
         f"- Data: `checkpoint_data.py`: all-MiniLM-L6-v2 fine-tuned with AdamW on CPU, saved by `torch.save` at "
         f"steps {', '.join(map(str, SAVED_AT))} as `{{model, optimizer, scheduler, step, rng}}`; `bf16-master` "
-        "holds BF16 weights and their FP32 master copy (`master`). Each checkpoint from step "
+        "holds BF16 weights and their FP32 master copy (`master`); `gpt2-*`: a GPT-2 made from a config (4 layers, "
+        "256 wide, output layer tied to the token embeddings) trained from scratch on the same text, the same two "
+        "ways. Each checkpoint from step "
         f"{EVERY} on is also coded against the one before it.",
         "- MB per part (model, master, AdamW's exp_avg and exp_avg_sq; other: step counters, RNG, the pickle, "
         "zip or DCP framing, headers). Last column: DCP+zstd's total over the row's (higher is smaller). Every "
