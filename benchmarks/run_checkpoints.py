@@ -254,7 +254,16 @@ def measure(variant: str, step: int, previous: Path | None, work: Path) -> dict[
         if method == "tensorzip DCP":
             _check_dcp(state, folder)
         sizes[method] = dcp_parts(folder)
+        if method != "tensorzip DCP":  # kept: the next checkpoint is coded against it
+            shutil.rmtree(folder)
+    if previous is not None:
+        before = work / f"{variant}-{previous_step(step)}-tensorzip-DCP"
+        folder = work / f"{variant}-{step}-tensorzip-DCP-based"
+        dcp.save(state, storage_writer=TensorzipWriter(folder, base=before), no_dist=True)
+        _check_dcp(state, folder)
+        sizes["tensorzip DCP --base previous"] = dcp_parts(folder)
         shutil.rmtree(folder)
+        shutil.rmtree(before)
     sizes["tensorzip"] = tensorzip_parts(pt, work / f"{variant}-{step}.tzip", None)
     if previous is not None:
         sizes["tensorzip --base previous"] = tensorzip_parts(pt, work / f"{variant}-{step}-based.tzip", previous)
@@ -262,6 +271,10 @@ def measure(variant: str, step: int, previous: Path | None, work: Path) -> dict[
     for figures in sizes.values():
         figures.setdefault("total", sum(figures.values()))
     return sizes
+
+
+def previous_step(step: int) -> int:
+    return SAVED_AT[SAVED_AT.index(step) - 1]
 
 
 def _mb(n: int | None) -> str:

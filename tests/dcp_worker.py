@@ -16,17 +16,17 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Shard, distribute_tensor
 
 
-def expected_state() -> dict:
-    """The full (unsharded) state every rank holds a part of."""
+def expected_state(steps: int = 3) -> dict:
+    """The full (unsharded) state every rank holds a part of, after ``steps`` training steps."""
     torch.manual_seed(19)
     model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for _ in range(3):
+    for _ in range(steps):
         model(torch.randn(8, 64)).pow(2).mean().backward()
         optimizer.step()
         optimizer.zero_grad()
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "embedding": torch.randn(512, 32).to(torch.bfloat16), "step": 3}
+            "embedding": torch.randn(512, 32).to(torch.bfloat16), "step": steps}
 
 
 def flat(state: dict, prefix: str = "") -> dict:
@@ -41,22 +41,24 @@ def flat(state: dict, prefix: str = "") -> dict:
 
 def main() -> None:
     rank, world, port, mode, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    base = sys.argv[6] if len(sys.argv) > 6 else None  # save: the checkpoint before (then one step later)
+    steps = 4 if base is not None or mode == "load-later" else 3
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     from tensorzip.dcp import TensorzipReader, TensorzipWriter
 
     mesh = init_device_mesh("cpu", (world,))
-    state = expected_state()
+    state = expected_state(steps)
     state["embedding"] = distribute_tensor(state["embedding"], mesh, [Shard(0)])  # each rank holds its rows
     if mode == "save":
-        dcp.save(state, storage_writer=TensorzipWriter(path, threads=1))
+        dcp.save(state, storage_writer=TensorzipWriter(path, threads=1, base=base))
     else:
         target = {"model": {k: torch.zeros_like(v) for k, v in state["model"].items()},
                   "embedding": distribute_tensor(torch.zeros(512, 32, dtype=torch.bfloat16), mesh, [Shard(0)]),
                   "step": 0}
         dcp.load(target, storage_reader=TensorzipReader(path))
         full = target["embedding"].full_tensor()
-        ok = target["step"] == 3 and torch.equal(full.view(torch.int16), state["embedding"].full_tensor().view(
+        ok = target["step"] == steps and torch.equal(full.view(torch.int16), state["embedding"].full_tensor().view(
             torch.int16)) and all(torch.equal(target["model"][k], v) for k, v in state["model"].items())
         if not ok:
             sys.exit(3)

@@ -27,10 +27,12 @@ def _free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-def _ranks(mode: str, path: Path, world: int = 2) -> None:
+def _ranks(mode: str, path: Path, world: int = 2, base: Path | None = None) -> None:
     port = _free_port()
+    extra = [str(base)] if base is not None else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")])}
-    processes = [subprocess.Popen([sys.executable, str(WORKER), str(rank), str(world), port, mode, str(path)],
+    processes = [subprocess.Popen([sys.executable, str(WORKER), str(rank), str(world), port, mode, str(path),
+                                   *extra],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                  for rank in range(world)]
     outputs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in processes]
@@ -112,3 +114,56 @@ def test_checkpoints_of_format_1_still_load(tmp_path):
     _one_process_round_trip(path, state, dcp.FileSystemWriter(path, _extensions=[VersionOne()]))
     metadata = dcp.FileSystemReader(path).read_metadata()
     assert {tuple(i.transform_descriptors) for i in metadata.storage_data.values()} == {("stream.tensorzip/1",)}
+
+
+def _sizes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
+def test_a_chain_of_checkpoints_saved_on_two_ranks_loads_on_two_and_on_one(tmp_path):
+    """Step 4 saved against step 3 (every rank codes its items against the same items of step 3)."""
+    from tensorzip.dcp.items import BASE_RECORD
+
+    _ranks("save", tmp_path / "step-3")
+    _ranks("save", tmp_path / "step-4", base=tmp_path / "step-3")
+    assert (tmp_path / "step-4" / BASE_RECORD).is_file()
+    _ranks("load-later", tmp_path / "step-4")
+    expected = expected_state(4)
+    target = {"model": {k: torch.zeros_like(v) for k, v in expected["model"].items()}}
+    dcp.load(target, storage_reader=TensorzipReader(tmp_path / "step-4"), no_dist=True)
+    for name, value in expected["model"].items():
+        assert torch.equal(target["model"][name].view(torch.int32), value.view(torch.int32)), name
+
+
+def test_chains_in_one_process_and_their_bases_found_given_or_refused(tmp_path):
+    from tensorzip.dcp import TensorzipWriter
+
+    generator = torch.Generator().manual_seed(5)
+    states = [{"w": torch.randn(256, 128, generator=generator), "b": torch.randn(4096, generator=generator)}]
+    for _ in range(2):  # each step moves every weight by a few units in the last place
+        states.append({k: v + v.abs() * 2e-7 * torch.randn(v.shape, generator=generator)
+                       for k, v in states[-1].items()})
+    folders = [tmp_path / f"step-{i}" for i in range(3)]
+    dcp.save(states[0], storage_writer=TensorzipWriter(folders[0], threads=1), no_dist=True)
+    for i in (1, 2):
+        dcp.save(states[i], storage_writer=TensorzipWriter(folders[i], threads=1, base=folders[i - 1]), no_dist=True)
+    assert _sizes(folders[2]) < 0.75 * _sizes(folders[0])  # the chain pays
+
+    def load(folder, **kwargs):
+        target = {k: torch.zeros_like(v) for k, v in states[0].items()}
+        dcp.load(target, storage_reader=TensorzipReader(folder, **kwargs), no_dist=True)
+        return target
+
+    for name, value in load(folders[2]).items():  # two bases down, found beside
+        assert torch.equal(value.view(torch.int32), states[2][name].view(torch.int32)), name
+    moved = tmp_path / "elsewhere"
+    folders[1].rename(moved)
+    with pytest.raises(dcp.api.CheckpointException) as info:
+        load(folders[2])
+    assert "'step-1', which is not at" in repr(info.value.failures)
+    assert "pass its folder as TensorzipReader(path, base=...)" in repr(info.value.failures)
+    for name, value in load(folders[2], base=moved).items():
+        assert torch.equal(value.view(torch.int32), states[2][name].view(torch.int32)), name
+    with pytest.raises(dcp.api.CheckpointException) as info:
+        load(folders[2], base=folders[0])  # the wrong checkpoint: refused, nothing loaded silently
+    assert "the base folder is not the checkpoint it was saved against" in repr(info.value.failures)

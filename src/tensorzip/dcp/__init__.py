@@ -31,15 +31,17 @@ import os
 import threading
 from typing import IO, Any
 
-from . import dtypes
-from .arrays import decompress
-from .container.records import FRAMEWORK_KEY
-from .container.writer import TzipWriter
-from .errors import TensorzipError, UnsupportedDtypeError
-from .files import compress_torch_bytes, decompress_file
-from .inputs.frameworks import to_numpy
-from .inputs.torch_file import import_torch, is_torch_zip_bytes
-from .outputs.memory_file import MemoryFile
+from .. import dtypes
+from ..arrays import decompress
+from ..codecs.residual import choose_delta, codec_for, digest, residual
+from ..container.records import FRAMEWORK_KEY
+from ..container.writer import TzipWriter
+from ..errors import TensorzipError, UnsupportedDtypeError
+from ..files import compress_torch_bytes, decompress_file
+from ..inputs.frameworks import to_numpy, to_torch
+from ..inputs.torch_file import import_torch, is_torch_zip_bytes
+from ..outputs.memory_file import MemoryFile
+from .items import AGAINST_BASE, CODED, KEPT, TENSOR, ItemReader, base_location, frame, write_base_record
 
 _import_error: str | None = None
 try:
@@ -59,10 +61,7 @@ try:  # what DCP's own writer builds its results from; without it, tensors go th
 except ImportError:
     _DIRECT = False
 
-_CODED = b"T"  # a .tzip image of the item's torch.save bytes follows
-_KEPT = b"R"  # the item's bytes follow as they are
-_TENSOR = b"N"  # (version 2) a .tzip image of the tensor itself (tz.compress's form) follows
-VERSION = "2"
+VERSION = "2"  # item format: dcp/items.py
 READABLE_VERSIONS = ("1", "2")
 
 
@@ -76,6 +75,8 @@ def _require_torch() -> None:
 class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-type]
     """A DCP stream extension: each item's bytes as a .tzip image (see the module)."""
 
+    items: ItemReader | None = None  # the folder being loaded (TensorzipReader binds it): for items with a base
+
     def __init__(self, threads: int | None = None):
         _require_torch()
         super().__init__()
@@ -85,11 +86,11 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
     def registry_name() -> str:
         return "stream.tensorzip"
 
-    @staticmethod
-    def from_descriptor(version: str) -> TensorzipStreams:
+    @classmethod
+    def from_descriptor(cls, version: str) -> TensorzipStreams:
         if version.partition(".")[0] not in READABLE_VERSIONS:
             raise ValueError(f"stream.tensorzip version {version!r} is newer than this tensorzip; upgrade it")
-        return TensorzipStreams()
+        return cls()
 
     def get_descriptor(self) -> str:
         return f"{self.registry_name()}/{VERSION}"
@@ -97,23 +98,36 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
     def transform_to(self, output: IO[bytes]) -> IO[bytes]:
         return _CodingWriter(output, self.threads, self._thread_buffers())
 
-    def write_tensor(self, output: IO[bytes], tensor: Any) -> None:
-        """A tensor item, coded from its memory (no torch.save); one tensorzip cannot code
-        (complex, a float8 variant it lacks) goes through ``transform_to`` as torch.save bytes."""
+    def write_tensor(self, output: IO[bytes], tensor: Any, base: tuple[ItemReader, tuple[str, int, int]] | None = None
+                     ) -> None:
+        """A tensor item, coded from its memory (no torch.save); against ``base`` (the base
+        checkpoint's reader and where it keeps the same item) when that codes smaller. One
+        tensorzip cannot code (complex, a float8 variant it lacks) goes through
+        ``transform_to`` as torch.save bytes."""
         try:
             array = to_numpy(tensor)
-            dtypes.by_numpy(array.dtype)  # one tensorzip codes
+            spec = dtypes.by_numpy(array.dtype)  # one tensorzip codes
         except UnsupportedDtypeError:
             coding = self.transform_to(output)
             import_torch("tensorzip.dcp").save(tensor, coding)
             coding.close()
             return
+        head, codec = TENSOR, None
+        if base is not None:
+            reader, location = base
+            previous = reader.array(*location)
+            if previous is not None and previous.dtype == array.dtype and previous.size == array.size:
+                previous = previous.reshape(array.shape)
+                mode, _ = choose_delta(array, previous, spec)
+                if mode is not None:
+                    head, codec = frame(*location, mode, digest(previous)), codec_for(mode, array, spec)
+                    array = residual(array, previous, mode, spec, self.threads or 0)
         image = self._thread_buffers().image
         image.seek(0)
         image.truncate_to(0)
         with TzipWriter(image, metadata={FRAMEWORK_KEY: "pt"}, threads=self.threads) as writer:
-            writer.add("", array)
-        output.write(_TENSOR)
+            writer.add("", array, codec)
+        output.write(head)
         output.write(image.getbuffer())
 
     def _thread_buffers(self) -> _Buffers:
@@ -128,14 +142,23 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
     def transform_from(self, input: IO[bytes]) -> IO[bytes]:  # noqa: A002 - DCP's parameter name
         data = input.read()
         marker, body = data[:1], memoryview(data)[1:]
-        if marker == _KEPT:
+        if marker == KEPT:
             return io.BytesIO(body)
-        if marker == _TENSOR:  # DCP loads what torch.save writes
+        if marker == TENSOR:  # DCP loads what torch.save writes
             restored = io.BytesIO()
             import_torch("tensorzip.dcp").save(decompress(body, threads=self.threads, framework="pt"), restored)
             restored.seek(0)
             return restored
-        if marker != _CODED:
+        if marker == AGAINST_BASE:
+            if self.items is None:
+                raise TensorzipError("a DCP item coded against a base checkpoint: load it with "
+                                     "tensorzip.dcp.TensorzipReader(path, base=...)")
+            restored = io.BytesIO()
+            array = self.items.decode(memoryview(data), f"{self.items.folder}: an item")
+            import_torch("tensorzip.dcp").save(to_torch(array), restored)
+            restored.seek(0)
+            return restored
+        if marker != CODED:
             raise TensorzipError("a DCP item marked stream.tensorzip does not start as tensorzip writes one "
                                  "(damaged checkpoint file?)")
         restored = io.BytesIO()
@@ -187,10 +210,10 @@ class _CodingWriter(io.RawIOBase):
             except TensorzipError:
                 coded = None  # not a file of tensors tensorzip reads: kept as it is
         if coded is not None and len(coded) < len(data):
-            self._output.write(_CODED)
+            self._output.write(CODED)
             self._output.write(coded)
         else:
-            self._output.write(_KEPT)
+            self._output.write(KEPT)
             self._output.write(data)
         del data, coded
         self._output.flush()
@@ -202,12 +225,38 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
     threads per rank; the other arguments are FileSystemWriter's). Tensor items are coded
     from memory (see the module); files, their names and the metadata are DCP's."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, **kwargs: Any):
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 base: str | os.PathLike[str] | None = None, **kwargs: Any):
+        """``base``: the checkpoint saved before (a folder this writer wrote, on every rank the
+        same): each tensor item is coded against the same item there (same name and shard)
+        when that is smaller. Loading then needs it beside this one, or given to
+        ``TensorzipReader(path, base=...)``."""
         _require_torch()
         if "_extensions" in kwargs:
             raise TensorzipError("TensorzipWriter chooses the stream extension itself; use FileSystemWriter for others")
         self._streams = TensorzipStreams(threads)
+        self._base = base
+        self._base_items: tuple[ItemReader, Any] | None = None
         super().__init__(path, _extensions=[self._streams], **kwargs)
+
+    def _base_of(self, item: Any) -> tuple[ItemReader, tuple[str, int, int]] | None:
+        if self._base is None:
+            return None
+        if self._base_items is None:
+            reader = ItemReader(self._base, threads=self._streams.threads)
+            try:
+                metadata = FileSystemReader(self._base).read_metadata()
+            except Exception as error:  # noqa: BLE001 - whatever DCP raises for a folder it cannot read
+                raise TensorzipError(f"base {self._base}: not a DCP checkpoint ({error})") from None
+            self._base_items = (reader, metadata)
+        reader, metadata = self._base_items
+        location = base_location(metadata, item.index)
+        return None if location is None else (reader, location)
+
+    def finish(self, metadata: Any, results: Any) -> None:
+        super().finish(metadata, results)
+        if self._base is not None:
+            write_base_record(self.path, self._base)
 
     def write_data(self, plan: Any, planner: Any) -> Any:
         """This rank's items into its file(s), as DCP's writer names and lays them out."""
@@ -230,7 +279,7 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
                         coding.write(data.getbuffer())
                         coding.close()
                     else:
-                        self._streams.write_tensor(stream, data)
+                        self._streams.write_tensor(stream, data, self._base_of(item))
                     length = stream.tell() - offset
                     results.append(WriteResult(index=item.index, size_in_bytes=length,
                                                storage_data=StorageInfo(file_name, offset, length,
@@ -243,17 +292,20 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
         return done
 
 
-def extension_registry() -> Any:
-    """DCP's extension registry with tensorzip's (and DCP's own, such as ZStandard)."""
+def extension_registry(items: ItemReader | None = None) -> Any:
+    """DCP's extension registry with tensorzip's (and DCP's own, such as ZStandard); ``items``:
+    the folder being loaded, for items coded against its base."""
     _require_torch()
     registry = ExtensionRegistry()
-    registry.register(TensorzipStreams)
+    registry.register(TensorzipStreams if items is None else type(
+        "TensorzipStreams", (TensorzipStreams,), {"items": items}))
     return registry
 
 
 class TensorzipReader(FileSystemReader):  # type: ignore[misc,valid-type]
-    """DCP's ``FileSystemReader`` that also reads what ``TensorzipWriter`` wrote."""
+    """DCP's ``FileSystemReader`` that also reads what ``TensorzipWriter`` wrote. ``base``: the
+    checkpoint it was saved against, when not beside it under its recorded name."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None):
         _require_torch()
-        super().__init__(path, _extension_registry=extension_registry())
+        super().__init__(path, _extension_registry=extension_registry(ItemReader(path, base)))
