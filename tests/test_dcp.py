@@ -167,3 +167,28 @@ def test_chains_in_one_process_and_their_bases_found_given_or_refused(tmp_path):
     with pytest.raises(dcp.api.CheckpointException) as info:
         load(folders[2], base=folders[0])  # the wrong checkpoint: refused, nothing loaded silently
     assert "the base folder is not the checkpoint it was saved against" in repr(info.value.failures)
+
+
+def test_every_command_knows_dcp_folders(tmp_path, capsys):
+    """info describes both kinds (without unpickling DCP's metadata); the commands that do not read
+    them refuse by name, saying what does."""
+    from tensorzip.cli.main import main
+    from tensorzip.container.kinds import Kind, identify
+    from tensorzip.dcp import TensorzipWriter
+
+    state = {"w": torch.randn(300, 200, generator=torch.Generator().manual_seed(2)), "step": 5}
+    dcp.save(state, storage_writer=dcp.FileSystemWriter(tmp_path / "plain"), no_dist=True)
+    dcp.save(state, storage_writer=TensorzipWriter(tmp_path / "coded"), no_dist=True)
+    assert identify(tmp_path / "plain").kind is Kind.DCP_FOLDER
+    assert identify(tmp_path / "coded").kind is Kind.DCP_COMPRESSED
+    assert main(["info", str(tmp_path / "coded")]) == 0
+    out = capsys.readouterr().out
+    assert "compressed by tensorzip: 1 rank file" in out and "TensorzipReader(path)" in out
+    assert main(["info", str(tmp_path / "plain")]) == 0
+    assert "TensorzipWriter(path)" in capsys.readouterr().out
+    for command in ("compress", "decompress", "verify", "ls"):
+        for folder, hint in (("plain", "TensorzipWriter(path)"), ("coded", "TensorzipReader(path)")):
+            assert main([command, str(tmp_path / folder)]) != 0
+            err = capsys.readouterr().err
+            assert "torch.distributed.checkpoint (DCP) folder" in err and hint in err, (command, folder, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coded", "plain"]  # nothing written

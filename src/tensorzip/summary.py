@@ -20,10 +20,12 @@ from .container import TzipReader
 from .container.kinds import Kind, PathKind, identify
 from .container.reader import codec_from_config_for
 from .container.records import (
+    DCP_SUFFIX,
     LOSSY_WEIGHTS_KEY,
     TORCH_ZIP_SOURCE,
     load_json,
     original_size,
+    read_dcp_record,
     source_format,
 )
 from .errors import FormatError, InputFileError
@@ -190,11 +192,24 @@ def _uncompressed(found: PathKind) -> dict[str, Any]:
     return doc
 
 
+def _dcp_folder(found: PathKind) -> dict[str, Any]:
+    """A DCP folder, from its files alone (DCP's metadata is a pickle: never loaded here)."""
+    folder = Path(found.path)
+    rank_files = sorted(folder.glob(f"*{DCP_SUFFIX}"))
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    doc: dict[str, Any] = {"lossy": False, "rank_files": len(rank_files), "read_with": found.readers.api}
+    if found.kind is Kind.DCP_FOLDER:
+        return doc | {"original_bytes": size, "stored_bytes": None, "compress_with": found.readers.api}
+    record = read_dcp_record(folder)
+    return doc | {"original_bytes": None, "stored_bytes": size, "format": record.get("format", "stream.tensorzip/1"),
+                  "base": record.get("base")}
+
+
 _HANDLERS = {
     Kind.CHECKPOINT: _checkpoint, Kind.FOLDER_ARCHIVE: _checkpoint, Kind.LOSSY_WEIGHTS: _lossy_weights,
     Kind.EMBEDDINGS: _embeddings, Kind.KV_CACHE: _kv_cache, Kind.COMPRESSED_FOLDER: _compressed_folder,
     Kind.SAFETENSORS: _uncompressed, Kind.PYTORCH: _uncompressed, Kind.NUMPY: _uncompressed,
-    Kind.MODEL_FOLDER: _uncompressed,
+    Kind.MODEL_FOLDER: _uncompressed, Kind.DCP_FOLDER: _dcp_folder, Kind.DCP_COMPRESSED: _dcp_folder,
 }
 
 

@@ -361,6 +361,16 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     if args.json:
         return doc
     lossless = "lossy" if doc["lossy"] else "lossless"
+    if doc["kind"] in ("dcp-folder", "dcp-compressed"):
+        size = doc["stored_bytes"] if doc["stored_bytes"] is not None else doc["original_bytes"]
+        coded = f", coded by tensorzip ({doc['format']}, lossless)" if doc["kind"] == "dcp-compressed" else ""
+        files = f"{doc['rank_files']} rank file{'s' * (doc['rank_files'] != 1)}"
+        print(f"{doc['file']}: {doc['what']}: {files}, {_mb(size)}{coded}")
+        if doc.get("base"):
+            print(f"  coded against the DCP checkpoint {doc['base']!r} (loading needs it beside this folder, or "
+                  "TensorzipReader(path, base=...))")
+        print(f"  {'load' if doc['kind'] == 'dcp-compressed' else 'save it compressed'} with: {doc['read_with']}")
+        return doc
     if doc["stored_bytes"] is None:
         print(f"{doc['file']}: {doc['what']}, {_mb(doc['original_bytes'])}; compress it with "
               f"{doc['compress_with']}")

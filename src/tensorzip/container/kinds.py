@@ -44,6 +44,8 @@ class Kind(str, enum.Enum):
     KV_CACHE = "kv-cache"  # a .tzip layer: keys and values of an attention cache
     GUARD = "guard"  # a compressed folder's guard file (records.guard_bytes): read through its folder
     MANIFEST = "manifest"  # a compressed folder's list of what it holds (records.FOLDER_MANIFEST)
+    DCP_FOLDER = "dcp-folder"  # a torch.distributed.checkpoint folder written by DCP's own writer
+    DCP_COMPRESSED = "dcp-compressed"  # a torch.distributed.checkpoint folder tensorzip.dcp wrote
     UNKNOWN = "unknown"  # not a file tensorzip reads
 
 
@@ -80,6 +82,10 @@ READERS: Mapping[Kind, Readers] = {
     Kind.MANIFEST: Readers("the manifest of a compressed model folder (the files it holds, checked by verify and "
                            "decompress)", "tensorzip verify (or info, ls, decompress) on the folder around it",
                            "tz.decompress_folder on the folder"),
+    Kind.DCP_FOLDER: Readers("a torch.distributed.checkpoint (DCP) folder (not compressed)", "",
+                             "dcp.save(state_dict, storage_writer=tensorzip.dcp.TensorzipWriter(path))"),
+    Kind.DCP_COMPRESSED: Readers("a torch.distributed.checkpoint (DCP) folder compressed by tensorzip", "",
+                                 "dcp.load(state_dict, storage_reader=tensorzip.dcp.TensorzipReader(path))"),
     Kind.UNKNOWN: Readers("not a file tensorzip reads", "", ""),
 }
 
@@ -119,8 +125,10 @@ class PathKind:
             what = _unknown_words(self.path)
             return WrongKindError(f"{self.path}: {what}, which {face} does not read (tensorzip reads .tzip files and "
                                   "folders, .safetensors, PyTorch and .npy files, and model folders)")
-        return WrongKindError(f"{self.path}: {readers.words}, which {face} does not read; use "
-                              f"{readers.command} on the command line, {readers.api} in Python")
+        use = f"{readers.command} on the command line, {readers.api} in Python" if readers.command else \
+            f"{readers.api} in Python (torch.distributed.checkpoint reads and writes DCP folders; tensorzip's " \
+            "command line does not convert them)"
+        return WrongKindError(f"{self.path}: {readers.words}, which {face} does not read; use {use}")
 
 
 def kind_of_metadata(metadata: Mapping[str, str] | None, source: Mapping[str, object] | None) -> Kind:
@@ -229,6 +237,8 @@ def _folder_kind(folder: Path) -> Kind:
     written before the manifest existed), other weights a model folder."""
     if (folder / records.FOLDER_MANIFEST).is_file():
         return Kind.COMPRESSED_FOLDER
+    if (folder / records.DCP_METADATA).is_file():
+        return _dcp_kind(folder)
     tzip = safetensors = weights = False
     for _, _, files in os.walk(folder):
         for name in files:
@@ -240,6 +250,22 @@ def _folder_kind(folder: Path) -> Kind:
     if tzip:
         return Kind.COMPRESSED_FOLDER
     return Kind.MODEL_FOLDER if weights else Kind.UNKNOWN
+
+
+def _dcp_kind(folder: Path) -> Kind:
+    """A DCP folder is tensorzip's when it has tensorzip's record, or (written before the record
+    existed) its first rank file starts with an item marker, not torch.save's zip or a pickle."""
+    if (folder / records.DCP_RECORD).is_file():
+        return Kind.DCP_COMPRESSED
+    for rank_file in sorted(folder.glob(f"*{records.DCP_SUFFIX}")):
+        try:
+            with open(rank_file, "rb") as handle:
+                first = handle.read(1)
+        except OSError:
+            continue
+        if first:
+            return Kind.DCP_COMPRESSED if first in records.DCP_ITEM_MARKERS else Kind.DCP_FOLDER
+    return Kind.DCP_FOLDER
 
 
 def _unknown_words(path: str) -> str:

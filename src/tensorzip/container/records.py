@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import HeaderError, TensorzipError
+from ..errors import CorruptDataError, HeaderError, TensorzipError
 
 RESERVED_PREFIX = "tensorzip."
 
@@ -40,6 +40,12 @@ FOLDER_SOURCE = "safetensors-folder"
 TORCH_SOURCE = "torch"  # a flat state dict, restored through torch.save (written before issue 19)
 TORCH_ZIP_SOURCE = "torch-zip"  # any torch.save zip, restored byte for byte (inputs/torch_zip.py)
 SOURCE_FORMATS = (SAFETENSORS_SOURCE, FOLDER_SOURCE, TORCH_SOURCE, TORCH_ZIP_SOURCE)
+# A torch.distributed.checkpoint folder: DCP's own metadata file and rank files, and the record
+# tensorzip.dcp.TensorzipWriter adds (``{"format": "stream.tensorzip/2", "base": NAME}``).
+DCP_METADATA = ".metadata"
+DCP_SUFFIX = ".distcp"
+DCP_RECORD = "tensorzip-dcp.json"
+DCP_ITEM_MARKERS = b"NBTR"  # the first byte of every item tensorzip.dcp writes (dcp/items.py)
 # The file a compressed folder (``tensorzip compress DIR``) lists what it holds in.
 FOLDER_MANIFEST = "tensorzip-manifest.json"
 # A compressed folder's guards: where transformers and diffusers look first, a safetensors prefix
@@ -49,6 +55,21 @@ GUARD_DIFFUSERS = "diffusion_pytorch_model.safetensors"
 GUARD_MESSAGE = ("this folder was compressed by tensorzip; load it with tensorzip.hf.transformers.from_pretrained("
                  "ModelClass, folder) or tensorzip.hf.diffusers.pipeline_from_pretrained(PipelineClass, folder), "
                  "or restore the original files with: tensorzip decompress FOLDER")
+
+
+def read_dcp_record(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The record of a DCP folder tensorzip.dcp wrote ({} for one written before records existed)."""
+    path = os.path.join(folder, DCP_RECORD)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.loads(handle.read(1 << 16))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError) as error:
+        raise CorruptDataError(f"{path}: unreadable ({error})") from None
+    if not isinstance(record, dict):
+        raise CorruptDataError(f"{path}: not a JSON object")
+    return record
 
 
 def guard_bytes() -> bytes:

@@ -41,7 +41,7 @@ from ..files import compress_torch_bytes, decompress_file
 from ..inputs.frameworks import to_numpy, to_torch
 from ..inputs.torch_file import import_torch, is_torch_zip_bytes
 from ..outputs.memory_file import MemoryFile
-from .items import AGAINST_BASE, CODED, KEPT, TENSOR, ItemReader, base_location, frame, write_base_record
+from .items import AGAINST_BASE, CODED, KEPT, TENSOR, ItemReader, base_location, frame, write_record
 
 _import_error: str | None = None
 try:
@@ -255,8 +255,7 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
 
     def finish(self, metadata: Any, results: Any) -> None:
         super().finish(metadata, results)
-        if self._base is not None:
-            write_base_record(self.path, self._base)
+        write_record(self.path, self._base)
 
     def write_data(self, plan: Any, planner: Any) -> Any:
         """This rank's items into its file(s), as DCP's writer names and lays them out."""

@@ -12,9 +12,10 @@ An item is a marker byte, then:
 - ``T``: a .tzip image of the item's torch.save bytes (every item of format 1; pickled values);
 - ``R``: the item's bytes, kept as they are.
 
-A folder coded against a base names it in ``tensorzip-dcp.json`` (``{"base": NAME}``); the
-base is looked for beside the folder, or given (``TensorzipReader(path, base=...)``), and
-may itself have a base.
+Every folder ``TensorzipWriter`` writes has ``tensorzip-dcp.json`` (``{"format":
+"stream.tensorzip/2"}``, so ``tensorzip info`` knows it); one coded against a base names it
+there (``"base": NAME``). The base is looked for beside the folder, or given
+(``TensorzipReader(path, base=...)``), and may itself have a base.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import numpy as np
 from .. import dtypes
 from ..arrays import decompress
 from ..codecs.residual import Delta, digest, restore
+from ..container.records import DCP_RECORD, read_dcp_record
 from ..errors import BaseMismatchError, BaseRequiredError, CorruptDataError, TensorzipError
 
 CODED = b"T"
 KEPT = b"R"
 TENSOR = b"N"
 AGAINST_BASE = b"B"
-BASE_RECORD = "tensorzip-dcp.json"
+BASE_RECORD = DCP_RECORD
+FORMAT = "stream.tensorzip/2"
 MAX_CHAIN = 256
 _LENGTH = struct.Struct("<I")
 
@@ -47,8 +50,9 @@ def frame(base_file: str, offset: int, length: int, mode: str, pin: str) -> byte
     return AGAINST_BASE + _LENGTH.pack(len(raw)) + raw
 
 
-def write_base_record(folder: str | os.PathLike[str], base: str | os.PathLike[str]) -> None:
-    (Path(folder) / BASE_RECORD).write_text(json.dumps({"base": Path(base).name}))
+def write_record(folder: str | os.PathLike[str], base: str | os.PathLike[str] | None) -> None:
+    record = {"format": FORMAT} | ({"base": Path(base).name} if base is not None else {})
+    (Path(folder) / BASE_RECORD).write_text(json.dumps(record))
 
 
 class ItemReader:
@@ -64,20 +68,16 @@ class ItemReader:
 
     def base(self) -> ItemReader:
         if self._base is None:
-            record = self.folder / BASE_RECORD
-            try:
-                name = json.loads(record.read_text())["base"]
-                if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-                    raise ValueError(f"not a folder name: {name!r}")
-            except FileNotFoundError:
-                raise BaseRequiredError(f"{self.folder}: an item is coded against a base checkpoint but the folder "
-                                        f"has no {BASE_RECORD} naming it") from None
-            except (ValueError, KeyError, TypeError, OSError) as error:
-                raise CorruptDataError(f"{record}: unreadable ({error})") from None
+            name = read_dcp_record(self.folder).get("base")
+            if self._given is None and not isinstance(name, str):
+                raise BaseRequiredError(f"{self.folder}: an item is coded against a base checkpoint but the folder's "
+                                        f"{BASE_RECORD} names none; pass it as TensorzipReader(path, base=...)")
+            if isinstance(name, str) and (not name or "/" in name or "\\" in name or name in (".", "..")):
+                raise CorruptDataError(f"{self.folder / BASE_RECORD}: base {name!r} is not a folder name")
             path = Path(self._given) if self._given is not None else self.folder.parent / name
             if not (path / ".metadata").is_file():
-                raise BaseRequiredError(f"{self.folder}: coded against the DCP checkpoint {name!r}, which is not at "
-                                        f"{path}; pass its folder as TensorzipReader(path, base=...)")
+                raise BaseRequiredError(f"{self.folder}: coded against the DCP checkpoint {name or str(path)!r}, which "
+                                        f"is not at {path}; pass its folder as TensorzipReader(path, base=...)")
             if str(path.resolve()) in self._chain or len(self._chain) >= MAX_CHAIN:
                 raise BaseMismatchError(f"{self.folder}: its chain of bases comes back to {path} (or is longer than "
                                         f"{MAX_CHAIN}); give the checkpoint it was saved against with base=")
