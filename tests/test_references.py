@@ -20,7 +20,7 @@ from tensorzip.errors import CorruptDataError, HeaderError, TensorzipError
 
 from .conftest import rewrite_header
 
-GOLDEN = Path(__file__).parent / "golden" / "reference_v1"
+GOLDEN = Path(__file__).parent / "golden" / "tensor_reference_v1"
 
 
 def _master(shape, seed=0) -> np.ndarray:
@@ -131,7 +131,7 @@ def test_the_writer_refuses_a_reference_it_could_not_read_back(tmp_path):
 
 
 def test_golden_reference_file_stays_readable(tmp_path):
-    """Written by tests/golden/reference_v1/make_golden.py when the feature was added."""
+    """Written by tests/golden/tensor_reference_v1/make_golden.py when the feature was added."""
     expected = np.load(GOLDEN / "expected.npz")
     references = _entries(GOLDEN / "mixed.tzip")
     assert references["master.w"] == {"mode": "sub", "tensor": "model.w"}

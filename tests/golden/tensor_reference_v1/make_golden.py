@@ -6,7 +6,7 @@ mixed.tzip: ``model.w`` (BF16) and ``master.w`` (FP32, coded against ``model.w``
 NaNs, infinities, signed zeros, subnormals and rounding ties. expected.npz: every tensor's
 bytes, as uint8.
 
-    python tests/golden/reference_v1/make_golden.py
+    python tests/golden/tensor_reference_v1/make_golden.py
 """
 
 from pathlib import Path
