@@ -112,8 +112,9 @@ def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
     defines it: BF16 to FP32 exactly; FP16 to FP32 exactly on the bits (no hardware
     conversion: whether it quiets a signalling NaN or honours denormals-are-zero differs
     between machines), NaN made canonical; FP32 to BF16 rounded to nearest, ties to even, on
-    the bits; FP32 to FP16 rounded to nearest even (IEEE 754: one answer for every number on
-    every machine). Every NaN a narrowing or FP16 makes is the canonical NaN."""
+    the bits; FP32 to FP16 rounded to nearest even, on the bits too (the hardware cast
+    follows the machine's rounding and flush-to-zero settings). Every NaN a narrowing or
+    FP16 makes is the canonical NaN."""
     source = array.dtype
     flat = np.ascontiguousarray(array).reshape(-1)
     if source == target.numpy_dtype:
@@ -129,10 +130,35 @@ def convert(array: np.ndarray, target: DTypeSpec) -> np.ndarray:
         rounded = ((bits32 + np.uint32(0x7FFF) + ((bits32 >> np.uint32(16)) & np.uint32(1)))
                    >> np.uint32(16)).astype(np.uint16)
     else:
-        with np.errstate(over="ignore"):
-            rounded = flat.view(np.float32).astype(np.float16).view(np.uint16)
+        rounded = _float_to_half(bits32)
     rounded[nan] = _CANONICAL_NAN[target.name]
     return rounded.view(target.numpy_dtype)
+
+
+def _float_to_half(bits: np.ndarray) -> np.ndarray:
+    """FP32 bit patterns rounded to FP16, nearest even, by integer arithmetic alone (the
+    hardware cast depends on the machine's rounding and flush-to-zero settings). NaNs are
+    the caller's to replace."""
+    sign = ((bits >> np.uint32(16)) & np.uint32(0x8000)).astype(np.uint16)
+    magnitude = bits & np.uint32(0x7FFFFFFF)
+    out = np.full(bits.shape, 0x7C00, dtype=np.uint16)  # infinity: 65520 and up round to it
+    normal = (magnitude >= 0x38800000) & (magnitude < 0x47800000)
+    m = magnitude[normal]  # re-biased exponent and mantissa, rounded on bit 13 (a carry may reach infinity)
+    out[normal] = ((m - np.uint32(0x38000000) + np.uint32(0xFFF) + ((m >> np.uint32(13)) & np.uint32(1)))
+                   >> np.uint32(13)).astype(np.uint16)
+    small = magnitude < 0x38800000
+    out[small] = 0
+    tiny = (magnitude >= 0x33000000) & small  # at least half the smallest subnormal: a subnormal (or 2^-14)
+    if tiny.any():
+        m = magnitude[tiny]
+        mantissa = (m & np.uint32(0x7FFFFF)) | np.uint32(0x800000)
+        shift = np.uint32(126) - (m >> np.uint32(23))  # 14..24
+        kept = mantissa >> shift
+        rest = mantissa & ((np.uint32(1) << shift) - np.uint32(1))
+        half = np.uint32(1) << (shift - np.uint32(1))
+        kept += ((rest > half) | ((rest == half) & ((kept & np.uint32(1)) == 1))).astype(np.uint32)
+        out[tiny] = kept.astype(np.uint16)
+    return out | sign
 
 
 def _half_to_float(bits: np.ndarray) -> np.ndarray:
