@@ -3,6 +3,7 @@ its own items), two load, and one process loads what two saved (DCP reshards).""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -192,3 +193,52 @@ def test_every_command_knows_dcp_folders(tmp_path, capsys):
             err = capsys.readouterr().err
             assert "torch.distributed.checkpoint (DCP) folder" in err and hint in err, (command, folder, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coded", "plain"]  # nothing written
+
+
+def test_chains_stop_at_a_keyframe_and_bad_bases_are_refused(tmp_path, monkeypatch):
+    import json
+
+    import tensorzip.dcp as tzdcp
+    from tensorzip.errors import TensorzipError
+
+    monkeypatch.setattr(tzdcp, "MAX_DEPTH", 2)
+    generator = torch.Generator().manual_seed(9)
+    state = {"w": torch.randn(128, 64, generator=generator)}
+    folders = [tmp_path / f"step-{i}" for i in range(4)]
+    for i, folder in enumerate(folders):
+        state = {"w": state["w"] + state["w"].abs() * 2e-7}
+        base = folders[i - 1] if i else None
+        dcp.save(state, storage_writer=tzdcp.TensorzipWriter(folder, threads=1, base=base), no_dist=True)
+    depths = [json.loads((f / "tensorzip-dcp.json").read_text()).get("depth", 0) for f in folders]
+    assert depths == [0, 1, 2, 0]  # the fourth save is a keyframe: loading never goes more than 2 back
+    target = {"w": torch.zeros_like(state["w"])}
+    dcp.load(target, storage_reader=TensorzipReader(folders[3]), no_dist=True)
+    assert torch.equal(target["w"].view(torch.int32), state["w"].view(torch.int32))
+    with pytest.raises(TensorzipError, match="over its own base"):
+        tzdcp.TensorzipWriter(folders[2], base=folders[2])
+    (tmp_path / "other").mkdir()
+    with pytest.raises(TensorzipError, match="must be a folder beside"):
+        tzdcp.TensorzipWriter(tmp_path / "other" / "step-9", base=folders[2])
+
+
+def test_a_damaged_item_coded_against_a_base_is_refused_by_name(tmp_path):
+    from tensorzip.dcp import TensorzipWriter
+    from tensorzip.dcp.items import ItemReader
+    from tensorzip.errors import CorruptDataError
+
+    w = torch.randn(256, 64, generator=torch.Generator().manual_seed(3))
+    dcp.save({"w": w}, storage_writer=TensorzipWriter(tmp_path / "a", threads=1), no_dist=True)
+    dcp.save({"w": w + w.abs() * 2e-7}, storage_writer=TensorzipWriter(tmp_path / "b", threads=1, base=tmp_path / "a"),
+             no_dist=True)
+    (rank_file,) = (tmp_path / "b").glob("*.distcp")
+    data = bytearray(rank_file.read_bytes())
+    assert data[:1] == b"B"
+    frame_length = int.from_bytes(data[1:5], "little")
+    head = json.loads(data[5 : 5 + frame_length])
+    head["length"] = 1 << 40  # a huge declared size: refused before anything is read or allocated
+    raw = json.dumps(head).encode()
+    damaged = b"B" + len(raw).to_bytes(4, "little") + raw + bytes(data[5 + frame_length :])
+    with pytest.raises(CorruptDataError, match="lies outside the file"):
+        ItemReader(tmp_path / "b").decode(memoryview(damaged), "item")
+    with pytest.raises(CorruptDataError, match="frame of an item coded against a base is damaged"):
+        ItemReader(tmp_path / "b").decode(memoryview(b"B" + (5).to_bytes(4, "little") + b"{nope"), "item")

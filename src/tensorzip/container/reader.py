@@ -362,6 +362,8 @@ class TzipReader:
             source = whole.get(name)
             if source is None:
                 target = self.header.tensors[name]  # the header checked it exists and has no reference
+                self.check_fits_in_memory(target.nbytes + out.nbytes, f"tensor {entry.name!r} with the tensor "
+                                          f"{name!r} it is coded against")
                 source = np.empty(target.numel, dtype=target.spec.numpy_dtype)
                 self.decode_into([(target, source)], verify_checksums=verify_checksums)
                 whole[name] = source

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 from .. import dtypes
@@ -41,7 +42,7 @@ from ..files import compress_torch_bytes, decompress_file
 from ..inputs.frameworks import to_numpy, to_torch
 from ..inputs.torch_file import import_torch, is_torch_zip_bytes
 from ..outputs.memory_file import MemoryFile
-from .items import AGAINST_BASE, CODED, KEPT, TENSOR, ItemReader, base_location, frame, write_record
+from .items import AGAINST_BASE, CODED, KEPT, MAX_DEPTH, TENSOR, ItemReader, base_location, frame, write_record
 
 _import_error: str | None = None
 try:
@@ -207,8 +208,8 @@ class _CodingWriter(io.RawIOBase):
             try:
                 compress_torch_bytes(data, image, threads=self._threads, saved_here=True)
                 coded = image.getbuffer()
-            except TensorzipError:
-                coded = None  # not a file of tensors tensorzip reads: kept as it is
+            except Exception:  # noqa: BLE001 - a zip tensorzip cannot read (encrypted, deflated): kept as it is
+                coded = None
         if coded is not None and len(coded) < len(data):
             self._output.write(CODED)
             self._output.write(coded)
@@ -235,9 +236,28 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
         if "_extensions" in kwargs:
             raise TensorzipError("TensorzipWriter chooses the stream extension itself; use FileSystemWriter for others")
         self._streams = TensorzipStreams(threads)
-        self._base = base
+        self._base, self._depth = self._checked_base(path, base)
         self._base_items: tuple[ItemReader, Any] | None = None
         super().__init__(path, _extensions=[self._streams], **kwargs)
+
+    @staticmethod
+    def _checked_base(path: str | os.PathLike[str], base: str | os.PathLike[str] | None
+                      ) -> tuple[str | os.PathLike[str] | None, int]:
+        """The base to code against and the depth of the chain this save makes: a base that is
+        ``MAX_DEPTH`` links deep already is not used (this save is a keyframe, so loading never
+        needs more than ``MAX_DEPTH`` folders back)."""
+        if base is None:
+            return None, 0
+        here, there = Path(path).resolve(), Path(base).resolve()
+        if here == there:
+            raise TensorzipError(f"{path}: would be saved over its own base; save each checkpoint to a new folder")
+        if here.parent != there.parent:
+            raise TensorzipError(f"base {base}: must be a folder beside {path} (a checkpoint finds its base by name "
+                                 "beside itself)")
+        if not (there / ".metadata").is_file():
+            raise TensorzipError(f"base {base}: not a DCP checkpoint folder (no .metadata)")
+        depth = ItemReader(base).depth() + 1
+        return (base, depth) if depth <= MAX_DEPTH else (None, 0)
 
     def _base_of(self, item: Any) -> tuple[ItemReader, tuple[str, int, int]] | None:
         if self._base is None:
@@ -255,7 +275,7 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
 
     def finish(self, metadata: Any, results: Any) -> None:
         super().finish(metadata, results)
-        write_record(self.path, self._base)
+        write_record(self.path, self._base, self._depth)
 
     def write_data(self, plan: Any, planner: Any) -> Any:
         """This rank's items into its file(s), as DCP's writer names and lays them out."""

@@ -32,7 +32,7 @@ from .. import dtypes
 from ..arrays import decompress
 from ..codecs.residual import Delta, digest, restore
 from ..container.records import DCP_RECORD, read_dcp_record
-from ..errors import BaseMismatchError, BaseRequiredError, CorruptDataError, TensorzipError
+from ..errors import BaseMismatchError, BaseRequiredError, CorruptDataError, InputFileError, TensorzipError
 
 CODED = b"T"
 KEPT = b"R"
@@ -40,7 +40,8 @@ TENSOR = b"N"
 AGAINST_BASE = b"B"
 BASE_RECORD = DCP_RECORD
 FORMAT = "stream.tensorzip/2"
-MAX_CHAIN = 256
+MAX_CHAIN = 256  # links a reader follows before it takes the chain for a loop
+MAX_DEPTH = 16  # links a writer builds: the next save is a keyframe (every item coded plainly)
 _LENGTH = struct.Struct("<I")
 
 
@@ -50,8 +51,8 @@ def frame(base_file: str, offset: int, length: int, mode: str, pin: str) -> byte
     return AGAINST_BASE + _LENGTH.pack(len(raw)) + raw
 
 
-def write_record(folder: str | os.PathLike[str], base: str | os.PathLike[str] | None) -> None:
-    record = {"format": FORMAT} | ({"base": Path(base).name} if base is not None else {})
+def write_record(folder: str | os.PathLike[str], base: str | os.PathLike[str] | None, depth: int) -> None:
+    record = {"format": FORMAT} | ({"base": Path(base).name, "depth": depth} if base is not None else {})
     (Path(folder) / BASE_RECORD).write_text(json.dumps(record))
 
 
@@ -85,15 +86,22 @@ class ItemReader:
         return self._base
 
     def read(self, file: str, offset: int, length: int) -> bytes:
-        path = self.folder / file
-        if "/" in file or "\\" in file or file in ("", ".", ".."):
+        if not isinstance(file, str) or "/" in file or "\\" in file or file in ("", ".", ".."):
             raise CorruptDataError(f"{self.folder}: item file {file!r} is not a plain file name")
+        path = self.folder / file
         try:
             with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0
+                        and 0 <= length <= size - offset):
+                    raise CorruptDataError(f"{path}: an item at offset {offset} of {length} bytes lies outside the "
+                                           f"file ({size:,} bytes): the checkpoint is damaged or cut short")
                 handle.seek(offset)
                 data = handle.read(length)
+        except FileNotFoundError:
+            raise BaseRequiredError(f"{path}: missing (a rank file of the checkpoint)") from None
         except OSError as error:
-            raise BaseRequiredError(f"{path}: cannot read an item ({error.strerror or error})") from None
+            raise InputFileError(f"{path}: cannot read an item ({error.strerror or error})") from None
         if len(data) != length:
             raise CorruptDataError(f"{path}: the item at offset {offset} is cut short ({len(data)} of {length} bytes)")
         return data
@@ -102,10 +110,18 @@ class ItemReader:
         """The tensor an item holds, if it is an ``N`` or ``B`` item (else None)."""
         return self.decode(memoryview(self.read(file, offset, length)), f"{self.folder / file}@{offset}")
 
-    def decode(self, data: memoryview, where: str) -> np.ndarray | None:
+    def depth(self) -> int:
+        """How many checkpoints down this folder's chain of bases go (0: none)."""
+        record = read_dcp_record(self.folder)
+        depth = record.get("depth", 1 if "base" in record else 0)
+        return depth if isinstance(depth, int) and depth >= 0 else MAX_CHAIN
+
+    def decode(self, data: memoryview, where: str, depth: int = 0) -> np.ndarray | None:
+        """The tensor of an ``N`` or ``B`` item's bytes (None for other items). A ``B`` item's
+        base is decoded first, so a chain holds two arrays at a time, not one per link."""
         marker, body = bytes(data[:1]), data[1:]
         if marker == TENSOR:
-            return decompress(body, threads=self.threads, framework="np")
+            return self._image(body, where)
         if marker != AGAINST_BASE:
             return None
         if len(body) < _LENGTH.size:
@@ -113,23 +129,32 @@ class ItemReader:
         (size,) = _LENGTH.unpack_from(body)
         try:
             head = json.loads(bytes(body[_LENGTH.size : _LENGTH.size + size]))
-            file, offset, length = head["file"], int(head["offset"]), int(head["length"])
+            file, offset, length = head["file"], head["offset"], head["length"]
+            if not (isinstance(file, str) and isinstance(offset, int) and isinstance(length, int)):
+                raise TypeError("file, offset and length must be a string and two integers")
             pin = Delta.from_json({"mode": head["mode"], "base_tensor": "", "base_digest": head["digest"]}, where)
         except (ValueError, KeyError, TypeError, TensorzipError) as error:
             raise CorruptDataError(f"{where}: the frame of an item coded against a base is damaged ({error})") from None
-        stored = decompress(body[_LENGTH.size + size :], threads=self.threads, framework="np")
-        base = self.base().array(file, offset, length)
-        if base is None or base.dtype != stored.dtype or base.size != stored.size:
-            raise BaseMismatchError(f"{where}: its base item ({file} at {offset}) is not a tensor of the same dtype "
-                                    "and size: the base folder is not the checkpoint it was saved against; give the "
-                                    "right base with base=")
-        if digest(base) != pin.base_digest:
-            raise BaseMismatchError(f"{where}: its base item ({self.base().folder / file} at {offset}) differs from "
+        if depth >= MAX_CHAIN:
+            raise BaseMismatchError(f"{where}: more than {MAX_CHAIN} checkpoints down its chain of bases")
+        base_reader = self.base()
+        base = base_reader.decode(memoryview(base_reader.read(file, offset, length)),
+                                  f"{base_reader.folder / file}@{offset}", depth + 1)
+        if base is None or digest(base) != pin.base_digest:
+            raise BaseMismatchError(f"{where}: its base item ({base_reader.folder / file} at {offset}) differs from "
                                     "the one it was coded against: the base folder is not the checkpoint it was "
                                     "saved against; give the right base with base=")
-        stored = np.ascontiguousarray(stored)
-        restore(stored, base, pin.mode, dtypes.by_numpy(stored.dtype), self.threads or 0)
+        stored = np.ascontiguousarray(self._image(body[_LENGTH.size + size :], where))
+        if base.dtype != stored.dtype or base.size != stored.size:
+            raise CorruptDataError(f"{where}: its residual and its base item differ in dtype or size")
+        restore(stored, base.reshape(-1), pin.mode, dtypes.by_numpy(stored.dtype), self.threads or 0)
         return stored
+
+    def _image(self, image: memoryview, where: str) -> np.ndarray:
+        try:
+            return decompress(image, threads=self.threads, framework="np")
+        except TensorzipError as error:
+            raise type(error)(f"{where}: {error}") from None
 
 
 def base_location(metadata: Any, index: Any) -> tuple[str, int, int] | None:
