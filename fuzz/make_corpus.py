@@ -3,7 +3,8 @@
     python fuzz/make_corpus.py
 
 fuzz/corpus/reader/: the golden files (tests/golden/*.tzip, v1_1/*.tzip,
-kv_v1/*.tzip) and small generated files of every codec and feature: byte_planes
+kv_v1/*.tzip, tensor_reference_v1/*.tzip: in-file references) and small generated files
+of every codec and feature: byte_planes
 (rANS, raw and constant planes, many chunks), narrowed_float (fp32 -> fp16,
 fp64 -> fp32), sparse, deltas xor and sub against tests/golden/v1_1/base.safetensors
 (the base fuzz_reader.py hands them), same_as, metadata and empty / 0-d tensors.
@@ -116,7 +117,7 @@ def _check_reads(blob: bytes) -> None:
 def main() -> int:
     READER.mkdir(parents=True, exist_ok=True)
     NATIVE.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.tzip", "v1_1/*.tzip", "kv_v1/*.tzip"):
+    for pattern in ("*.tzip", "v1_1/*.tzip", "kv_v1/*.tzip", "tensor_reference_v1/*.tzip"):
         for path in sorted(GOLDEN.glob(pattern)):
             prefix = "golden_" + (path.parent.name + "_" if path.parent != GOLDEN else "")
             shutil.copyfile(path, READER / f"{prefix}{path.name}")
