@@ -14,7 +14,9 @@ The same two variants of a small GPT-2 made from a config (``gpt2-fp32``, ``gpt2
 GPT-2's is), trained from scratch as a causal language model on the same text.
 
 Saved at step 5 (early: most embedding rows still have all-zero optimizer state), then every
-``EVERY`` steps to ``STEPS`` (late), into the git-ignored ``benchmarks/.data/checkpoints/``.
+``EVERY`` steps to ``STEPS`` (late), and ``CLOSE`` steps before the last (so the last is also
+coded against a checkpoint 20 steps older, not only 100), into the git-ignored
+``benchmarks/.data/checkpoints/``.
 A run that finds every file does nothing.
 
     python benchmarks/checkpoint_data.py
@@ -53,7 +55,12 @@ from finetune_data import (
 OUT_DIR = DATA_DIR / "checkpoints"
 STEPS = 200
 EVERY = 100
-SAVED_AT = (5, *range(EVERY, STEPS + 1, EVERY))
+CLOSE = 20  # a second spacing: the last checkpoint against one CLOSE steps before it
+SAVED_AT = (5, *range(EVERY, STEPS + 1, EVERY), STEPS - CLOSE)
+SAVED_AT = tuple(sorted(SAVED_AT))
+# What the benchmark codes against what: (step, the step it is coded against, or None).
+PAIRS = ((5, None), *((s, s - EVERY if s > EVERY else 5) for s in range(EVERY, STEPS + 1, EVERY)),
+         (STEPS, STEPS - CLOSE))
 VARIANTS = ("fp32", "bf16-master", "gpt2-fp32", "gpt2-bf16-master")
 GPT2 = {"n_layer": 4, "n_head": 4, "n_embd": 256, "n_positions": 64, "vocab_size": 30522, "bos_token_id": 101,
         "eos_token_id": 102}

@@ -46,7 +46,7 @@ from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint._extension import ZStandard
 
 import tensorzip as tz
-from checkpoint_data import EVERY, SAVED_AT, VARIANTS, checkpoint_paths, prepare_checkpoints
+from checkpoint_data import EVERY, PAIRS, SAVED_AT, VARIANTS, checkpoint_paths, prepare_checkpoints
 from machine import describe
 from peers import ZIPNN_CHUNK
 from results_file import write_section
@@ -241,40 +241,43 @@ def _zeroed(value):
     return value
 
 
-def measure(variant: str, step: int, previous: Path | None, work: Path) -> dict[str, dict[str, int]]:
+def measure(variant: str, step: int, base_step: int | None, work: Path, *, again: bool = False
+            ) -> dict[str, dict[str, int]]:
+    """Every method on one checkpoint (``again``: measured before, against another base: only DCP+zstd,
+    for the last column, and the methods that use the base)."""
     pt = checkpoint_paths()[(variant, step)]
+    previous = checkpoint_paths()[(variant, base_step)] if base_step is not None else None
     sizes: dict[str, dict[str, int]] = {}
-    sizes["torch.save"] = {"total": pt.stat().st_size}
-    sizes["zstd-3 (whole .pt)"] = {"total": zstd3(pt.read_bytes())}
-    sizes["ZipNN (per storage)"] = zipnn_parts(pt)
     state = torch.load(pt, weights_only=True)
-    for method in ("DCP", "DCP+zstd", "tensorzip DCP"):
+    if not again:
+        sizes["torch.save"] = {"total": pt.stat().st_size}
+        sizes["zstd-3 (whole .pt)"] = {"total": zstd3(pt.read_bytes())}
+        sizes["ZipNN (per storage)"] = zipnn_parts(pt)
+    for method in ("DCP+zstd",) if again else ("DCP", "DCP+zstd", "tensorzip DCP"):
         folder = work / f"{variant}-{step}-{method.replace(' ', '-')}"
         dcp_save(state, folder, method)
         if method == "tensorzip DCP":
             _check_dcp(state, folder)
         sizes[method] = dcp_parts(folder)
-        if method != "tensorzip DCP":  # kept: the next checkpoint is coded against it
+        if method != "tensorzip DCP":  # kept: a later checkpoint is coded against it
             shutil.rmtree(folder)
     if previous is not None:
-        before = work / f"{variant}-{previous_step(step)}-tensorzip-DCP"
+        before = work / f"{variant}-{base_step}-tensorzip-DCP"
+        if not before.exists():  # a base measured only as a base
+            dcp_save(torch.load(previous, weights_only=True), before, "tensorzip DCP")
         folder = work / f"{variant}-{step}-tensorzip-DCP-based"
         dcp.save(state, storage_writer=TensorzipWriter(folder, base=before), no_dist=True)
         _check_dcp(state, folder)
         sizes["tensorzip DCP --base previous"] = dcp_parts(folder)
         shutil.rmtree(folder)
-        shutil.rmtree(before)
-    sizes["tensorzip"] = tensorzip_parts(pt, work / f"{variant}-{step}.tzip", None)
+    if not again:
+        sizes["tensorzip"] = tensorzip_parts(pt, work / f"{variant}-{step}.tzip", None)
     if previous is not None:
         sizes["tensorzip --base previous"] = tensorzip_parts(pt, work / f"{variant}-{step}-based.tzip", previous)
         sizes["XOR previous + zstd-3 (BitX-style)"] = xor_parts(pt, previous)
     for figures in sizes.values():
         figures.setdefault("total", sum(figures.values()))
     return sizes
-
-
-def previous_step(step: int) -> int:
-    return SAVED_AT[SAVED_AT.index(step) - 1]
 
 
 def _mb(n: int | None) -> str:
@@ -387,16 +390,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tz-ckpt-", dir=BENCH / ".data") as scratch:
         work = Path(scratch)
         for variant in VARIANTS:
-            previous_step: int | None = None
-            for step in SAVED_AT:
-                label = f"{variant} step {step}" + (f" (base: step {previous_step})" if previous_step else "")
-                previous = checkpoint_paths()[(variant, previous_step)] if previous_step else None
-                sizes = measure(variant, step, previous, work)
-                if variant == "bf16-master" and step == max(SAVED_AT):
+            done: set[int] = set()
+            for step, base_step in PAIRS:
+                label = f"{variant} step {step}" + (f" (base: step {base_step})" if base_step else "")
+                sizes = measure(variant, step, base_step, work, again=step in done)
+                if variant == "bf16-master" and step == max(SAVED_AT) and step not in done:
                     late_master = sizes["tensorzip"]["master"]
+                done.add(step)
                 rows += size_rows(label, sizes)
                 print("\n".join(rows[-len(sizes):]), flush=True)
-                previous_step = step
         timing = timing_rows(work) if args.timing else []
         speed = compress_speed_rows(work) if args.timing else []
     transforms = transform_rows(late_master)
@@ -413,8 +415,9 @@ def _write(rows: list[str], timing: list[str], transforms: list[str], speed: lis
         f"steps {', '.join(map(str, SAVED_AT))} as `{{model, optimizer, scheduler, step, rng}}`; `bf16-master` "
         "holds BF16 weights and their FP32 master copy (`master`); `gpt2-*`: a GPT-2 made from a config (4 layers, "
         "256 wide, output layer tied to the token embeddings) trained from scratch on the same text, the same two "
-        "ways. Each checkpoint from step "
-        f"{EVERY} on is also coded against the one before it.",
+        "ways. Coded against an earlier checkpoint (`(base: step N)`): "
+        + ", ".join(f"{a} against {b}" for a, b in PAIRS if b) + f" ({EVERY} and {PAIRS[-1][0] - PAIRS[-1][1]} steps "
+        "apart); a second row group for the same step lists only DCP+zstd and the methods that use the base.",
         "- MB per part (model, master, AdamW's exp_avg and exp_avg_sq; other: step counters, RNG, the pickle, "
         "zip or DCP framing, headers). Last column: DCP+zstd's total over the row's (higher is smaller). Every "
         "tensorzip output restored the .pt byte for byte; the tensorzip DCP checkpoint loaded back equal.",
