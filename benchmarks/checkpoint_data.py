@@ -28,6 +28,7 @@ import json
 import random
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -101,6 +102,31 @@ def prepare_checkpoints() -> dict[tuple[str, int], Path]:
     return paths
 
 
+def _train(paths: dict, prefix: str, model: torch.nn.Module, decays: Callable[[str, torch.nn.Parameter], bool],
+           lr: float, loss_of: Callable[[list], torch.Tensor]) -> None:
+    """AdamW with warm-up and linear decay for ``STEPS`` steps, saved at ``SAVED_AT`` under
+    ``prefix``; ``decays(name, parameter)``: whether weight decay applies; ``loss_of(batch)``."""
+    model.train()
+    params = list(model.named_parameters())
+    opt = torch.optim.AdamW([{"params": [p for n, p in params if decays(n, p)], "weight_decay": WEIGHT_DECAY},
+                             {"params": [p for n, p in params if not decays(n, p)], "weight_decay": 0.0}], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / WARMUP_STEPS, max(0.0, (STEPS - s) / (STEPS - WARMUP_STEPS))))
+    stream = batches(make_pairs(), random.Random(SEED))
+    started = time.perf_counter()
+    for step in range(1, STEPS + 1):
+        loss = loss_of(next(stream))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        opt.step()
+        sched.step()
+        if step % 20 == 0:
+            print(f"{prefix}step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - started:6.1f} s", flush=True)
+        if step in SAVED_AT:
+            _save_step(paths, prefix, step, model.state_dict(), opt, sched)
+
+
 def _train_gpt2(paths: dict) -> None:
     """A GPT-2 from a config (transformers), trained from scratch on the documentation text."""
     import transformers
@@ -111,28 +137,12 @@ def _train_gpt2(paths: dict) -> None:
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
     _seed_everything()
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2))
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=GPT2_LR)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / WARMUP_STEPS, max(0.0, (STEPS - s) / (STEPS - WARMUP_STEPS))))
-    stream = batches(make_pairs(), random.Random(SEED))
-    started = time.perf_counter()
-    for step in range(1, STEPS + 1):
-        ids, mask, _ = _encode(tok, [p[1] for p in next(stream)])
-        labels = ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        opt.step()
-        sched.step()
-        if step % 20 == 0:
-            print(f"gpt2 step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - started:6.1f} s", flush=True)
-        if step in SAVED_AT:
-            _save_step(paths, "gpt2-", step, model.state_dict(), opt, sched)
+
+    def loss_of(batch: list) -> torch.Tensor:
+        ids, mask, _ = _encode(tok, [p[1] for p in batch])
+        return model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+
+    _train(paths, "gpt2-", model, lambda name, p: p.ndim >= 2, GPT2_LR, loss_of)
 
 
 def _train_minilm(paths: dict) -> None:
@@ -144,30 +154,14 @@ def _train_minilm(paths: dict) -> None:
     tok.enable_padding(pad_id=cfg["pad_token_id"], pad_token="[PAD]")
     _seed_everything()
     model = load_model(cfg, load_file(prepare()["fp32"]))
-    model.train()
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / WARMUP_STEPS, max(0.0, (STEPS - s) / (STEPS - WARMUP_STEPS))))
-    stream = batches(make_pairs(), random.Random(SEED))
     labels = torch.arange(BATCH)
-    started = time.perf_counter()
-    for step in range(1, STEPS + 1):
-        batch = next(stream)
+
+    def loss_of(batch: list) -> torch.Tensor:
         a = model(*_encode(tok, [p[1] for p in batch]))
         b = model(*_encode(tok, [p[2] for p in batch]))
-        loss = F.cross_entropy(F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * SCALE, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        opt.step()
-        sched.step()
-        if step % 20 == 0:
-            print(f"step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - started:6.1f} s", flush=True)
-        if step in SAVED_AT:
-            _save_step(paths, "", step, model.state_dict(), opt, sched)
+        return F.cross_entropy(F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * SCALE, labels)
+
+    _train(paths, "", model, lambda name, p: not (name.endswith("bias") or "LayerNorm" in name), LR, loss_of)
 
 
 if __name__ == "__main__":
