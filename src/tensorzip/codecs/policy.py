@@ -35,7 +35,8 @@ def sample_of(array: np.ndarray) -> np.ndarray:
     return np.concatenate([flat[s : s + run] for s in starts])
 
 
-def _stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
+def stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
+    """Bytes ``codec`` stores ``sample`` in (one thread): how the policy and the residual choices compare."""
     (encoded,) = type(codec).encode_batch([EncodeJob(codec, sample, spec)], 1)
     return encoded.stored_bytes
 
@@ -48,7 +49,7 @@ def choose_codec(array: np.ndarray, spec: DTypeSpec) -> Codec:
     if spec.itemsize >= 2 and array.size and _zero_fraction(array, spec) >= SPARSE_MIN_ZERO_FRACTION:
         sample = np.ascontiguousarray(sample_of(array))
         sparse = SparseCodec(rotate_bits=planes.rotate_bits, chunk_elements=planes.chunk_elements)
-        if _stored_size(sparse, sample, spec) < _stored_size(planes, sample, spec):
+        if stored_size(sparse, sample, spec) < stored_size(planes, sample, spec):
             return sparse
     return planes
 

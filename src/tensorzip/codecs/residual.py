@@ -36,8 +36,8 @@ import numpy as np
 from .. import _native
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError
-from . import BytePlanesCodec, Codec, EncodeJob, choose_codec
-from .policy import sample_of
+from . import BytePlanesCodec, Codec, choose_codec
+from .policy import sample_of, stored_size
 
 MODES = ("xor", "sub")
 DIGEST_PREFIX = "sha256-128:"
@@ -215,11 +215,6 @@ def codec_for(mode: str | None, array: np.ndarray, spec: DTypeSpec) -> Codec:
     return choose_codec(array, spec)
 
 
-def _stored_size(codec: Codec, array: np.ndarray, spec: DTypeSpec) -> int:
-    (encoded,) = type(codec).encode_batch([EncodeJob(codec, array, spec)], 1)
-    return encoded.stored_bytes
-
-
 def choose_delta(array: np.ndarray, base: np.ndarray, spec: DTypeSpec) -> tuple[str | None, int]:
     """``None`` (plain), ``"xor"`` or ``"sub"``: whichever codes a sample of the tensor smallest,
     and the bytes coding against the base is estimated to save on the whole tensor (from the
@@ -232,9 +227,9 @@ def choose_delta(array: np.ndarray, base: np.ndarray, spec: DTypeSpec) -> tuple[
         return None, 0
     sample = np.ascontiguousarray(sample_of(array))
     base_sample = np.ascontiguousarray(sample_of(base))
-    sizes = {None: _stored_size(codec_for(None, sample, spec), sample, spec)}
+    sizes = {None: stored_size(codec_for(None, sample, spec), sample, spec)}
     for mode in MODES:
         stored = residual(sample, base_sample, mode, spec)
-        sizes[mode] = _stored_size(codec_for(mode, stored, spec), stored, spec)
+        sizes[mode] = stored_size(codec_for(mode, stored, spec), stored, spec)
     best = min(sizes, key=lambda mode: (sizes[mode], mode is not None))
     return best, (sizes[None] - sizes[best]) * array.nbytes // max(1, sample.nbytes)

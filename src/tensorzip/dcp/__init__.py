@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import dtypes
-from ..arrays import decompress
 from ..codecs.residual import choose_delta, codec_for, digest, residual
 from ..container.records import FRAMEWORK_KEY
 from ..container.writer import TzipWriter
@@ -145,17 +144,13 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         marker, body = data[:1], memoryview(data)[1:]
         if marker == KEPT:
             return io.BytesIO(body)
-        if marker == TENSOR:  # DCP loads what torch.save writes
-            restored = io.BytesIO()
-            import_torch("tensorzip.dcp").save(decompress(body, threads=self.threads, framework="pt"), restored)
-            restored.seek(0)
-            return restored
-        if marker == AGAINST_BASE:
-            if self.items is None:
+        if marker in (TENSOR, AGAINST_BASE):  # DCP loads what torch.save writes
+            if marker == AGAINST_BASE and self.items is None:
                 raise TensorzipError("a DCP item coded against a base checkpoint: load it with "
                                      "tensorzip.dcp.TensorzipReader(path, base=...)")
+            items = self.items or ItemReader(".", threads=self.threads)  # an N item needs no folder
             restored = io.BytesIO()
-            array = self.items.decode(memoryview(data), f"{self.items.folder}: an item")
+            array = items.decode(memoryview(data), f"{items.folder}: an item")
             import_torch("tensorzip.dcp").save(to_torch(array), restored)
             restored.seek(0)
             return restored

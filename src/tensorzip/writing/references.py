@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes
-from ..codecs import EncodeJob
-from ..codecs.policy import sample_of
+from ..codecs.policy import sample_of, stored_size
 from ..codecs.residual import MODES, Reference, can_convert, codec_for, convert, residual
 
 MIN_ELEMENTS = 4096  # below this a reference saves less than its header entry costs
@@ -53,12 +52,6 @@ def _suffix(name: str) -> str | None:
     return rest if dot and rest else None
 
 
-def _stored_size(array: np.ndarray, spec: dtypes.DTypeSpec, mode: str | None) -> int:
-    codec = codec_for(mode, array, spec)
-    (encoded,) = type(codec).encode_batch([EncodeJob(codec, array, spec)], 1)
-    return encoded.stored_bytes
-
-
 class ReferenceFinder:
     """Remembers the float tensors written so far; offers the one a new tensor codes best against."""
 
@@ -85,10 +78,8 @@ class ReferenceFinder:
             found += self._by_suffix.get((suffix, array.size), [])
         return list(dict.fromkeys(found))[:MAX_CANDIDATES]
 
-    def choose(self, name: str, array: np.ndarray, spec: dtypes.DTypeSpec, plain_bytes: int | None = None
-               ) -> ReferenceChoice | None:
-        """The earlier tensor and mode that code a sample of ``array`` smallest, if smaller than
-        plainly (``plain_bytes``: the sample's plain size, when the caller measured it)."""
+    def choose(self, name: str, array: np.ndarray, spec: dtypes.DTypeSpec) -> ReferenceChoice | None:
+        """The earlier tensor and mode that code a sample of ``array`` smallest, if smaller than plainly."""
         if spec.name not in _FLOAT_NAMES or array.size < MIN_ELEMENTS:
             return None
         candidates = [n for n in self._candidates(name, array, spec)
@@ -96,12 +87,13 @@ class ReferenceFinder:
         if not candidates:
             return None
         sample = np.ascontiguousarray(sample_of(array))
-        best = _stored_size(sample, spec, None) if plain_bytes is None else plain_bytes
+        best = stored_size(codec_for(None, sample, spec), sample, spec)
         plain, choice = best, None
         for candidate in candidates:
             converted_sample = convert(np.ascontiguousarray(sample_of(self._arrays[candidate])), spec)
             for mode in MODES:
-                size = _stored_size(residual(sample, converted_sample.reshape(sample.shape), mode, spec), spec, mode)
+                stored = residual(sample, converted_sample.reshape(sample.shape), mode, spec)
+                size = stored_size(codec_for(mode, stored, spec), stored, spec)
                 if size < best:
                     best, choice = size, (candidate, mode)
         if choice is None:
