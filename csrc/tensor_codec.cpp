@@ -7,6 +7,7 @@
 #include "chunk_codec.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
+#include "fresh_memory.hpp"
 #include "parallel.hpp"
 
 namespace tensorzip {
@@ -94,6 +95,9 @@ void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify
         throw ChunkError("chunk lies outside the stored bytes", j, c);
       }
     }
+  }
+  for (const DecodeJob& job : jobs) {
+    if (job.out_length >= kHugePageAdviceMinimum) advise_huge_pages(job.out, job.out_length);
   }
   // Chunks go to the workers two at a time: their rANS streams decode faster
   // interleaved. A pair that fails is decoded again chunk by chunk, so the error
