@@ -220,3 +220,52 @@ def test_conversions_follow_the_format_for_every_narrow_bit_pattern():
         is_nan = np.isnan(wide)
         assert np.array_equal(narrow[~is_nan], numpy_way[~is_nan]), name
         assert set(narrow[is_nan].tolist()) == {nan_bits}
+
+
+def _copies_file(tmp_path, copies=4):
+    """A checkpoint of several perturbed copies of one model: later copies refer to the first."""
+    rng = np.random.default_rng(7)
+    first = {f"layer{i}.weight": (rng.standard_normal((256, 256)) * 0.05).astype(np.float32) for i in range(3)}
+    tensors = {}
+    for c in range(copies):
+        for name, a in first.items():
+            noise = rng.standard_normal(a.shape).astype(np.float32) * np.float32(1e-3)
+            tensors[f"copy{c}.{name}"] = a if c == 0 else a + a * noise
+    path = tmp_path / "copies.tzip"
+    tz.save_file(tensors, path)
+    assert sum(r is not None for r in _entries(path).values()) >= 3, "the copies were not coded as references"
+    return path, tensors
+
+
+def test_a_reference_target_is_decoded_once_per_pass(tmp_path, monkeypatch):
+    """Batch after batch, the first copy's tensors are taken from where they were decoded,
+    not decoded (or fetched) again for every later copy."""
+    path, tensors = _copies_file(tmp_path)
+    with TzipReader(path) as reader:
+        read = []
+        original = reader.read_stored
+        monkeypatch.setattr(reader, "read_stored", lambda entries: read.extend(e.name for e in entries) or original(entries))
+        got = dict(reader.iter_tensors(batch_bytes=1))
+    assert sorted(read) == sorted(tensors), "some tensor was read more than once"
+    for name, array in tensors.items():
+        assert got[name].tobytes() == array.tobytes()
+
+
+def test_a_target_changed_by_the_caller_is_decoded_again(tmp_path):
+    """iter_tensors hands its arrays to the caller: one changed in place before a later copy
+    is restored must not leak into that copy."""
+    path, tensors = _copies_file(tmp_path)
+    with TzipReader(path) as reader:
+        for name, array in reader.iter_tensors(batch_bytes=1):
+            assert array.tobytes() == tensors[name].tobytes(), name
+            array *= 2  # the caller scales each tensor in place as it streams
+
+
+def test_streamed_file_outputs_restore_references_from_kept_copies(tmp_path):
+    """decompress_file reuses one buffer for batch after batch: the kept targets are copies."""
+    path, tensors = _copies_file(tmp_path)
+    out = tmp_path / "copies.safetensors"
+    tz.decompress_file(path, out)
+    from safetensors.numpy import load_file as load_safetensors
+    loaded = load_safetensors(out)
+    assert {n: a.tobytes() for n, a in loaded.items()} == {n: a.tobytes() for n, a in tensors.items()}

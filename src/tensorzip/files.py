@@ -27,6 +27,7 @@ from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.header import FileEntry
 from .container.kinds import Kind, open_data, refuse_layers, require
+from .container.decoded_targets import DecodedTargets
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import (
     RESERVED_PREFIX,
@@ -644,11 +645,12 @@ def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
     def write(handle: BinaryIO) -> int:
         used = 0
         scratch = np.empty(0, dtype=np.uint8)
+        targets = DecodedTargets(entries, private_copies=True)  # scratch is reused
         for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
             size = sum(e.nbytes for e in batch)
             if scratch.size < size:
                 scratch = np.empty(size, dtype=np.uint8)
-            _decode_batch_into(reader, batch, scratch, 0)
+            _decode_batch_into(reader, batch, scratch, 0, targets)
             position = 0
             for piece in batch:
                 gap = gap_before[id(piece)]
@@ -666,14 +668,16 @@ def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
     return write(target)
 
 
-def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int) -> int:
+def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int,
+                       targets: DecodedTargets) -> int:
     """Decode a batch of tensors back to back into ``buffer`` (uint8) from ``position``;
-    returns the bytes written. This is how the tensors lie in a safetensors file."""
+    returns the bytes written. This is how the tensors lie in a safetensors file.
+    ``targets``: the pass's tensors that others are coded against (see DecodedTargets)."""
     items = []
     for entry in batch:
         items.append((entry, buffer[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
         position += entry.nbytes
-    reader.decode_into(items)
+    reader.decode_into(items, targets=targets)
     return sum(e.nbytes for e in batch)
 
 
@@ -689,11 +693,12 @@ def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes
     done = 0
     scratch = np.empty(0, dtype=np.uint8)
     pieces = (piece for entry in entries for piece in reader.pieces(entry, WRITE_DECODED_BYTES))
+    targets = DecodedTargets(entries, private_copies=True)  # scratch is reused
     for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
         size = sum(e.nbytes for e in batch)
         if scratch.size < size:
             scratch = np.empty(size, dtype=np.uint8)
-        _decode_batch_into(reader, batch, scratch, 0)
+        _decode_batch_into(reader, batch, scratch, 0, targets)
         handle.write(memoryview(scratch[:size]))
         done += size
         advance(size)
@@ -719,8 +724,9 @@ def _decode_in_place(reader: TzipReader, header: bytes, target: io.BytesIO | Mem
     view = target.writable_view() if isinstance(target, MemoryFile) else target.getbuffer()
     try:
         file_bytes = np.frombuffer(view, dtype=np.uint8)
+        targets = DecodedTargets(entries, private_copies=False)  # each tensor stays where it was decoded
         for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
-            written = _decode_batch_into(reader, batch, file_bytes, position)
+            written = _decode_batch_into(reader, batch, file_bytes, position, targets)
             position += written
             done += written
             if progress is not None:
@@ -768,11 +774,12 @@ def verify_file(
                 where_from[id(piece)] = offset
                 offset += piece.nbytes
                 pieces.append(piece)
+        targets = DecodedTargets(pieces, private_copies=True)  # scratch is reused
         for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
             size = _nbytes(batch)
             if scratch.size < size:
                 scratch = np.empty(size, dtype=np.uint8)
-            _decode_batch_into(reader, batch, scratch, 0)
+            _decode_batch_into(reader, batch, scratch, 0, targets)
             position = 0
             for piece in batch:
                 if against is not None:

@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..inputs.sources import RemoteFile, is_url, open_remote
 from .bases import BaseCheckpoint, locate_base
+from .decoded_targets import DecodedTargets
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 from .records import load_json
@@ -235,8 +236,9 @@ class TzipReader:
         if batch_bytes is None:
             batch_bytes = self.pipeline_batch_bytes()
         batches = list(batched_by_stored_bytes(entries, batch_bytes))
+        targets = DecodedTargets(entries, private_copies=False)
         if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
-            yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums)
+            yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums, targets)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-read") as prefetch:
             pending = prefetch.submit(self.read_stored, batches[0])
@@ -244,11 +246,11 @@ class TzipReader:
                 stored = pending.result()
                 if index + 1 < len(batches):
                     pending = prefetch.submit(self.read_stored, batches[index + 1])
-                yield from self._decode_batch(batch, stored, verify_checksums)
+                yield from self._decode_batch(batch, stored, verify_checksums, targets)
                 del stored
 
     def _decode_batch(self, batch: list[TensorEntry], stored: list[bytes | memoryview] | None,
-                      verify_checksums: bool) -> Iterator[tuple[str, np.ndarray]]:
+                      verify_checksums: bool, targets: DecodedTargets) -> Iterator[tuple[str, np.ndarray]]:
         try:
             outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
         except MemoryError:
@@ -256,7 +258,8 @@ class TzipReader:
                 f"{self.where}: no memory for {sum(e.nbytes for e in batch):,} decoded bytes (lower "
                 "ReadLimits.max_memory_bytes to be refused before trying, or stream with tensorzip "
                 "decompress)") from None
-        self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums, stored=stored)
+        self.decode_into(list(zip(batch, outs, strict=True)), verify_checksums=verify_checksums, stored=stored,
+                         targets=targets)
         yield from ((e.name, out) for e, out in zip(batch, outs, strict=True))
 
     def pipeline_batch_bytes(self) -> int:
@@ -310,10 +313,12 @@ class TzipReader:
                               entry.chunks[first : first + chunks_per_piece])
 
     def decode_into(self, items: list[tuple[TensorEntry, np.ndarray]], *, verify_checksums: bool = True,
-                    stored: list[bytes | memoryview] | None = None) -> None:
+                    stored: list[bytes | memoryview] | None = None, targets: DecodedTargets | None = None) -> None:
         """Decode each entry straight into its ``out`` (C-contiguous, the entry's dtype
         and size), all in one native call so the thread pool sees every chunk. ``stored``:
-        each entry's stored bytes, already read (``read_stored``)."""
+        each entry's stored bytes, already read (``read_stored``). ``targets``: tensors
+        decoded earlier in the caller's pass that others are coded against (and where this
+        batch's such tensors are kept for later batches)."""
         if any(entry.delta is not None for entry, _ in items):
             self.base_checkpoint()  # a missing base fails before any work
         jobs: list[DecodeJob] = []
@@ -346,20 +351,28 @@ class TzipReader:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
                 restore(out, base, entry.delta.mode, entry.spec, self.threads)
-        if any(entry.reference is not None for entry, _ in items):
-            self._restore_references(items, verify_checksums)
-
-    def _restore_references(self, items: list[tuple[TensorEntry, np.ndarray]], verify_checksums: bool) -> None:
-        """Undo the residual of each entry coded against another tensor of the file: that
-        tensor is taken from this batch when it was decoded whole in it, else decoded here."""
         whole = {entry.name: out for entry, out in items
                  if entry.reference is None and entry.name in self.header.tensors
                  and self.header.tensors[entry.name].chunks == entry.chunks}
+        if targets is not None:
+            for name, out in whole.items():
+                targets.keep(name, out)
+        if any(entry.reference is not None for entry, _ in items):
+            self._restore_references(items, whole, verify_checksums, targets)
+
+    def _restore_references(self, items: list[tuple[TensorEntry, np.ndarray]], whole: dict[str, np.ndarray],
+                            verify_checksums: bool, targets: DecodedTargets | None) -> None:
+        """Undo the residual of each entry coded against another tensor of the file: that
+        tensor is taken from this batch when it was decoded whole in it, or from the pass's
+        ``targets``, else decoded here."""
+        whole = dict(whole)
         for entry, out in items:
             if entry.reference is None:
                 continue
             name = entry.reference.tensor
             source = whole.get(name)
+            if source is None and targets is not None:
+                source = targets.get(name)
             if source is None:
                 target = self.header.tensors[name]  # the header checked it exists and has no reference
                 self.check_fits_in_memory(target.nbytes + out.nbytes, f"tensor {entry.name!r} with the tensor "
@@ -367,7 +380,11 @@ class TzipReader:
                 source = np.empty(target.numel, dtype=target.spec.numpy_dtype)
                 self.decode_into([(target, source)], verify_checksums=verify_checksums)
                 whole[name] = source
+                if targets is not None:
+                    targets.keep(name, source)
             restore(out, convert(source, entry.spec), entry.reference.mode, entry.spec, self.threads)
+            if targets is not None:
+                targets.used(name)
 
     def use_base(self, base: str | os.PathLike[str]) -> None:
         """The base to decode against, chosen after the header was read (a compressed folder

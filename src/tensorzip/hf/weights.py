@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..container.format import MAGIC
+from ..container.decoded_targets import DecodedTargets
 from ..container.header import ReadLimits
 from ..container.kinds import Kind, identify, open_data, refuse_layers
 from ..container.reader import TzipReader, batched_by_stored_bytes
@@ -139,9 +140,10 @@ class _TzipSource(_Source):
     def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Decoded straight into the destination memory, batch by batch (one native call each)."""
         entries = [(self.reader.entry(name), out.reshape(-1)) for name, out in items]
+        targets = DecodedTargets([e for e, _ in entries], private_copies=False)  # outs stay where they are
         for batch in batched_by_stored_bytes([e for e, _ in entries], self.reader.pipeline_batch_bytes()):
             chosen = {id(e) for e in batch}
-            self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen])
+            self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen], targets=targets)
 
     def metadata(self) -> dict[str, str] | None:
         recorded = self.reader.metadata()
