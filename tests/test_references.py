@@ -244,7 +244,8 @@ def test_a_reference_target_is_decoded_once_per_pass(tmp_path, monkeypatch):
     with TzipReader(path) as reader:
         read = []
         original = reader.read_stored
-        monkeypatch.setattr(reader, "read_stored", lambda entries: read.extend(e.name for e in entries) or original(entries))
+        monkeypatch.setattr(reader, "read_stored",
+                            lambda entries: read.extend(e.name for e in entries) or original(entries))
         got = dict(reader.iter_tensors(batch_bytes=1))
     assert sorted(read) == sorted(tensors), "some tensor was read more than once"
     for name, array in tensors.items():

@@ -25,9 +25,9 @@ import numpy as np
 
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
+from .container.decoded_targets import DecodedTargets
 from .container.header import FileEntry
 from .container.kinds import Kind, open_data, refuse_layers, require
-from .container.decoded_targets import DecodedTargets
 from .container.reader import DEFAULT_READ_BATCH_BYTES, batched_by_stored_bytes, open_base
 from .container.records import (
     RESERVED_PREFIX,

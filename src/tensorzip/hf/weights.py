@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..container.format import MAGIC
 from ..container.decoded_targets import DecodedTargets
+from ..container.format import MAGIC
 from ..container.header import ReadLimits
 from ..container.kinds import Kind, identify, open_data, refuse_layers
 from ..container.reader import TzipReader, batched_by_stored_bytes
