@@ -1,9 +1,12 @@
 """A multi-GB checkpoint made of real weights, for the memory and scale benchmark.
 
 Every tensor of all-MiniLM-L6-v2 (FP32) is written ``copies`` times, each copy
-perturbed the way fine-tuning moves weights (a seeded relative change of about
-1e-3 on every element), so the file compresses like a real FP32 checkpoint
-rather than like repeated bytes. Written straight to disk tensor by tensor (the
+after the first with its rows (the elements of a vector) in a seeded order of its
+own and perturbed the way fine-tuning moves weights (a seeded relative change of
+about 1e-3 on every element), so the file compresses like a real FP32 checkpoint
+of that size rather than like repeated bytes: with the rows in place, tensorzip
+codes each later copy against the first (format feature ``reference``) and the
+file shrank 1.98x where a real checkpoint of distinct layers gives 1.2x. Written straight to disk tensor by tensor (the
 safetensors layout: 8-byte header length, JSON header, data), so making it needs
 little memory; seeded, so reruns give the same bytes.
 
@@ -26,7 +29,7 @@ SEED = 20261123
 
 
 def scale_path(gigabytes: float) -> Path:
-    return DATA_DIR / f"scale-{gigabytes:g}gb-fp32.safetensors"
+    return DATA_DIR / f"scale-{gigabytes:g}gb-fp32-v2.safetensors"  # v2: copies permuted
 
 
 def make_scale_checkpoint(gigabytes: float = 4.0) -> Path:
@@ -62,6 +65,7 @@ def make_scale_checkpoint(gigabytes: float = 4.0) -> Path:
         for copy, n in plan:
             weights = f.get_tensor(n)
             if copy:
+                weights = weights[rng.permutation(weights.shape[0])]
                 noise = rng.standard_normal(weights.shape, dtype=np.float32) * np.float32(1e-3)
                 weights = weights + weights * noise
             out.write(np.ascontiguousarray(weights, dtype="<f4").tobytes())

@@ -71,9 +71,9 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
                   std::vector<uint8_t>& out, ByteHistogram* histograms) {
   check_layout(width, rotate);
   require(count > 0, "a chunk holds at least one element");
-  scratch.planes.resize(count * width);
+  uint8_t* const plane_bytes = scratch.planes.reserve(count * width);
   uint8_t* planes[8];
-  for (int k = 0; k < width; ++k) planes[k] = scratch.planes.data() + k * count;
+  for (int k = 0; k < width; ++k) planes[k] = plane_bytes + k * count;
   split_planes(elements, count, width, rotate, planes);
 
   const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
@@ -209,16 +209,18 @@ void decode_chunks(const ChunkToDecode* chunks, int chunk_count, ChunkScratch& s
   require(chunk_count >= 1 && chunk_count <= 2, "decode_chunks takes one or two chunks");
   size_t plane_bytes[2] = {0, 0};
   for (int c = 0; c < chunk_count; ++c) plane_bytes[c] = std::min(chunks[c].count, kBlock) * chunks[c].width;
-  scratch.planes.resize(plane_bytes[0] + plane_bytes[1]);
-  scratch.slot_tables.resize(static_cast<size_t>(chunk_count) * 8 * kProbScale);
+  uint8_t* const planes = scratch.planes.reserve(plane_bytes[0] + plane_bytes[1]);
+  size_t table_slots[2] = {0, 0};
+  for (int c = 0; c < chunk_count; ++c) table_slots[c] = static_cast<size_t>(chunks[c].width) * kProbScale;
+  uint32_t* const slot_tables = scratch.slot_tables.reserve(table_slots[0] + table_slots[1]);
 
   std::vector<PreparedChunk> prepared;
   prepared.reserve(chunk_count);
   for (int c = 0; c < chunk_count; ++c) {
     const ChunkToDecode& in = chunks[c];
     prepared.emplace_back(in.bytes, in.length, in.count, in.width, in.rotate,
-                          scratch.planes.data() + (c == 0 ? 0 : plane_bytes[0]),
-                          scratch.slot_tables.data() + static_cast<size_t>(c) * 8 * kProbScale, in.elements);
+                          planes + (c == 0 ? 0 : plane_bytes[0]), slot_tables + (c == 0 ? 0 : table_slots[0]),
+                          in.elements);
   }
   PreparedChunk* pointers[2] = {&prepared[0], chunk_count > 1 ? &prepared[1] : nullptr};
   const size_t longest = std::max(chunks[0].count, chunk_count > 1 ? chunks[1].count : 0);
@@ -242,11 +244,11 @@ std::vector<ByteHistogram> plane_histograms(const uint8_t* elements, size_t coun
   check_layout(width, rotate);
   std::vector<ByteHistogram> result(width, ByteHistogram{});
   constexpr size_t kBlock = size_t{1} << 18;
-  scratch.planes.resize(std::min(count, kBlock) * width);
+  uint8_t* const plane_bytes = scratch.planes.reserve(std::min(count, kBlock) * width);
   for (size_t start = 0; start < count; start += kBlock) {
     const size_t n = std::min(kBlock, count - start);
     uint8_t* planes[8];
-    for (int k = 0; k < width; ++k) planes[k] = scratch.planes.data() + k * n;
+    for (int k = 0; k < width; ++k) planes[k] = plane_bytes + k * n;
     split_planes(elements + start * width, n, width, rotate, planes);
     for (int k = 0; k < width; ++k) {
       const ByteHistogram h = histogram(planes[k], n);

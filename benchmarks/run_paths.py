@@ -1,0 +1,238 @@
+"""Every path a user takes, side by side with its reference, in one run on the same data.
+
+    python benchmarks/run_paths.py [--repeats 5] [--only calls|files|bases]
+
+- **calls**: one ``tz.decompress`` / ``tz.compress`` call (and the numcodecs codec's
+  ``decode``/``encode``) on a real tensor's bytes of 256 KiB, 1 MiB, 4 MiB and 16 MiB
+  (all-MiniLM-L6-v2's largest tensor, FP32, BF16 and FP16), 1 thread, against ZipNN's
+  byte API on the same bytes (1 thread, each dtype's own ZipNN object made once). The
+  fastest of ``--repeats`` batches of calls; every output compared byte for byte.
+- **files**: ``tz.decompress_file`` of MiniLM FP32 and of the scale checkpoint to a file
+  on disk and on tmpfs (``/dev/shm``), against ``cp`` of the decompressed file to the same
+  place, both timed to ``sync``; ``tz.compress_file`` against ``cp`` of its input. 1 and
+  2 threads. Page cache warm for the input (one untimed run first).
+- **bases**: a training checkpoint's model weights (MiniLM, step 200 of
+  ``checkpoint_data.py``) coded against step 180's as a ``.safetensors`` base, file to
+  file: encode and decode time against plain compress and decompress of the same file.
+
+Results: the ``paths`` section of ``benchmarks/RESULTS.md`` (the machine noted). Speeds
+are MB/s of decoded bytes; "x" columns are tensorzip's speed over the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import tensorzip as tz  # noqa: E402
+from data import DATA_DIR, prepare  # noqa: E402
+from machine import describe  # noqa: E402
+from results_file import write_section  # noqa: E402
+from stfile import parse  # noqa: E402
+
+SIZES = [256 << 10, 1 << 20, 4 << 20, 16 << 20]
+DTYPES = [("fp32", np.float32, "float32"), ("bf16", ml_dtypes.bfloat16, "bfloat16"), ("fp16", np.float16, "float16")]
+
+
+def fastest(call: Callable[[], object], seconds: float, repeats: int) -> float:
+    """Seconds per call: the fastest of ``repeats`` batches, each about ``seconds`` long."""
+    start = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - start, 1e-6)
+    per_batch = max(1, int(seconds / once))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(per_batch):
+            call()
+        best = min(best, (time.perf_counter() - start) / per_batch)
+    return best
+
+
+def largest_tensor(path: Path, dtype: np.dtype, size: int) -> np.ndarray:
+    """The first ``size`` bytes of the file's largest tensor (real weights, not noise)."""
+    data = path.read_bytes()
+    _, tensors = parse(data)
+    t = max(tensors, key=lambda t: t.end - t.start)
+    if t.end - t.start < size:
+        raise SystemExit(f"{path}: largest tensor has {t.end - t.start} bytes, fewer than {size}")
+    return np.frombuffer(data[t.start : t.start + size], dtype=dtype).copy()
+
+
+def bench_calls(repeats: int) -> list[str]:
+    import zipnn
+    from tensorzip.integrations.numcodecs_codec import Tensorzip
+
+    files = prepare()
+    rows = ["| dtype | bytes | decompress tz MB/s | ZipNN MB/s | x | numcodecs decode MB/s | x | "
+            "compress tz MB/s | ZipNN MB/s | x | numcodecs encode MB/s | x | ratio tz | ratio ZipNN |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, dtype, zipnn_dtype in DTYPES:
+        encoder = zipnn.ZipNN(input_format="byte", threads=1, bytearray_dtype=zipnn_dtype)
+        decoder = zipnn.ZipNN(input_format="byte", threads=1)
+        codec = Tensorzip(threads=1)
+        for size in SIZES:
+            array = largest_tensor(files[name], dtype, size)
+            raw = array.tobytes()
+            blob = tz.compress(array, threads=1)
+            zipped = encoder.compress(raw)
+            encoded = codec.encode(array)
+            if tz.decompress(blob, threads=1).tobytes() != raw or decoder.decompress(zipped) != raw:
+                raise SystemExit(f"{name} {size}: a round trip differs")
+            if np.asarray(codec.decode(encoded)).tobytes() != raw:
+                raise SystemExit(f"{name} {size}: the numcodecs round trip differs")
+            budget = min(0.3, max(0.05, size / 2e8))
+            t = {
+                "dec": fastest(lambda: tz.decompress(blob, threads=1), budget, repeats),
+                "zdec": fastest(lambda: decoder.decompress(zipped), budget, repeats),
+                "ndec": fastest(lambda: codec.decode(encoded), budget, repeats),
+                "enc": fastest(lambda: tz.compress(array, threads=1), budget, repeats),
+                "zenc": fastest(lambda: encoder.compress(raw), budget, repeats),
+                "nenc": fastest(lambda: codec.encode(array), budget, repeats),
+            }
+            mbs = {k: size / v / 1e6 for k, v in t.items()}
+            rows.append(
+                f"| {name} | {size >> 10:,} KiB | {mbs['dec']:,.0f} | {mbs['zdec']:,.0f} | {t['zdec'] / t['dec']:.2f} | "
+                f"{mbs['ndec']:,.0f} | {t['zdec'] / t['ndec']:.2f} | {mbs['enc']:,.0f} | {mbs['zenc']:,.0f} | "
+                f"{t['zenc'] / t['enc']:.2f} | {mbs['nenc']:,.0f} | {t['zenc'] / t['nenc']:.2f} | "
+                f"{size / len(blob):.4f} | {size / len(zipped):.4f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _sync_time(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    os.sync()
+    return time.perf_counter() - start
+
+
+def _cp(source: Path, target: Path) -> None:
+    subprocess.run(["cp", str(source), str(target)], check=True)
+
+
+def bench_files(repeats: int, scale: Path | None) -> list[str]:
+    inputs = [("MiniLM FP32", prepare()["fp32"])]
+    if scale is not None:
+        inputs.append((f"scale {scale.stat().st_size / 1e9:.1f} GB FP32", scale))
+    rows = ["| file | where | threads | decompress s | cp of the output s | x | compress s | cp of the input s | x |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, source in inputs:
+        for where, folder in (("disk", Path(tempfile.mkdtemp(dir=DATA_DIR))), ("tmpfs", Path(tempfile.mkdtemp(dir="/dev/shm")))):
+            try:
+                packed = folder / "packed.tzip"
+                restored = folder / "restored.safetensors"
+                copied = folder / "copied.safetensors"
+                tz.compress_file(source, packed)
+                tz.decompress_file(packed, restored)
+                if restored.read_bytes() != source.read_bytes():
+                    raise SystemExit(f"{label}: decompressed file differs")
+                for threads in (1, 2):
+                    times: dict[str, list[float]] = {"dec": [], "cpo": [], "enc": [], "cpi": []}
+                    for _ in range(repeats):
+                        for key, run, out in (
+                            ("dec", lambda: tz.decompress_file(packed, restored, threads=threads), restored),
+                            ("cpo", lambda: _cp(source, copied), copied),
+                            ("enc", lambda: tz.compress_file(source, packed, threads=threads), packed),
+                            ("cpi", lambda: _cp(source, copied), copied),
+                        ):
+                            out.unlink(missing_ok=True)
+                            os.sync()
+                            times[key].append(_sync_time(run))
+                    best = {k: min(v) for k, v in times.items()}
+                    rows.append(f"| {label} | {where} | {threads} | {best['dec']:.3f} | {best['cpo']:.3f} | "
+                                f"{best['dec'] / best['cpo']:.2f} | {best['enc']:.3f} | {best['cpi']:.3f} | "
+                                f"{best['enc'] / best['cpi']:.2f} |")
+                    print(rows[-1], flush=True)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def _model_weights(pt: Path, target: Path) -> Path:
+    """The model's tensors of a training checkpoint, as a .safetensors file."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(pt, map_location="cpu", weights_only=True)
+    model = state["model"] if "model" in state else state
+    save_file({k: v.contiguous() for k, v in model.items()}, target)
+    return target
+
+
+def bench_bases(repeats: int) -> list[str]:
+    folder = DATA_DIR / "checkpoints"
+    rows = ["| file | plain encode s | against base s | x | plain decode s | against base s | x | plain bytes | "
+            "against base bytes |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    work = Path(tempfile.mkdtemp(dir=DATA_DIR))
+    try:
+        for kind in ("fp32", "bf16-master"):
+            base = _model_weights(folder / f"{kind}-step180.pt", work / f"{kind}-180.safetensors")
+            later = _model_weights(folder / f"{kind}-step200.pt", work / f"{kind}-200.safetensors")
+            plain, coded, out = work / "plain.tzip", work / "coded.tzip", work / "out.safetensors"
+            t: dict[str, float] = {}
+            for key, run in (
+                ("enc", lambda: tz.compress_file(later, plain)),
+                ("benc", lambda: tz.compress_file(later, coded, base=base)),
+                ("dec", lambda: tz.decompress_file(plain, out)),
+                ("bdec", lambda: tz.decompress_file(coded, out, base=base)),
+            ):
+                run()
+                samples = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    run()
+                    samples.append(time.perf_counter() - start)
+                t[key] = min(samples)
+                if key.endswith("dec") and out.read_bytes() != later.read_bytes():
+                    raise SystemExit(f"{kind}: decoded file differs")
+            rows.append(f"| {kind} step 200 vs 180 ({later.stat().st_size / 1e6:.0f} MB) | {t['enc']:.3f} | "
+                        f"{t['benc']:.3f} | {t['enc'] / t['benc']:.2f} | {t['dec']:.3f} | {t['bdec']:.3f} | "
+                        f"{t['dec'] / t['bdec']:.2f} | {plain.stat().st_size:,} | {coded.stat().st_size:,} |")
+            print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["calls", "files", "bases"])
+    parser.add_argument("--scale-gigabytes", type=float, default=0,
+                        help="also the scale checkpoint of this size in the files rows (made by scale_data.py)")
+    args = parser.parse_args()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"## Every path against its reference (`benchmarks/run_paths.py`, issue 20)\n\n- {describe()}; {stamp}."]
+    if args.only in (None, "calls"):
+        parts += ["\n### One call on a tensor's bytes, 1 thread (x: ZipNN's time over ours; above 1 is faster)\n",
+                  *bench_calls(args.repeats)]
+    if args.only in (None, "files"):
+        scale = None
+        if args.scale_gigabytes:
+            from scale_data import make_scale_checkpoint
+            scale = make_scale_checkpoint(args.scale_gigabytes)
+        parts += ["\n### File to file, timed to `sync` (x: our time over cp's; target decompress <= 1.25 disk, "
+                  "1.5 tmpfs; compress <= 1)\n", *bench_files(args.repeats, scale)]
+    if args.only in (None, "bases"):
+        parts += ["\n### Against a .safetensors base, file to file (x: plain time over base time; target decode "
+                  ">= 0.8, encode >= 0.6)\n", *bench_bases(args.repeats)]
+    write_section(BENCH / "RESULTS.md", "paths" if args.only is None else f"paths-{args.only}", "\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
