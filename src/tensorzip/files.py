@@ -16,7 +16,9 @@ import os
 import stat
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -688,21 +690,34 @@ def _nbytes(entries: list[TensorEntry]) -> int:
 def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes, handle: BinaryIO,
                    advance: Callable[[int], None]) -> int:
     """Stream a restored safetensors file: prefix, then ``entries`` in storage order,
-    decoded a batch at a time into one reused buffer (fresh memory is slow to touch)."""
+    decoded a batch at a time into two reused buffers (fresh memory is slow to touch):
+    one batch is written by a thread while the next decodes, so a disk costs its write
+    time, not write time plus decode time."""
     write_prefix(handle, header)
     done = 0
-    scratch = np.empty(0, dtype=np.uint8)
+    buffers = [np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.uint8)]
+    writing: deque[Future[int]] = deque()  # in order; the oldest uses the buffer decoded into next
     pieces = (piece for entry in entries for piece in reader.pieces(entry, WRITE_DECODED_BYTES))
-    targets = DecodedTargets(entries, private_copies=True)  # scratch is reused
-    for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
-        size = sum(e.nbytes for e in batch)
-        if scratch.size < size:
-            scratch = np.empty(size, dtype=np.uint8)
-        _decode_batch_into(reader, batch, scratch, 0, targets)
-        handle.write(memoryview(scratch[:size]))
-        done += size
-        advance(size)
+    targets = DecodedTargets(entries, private_copies=True)  # the buffers are reused
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-write") as writer:
+        for index, batch in enumerate(batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES)):
+            if len(writing) == len(buffers):
+                advance(writing.popleft().result())  # its buffer is free (or its write error is raised here)
+            slot = index % len(buffers)
+            size = sum(e.nbytes for e in batch)
+            if buffers[slot].size < size:
+                buffers[slot] = np.empty(size, dtype=np.uint8)
+            _decode_batch_into(reader, batch, buffers[slot], 0, targets)
+            writing.append(writer.submit(_write_out, handle, memoryview(buffers[slot][:size])))
+            done += size
+        while writing:
+            advance(writing.popleft().result())
     return 8 + len(header) + done
+
+
+def _write_out(handle: BinaryIO, data: memoryview) -> int:
+    handle.write(data)
+    return data.nbytes
 
 
 def _decode_in_place(reader: TzipReader, header: bytes, target: io.BytesIO | MemoryFile,
