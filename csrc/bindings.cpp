@@ -21,6 +21,7 @@
 #include "delta.hpp"
 #include "errors.hpp"
 #include "frequency_table.hpp"
+#include "symbol_scores.hpp"
 #include "tensor_codec.hpp"
 
 namespace py = pybind11;
@@ -236,6 +237,28 @@ void delta_restore_py(const py::object& stored, const py::object& base, int widt
   delta_restore(vs.data(), vb.data(), vs.size() / width, width, m, is_float, threads);
 }
 
+void symbol_scores_py(const py::object& symbols, int symbol_bytes, size_t dims, size_t count, size_t start,
+                      size_t stop, const py::object& weights, size_t queries, const py::object& out, int threads) {
+  ByteView vs(symbols, false), vw(weights, false), vo(out, true);
+  if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("symbol_scores: symbols are 1 or 2 bytes");
+  if (dims != 0 && count > vs.size() / dims / static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("symbol_scores: symbols hold fewer than dims x count values");
+  if (vs.size() != dims * count * static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("symbol_scores: symbols must hold exactly dims x count values");
+  if (start > stop || stop > count) throw InvalidArgumentError("symbol_scores: vectors [start, stop) out of range");
+  if (queries != 0 && dims > vw.size() / sizeof(float) / queries)
+    throw InvalidArgumentError("symbol_scores: weights hold fewer than queries x dims float32");
+  if (vw.size() != queries * dims * sizeof(float))
+    throw InvalidArgumentError("symbol_scores: weights must be queries x dims float32");
+  if (queries != 0 && stop - start > vo.size() / sizeof(float) / queries)
+    throw InvalidArgumentError("symbol_scores: out holds fewer than queries x (stop - start) float32");
+  if (vo.size() != queries * (stop - start) * sizeof(float))
+    throw InvalidArgumentError("symbol_scores: out must be queries x (stop - start) float32");
+  py::gil_scoped_release release;
+  symbol_scores(vs.data(), symbol_bytes, dims, count, start, stop, reinterpret_cast<const float*>(vw.data()),
+                queries, reinterpret_cast<float*>(vo.data()), threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -276,6 +299,11 @@ PYBIND11_MODULE(_native, m) {
         "out = residual of a against base (mode 0 xor, 1 ordered difference, zigzag).");
   m.def("delta_restore", &delta_restore_py, py::arg("stored"), py::arg("base"), py::arg("width"), py::arg("mode"),
         py::arg("is_float"), py::arg("threads"), "Undo delta_residual in place.");
+  m.def("symbol_scores", &symbol_scores_py, py::arg("symbols"), py::arg("symbol_bytes"), py::arg("dims"),
+        py::arg("count"), py::arg("start"), py::arg("stop"), py::arg("weights"), py::arg("queries"), py::arg("out"),
+        py::arg("threads"),
+        "out[q, i - start] = sum_j weights[q, j] * unzigzag(symbols[j, i]) for i in [start, stop): scores "
+        "without decoding the vectors.");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
   m.def(
       "simd_paths",

@@ -206,3 +206,36 @@ def test_verbs_of_the_package(tmp_path):
     with pytest.raises(TargetUnreachableError, match="below the target"):
         tze.compress_file(tmp_path / "x.npy", tmp_path / "y.tzip", recall=0.999, mode="binary")
     assert not (tmp_path / "y.tzip").exists()
+
+
+def _scores_by_decoding(stored, queries, metric):
+    decoded = stored.decode().astype(np.float64)
+    q = np.asarray(queries, dtype=np.float64)
+    dots = q @ decoded.T
+    if metric == "ip":
+        return dots
+    return 2 * dots - (decoded * decoded).sum(1)[None, :] - (q * q).sum(1)[:, None]
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("rotation", [True, False])
+@pytest.mark.parametrize("unit", [True, False])
+@pytest.mark.parametrize("level", [1e-4, 1e-7])  # 1e-7: 16-bit symbols
+@pytest.mark.parametrize("queries", [1, 5, 40])  # the native kernel, then BLAS over widened blocks
+def test_search_from_stored_integers_ranks_as_the_decoded_vectors_do(metric, rotation, unit, level, queries):
+    """Search scores a lossy collection without decoding it; its top 10 must be the top 10
+    of the decoded vectors (scores equal to float32 rounding; ties may swap)."""
+    x = collection(count=2500)
+    if not unit:
+        x = x * np.random.default_rng(1).uniform(0.5, 2.0, (len(x), 1)).astype(np.float32)
+    stored = tze.open(tze.compress(x, level=level, rotation=rotation, metric=metric))
+    if level == 1e-7:
+        assert stored._stored.code.symbols.dtype == np.uint16
+    q = collection(count=queries, seed=5) * (1.0 if unit else 1.7)
+    got_scores, got_index = stored.search(q, k=10, metric=metric)
+    exact = _scores_by_decoding(stored, q, metric)
+    scale = np.abs(exact).max()
+    for row in range(queries):
+        assert np.allclose(got_scores[row], exact[row, got_index[row]], rtol=0, atol=1e-5 * scale)
+        kth = np.sort(exact[row])[::-1][9]
+        assert np.all(exact[row, got_index[row]] >= kth - 1e-5 * scale), "a vector outside the top 10 was returned"

@@ -91,8 +91,9 @@ class EmbeddingCode:
         """Dequantized coordinates of vectors [start, stop) in the kept basis: (rows, d')."""
         return dequantize(self.symbols[:, start:stop].T, self.step, shift=self.offset).astype(np.float32, copy=False)
 
-    def decode(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Vectors [start, stop) as float32 (rows, d)."""
+    def decode(self, start: int = 0, stop: int | None = None, *, unit_norm: bool = True) -> np.ndarray:
+        """Vectors [start, stop) as float32 (rows, d); ``unit_norm=False``: before a unit-norm
+        collection's vectors are scaled back to norm 1."""
         stop = self.count if stop is None else stop
         y = self.coordinates(start, stop)
         out = np.empty((stop - start, self.dim), dtype=np.float32)
@@ -101,7 +102,7 @@ class EmbeddingCode:
             out += y @ self.directions.astype(np.float32).T
         else:
             out[:, self.dims] += y
-        if self.unit_norm:
+        if self.unit_norm and unit_norm:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)
         return out

@@ -9,18 +9,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import TensorzipError
-from .search import array_blocks, top_k
+from .search import array_blocks, top_k, top_k_of_scores
 from .search import scores as score_block
 from .storage import StoredCollection, read
+from .transform_search import CodeScorer
 
 
 class EmbeddingCollection:
-    """Vectors from a .tzip embedding file; ``search`` decodes block by block."""
+    """Vectors from a .tzip embedding file; ``search`` scores a lossy collection from its
+    stored integers (``CodeScorer``, made on the first search) and a lossless one block by block."""
 
-    def __init__(self, stored: StoredCollection, stored_bytes: int):
+    def __init__(self, stored: StoredCollection, stored_bytes: int, threads: int | None = None):
         self._stored = stored
         self.record: dict[str, Any] = stored.record
         self.stored_bytes = stored_bytes
+        self.threads = threads
+        self._scorer: CodeScorer | None = None
 
     @classmethod
     def load(cls, source: str | os.PathLike[str] | bytes | bytearray | memoryview,
@@ -28,7 +32,7 @@ class EmbeddingCollection:
         """A collection from a path or bytes (``tensorzip.embeddings.open``), its size kept
         so ``bytes_per_vector`` counts everything stored."""
         size = os.path.getsize(source) if isinstance(source, (str, os.PathLike)) else len(memoryview(source))
-        return cls(read(source, threads=threads), size)
+        return cls(read(source, threads=threads), size, threads)
 
     @property
     def count(self) -> int:
@@ -83,16 +87,23 @@ class EmbeddingCollection:
             raise TensorzipError(f"queries must have shape (n, {self.dim}), got {np.shape(queries)}")
         metric = metric or self.record.get("metric", "ip")
         if rescore is None:
-            return top_k(self.blocks(), q, k, metric)
+            return self._top_k(q, k, metric)
         if originals is None:
             raise TensorzipError("rescore needs the original vectors (originals=...)")
         exact = np.asarray(originals)
         if exact.shape != (self.count, self.dim):
             raise TensorzipError(f"originals must have shape {(self.count, self.dim)}, got {exact.shape}")
-        _, candidates = top_k(self.blocks(), q, max(k, rescore), metric)
+        _, candidates = self._top_k(q, max(k, rescore), metric)
 
 
         rescored = np.stack([score_block(q[i : i + 1], exact[candidates[i]].astype(np.float32), metric)[0]
                              for i in range(len(q))])
         order = np.lexsort((candidates, -rescored), axis=1)[:, :k]
         return np.take_along_axis(rescored, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
+    def _top_k(self, queries: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        if self._stored.code is None:
+            return top_k(self.blocks(), queries, k, metric)
+        if self._scorer is None:
+            self._scorer = CodeScorer(self._stored.code, self.threads)
+        return top_k_of_scores(self._scorer.score_blocks(queries, metric), len(queries), k)

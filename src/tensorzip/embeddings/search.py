@@ -36,19 +36,27 @@ def top_k(blocks: Iterable[tuple[int, np.ndarray]], queries: np.ndarray, k: int,
     queries are rows of the collection).
     """
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    best_scores = np.full((len(q), 0), -np.inf, dtype=np.float32)
-    best_index = np.zeros((len(q), 0), dtype=np.int64)
-    for start, block in blocks:
-        s = scores(q, np.asarray(block, dtype=np.float32), metric).astype(np.float32)
+    scored = ((start, scores(q, np.asarray(block, dtype=np.float32), metric)) for start, block in blocks)
+    return top_k_of_scores(scored, len(q), k, exclude)
+
+
+def top_k_of_scores(score_blocks: Iterable[tuple[int, np.ndarray]], queries: int, k: int,
+                    exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` over blocks of scores already computed: (first row, (Q, rows) scores)."""
+    best_scores = np.full((queries, 0), -np.inf, dtype=np.float32)
+    best_index = np.zeros((queries, 0), dtype=np.int64)
+    for start, block_scores in score_blocks:
+        s = np.asarray(block_scores).astype(np.float32)
+        width = s.shape[1]
         if exclude is not None:
-            rows = np.flatnonzero((exclude >= start) & (exclude < start + len(block)))
+            rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
             s[rows, exclude[rows] - start] = -np.inf
-        if s.shape[1] > k:  # only each row's k best can enter the running best
+        if width > k:  # only each row's k best can enter the running best
             part = np.argpartition(-s, k - 1, axis=1)[:, :k]
             s = np.take_along_axis(s, part, axis=1)
             index = part + start
         else:
-            index = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
+            index = np.broadcast_to(np.arange(start, start + width, dtype=np.int64), s.shape)
         all_scores = np.concatenate([best_scores, s], axis=1)
         all_index = np.concatenate([best_index, index], axis=1)
         keep = min(k, all_scores.shape[1])
