@@ -16,11 +16,11 @@ from ..outputs.atomic import same_file
 
 
 @contextmanager
-def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(label: str, enabled: bool, unit: str = "B") -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
         return
-    bar = tqdm(total=0, unit="B", unit_scale=True, desc=label, leave=False, disable=None, file=sys.stderr)
+    bar = tqdm(total=0, unit=unit, unit_scale=unit == "B", desc=label, leave=False, disable=None, file=sys.stderr)
 
     def update(done: int, total: int) -> None:
         bar.total = total

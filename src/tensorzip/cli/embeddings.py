@@ -11,7 +11,7 @@ from typing import Any
 from .. import dtypes, embeddings
 from ..container.kinds import Kind, require
 from ..errors import TensorzipError
-from .common import number_in, output_path
+from .common import number_in, output_path, progress_bar
 
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
@@ -22,15 +22,19 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     if mode == "transform" and args.recall is None:
         raise TensorzipError("embeddings compress needs --recall (e.g. --recall 0.95: the fewest bytes that keep "
                              "it), --lossless to keep every bit, or a fixed-level --mode")
-    report = embeddings.compress_file(args.input, target, recall=args.recall, k=args.k, metric=args.metric,
-                                      mode=mode, sample_queries=args.sample, queries=args.queries,
-                                      threads=args.threads, overwrite=args.force)
+    with progress_bar("measuring candidates", not args.json, unit=" candidates") as progress:
+        report = embeddings.compress_file(args.input, target, recall=args.recall, k=args.k, metric=args.metric,
+                                          mode=mode, sample_queries=args.sample, queries=args.queries,
+                                          threads=args.threads, overwrite=args.force, progress=progress)
     record = report.record
     if not args.json:
         recall = record.get("recall_at_k")
         if recall is not None and record.get("recall_queries"):
+            bound = record.get("recall_lower_bound")
+            confidence = "" if bound is None else (
+                f", at least {bound:.4f} with {record['recall_confidence']:.0%} confidence on fresh queries")
             measured = (f"recall@{record['k']} {recall:.4f} (on {record['recall_queries']} "
-                        f"{record.get('recall_measured_on', 'held-out rows')})")
+                        f"{record.get('recall_measured_on', 'held-out rows')}{confidence})")
         else:
             measured = f"recall@{record['k']} 1 (lossless)" if mode == "lossless" else "recall not measured"
         vector_bytes = record["dim"] * dtypes.by_name(record["dtype"]).itemsize

@@ -36,6 +36,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -48,7 +49,7 @@ from ..files import DecompressionReport, SizeAndSpeed
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
 from .code import EmbeddingCode, fit_basis, fixed_levels_code, project, uniform_code
 from .collection import EmbeddingCollection
-from .search import METRICS
+from .search import METRICS, RECALL_CONFIDENCE
 from .solver import given_queries, hold_out, solve
 from .storage import to_bytes, write
 
@@ -122,7 +123,8 @@ def _checked(vectors: Any) -> np.ndarray:
 def save_file(vectors: Any, target: str | os.PathLike[str] | BinaryIO, *, recall: float | None = None, k: int = 10,
               metric: str = "ip", mode: str = "transform", level: float | None = None, rotation: bool | None = None,
               emphasis: float = 0.75, sample_queries: int = 500, queries: Any = None, seed: int = 0,
-              threads: int | None = None, overwrite: bool = True) -> dict[str, Any]:
+              threads: int | None = None, overwrite: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Compress a collection into ``target`` (a path, written atomically, or a binary
     stream), in the argument order of ``tz.save_file``; returns the record stored with it
     (mode, bytes per vector, measured recall, ...), so the result needs no second read.
@@ -131,11 +133,14 @@ def save_file(vectors: Any, target: str | os.PathLike[str] | BinaryIO, *, recall
     ``emphasis``, ``rotation``) set them by hand instead (see ``code.uniform_code``).
     Recall is measured on ``sample_queries`` rows of the collection held out as
     queries, or on ``queries`` (a sample of the queries you will search with: the
-    target then holds for their distribution). A target no code meets raises
-    ``TargetUnreachableError`` and writes nothing.
+    target then holds for their distribution) with 95% confidence: the recall's lower
+    confidence bound over those queries x k trials must reach it (recorded as
+    ``recall_lower_bound`` beside the measured ``recall_at_k``). A target no code meets
+    raises ``TargetUnreachableError`` and writes nothing. ``progress(done, most)``: after
+    each candidate the solver measures.
     """
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
-                                     queries, seed, threads)
+                                     queries, seed, threads, progress)
     size = write(target, record, code=code, vectors=lossless, threads=threads, overwrite=overwrite)
     return {**record, "stored_bytes": size, "bytes_per_vector": size / record["count"]}
 
@@ -153,7 +158,7 @@ def compress(vectors: Any, *, recall: float | None = None, k: int = 10, metric: 
              sample_queries: int = 500, queries: Any = None, seed: int = 0, threads: int | None = None) -> bytes:
     """``save_file`` into bytes, for collections kept in a database or sent over a network."""
     record, code, lossless = _encode(vectors, recall, k, metric, mode, level, rotation, emphasis, sample_queries,
-                                     queries, seed, threads)
+                                     queries, seed, threads, None)
     return to_bytes(record, code=code, vectors=lossless, threads=threads)
 
 
@@ -210,7 +215,8 @@ def decompress_file(source: str | os.PathLike[str], target: str | os.PathLike[st
 
 def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, level: float | None,
             rotation: bool | None, emphasis: float, sample_queries: int, queries: Any, seed: int,
-            threads: int | None) -> tuple[dict[str, Any], EmbeddingCode | None, np.ndarray | None]:
+            threads: int | None, progress: Callable[[int, int], None] | None,
+            ) -> tuple[dict[str, Any], EmbeddingCode | None, np.ndarray | None]:
     array = _checked(vectors)
     if mode not in MODES:
         raise TensorzipError(f"mode must be one of {MODES}, got {mode!r}")
@@ -246,7 +252,7 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
                                          f"the collection has {len(vectors32)}")
         rotations = (True, False) if rotation is None else (rotation,)
         solution = solve(vectors32, recall, held, lambda c: len(to_bytes(record, code=c, threads=threads)),
-                         rotations, seed)
+                         rotations, seed, threads, progress)
         code, used_rotation, used_level = solution.code, solution.rotation, solution.level
         used_emphasis: float | None = solution.emphasis
         measured: float | None = solution.recall  # measured by the solver on the decoded collection
@@ -262,12 +268,16 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
         else:
             used_level = used_emphasis = None
             code = fixed_levels_code(projection, _LEVELS[mode])
-        measured = held.recall(code) if held is not None else None
-    if recall is not None and measured is not None and measured < recall:
-        raise TargetUnreachableError(f"{mode} reaches recall@{k} = {measured:.4f}, below the target {recall}")
+        measured = held.recall(code, threads) if held is not None else None
+    if recall is not None and held is not None and measured is not None and not held.meets(measured, recall):
+        raise TargetUnreachableError(
+            f"{mode} reaches recall@{k} = {measured:.4f} on {len(held.queries)} queries (at least "
+            f"{held.bound(measured):.4f} with {RECALL_CONFIDENCE:.0%} confidence), below the target {recall}")
     record.update(rotation=used_rotation, level=used_level, emphasis=used_emphasis,
                   kept_dims=int(code.symbols.shape[0]),
                   unit_norm=code.unit_norm,
                   recall_at_k=measured, recall_queries=None if held is None else len(held.queries),
+                  recall_lower_bound=None if held is None or measured is None else held.bound(measured),
+                  recall_confidence=RECALL_CONFIDENCE,
                   recall_measured_on="given queries" if queries is not None else "held-out rows")
     return record, code, None

@@ -8,6 +8,11 @@ searched by bisection for the largest level whose *decoded* collection still
 meets the target on those queries; the smaller of the two encoded files wins.
 Recall only falls as the level rises (up to noise on a finite sample), and the
 size falls with it, so the largest passing level is the smallest passing file.
+
+"Meets" means the recall's lower confidence bound (``recall_lower_bound``, over the
+queries x k trials) is at least the target, so the target holds on fresh queries of
+the same distribution, not only on the sample. Each candidate is scored from its
+stored integers (``CodeScorer``), exactly as a search of the stored file would.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import numpy as np
 from ..errors import TargetUnreachableError
 from ..quantization import TargetNotMet, bisect
 from .code import EmbeddingCode, Projection, fit_basis, project, uniform_code
-from .search import array_blocks, recall_at_k, top_k
+from .search import array_blocks, recall_at_k, recall_lower_bound, top_k, top_k_of_scores
+from .transform_search import CodeScorer
+
+Progress = Callable[[int, int], None]  # (candidates measured, most there will be)
 
 BISECTION_STEPS = 12
 SAMPLE_QUERIES = 500
@@ -38,10 +46,19 @@ class HeldOut:
     k: int
     metric: str
 
-    def recall(self, code: EmbeddingCode) -> float:
+    def recall(self, code: EmbeddingCode, threads: int | None = None) -> float:
         """recall@k of ``code``'s decoded collection on the held-out queries."""
-        _, found = top_k(code.blocks(), self.queries, self.k, self.metric, exclude=self.rows)
+        scored = CodeScorer(code, threads).score_blocks(self.queries, self.metric)
+        _, found = top_k_of_scores(scored, len(self.queries), self.k, exclude=self.rows)
         return recall_at_k(found, self.truth)
+
+    def bound(self, recall: float) -> float:
+        """The lower confidence bound on recall measured on these queries."""
+        return recall_lower_bound(recall, len(self.queries) * self.k)
+
+    def meets(self, recall: float, target: float) -> bool:
+        """Whether the target holds with confidence (a target of 1 needs every hit: no bound reaches it)."""
+        return recall >= 1.0 if target >= 1.0 else self.bound(recall) >= target
 
 
 def hold_out(vectors: np.ndarray, k: int, metric: str, sample: int = SAMPLE_QUERIES, seed: int = 0) -> HeldOut:
@@ -74,23 +91,30 @@ class Solution:
     emphasis: float
     level: float
     recall: float  # measured on the held-out queries, on the decoded collection
+    recall_bound: float  # its lower confidence bound (RECALL_CONFIDENCE), at least the target
     stored_bytes: int
 
 
 def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callable[[EmbeddingCode], int],
-          rotations: tuple[bool, ...] = (True, False), seed: int = 0) -> Solution:
+          rotations: tuple[bool, ...] = (True, False), seed: int = 0, threads: int | None = None,
+          progress: Progress | None = None) -> Solution:
     """The smallest code (by ``size_of``, the real encoded size) meeting ``target``."""
     if not 0.0 < target <= 1.0:
         raise TargetUnreachableError(f"a recall target must be in (0, 1], got {target}")
     best: Solution | None = None
-    for rotation in rotations:
+    searches = len(rotations) * len(EMPHASES)
+    per_search = 1 + BISECTION_STEPS
+    for r, rotation in enumerate(rotations):
         projection = project(vectors, fit_basis(vectors, rotation, seed=seed))
-        for emphasis in EMPHASES:
-            found = _largest_passing_level(projection, emphasis, target, held_out)
+        for e, emphasis in enumerate(EMPHASES):
+            done = (r * len(EMPHASES) + e) * per_search
+            step = None if progress is None else (
+                lambda call, _most, done=done: progress(done + call, searches * per_search))
+            found = _largest_passing_level(projection, emphasis, target, held_out, threads, step)
             if found is None:
                 continue
             level, code, recall = found
-            candidate = Solution(code, rotation, emphasis, level, recall, size_of(code))
+            candidate = Solution(code, rotation, emphasis, level, recall, held_out.bound(recall), size_of(code))
             if best is None or candidate.stored_bytes < best.stored_bytes:
                 best = candidate
     if best is None:
@@ -101,8 +125,9 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
     return best
 
 
-def _largest_passing_level(projection: Projection, emphasis: float, target: float,
-                           held_out: HeldOut) -> tuple[float, EmbeddingCode, float] | None:
+def _largest_passing_level(projection: Projection, emphasis: float, target: float, held_out: HeldOut,
+                           threads: int | None = None, progress: Progress | None = None,
+                           ) -> tuple[float, EmbeddingCode, float] | None:
     """The largest distortion level (bisected in natural-log scale from the finest) whose
     decoded collection still meets the recall target: (level, code, recall), or None."""
     variances = projection.basis.variances
@@ -111,13 +136,15 @@ def _largest_passing_level(projection: Projection, emphasis: float, target: floa
     reach = float(np.abs(projection.coordinates).max()) if projection.coordinates.size else 0.0
     finest = max(top * 1e-9, (reach / 30000.0) ** 2 / 12.0, 1e-30)
 
-    def recall_at(level: float) -> tuple[float, EmbeddingCode]:
+    def recall_at(level: float) -> tuple[float, tuple[EmbeddingCode, float]]:
         code = uniform_code(projection, level, emphasis)
-        return held_out.recall(code), code
+        recall = held_out.recall(code, threads)
+        return (1.0 if held_out.meets(recall, target) else 0.0), (code, recall)
 
     try:
-        found = bisect(recall_at, at_least=target, feasible_end=np.log(finest), best_end=np.log(max(top, finest)),
-                       max_iterations=BISECTION_STEPS, log_scale="ln", try_best_end=False)
+        found = bisect(recall_at, at_least=1.0, feasible_end=np.log(finest), best_end=np.log(max(top, finest)),
+                       max_iterations=BISECTION_STEPS, log_scale="ln", try_best_end=False, progress=progress)
     except TargetNotMet:
         return None
-    return found.parameter, found.result, found.figure
+    code, recall = found.result
+    return found.parameter, code, recall
