@@ -312,8 +312,9 @@ PYBIND11_MODULE(_native, m) {
         paths["rans_encode"] = path_name(rans_encode_path());
         paths["rans_decode"] = path_name(rans_decode_path());
         paths["crc32c"] = path_name(crc32c_path());
+        paths["symbol_scores"] = symbol_scores_path();
         return paths;
       },
       "The instruction-set path each SIMD-dispatched kernel takes in this process (CPU and TENSORZIP_SIMD): "
-      "rans_encode avx2|scalar, rans_decode avx512|avx2|scalar, crc32c sse4.2|portable.");
+      "rans_encode avx2|scalar, rans_decode avx512|avx2|scalar, crc32c sse4.2|portable, symbol_scores avx2|portable.");
 }

@@ -11,40 +11,20 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "frequency_table.hpp"
+#include "scratch_buffer.hpp"
 
 namespace tensorzip {
 
 enum class PlaneMode : uint8_t { kRaw = 0, kConstant = 1, kRans = 2 };
 
-// A grow-only buffer whose contents start undefined. Why not std::vector: resize
-// zero-fills, and a one-call decode of a 256 KiB tensor spent more time zeroing
-// fresh scratch (256 KiB of decoder tables) than decoding.
-template <typename T>
-class ScratchBuffer {
- public:
-  T* reserve(std::size_t count) {
-    if (count > capacity_) {
-      data_.reset(new T[count]);  // default-initialized: no fill
-      capacity_ = count;
-    }
-    return data_.get();
-  }
-  T* data() const { return data_.get(); }
-
- private:
-  std::unique_ptr<T[]> data_;
-  std::size_t capacity_ = 0;
-};
-
 // Reusable per-thread buffers so coding a chunk allocates nothing in steady state.
 struct ChunkScratch {
   ScratchBuffer<uint8_t> planes;
   ScratchBuffer<uint32_t> slot_tables;  // one rANS decoder table per coded plane
-  std::vector<uint16_t> words;        // the rANS encoder's output before it is framed
+  ScratchBuffer<uint16_t> words;        // the rANS encoder's output before it is framed
 };
 
 // Also adds each plane's byte counts to histograms[k] (width entries), so the

@@ -351,7 +351,7 @@ __attribute__((target("avx2,popcnt"))) size_t decode_pair_rounds_avx2(
 }  // namespace
 
 bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& table, size_t max_payload,
-                 std::vector<uint8_t>& out, std::vector<uint16_t>& words) {
+                 std::vector<uint8_t>& out, ScratchBuffer<uint16_t>& words) {
   EncoderSymbol enc[256];
   for (int s = 0; s < 256; ++s) {
     if (table.frequency[s]) enc[s] = make_encoder_symbol(table.cumulative[s], table.frequency[s]);
@@ -360,8 +360,7 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
   // branch-free loops always write below the current position (the AVX2 loop
   // stores eight words at a time).
   const size_t capacity_words = count + 2 * kRansLanes;
-  if (words.size() < capacity_words) words.resize(capacity_words);
-  uint16_t* const end = words.data() + capacity_words;
+  uint16_t* const end = words.reserve(capacity_words) + capacity_words;
   uint16_t* ptr = end;
   const size_t max_words = max_payload / 2;
 

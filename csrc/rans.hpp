@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "frequency_table.hpp"
+#include "scratch_buffer.hpp"
 
 namespace tensorzip {
 
@@ -29,7 +30,7 @@ constexpr size_t kRansStateBytes = 4 * kRansLanes;
 // max_payload bytes, so a caller can store the plane raw without coding the rest.
 // `words` is scratch space, reused across calls to avoid a large allocation each.
 bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& table, size_t max_payload,
-                 std::vector<uint8_t>& out, std::vector<uint16_t>& words);
+                 std::vector<uint8_t>& out, ScratchBuffer<uint16_t>& words);
 
 // Decodes a stream in pieces, so a chunk's planes can be decoded and merged a
 // cache-sized block at a time.

@@ -79,16 +79,24 @@ __attribute__((target("avx2"))) void avx2_slice(const uint8_t* symbols, int, siz
 }
 #endif
 
+bool use_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_features().avx2 && simd_cap() >= SimdCap::kAvx2;
+#else
+  return false;
+#endif
+}
+
 SliceKernel choose(int symbol_bytes) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  if (cpu_features().avx2 && simd_cap() >= SimdCap::kAvx2) {
-    return symbol_bytes == 1 ? &avx2_slice<uint8_t> : &avx2_slice<uint16_t>;
-  }
+  if (use_avx2()) return symbol_bytes == 1 ? &avx2_slice<uint8_t> : &avx2_slice<uint16_t>;
 #endif
   return symbol_bytes == 1 ? &portable_slice<uint8_t> : &portable_slice<uint16_t>;
 }
 
 }  // namespace
+
+const char* symbol_scores_path() { return use_avx2() ? "avx2" : "portable"; }
 
 void symbol_scores(const uint8_t* symbols, int symbol_bytes, size_t dims, size_t count, size_t start, size_t stop,
                    const float* weights, size_t queries, float* out, int threads) {

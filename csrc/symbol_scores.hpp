@@ -16,4 +16,7 @@ namespace tensorzip {
 void symbol_scores(const uint8_t* symbols, int symbol_bytes, size_t dims, size_t count, size_t start, size_t stop,
                    const float* weights, size_t queries, float* out, int threads);
 
+// The path symbol_scores takes under the current cap (csrc/cpu_features.hpp): "avx2" or "portable".
+const char* symbol_scores_path();
+
 }  // namespace tensorzip

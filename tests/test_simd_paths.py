@@ -1,5 +1,5 @@
 """Every instruction-set path of the native kernels (rANS: AVX-512, AVX2, scalar;
-CRC-32C: SSE4.2, portable) must read and write the same bytes. The machine running the tests usually has only
+CRC-32C: SSE4.2, portable; embedding scores: AVX2, portable) must read and write the same bytes. The machine running the tests usually has only
 some of them natively in use, so each path runs in a subprocess with
 TENSORZIP_SIMD capping what the core may use."""
 
@@ -40,7 +40,16 @@ SCRIPT = textwrap.dedent(
     reader = TzipReader(blob, threads=2)
     for name, array in arrays.items():
         assert reader.get_tensor(name).tobytes() == array.tobytes(), name
-    print(hashlib.sha256(blob).hexdigest())
+    # Embedding scores from stored integers: every path must give the same floats.
+    from tensorzip import _native
+    scores = hashlib.sha256()
+    for width, dims, count in ((1, 37, 5_001), (2, 9, 4_099)):
+        symbols = rng.integers(0, 256 ** width - 1, (dims, count)).astype(np.uint8 if width == 1 else np.uint16)
+        weights = rng.standard_normal((3, dims)).astype(np.float32)
+        out = np.empty((3, count - 10), np.float32)
+        _native.symbol_scores(symbols, width, dims, count, 3, count - 7, weights, 3, out, 2)
+        scores.update(out.tobytes())
+    print(hashlib.sha256(blob).hexdigest() + scores.hexdigest())
     """
 )
 
@@ -58,7 +67,7 @@ def run_with(cap: str | None) -> str:
 def test_every_simd_path_round_trips_and_encodes_identically():
     digests = {cap: run_with(cap) for cap in (None, "avx2", "scalar")}
     assert len(set(digests.values())) == 1, digests
-    assert len(hashlib.sha256().hexdigest()) == len(digests[None])
+    assert len(hashlib.sha256().hexdigest()) * 2 == len(digests[None])
 
 
 @pytest.mark.parametrize("cap", ["avx2", "scalar"])
@@ -86,16 +95,18 @@ def native_paths(cap: str | None) -> dict[str, str]:
 
 def test_scalar_switch_puts_every_kernel_on_its_portable_path():
     # CRC-32C included: without this, its table path never ran on x86 CI machines.
-    assert native_paths("scalar") == {"rans_encode": "scalar", "rans_decode": "scalar", "crc32c": "portable"}
+    assert native_paths("scalar") == {"rans_encode": "scalar", "rans_decode": "scalar", "crc32c": "portable",
+                                      "symbol_scores": "portable"}
 
 
 def test_avx2_switch_caps_only_what_is_above_avx2():
     default, avx2 = native_paths(None), native_paths("avx2")
-    assert set(default) == {"rans_encode", "rans_decode", "crc32c"}
+    assert set(default) == {"rans_encode", "rans_decode", "crc32c", "symbol_scores"}
     assert default["rans_encode"] in {"avx2", "scalar"}
     assert default["rans_decode"] in {"avx512", "avx2", "scalar"}
     assert default["crc32c"] in {"sse4.2", "portable"}
     # avx2 rules out AVX-512 only: the encoder (AVX2 at best) and CRC (SSE4.2) keep their paths.
     assert avx2["rans_encode"] == default["rans_encode"]
     assert avx2["crc32c"] == default["crc32c"]
+    assert avx2["symbol_scores"] == default["symbol_scores"] in {"avx2", "portable"}
     assert avx2["rans_decode"] == ("avx2" if default["rans_decode"] == "avx512" else default["rans_decode"])

@@ -45,7 +45,7 @@ FrequencyTable table_for(const std::vector<uint8_t>& symbols, int extra = -1) {
 
 std::vector<uint8_t> encode(const std::vector<uint8_t>& symbols, const FrequencyTable& table) {
   std::vector<uint8_t> out;
-  std::vector<uint16_t> words;
+  ScratchBuffer<uint16_t> words;
   const bool ok = rans_encode(symbols.data(), symbols.size(), table, kNoLimit, out, words);
   CHECK(ok);
   return out;
@@ -212,7 +212,7 @@ TEST(rans, payload_limit_gives_up) {
   const FrequencyTable table = table_for(symbols);
   tztest::for_each_simd_cap([&](SimdCap) {
     std::vector<uint8_t> out;
-    std::vector<uint16_t> words;
+    ScratchBuffer<uint16_t> words;
     // Uniform bytes cannot shrink: any limit below their size must fail.
     CHECK(!rans_encode(symbols.data(), symbols.size(), table, symbols.size() / 2, out, words));
     out.clear();
@@ -235,7 +235,7 @@ TEST(rans, appends_to_output) {
   const FrequencyTable table = table_for(symbols, 1);
   const std::vector<uint8_t> alone = encode(symbols, table);
   std::vector<uint8_t> out = {1, 2, 3};
-  std::vector<uint16_t> words;
+  ScratchBuffer<uint16_t> words;
   CHECK(rans_encode(symbols.data(), symbols.size(), table, kNoLimit, out, words));
   std::vector<uint8_t> expected = {1, 2, 3};
   expected.insert(expected.end(), alone.begin(), alone.end());
