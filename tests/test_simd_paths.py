@@ -1,7 +1,7 @@
 """Every instruction-set path of the native kernels (rANS: AVX-512, AVX2, scalar;
-CRC-32C: SSE4.2, portable; embedding scores: AVX2, portable) must read and write the same bytes. The machine running the tests usually has only
-some of them natively in use, so each path runs in a subprocess with
-TENSORZIP_SIMD capping what the core may use."""
+CRC-32C: SSE4.2, portable; embedding scores: AVX2, portable) must read and write the same
+bytes. The machine running the tests usually has only some of them natively in use, so
+each path runs in a subprocess with TENSORZIP_SIMD capping what the core may use."""
 
 from __future__ import annotations
 
