@@ -259,6 +259,16 @@ void symbol_scores_py(const py::object& symbols, int symbol_bytes, size_t dims, 
                 queries, reinterpret_cast<float*>(vo.data()), threads);
 }
 
+void unzigzag_to_float_py(const py::object& symbols, int symbol_bytes, const py::object& out) {
+  ByteView vs(symbols, false), vo(out, true);
+  if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("unzigzag_to_float: symbols are 1 or 2 bytes");
+  const size_t count = vs.size() / static_cast<size_t>(symbol_bytes);
+  if (vs.size() % static_cast<size_t>(symbol_bytes) != 0 || vo.size() != count * sizeof(float))
+    throw InvalidArgumentError("unzigzag_to_float: out must hold one float32 per symbol");
+  py::gil_scoped_release release;
+  unzigzag_to_float(vs.data(), symbol_bytes, count, reinterpret_cast<float*>(vo.data()));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -304,6 +314,8 @@ PYBIND11_MODULE(_native, m) {
         py::arg("threads"),
         "out[q, i - start] = sum_j weights[q, j] * unzigzag(symbols[j, i]) for i in [start, stop): scores "
         "without decoding the vectors.");
+  m.def("unzigzag_to_float", &unzigzag_to_float_py, py::arg("symbols"), py::arg("symbol_bytes"), py::arg("out"),
+        "out[i] = unzigzag(symbols[i]) as float32 (uint8 or uint16 codes).");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
   m.def(
       "simd_paths",

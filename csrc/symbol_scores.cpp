@@ -96,6 +96,15 @@ SliceKernel choose(int symbol_bytes) {
 
 }  // namespace
 
+void unzigzag_to_float(const uint8_t* symbols, int symbol_bytes, size_t count, float* out) {
+  if (symbol_bytes == 1) {
+    for (size_t i = 0; i < count; ++i) out[i] = unzigzag(symbols[i]);
+  } else {
+    const auto* wide = reinterpret_cast<const uint16_t*>(symbols);
+    for (size_t i = 0; i < count; ++i) out[i] = unzigzag(wide[i]);
+  }
+}
+
 const char* symbol_scores_path() { return use_avx2() ? "avx2" : "portable"; }
 
 void symbol_scores(const uint8_t* symbols, int symbol_bytes, size_t dims, size_t count, size_t start, size_t stop,

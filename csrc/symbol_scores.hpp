@@ -16,6 +16,10 @@ namespace tensorzip {
 void symbol_scores(const uint8_t* symbols, int symbol_bytes, size_t dims, size_t count, size_t start, size_t stop,
                    const float* weights, size_t queries, float* out, int threads);
 
+// out[i] = unzigzag(symbols[i]) as float32 (exact for 8- and 16-bit codes), `count` values;
+// for scoring many queries at once through a matrix product.
+void unzigzag_to_float(const uint8_t* symbols, int symbol_bytes, size_t count, float* out);
+
 // The path symbol_scores takes under the current cap (csrc/cpu_features.hpp): "avx2" or "portable".
 const char* symbol_scores_path();
 

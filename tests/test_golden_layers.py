@@ -165,18 +165,20 @@ def test_kv_format_2_files_meet_what_they_were_made_for(name):
 # --- embedding collections format 1 ---------------------------------------------------------------
 
 EMB1 = "embeddings_v1"
+EMB1_2 = "embeddings_v1_2"  # the same cases, written by the solver that meets targets with confidence
 
 
-def test_embeddings_format_1_golden_files_are_all_there():
-    assert _names(EMB1) == sorted(_generator(EMB1).CASES)
+@pytest.mark.parametrize("directory", [EMB1, EMB1_2])
+def test_embeddings_format_1_golden_files_are_all_there(directory):
+    assert _names(directory) == sorted(_generator(directory).CASES)
 
 
-@pytest.mark.parametrize("name", _names(EMB1))
-def test_embeddings_format_1_files_decode_as_written(name):
-    blob = (GOLDEN / EMB1 / f"{name}.tzip").read_bytes()
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (EMB1, EMB1_2) for n in _names(d)])
+def test_embeddings_format_1_files_decode_as_written(directory, name):
+    blob = (GOLDEN / directory / f"{name}.tzip").read_bytes()
     collection = tz.embeddings.open(blob)
     decoded = collection.decode()
-    with np.load(GOLDEN / EMB1 / "expected.npz") as expected:
+    with np.load(GOLDEN / directory / "expected.npz") as expected:
         want = expected[name]
     assert decoded.dtype == want.dtype and decoded.shape == want.shape
     if np.ascontiguousarray(decoded).tobytes() != want.tobytes():
@@ -211,11 +213,11 @@ def _top_k(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str,
     return np.lexsort((rows, -scores), axis=1)[:, :k]
 
 
-@pytest.mark.parametrize("name", _names(EMB1))
-def test_embeddings_format_1_files_meet_what_they_were_made_for(name):
-    generator = _generator(EMB1)
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (EMB1, EMB1_2) for n in _names(d)])
+def test_embeddings_format_1_files_meet_what_they_were_made_for(directory, name):
+    generator = _generator(directory)
     vectors, options = generator.arguments(name)
-    blob = (GOLDEN / EMB1 / f"{name}.tzip").read_bytes()
+    blob = (GOLDEN / directory / f"{name}.tzip").read_bytes()
     record = _record(blob, "embeddings")
     decoded = tz.embeddings.open(blob).decode()
     assert record["dtype"] == vectors.dtype.name and record["mode"] == options.get("mode", "transform")

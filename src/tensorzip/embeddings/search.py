@@ -46,7 +46,7 @@ def top_k_of_scores(score_blocks: Iterable[tuple[int, np.ndarray]], queries: int
     best_scores = np.full((queries, 0), -np.inf, dtype=np.float32)
     best_index = np.zeros((queries, 0), dtype=np.int64)
     for start, block_scores in score_blocks:
-        s = np.asarray(block_scores).astype(np.float32)
+        s = np.array(block_scores, dtype=np.float32)  # a copy only where it is not already float32
         width = s.shape[1]
         if exclude is not None:
             rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
@@ -65,6 +65,33 @@ def top_k_of_scores(score_blocks: Iterable[tuple[int, np.ndarray]], queries: int
         best_scores = np.take_along_axis(all_scores, order, axis=1)
         best_index = np.take_along_axis(all_index, order, axis=1)
     return best_scores, best_index
+
+
+def recall_by_threshold(score_blocks: Iterable[tuple[int, np.ndarray]], truth: np.ndarray,
+                        exclude: np.ndarray | None = None) -> float:
+    """recall@k from blocks of scores without ranking them: a true neighbour counts as found
+    when its score reaches the k-th best score of its query. Equal to ``recall_at_k`` of
+    ``top_k_of_scores`` except where scores tie exactly at the k-th place; about twice as
+    fast (a partition of values, no indices, no sort), so the solver screens candidates
+    with it and measures the one it keeps with ``top_k``."""
+    queries, k = truth.shape
+    best = np.full((queries, k), -np.inf, dtype=np.float32)
+    truth_scores = np.full((queries, k), -np.inf, dtype=np.float32)
+    for start, block_scores in score_blocks:
+        s = np.array(block_scores, dtype=np.float32)
+        width = s.shape[1]
+        if exclude is not None:
+            rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
+            s[rows, exclude[rows] - start] = -np.inf
+        inside = (truth >= start) & (truth < start + width)
+        if inside.any():
+            q, j = np.nonzero(inside)
+            truth_scores[q, j] = s[q, truth[q, j] - start]
+        top = np.partition(s, width - k, axis=1)[:, width - k :] if width > k else s
+        merged = np.concatenate([best, top], axis=1)
+        best = np.partition(merged, merged.shape[1] - k, axis=1)[:, merged.shape[1] - k :]
+    kth = best.min(axis=1, keepdims=True)
+    return float(np.count_nonzero(truth_scores >= kth)) / truth.size if truth.size else 1.0
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

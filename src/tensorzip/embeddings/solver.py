@@ -25,12 +25,18 @@ import numpy as np
 from ..errors import TargetUnreachableError
 from ..quantization import TargetNotMet, bisect
 from .code import EmbeddingCode, Projection, fit_basis, project, uniform_code
-from .search import array_blocks, recall_at_k, recall_lower_bound, top_k, top_k_of_scores
+from .search import array_blocks, recall_at_k, recall_by_threshold, recall_lower_bound, top_k, top_k_of_scores
 from .transform_search import CodeScorer
 
 Progress = Callable[[int, int], None]  # (candidates measured, most there will be)
 
 BISECTION_STEPS = 12
+# The bisection stops once the level is known within this factor (in natural log): 2% in
+# level, about 0.3% in bytes, two or three candidates fewer than its 12 steps.
+LEVEL_TOLERANCE = 0.02
+# The same for the level where a basis's code is as small as the best so far (a bound, not
+# the answer): coarser.
+SIZE_TOLERANCE = 0.1
 SAMPLE_QUERIES = 500
 # How much less distortion strong components get (see uniform_code); each is tried.
 EMPHASES = (0.5, 1.0)
@@ -51,6 +57,11 @@ class HeldOut:
         scored = CodeScorer(code, threads).score_blocks(self.queries, self.metric)
         _, found = top_k_of_scores(scored, len(self.queries), self.k, exclude=self.rows)
         return recall_at_k(found, self.truth)
+
+    def screen(self, code: EmbeddingCode, threads: int | None = None) -> float:
+        """``recall`` without ranking (``recall_by_threshold``): what the bisection compares."""
+        scored = CodeScorer(code, threads).score_blocks(self.queries, self.metric)
+        return recall_by_threshold(scored, self.truth, exclude=self.rows)
 
     def bound(self, recall: float) -> float:
         """The lower confidence bound on recall measured on these queries."""
@@ -110,7 +121,13 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
             done = (r * len(EMPHASES) + e) * per_search
             step = None if progress is None else (
                 lambda call, _most, done=done: progress(done + call, searches * per_search))
-            found = _largest_passing_level(projection, emphasis, target, held_out, threads, step)
+            finest = None
+            if best is not None:  # only a code smaller than the best so far can win
+                finest = _finest_level_below(projection, emphasis, best.stored_bytes, size_of)
+                if finest is None or not held_out.meets(held_out.screen(uniform_code(projection, finest, emphasis),
+                                                                        threads), target):
+                    continue  # smaller codes sit at coarser levels, whose recall is lower still
+            found = _largest_passing_level(projection, emphasis, target, held_out, threads, step, finest)
             if found is None:
                 continue
             level, code, recall = found
@@ -125,26 +142,55 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
     return best
 
 
-def _largest_passing_level(projection: Projection, emphasis: float, target: float, held_out: HeldOut,
-                           threads: int | None = None, progress: Progress | None = None,
-                           ) -> tuple[float, EmbeddingCode, float] | None:
-    """The largest distortion level (bisected in natural-log scale from the finest) whose
-    decoded collection still meets the recall target: (level, code, recall), or None."""
+def _level_range(projection: Projection) -> tuple[float, float]:
+    """(finest, coarsest) distortion levels worth trying: the finest whose symbols still fit
+    16 bits (step > largest |coordinate| / 2^15), the coarsest the top variance."""
     variances = projection.basis.variances
     top = float(variances.max()) if variances.size and variances.max() > 0 else 1.0
-    # The finest level whose symbols still fit 16 bits (step > largest |coordinate| / 2^15).
     reach = float(np.abs(projection.coordinates).max()) if projection.coordinates.size else 0.0
     finest = max(top * 1e-9, (reach / 30000.0) ** 2 / 12.0, 1e-30)
+    return finest, max(top, finest)
 
-    def recall_at(level: float) -> tuple[float, tuple[EmbeddingCode, float]]:
-        code = uniform_code(projection, level, emphasis)
-        recall = held_out.recall(code, threads)
-        return (1.0 if held_out.meets(recall, target) else 0.0), (code, recall)
 
+def _finest_level_below(projection: Projection, emphasis: float, most_bytes: int,
+                        size_of: Callable[[EmbeddingCode], int]) -> float | None:
+    """The finest level (about) whose code is no larger than ``most_bytes``; None if none is.
+    Size falls as the level rises, so every smaller code lies at this level or coarser."""
+    finest, coarsest = _level_range(projection)
     try:
-        found = bisect(recall_at, at_least=1.0, feasible_end=np.log(finest), best_end=np.log(max(top, finest)),
-                       max_iterations=BISECTION_STEPS, log_scale="ln", try_best_end=False, progress=progress)
+        found = bisect(lambda level: (float(size_of(uniform_code(projection, level, emphasis))), None),
+                       at_most=float(most_bytes), feasible_end=np.log(coarsest), best_end=np.log(finest),
+                       max_iterations=BISECTION_STEPS, tolerance=SIZE_TOLERANCE, log_scale="ln",
+                       try_best_end=False)
     except TargetNotMet:
         return None
-    code, recall = found.result
-    return found.parameter, code, recall
+    return found.parameter
+
+
+def _largest_passing_level(projection: Projection, emphasis: float, target: float, held_out: HeldOut,
+                           threads: int | None = None, progress: Progress | None = None,
+                           finest: float | None = None) -> tuple[float, EmbeddingCode, float] | None:
+    """The largest distortion level (bisected in natural-log scale from the finest, or from
+    ``finest`` when known to pass) whose decoded collection still meets the recall target:
+    (level, code, recall), or None."""
+    lowest, top = _level_range(projection)
+    finest = lowest if finest is None else finest
+
+    # Screened without ranking first; ranked exactly (as a search of the file would) when
+    # exact ties at the k-th place made the screen pass a code that misses (degenerate data).
+    for measure in (held_out.screen, held_out.recall):
+        def recall_at(level: float, measure: Callable[..., float] = measure) -> tuple[float, EmbeddingCode]:
+            code = uniform_code(projection, level, emphasis)
+            return (1.0 if held_out.meets(measure(code, threads), target) else 0.0), code
+
+        try:
+            found = bisect(recall_at, at_least=1.0, feasible_end=np.log(finest), best_end=np.log(max(top, finest)),
+                           max_iterations=BISECTION_STEPS, tolerance=LEVEL_TOLERANCE, log_scale="ln",
+                           try_best_end=False, progress=progress)
+        except TargetNotMet:
+            return None
+        code = found.result
+        recall = held_out.recall(code, threads)
+        if held_out.meets(recall, target):
+            return found.parameter, code, recall
+    return None

@@ -24,7 +24,7 @@ import numpy as np
 from .. import _native
 from ..codecs import checked_threads
 from ..errors import TensorzipError
-from ..quantization import unzigzag
+from ..quantization import unzigzag_float32
 from .code import DECODE_BLOCK_ROWS, EmbeddingCode
 from .search import METRICS
 
@@ -80,7 +80,7 @@ class CodeScorer:
                 _native.symbol_scores(self._symbols, self._symbols.itemsize, self._symbols.shape[0], code.count,
                                       start, stop, weights, len(q), dots, self.threads)
             else:
-                integers = unzigzag(self._symbols[:, start:stop]).astype(np.float32)
+                integers = unzigzag_float32(self._symbols[:, start:stop])
                 dots = weights @ integers
             dots += constants[:, None]
             dots /= self._divisor[None, start:stop]

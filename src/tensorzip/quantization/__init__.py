@@ -19,7 +19,7 @@ precision of the division, the symbol width allowed), it is an explicit paramete
 
 from .bisection import Found, TargetNotMet, bisect
 from .entropy import bits_of_counts, order0_bits
-from .grid import GridCode, SymbolRangeError, dequantize, quantize, to_symbols, unzigzag, zigzag
+from .grid import GridCode, SymbolRangeError, dequantize, quantize, to_symbols, unzigzag, unzigzag_float32, zigzag
 from .layer_file import LayerFormat, layer_bytes, open_layer, read_layer, write_layer
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "read_layer",
     "to_symbols",
     "unzigzag",
+    "unzigzag_float32",
     "write_layer",
     "zigzag",
 ]
