@@ -277,24 +277,27 @@ def main() -> None:
                         help="also the scale checkpoint of this size in the files rows (made by scale_data.py)")
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"## Every path against its reference (`benchmarks/run_paths.py`, issue 20)\n\n- {describe()}; {stamp}."]
-    if args.only in (None, "calls"):
-        parts += ["\n### One call on a tensor's bytes, 1 thread (x: ZipNN's time over ours; above 1 is faster)\n",
-                  *bench_calls(args.repeats)]
-    if args.only in (None, "files"):
-        scale = None
-        if args.scale_gigabytes:
-            from scale_data import make_scale_checkpoint
-            scale = make_scale_checkpoint(args.scale_gigabytes)
-        parts += ["\n### File to file, timed to `sync` (x: our time over cp's; target decompress <= 1.25 disk, "
-                  "1.5 tmpfs; compress <= 1)\n", *bench_files(args.repeats, scale)]
-    if args.only in (None, "bases"):
-        parts += ["\n### Against a .safetensors base, file to file (x: plain time over base time; target decode "
-                  ">= 0.8, encode >= 0.6)\n", *bench_bases(args.repeats)]
-    if args.only in (None, "embeddings"):
-        parts += ["\n### Embeddings: the solver, its targets on fresh queries, and search (30K x 384, MiniLM)\n",
-                  *bench_embeddings(args.repeats)]
-    write_section(BENCH / "RESULTS.md", "paths" if args.only is None else f"paths-{args.only}", "\n".join(parts))
+    sections = {
+        "calls": ("One call on a tensor's bytes, 1 thread (x: ZipNN's time over ours; above 1 is faster; "
+                  "target: at least 1)", lambda: bench_calls(args.repeats)),
+        "files": ("File to file, timed to `sync` (x: our time over cp's; target decompress <= 1.25 on disk, "
+                  "<= 1.5 on tmpfs; compress <= 1)", lambda: bench_files(args.repeats, scale)),
+        "bases": ("Against a .safetensors base, file to file (x: plain time over base time; target decode >= 0.8, "
+                  "encode >= 0.6)", lambda: bench_bases(args.repeats)),
+        "embeddings": ("Embeddings: the solver, its targets on fresh queries, and search (30K x 384, MiniLM)",
+                       lambda: bench_embeddings(args.repeats)),
+    }
+    scale = None
+    if args.scale_gigabytes and args.only in (None, "files"):
+        from scale_data import make_scale_checkpoint
+        scale = make_scale_checkpoint(args.scale_gigabytes)
+    for key, (title, run) in sections.items():
+        if args.only not in (None, key):
+            continue
+        rows = run()
+        text = "\n".join([f"## Paths (`benchmarks/run_paths.py`, issue 20): {title}", "",
+                          f"- {describe()}; {stamp}.", "", *rows])
+        write_section(BENCH / "RESULTS.md", f"paths-{key}", text)
 
 
 if __name__ == "__main__":

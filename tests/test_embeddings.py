@@ -239,3 +239,27 @@ def test_search_from_stored_integers_ranks_as_the_decoded_vectors_do(metric, rot
         assert np.allclose(got_scores[row], exact[row, got_index[row]], rtol=0, atol=1e-5 * scale)
         kth = np.sort(exact[row])[::-1][9]
         assert np.all(exact[row, got_index[row]] >= kth - 1e-5 * scale), "a vector outside the top 10 was returned"
+
+
+def test_targets_are_met_with_confidence_and_both_figures_are_recorded():
+    """The solver stops where the recall's lower confidence bound reaches the target, so
+    the target holds on fresh queries; the estimate and the bound are both recorded."""
+    from tensorzip.embeddings.search import recall_lower_bound
+
+    x = collection()
+    record = tze.open(tze.compress(x, recall=0.9, k=10, sample_queries=300)).record
+    trials = record["recall_queries"] * record["k"]
+    assert record["recall_confidence"] == 0.95
+    assert record["recall_lower_bound"] == pytest.approx(recall_lower_bound(record["recall_at_k"], trials))
+    assert record["recall_at_k"] > record["recall_lower_bound"] >= 0.9
+
+
+def test_the_recall_bound_is_a_wilson_lower_bound():
+    from tensorzip.embeddings.search import recall_lower_bound
+
+    # Values of the one-sided 95% Wilson score bound, computed by hand from its formula.
+    assert recall_lower_bound(0.95, 5000) == pytest.approx(0.94468, abs=1e-5)
+    assert recall_lower_bound(0.5, 100) == pytest.approx(0.41885, abs=1e-5)
+    assert recall_lower_bound(1.0, 5000) < 1.0
+    assert recall_lower_bound(0.9, 50_000) > recall_lower_bound(0.9, 500)  # more trials, tighter bound
+    assert recall_lower_bound(0.0, 10) == 0.0 and recall_lower_bound(0.7, 0) == 0.0
