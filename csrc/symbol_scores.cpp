@@ -12,7 +12,7 @@ namespace {
 // Vectors per task: the task's score rows (queries x this many floats) stay in L1/L2.
 constexpr size_t kSlice = 2048;
 // Dimensions added per pass over the scores: one load and store of a score per this many products.
-constexpr size_t kDimsPerPass = 4;
+constexpr size_t kDimsPerPass = 8;
 
 template <typename Symbol>
 inline float unzigzag(Symbol s) {
@@ -35,15 +35,19 @@ __attribute__((always_inline)) inline void score_slice(const Symbol* symbols, si
     const Symbol* r1 = r0 + count;
     const Symbol* r2 = r1 + count;
     const Symbol* r3 = r2 + count;
+    const Symbol* r4 = r3 + count;
+    const Symbol* r5 = r4 + count;
+    const Symbol* r6 = r5 + count;
+    const Symbol* r7 = r6 + count;
     for (size_t q = 0; q < queries; ++q) {
       const float* w = weights + q * dims + j;
-      const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+      const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];
       float* acc = out + q * width + first;
       for (size_t i = 0; i < n; ++i) {
-        const float a = w0 * unzigzag(r0[i]);
-        const float b = w1 * unzigzag(r1[i]);
-        const float c = w2 * unzigzag(r2[i]);
-        const float d = w3 * unzigzag(r3[i]);
+        const float a = w0 * unzigzag(r0[i]) + w1 * unzigzag(r1[i]);
+        const float b = w2 * unzigzag(r2[i]) + w3 * unzigzag(r3[i]);
+        const float c = w4 * unzigzag(r4[i]) + w5 * unzigzag(r5[i]);
+        const float d = w6 * unzigzag(r6[i]) + w7 * unzigzag(r7[i]);
         acc[i] += (a + b) + (c + d);
       }
     }

@@ -42,6 +42,7 @@ class CodeScorer:
         self.code = code
         self.threads = checked_threads(threads)
         self._symbols = np.ascontiguousarray(code.symbols)
+        self._directions = None if code.directions is None else code.directions.astype(np.float32)
         unscaled = np.empty(code.count, dtype=np.float64)
         for start in range(0, code.count, DECODE_BLOCK_ROWS):
             stop = min(code.count, start + DECODE_BLOCK_ROWS)
@@ -55,8 +56,8 @@ class CodeScorer:
     def _weights(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w, c) with q . x_unscaled = c + w . z for every stored vector."""
         code = self.code
-        if code.directions is not None:
-            projected = queries @ code.directions.astype(np.float32)
+        if self._directions is not None:
+            projected = queries @ self._directions
         else:
             projected = queries[:, code.dims]
         weights = np.ascontiguousarray(projected * code.step, dtype=np.float32)
