@@ -56,10 +56,7 @@ class CodeScorer:
     def _weights(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w, c) with q . x_unscaled = c + w . z for every stored vector."""
         code = self.code
-        if self._directions is not None:
-            projected = queries @ self._directions
-        else:
-            projected = queries[:, code.dims]
+        projected = queries @ self._directions if self._directions is not None else queries[:, code.dims]
         weights = np.ascontiguousarray(projected * code.step, dtype=np.float32)
         constants = (queries @ code.mean + projected @ code.offset).astype(np.float32)
         return weights, constants
