@@ -263,3 +263,15 @@ def test_the_recall_bound_is_a_wilson_lower_bound():
     assert recall_lower_bound(1.0, 5000) < 1.0
     assert recall_lower_bound(0.9, 50_000) > recall_lower_bound(0.9, 500)  # more trials, tighter bound
     assert recall_lower_bound(0.0, 10) == 0.0 and recall_lower_bound(0.7, 0) == 0.0
+
+
+def test_info_reports_the_recall_bound_beside_the_estimate(tmp_path):
+    import tensorzip as tz
+
+    path = tmp_path / "vectors.tzip"
+    tze.save_file(collection(), path, recall=0.9, sample_queries=300)
+    achieved = tz.info(path)["achieved"]
+    record = tze.open(path).record
+    assert achieved["recall_at_k"] == record["recall_at_k"]
+    assert achieved["lower_bound"] == record["recall_lower_bound"] >= 0.9
+    assert achieved["confidence"] == 0.95

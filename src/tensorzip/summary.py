@@ -124,6 +124,9 @@ def _embeddings(found: PathKind) -> dict[str, Any]:
                                                                           "k": record.get("k")}
     achieved = {"recall_at_k": 1.0 if lossless else record.get("recall_at_k"), "k": record.get("k"),
                 "measured_on": record.get("recall_measured_on"), "queries": record.get("recall_queries")}
+    if record.get("recall_lower_bound") is not None:  # files of the solver that meets targets with confidence
+        achieved["lower_bound"] = record["recall_lower_bound"]
+        achieved["confidence"] = record.get("recall_confidence")
     return {"lossy": not lossless, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
             "shape": [record["count"], record["dim"]], "dtype": record["dtype"], "mode": record.get("mode"),
             "target": target, "achieved": achieved}
