@@ -42,17 +42,20 @@ def top_k(blocks: Iterable[tuple[int, np.ndarray]], queries: np.ndarray, k: int,
 
 def top_k_of_scores(score_blocks: Iterable[tuple[int, np.ndarray]], queries: int, k: int,
                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``top_k`` over blocks of scores already computed: (first row, (Q, rows) scores)."""
+    """``top_k`` over blocks of scores already computed: (first row, (Q, rows) scores). A
+    float32 block may be changed in place (excluded rows set to minus infinity)."""
     best_scores = np.full((queries, 0), -np.inf, dtype=np.float32)
     best_index = np.zeros((queries, 0), dtype=np.int64)
     for start, block_scores in score_blocks:
-        s = np.array(block_scores, dtype=np.float32)  # a copy only where it is not already float32
+        s = np.asarray(block_scores, dtype=np.float32)
         width = s.shape[1]
         if exclude is not None:
             rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
+            if rows.size and not s.flags.writeable:
+                s = s.copy()
             s[rows, exclude[rows] - start] = -np.inf
         if width > k:  # only each row's k best can enter the running best
-            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            part = np.argpartition(s, width - k, axis=1)[:, width - k :]
             s = np.take_along_axis(s, part, axis=1)
             index = part + start
         else:
@@ -78,10 +81,12 @@ def recall_by_threshold(score_blocks: Iterable[tuple[int, np.ndarray]], truth: n
     best = np.full((queries, k), -np.inf, dtype=np.float32)
     truth_scores = np.full((queries, k), -np.inf, dtype=np.float32)
     for start, block_scores in score_blocks:
-        s = np.array(block_scores, dtype=np.float32)
+        s = np.asarray(block_scores, dtype=np.float32)
         width = s.shape[1]
         if exclude is not None:
             rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
+            if rows.size and not s.flags.writeable:
+                s = s.copy()
             s[rows, exclude[rows] - start] = -np.inf
         inside = (truth >= start) & (truth < start + width)
         if inside.any():
