@@ -81,17 +81,24 @@ class CodeScorer:
         code = self.code
         native = len(q) <= NATIVE_QUERIES
         rows = NATIVE_BLOCK_ROWS if native else DECODE_BLOCK_ROWS
+        if not native:  # the constants ride along as one more coordinate, equal to 1
+            weights = np.ascontiguousarray(np.concatenate([weights, constants[:, None]], axis=1))
         for start in range(0, code.count, rows):
             stop = min(code.count, start + rows)
             if native:
                 dots = np.empty((len(q), stop - start), dtype=np.float32)
                 _native.symbol_scores(self._symbols, self._symbols.itemsize, self._symbols.shape[0], code.count,
                                       start, stop, weights, len(q), dots, self.threads)
+                dots += constants[:, None]
+                dots /= self._divisor[None, start:stop]
             else:
-                integers = unzigzag_float32(self._symbols[:, start:stop])
+                # Many queries: each vector's integers (and its 1) divided by its norm once, then
+                # one matrix product gives the scores, with no pass over the (Q, rows) result.
+                integers = np.empty((weights.shape[1], stop - start), dtype=np.float32)
+                integers[:-1] = unzigzag_float32(self._symbols[:, start:stop])
+                integers[-1] = 1.0
+                integers /= self._divisor[None, start:stop]
                 dots = weights @ integers
-            dots += constants[:, None]
-            dots /= self._divisor[None, start:stop]
             if metric == "ip":
                 yield start, dots
             else:
