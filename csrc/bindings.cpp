@@ -33,11 +33,13 @@ using namespace tensorzip;
 
 namespace {
 
-// A contiguous byte view of any buffer-protocol object, released with the GIL held.
+// A C-contiguous byte view of any buffer-protocol object, released with the GIL held. A
+// Fortran-ordered array is refused (numpy: ValueError "not C-contiguous"): its bytes are not the row-major
+// layout every kernel here assumes.
 class ByteView {
  public:
   ByteView(const py::handle& object, bool writable) {
-    const int flags = PyBUF_ANY_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(object.ptr(), &view_, flags) != 0) throw py::error_already_set();
   }
   ~ByteView() { PyBuffer_Release(&view_); }

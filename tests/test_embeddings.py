@@ -275,3 +275,28 @@ def test_info_reports_the_recall_bound_beside_the_estimate(tmp_path):
     assert achieved["recall_at_k"] == record["recall_at_k"]
     assert achieved["lower_bound"] == record["recall_lower_bound"] >= 0.9
     assert achieved["confidence"] == 0.95
+
+
+def test_queries_with_nan_or_infinity_are_refused_and_nan_scores_rank_last():
+    """A NaN query would rank arbitrary rows first; a NaN score (a lossless collection
+    holding NaN) must not push a real neighbour out of the top k."""
+    from tensorzip.embeddings.search import top_k_of_scores
+
+    stored = tze.open(tze.compress(collection(count=500), recall=0.9, sample_queries=100))
+    queries = collection(count=3, seed=4)
+    queries[1, 7] = np.inf
+    with pytest.raises(TensorzipError, match="query 1 holds NaN or infinity"):
+        stored.search(queries, k=5)
+    scores = np.array([[0.5, np.nan, 0.9, np.nan, 0.1, 0.7]], dtype=np.float32)
+    best, rows = top_k_of_scores([(0, scores)], 1, 3)
+    assert rows.tolist() == [[2, 5, 0]]
+    assert best[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
+
+
+def test_the_solvers_progress_only_moves_forward_and_ends_at_its_total(tmp_path):
+    calls = []
+    tze.save_file(collection(count=800), tmp_path / "c.tzip", recall=0.9, sample_queries=100,
+                  progress=lambda done, most: calls.append((done, most)))
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and len(set(done)) == len(done)
+    assert calls[-1][0] == calls[-1][1]

@@ -361,3 +361,14 @@ def test_decode_rejects_wrong_element_count_for_a_chunk(rng):
 def test_chunk_error_and_corrupt_stream_error_are_value_errors():
     assert issubclass(_native.ChunkError, ValueError)
     assert issubclass(_native.CorruptStreamError, ValueError)
+
+
+def test_fortran_ordered_buffers_are_refused_not_read_column_by_column():
+    """Every kernel reads row-major bytes: a Fortran-ordered array would be coded (or
+    scored) in the wrong order without a word."""
+    from tensorzip import _native
+
+    matrix = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    with pytest.raises((BufferError, ValueError), match="contiguous"):
+        _native.crc32c(matrix)
+    assert _native.crc32c(np.ascontiguousarray(matrix)) == _native.crc32c(np.ascontiguousarray(matrix).tobytes())

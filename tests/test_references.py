@@ -270,3 +270,57 @@ def test_streamed_file_outputs_restore_references_from_kept_copies(tmp_path):
     from safetensors.numpy import load_file as load_safetensors
     loaded = load_safetensors(out)
     assert {n: a.tobytes() for n, a in loaded.items()} == {n: a.tobytes() for n, a in tensors.items()}
+
+
+def test_targets_over_the_memory_budget_are_decoded_again_not_kept(tmp_path, monkeypatch):
+    """A reader with little memory to spare keeps no targets: they are read again for each
+    tensor coded against them, and every tensor still comes back exact."""
+    from tensorzip.container.header import ReadLimits
+
+    path, tensors = _copies_file(tmp_path)
+    with TzipReader(path, limits=ReadLimits(max_memory_bytes=1 << 20)) as reader:
+        assert reader.targets_budget() == 1 << 18  # each target is 256 KiB + a little: none fits
+        read = []
+        original = reader.read_stored
+        monkeypatch.setattr(reader, "read_stored",
+                            lambda entries: read.extend(e.name for e in entries) or original(entries))
+        got = dict(reader.iter_tensors(batch_bytes=1))
+    assert len(read) > len(tensors), "targets were kept beyond the budget"
+    assert {n: a.tobytes() for n, a in got.items()} == {n: a.tobytes() for n, a in tensors.items()}
+
+
+def test_a_target_written_to_while_it_is_read_is_caught_after_the_use(tmp_path, monkeypatch):
+    """The caller's thread may write to a yielded target between the check before a use and
+    the use itself: the check after it sees the change and the tensor is decoded again."""
+    from tensorzip.container.decoded_targets import DecodedTargets
+
+    path, tensors = _copies_file(tmp_path)
+    original_get = DecodedTargets.get
+
+    def get_then_race(self, name):
+        array = original_get(self, name)
+        if array is not None:
+            array += 1  # as if another thread wrote to it just after the check
+        return array
+
+    monkeypatch.setattr(DecodedTargets, "get", get_then_race)
+    with TzipReader(path) as reader:
+        for name, array in reader.iter_tensors(batch_bytes=1):
+            if not name.startswith("copy0."):
+                assert array.tobytes() == tensors[name].tobytes(), name
+
+
+def test_a_target_whose_uses_all_lie_in_its_own_batch_is_not_kept(tmp_path):
+    from tensorzip.container.decoded_targets import DecodedTargets
+
+    path, _ = _copies_file(tmp_path, copies=2)
+    with TzipReader(path) as reader:
+        entries = [reader.entry(n) for n in reader.keys()]
+    targets = DecodedTargets(entries, private_copies=True)
+    one = np.zeros(8, np.float32)
+    targets.keep("copy0.layer0.weight", one, uses_here=1)
+    assert targets.held_bytes == 0
+    targets.keep("copy0.layer0.weight", one)
+    assert targets.held_bytes == one.nbytes
+    targets.used("copy0.layer0.weight")
+    assert targets.held_bytes == 0

@@ -651,7 +651,8 @@ def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
     def write(handle: BinaryIO) -> int:
         used = 0
         scratch = np.empty(0, dtype=np.uint8)
-        targets = DecodedTargets(entries, private_copies=True)  # scratch is reused
+        # scratch is reused
+        targets = DecodedTargets(entries, private_copies=True, budget_bytes=reader.targets_budget())
         for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
             size = sum(e.nbytes for e in batch)
             if scratch.size < size:
@@ -702,7 +703,8 @@ def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes
     buffers = [np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.uint8)]
     writing: deque[Future[int]] = deque()  # in order; the oldest uses the buffer decoded into next
     pieces = (piece for entry in entries for piece in reader.pieces(entry, WRITE_DECODED_BYTES))
-    targets = DecodedTargets(entries, private_copies=True)  # the buffers are reused
+    # the buffers are reused
+    targets = DecodedTargets(entries, private_copies=True, budget_bytes=reader.targets_budget())
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-write") as writer:
         batches = batched_by_stored_bytes(pieces, PIPELINED_WRITE_BATCH_BYTES, WRITE_DECODED_BYTES)
         for index, batch in enumerate(batches):
@@ -744,7 +746,8 @@ def _decode_in_place(reader: TzipReader, header: bytes, target: io.BytesIO | Mem
     view = target.writable_view() if isinstance(target, MemoryFile) else target.getbuffer()
     try:
         file_bytes = np.frombuffer(view, dtype=np.uint8)
-        targets = DecodedTargets(entries, private_copies=False)  # each tensor stays where it was decoded
+        # each tensor stays where it was decoded
+        targets = DecodedTargets(entries, private_copies=False, budget_bytes=reader.targets_budget())
         for batch in batched_by_stored_bytes(entries, DEFAULT_READ_BATCH_BYTES):
             written = _decode_batch_into(reader, batch, file_bytes, position, targets)
             position += written
@@ -794,7 +797,8 @@ def verify_file(
                 where_from[id(piece)] = offset
                 offset += piece.nbytes
                 pieces.append(piece)
-        targets = DecodedTargets(pieces, private_copies=True)  # scratch is reused
+        # scratch is reused
+        targets = DecodedTargets(pieces, private_copies=True, budget_bytes=reader.targets_budget())
         for batch in batched_by_stored_bytes(pieces, WRITE_BATCH_BYTES, WRITE_DECODED_BYTES):
             size = _nbytes(batch)
             if scratch.size < size:

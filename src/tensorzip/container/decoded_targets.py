@@ -8,10 +8,13 @@ again for every reference to it: the 2 GB scale checkpoint loaded at 100 MB/s to
 31 s instead of about 12.
 
 A kept array is the caller's own output when the pass hands its outputs to the caller
-(``iter_tensors``, loaders): a CRC-32C taken when it is kept is checked before each use,
-and an array the caller changed in between is decoded again from the file. A pass that
-reuses one output buffer (streaming to a file) keeps private copies instead, within a
-memory budget; a target over budget is decoded again when needed, as before.
+(``iter_tensors``, loaders): a CRC-32C taken when it is kept is checked before each use
+and again after it, and an array the caller changed in between is decoded again from
+the file (a change made while it was being read is caught by the second check). A pass
+that reuses one output buffer (streaming to a file) keeps private copies instead. Both
+kinds are held within a memory budget (at most a quarter of ``ReadLimits.max_memory_bytes``); a
+target over budget is decoded again when needed, as before, and a target whose every
+use lies in the batch that decoded it is not kept at all.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from .. import _native
 from .header import TensorEntry
 
-# Private copies a streaming pass may hold at once (decoded bytes).
+# Decoded bytes a pass may keep at once (a reader lowers it to a quarter of its ReadLimits).
 COPY_BUDGET_BYTES = 512 * 1024 * 1024
 
 
@@ -39,21 +42,27 @@ class DecodedTargets:
         self._held = 0
         self._kept: dict[str, tuple[np.ndarray, int]] = {}
 
+    @property
+    def held_bytes(self) -> int:
+        """Decoded bytes kept now (caller-owned arrays included: holding them keeps them alive)."""
+        return self._held
+
     def wanted(self, name: str) -> bool:
         """Whether a tensor of this name is still to be referred to in this pass."""
         return self._uses.get(name, 0) > 0 and name not in self._kept
 
-    def keep(self, name: str, array: np.ndarray) -> None:
-        """Remember ``array``, the whole decoded tensor ``name``."""
-        if not self.wanted(name):
+    def keep(self, name: str, array: np.ndarray, *, uses_here: int = 0) -> None:
+        """Remember ``array``, the whole decoded tensor ``name``, unless its ``uses_here``
+        references in the batch that decoded it are all it has left, or it is over budget."""
+        if not self.wanted(name) or self._uses[name] <= uses_here:
+            return
+        if self._held + array.nbytes > self._budget:
             return
         if self._private:
-            if self._held + array.nbytes > self._budget:
-                return
             self._kept[name] = (array.copy(), 0)
-            self._held += array.nbytes
         else:
-            self._kept[name] = (array, _native.crc32c(array.reshape(-1).view(np.uint8)))
+            self._kept[name] = (array, _checksum(array))
+        self._held += array.nbytes
 
     def get(self, name: str) -> np.ndarray | None:
         """The kept tensor ``name`` if it is still as decoded, else None (decode it again)."""
@@ -61,15 +70,33 @@ class DecodedTargets:
         if found is None:
             return None
         array, crc = found
-        if not self._private and _native.crc32c(array.reshape(-1).view(np.uint8)) != crc:
-            del self._kept[name]  # changed by its owner since: never used as decoded
+        if not self._private and _checksum(array) != crc:
+            self._forget(name)  # changed by its owner since: never used as decoded
             return None
         return array
+
+    def still_intact(self, name: str) -> bool:
+        """After a use of ``get(name)``'s array: whether it was unchanged while it was read.
+        False means the owner wrote to it meanwhile, so that use must be redone from the file."""
+        found = self._kept.get(name)
+        if found is None or self._private:
+            return True
+        if _checksum(found[0]) == found[1]:
+            return True
+        self._forget(name)
+        return False
 
     def used(self, name: str) -> None:
         """One reference to ``name`` was restored; forget it after its last."""
         self._uses[name] -= 1
         if self._uses[name] <= 0:
-            dropped = self._kept.pop(name, None)
-            if dropped is not None and self._private:
-                self._held -= dropped[0].nbytes
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        dropped = self._kept.pop(name, None)
+        if dropped is not None:
+            self._held -= dropped[0].nbytes
+
+
+def _checksum(array: np.ndarray) -> int:
+    return _native.crc32c(array.reshape(-1).view(np.uint8))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..inputs.sources import RemoteFile, is_url, open_remote
 from .bases import BaseCheckpoint, locate_base
-from .decoded_targets import DecodedTargets
+from .decoded_targets import COPY_BUDGET_BYTES, DecodedTargets
 from .format import DATA_START, PREAMBLE_SIZE, Preamble
 from .header import Header, ReadLimits, TensorEntry
 from .records import load_json
@@ -236,7 +237,7 @@ class TzipReader:
         if batch_bytes is None:
             batch_bytes = self.pipeline_batch_bytes()
         batches = list(batched_by_stored_bytes(entries, batch_bytes))
-        targets = DecodedTargets(entries, private_copies=False)
+        targets = DecodedTargets(entries, private_copies=False, budget_bytes=self.targets_budget())
         if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
             yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums, targets)
             return
@@ -289,6 +290,10 @@ class TzipReader:
             if index is not None:
                 run.append(index)
         return found
+
+    def targets_budget(self) -> int:
+        """Decoded bytes a pass may keep for the tensors others are coded against."""
+        return min(COPY_BUDGET_BYTES, self.limits.max_memory_bytes // 4)
 
     def check_fits_in_memory(self, nbytes: int, what: str) -> None:
         """Refuse, before allocating, what an in-memory API would hold beyond the limit."""
@@ -355,8 +360,9 @@ class TzipReader:
                  if entry.reference is None and entry.name in self.header.tensors
                  and self.header.tensors[entry.name].chunks == entry.chunks}
         if targets is not None:
+            uses_here = Counter(entry.reference.tensor for entry, _ in items if entry.reference is not None)
             for name, out in whole.items():
-                targets.keep(name, out)
+                targets.keep(name, out, uses_here=uses_here[name])
         if any(entry.reference is not None for entry, _ in items):
             self._restore_references(items, whole, verify_checksums, targets)
 
@@ -371,8 +377,16 @@ class TzipReader:
                 continue
             name = entry.reference.tensor
             source = whole.get(name)
+            from_targets = False
             if source is None and targets is not None:
                 source = targets.get(name)
+                from_targets = source is not None
+            if from_targets:
+                restore(out, convert(source, entry.spec), entry.reference.mode, entry.spec, self.threads)
+                if not targets.still_intact(name):  # written to by its owner meanwhile: all again from the file
+                    self.decode_into([(entry, out)], verify_checksums=verify_checksums)
+                targets.used(name)
+                continue
             if source is None:
                 target = self.header.tensors[name]  # the header checked it exists and has no reference
                 self.check_fits_in_memory(target.nbytes + out.nbytes, f"tensor {entry.name!r} with the tensor "

@@ -85,6 +85,10 @@ class EmbeddingCollection:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise TensorzipError(f"queries must have shape (n, {self.dim}), got {np.shape(queries)}")
+        if not np.isfinite(q).all():
+            bad = int(np.flatnonzero(~np.isfinite(q).all(axis=1))[0])
+            raise TensorzipError(f"query {bad} holds NaN or infinity: its scores would rank no row "
+                                 "meaningfully; pass finite query vectors")
         metric = metric or self.record.get("metric", "ip")
         if rescore is None:
             return self._top_k(q, k, metric)

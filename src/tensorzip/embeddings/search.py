@@ -49,6 +49,9 @@ def top_k_of_scores(score_blocks: Iterable[tuple[int, np.ndarray]], queries: int
     for start, block_scores in score_blocks:
         s = np.asarray(block_scores, dtype=np.float32)
         width = s.shape[1]
+        nan = np.isnan(s)
+        if nan.any():  # a NaN would outrank every score in the partition below; rank it last
+            s = np.where(nan, np.float32(-np.inf), s)
         if exclude is not None:
             rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
             if rows.size and not s.flags.writeable:
@@ -83,6 +86,9 @@ def recall_by_threshold(score_blocks: Iterable[tuple[int, np.ndarray]], truth: n
     for start, block_scores in score_blocks:
         s = np.asarray(block_scores, dtype=np.float32)
         width = s.shape[1]
+        nan = np.isnan(s)
+        if nan.any():  # a NaN would outrank every score in the partition below; rank it last
+            s = np.where(nan, np.float32(-np.inf), s)
         if exclude is not None:
             rows = np.flatnonzero((exclude >= start) & (exclude < start + width))
             if rows.size and not s.flags.writeable:

@@ -115,19 +115,17 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
     best: Solution | None = None
     searches = len(rotations) * len(EMPHASES)
     per_search = 1 + BISECTION_STEPS
+    report = None if progress is None else _monotone(progress, searches * per_search)
     for r, rotation in enumerate(rotations):
         projection = project(vectors, fit_basis(vectors, rotation, seed=seed))
         for e, emphasis in enumerate(EMPHASES):
             done = (r * len(EMPHASES) + e) * per_search
-            step = None if progress is None else (
-                lambda call, _most, done=done: progress(done + call, searches * per_search))
-            finest = None
-            if best is not None:  # only a code smaller than the best so far can win
-                finest = _finest_level_below(projection, emphasis, best.stored_bytes, size_of)
-                if finest is None or not held_out.meets(held_out.screen(uniform_code(projection, finest, emphasis),
-                                                                        threads), target):
-                    continue  # smaller codes sit at coarser levels, whose recall is lower still
-            found = _largest_passing_level(projection, emphasis, target, held_out, threads, step, finest)
+            # A search's calls move the bar within its own share; a search pruned or ended early
+            # jumps to its share's end, so the bar ends at its total.
+            step = None if report is None else (lambda call, _most, done=done: report(done + min(call, per_search)))
+            found = _search(projection, emphasis, target, held_out, best, size_of, threads, step)
+            if report is not None:
+                report(done + per_search)
             if found is None:
                 continue
             level, code, recall = found
@@ -142,6 +140,44 @@ def solve(vectors: np.ndarray, target: float, held_out: HeldOut, size_of: Callab
     return best
 
 
+def _monotone(progress: Progress, total: int) -> Callable[[int], None]:
+    """``progress`` that never moves back (a search's exact pass restarts its count)."""
+    high = 0
+
+    def report(done: int) -> None:
+        nonlocal high
+        if done > high:
+            high = done
+            progress(high, total)
+
+    return report
+
+
+def _search(projection: Projection, emphasis: float, target: float, held_out: HeldOut, best: Solution | None,
+            size_of: Callable[[EmbeddingCode], int], threads: int | None,
+            progress: Progress | None) -> tuple[float, EmbeddingCode, float] | None:
+    """One (basis, emphasis) search: the largest passing level, or None where none passes or
+    none can be smaller than ``best``."""
+    finest = None
+    if best is not None:  # only a code smaller than the best so far can win
+        bracket = _levels_near_size(projection, emphasis, best.stored_bytes, size_of)
+        if bracket is None:
+            return None
+        def passes(level: float) -> bool:
+            return held_out.meets(held_out.screen(uniform_code(projection, level, emphasis), threads), target)
+
+        # Pruned only when the finer end (a code just over the best's size) misses: smaller
+        # codes sit at coarser levels, whose recall is lower still.
+        fits, over = bracket
+        if passes(fits):
+            finest = fits
+        elif over is not None and passes(over):
+            finest = over
+        else:
+            return None
+    return _largest_passing_level(projection, emphasis, target, held_out, threads, progress, finest)
+
+
 def _level_range(projection: Projection) -> tuple[float, float]:
     """(finest, coarsest) distortion levels worth trying: the finest whose symbols still fit
     16 bits (step > largest |coordinate| / 2^15), the coarsest the top variance."""
@@ -152,10 +188,12 @@ def _level_range(projection: Projection) -> tuple[float, float]:
     return finest, max(top, finest)
 
 
-def _finest_level_below(projection: Projection, emphasis: float, most_bytes: int,
-                        size_of: Callable[[EmbeddingCode], int]) -> float | None:
-    """The finest level (about) whose code is no larger than ``most_bytes``; None if none is.
-    Size falls as the level rises, so every smaller code lies at this level or coarser."""
+def _levels_near_size(projection: Projection, emphasis: float, most_bytes: int,
+                      size_of: Callable[[EmbeddingCode], int]) -> tuple[float, float | None] | None:
+    """(the finest level found whose code is no larger than ``most_bytes``, the nearest finer
+    level found larger, or None if none was tried); None if even the coarsest is larger.
+    Size falls as the level rises, so every smaller code lies at the second level or coarser:
+    the bisection's tolerance cannot hide one."""
     finest, coarsest = _level_range(projection)
     try:
         found = bisect(lambda level: (float(size_of(uniform_code(projection, level, emphasis))), None),
@@ -164,7 +202,8 @@ def _finest_level_below(projection: Projection, emphasis: float, most_bytes: int
                        try_best_end=False)
     except TargetNotMet:
         return None
-    return found.parameter
+    over = None if found.missed_coordinate is None else float(np.exp(found.missed_coordinate))
+    return found.parameter, over
 
 
 def _largest_passing_level(projection: Projection, emphasis: float, target: float, held_out: HeldOut,

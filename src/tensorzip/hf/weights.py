@@ -140,7 +140,8 @@ class _TzipSource(_Source):
     def read_into(self, items: list[tuple[str, np.ndarray]]) -> None:
         """Decoded straight into the destination memory, batch by batch (one native call each)."""
         entries = [(self.reader.entry(name), out.reshape(-1)) for name, out in items]
-        targets = DecodedTargets([e for e, _ in entries], private_copies=False)  # outs stay where they are
+        targets = DecodedTargets([e for e, _ in entries], private_copies=False,  # outs stay where they are
+                                 budget_bytes=self.reader.targets_budget())
         for batch in batched_by_stored_bytes([e for e, _ in entries], self.reader.pipeline_batch_bytes()):
             chosen = {id(e) for e in batch}
             self.reader.decode_into([(e, out) for e, out in entries if id(e) in chosen], targets=targets)

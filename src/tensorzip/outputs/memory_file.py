@@ -34,9 +34,11 @@ def _populate(region: mmap.mmap, start: int, end: int) -> None:
     else they fault in later."""
     start -= start % mmap.PAGESIZE
     if end > start:
-        with contextlib.suppress(OSError, AttributeError, ValueError):  # older kernel, other OS
-            if _MADV_HUGEPAGE:
+        # Each advice on its own: a kernel without transparent huge pages may still populate.
+        if _MADV_HUGEPAGE:
+            with contextlib.suppress(OSError, AttributeError, ValueError):  # older kernel, other OS
                 region.madvise(_MADV_HUGEPAGE, start, end - start)
+        with contextlib.suppress(OSError, AttributeError, ValueError):
             region.madvise(_MADV_POPULATE_WRITE, start, end - start)
 
 

@@ -46,6 +46,7 @@ class Found(Generic[T]):
     figure: float  # the measured figure, within the target
     result: T  # what measure returned with it
     evaluations: int  # calls of measure
+    missed_coordinate: float | None = None  # the nearest coordinate beyond it known to miss (None: none tried)
 
 
 def parameter_at(coordinate: float, log_scale: LogScale | None) -> float:
@@ -97,6 +98,7 @@ def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, 
         if meets(best_figure):
             return Found(parameter_at(best_end, log_scale), best_end, best_figure, best_result, calls)
     good, bad = feasible_end, best_end
+    bad_tried = try_best_end
     for _ in range(max_iterations):
         if abs(bad - good) <= tolerance:
             break
@@ -105,5 +107,5 @@ def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, 
         if meets(trial_figure):
             good, figure, result = middle, trial_figure, trial_result
         else:
-            bad = middle
-    return Found(parameter_at(good, log_scale), good, figure, result, calls)
+            bad, bad_tried = middle, True
+    return Found(parameter_at(good, log_scale), good, figure, result, calls, bad if bad_tried else None)
