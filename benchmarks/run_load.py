@@ -161,7 +161,10 @@ def main() -> None:
                         help="MiniLM only; the scale rows already in RESULTS.md are kept")
     parser.add_argument("--only-scale", action="store_true",
                         help="the scale checkpoint only; the MiniLM rows already in RESULTS.md are kept")
+    parser.add_argument("--conditions", default="warm,cold,http",
+                        help="comma-separated subset of warm,cold,http; a subset prints its rows and writes nothing")
     args = parser.parse_args()
+    conditions = set(args.conditions.split(","))
     cores = os.cpu_count() or 1
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tz-load-", dir=DATA_DIR))
@@ -182,10 +185,12 @@ def main() -> None:
             cases += [(f"scale {args.gigabytes:g} GB FP32", "raw", scale),
                       (f"scale {args.gigabytes / 2:g} GB BF16", "raw", bf16)]
         for label, kind, original in cases:
-            rows += _case(label, kind, original, work, args.repeats, cores)
+            rows += _case(label, kind, original, work, args.repeats, cores, conditions)
             print("\n".join(rows[-12:]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if conditions != {"warm", "cold", "http"}:
+        return
     if args.only_scale:
         rows = _kept_rows("| MiniLM") + rows
     if args.skip_scale:
@@ -202,7 +207,8 @@ def _kept_rows(prefix: str) -> list[str]:
     return [line for line in section.splitlines() if line.startswith(prefix)]
 
 
-def _case(label: str, kind: str, original: Path, work: Path, repeats: int, cores: int) -> list[str]:
+def _case(label: str, kind: str, original: Path, work: Path, repeats: int, cores: int,
+          conditions: set[str]) -> list[str]:
     """Every condition for one checkpoint: rows of the results table."""
     served = work / f"served-{label.replace(' ', '-')}"
     served.mkdir()
@@ -236,7 +242,7 @@ def _case(label: str, kind: str, original: Path, work: Path, repeats: int, cores
             rows.append(f"| {label} | {condition} | {who} | {result['seconds']:.3f} | {speedup:.2f}x | "
                         f"{result['peak_mb']:,.0f} |")
 
-    for condition in ("warm", "cold"):
+    for condition in [c for c in ("warm", "cold") if c in conditions]:
         cold = [Path(local["st"]), Path(local["tz"])] if condition == "cold" else None
         st = _measure({"loader": loaders["st"], "source": local["st"], "threads": None}, repeats, cold, expected)
         expected = expected or st["fingerprint"]
@@ -245,10 +251,11 @@ def _case(label: str, kind: str, original: Path, work: Path, repeats: int, cores
             results[f".tzip, {threads} thread{'s' if threads > 1 else ''}"] = _measure(
                 {"loader": loaders["tz"], "source": local["tz"], "threads": threads}, repeats, cold, expected)
         add(f"{condition} (ratio {ratio:.3f})", results, st["seconds"])
-    for bandwidth, name in ((100e6, "HTTP 100 MB/s"), (1e9, "HTTP 1 GB/s")):
+    for bandwidth, name in ((100e6, "HTTP 100 MB/s"), (1e9, "HTTP 1 GB/s")) if "http" in conditions else ():
         with range_server(served, bandwidth=bandwidth) as (url, _):
             st = _measure({"loader": loaders["st"], "source": url + remote["st"], "threads": None}, repeats, None,
                           expected)
+            expected = expected or st["fingerprint"]
             results = {".safetensors (download, then load)": st}
             for threads in thread_counts:
                 results[f".tzip by range, {threads} thread{'s' if threads > 1 else ''}"] = _measure(

@@ -127,3 +127,25 @@ def test_other_schemes_go_through_fsspec(tmp_path):
             open_remote("memory://bucket/gone.tzip")
     finally:
         memory.rm("/bucket", recursive=True)
+
+
+def test_streaming_a_url_keeps_a_few_requests_in_flight_and_stops_when_the_caller_does(tmp_path):
+    """iter_tensors over a URL reads REMOTE_PREFETCH_DEPTH batches ahead (their round trips
+    overlap); a caller that stops after the first tensor leaves no request running and the
+    rest of the file unread."""
+    from tensorzip.container.reader import REMOTE_PREFETCH_DEPTH
+
+    rng = np.random.default_rng(3)
+    tensors = {f"t{i:02d}": rng.standard_normal(64 * 1024).astype(np.float32) for i in range(24)}
+    tz.save_file(tensors, tmp_path / "many.tzip")
+    with range_server(tmp_path) as (url, served):
+        with TzipReader(f"{url}/many.tzip") as reader:
+            got = dict(reader.iter_tensors(batch_bytes=1))
+            assert {n: a.tobytes() for n, a in got.items()} == {n: a.tobytes() for n, a in tensors.items()}
+            served.reset()
+            stream = reader.iter_tensors(batch_bytes=1)
+            name, first = next(stream)
+            stream.close()
+            assert first.tobytes() == tensors[name].tobytes()
+            data_requests = len(served.requests)
+        assert data_requests <= 1 + REMOTE_PREFETCH_DEPTH, served.requests

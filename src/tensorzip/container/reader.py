@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,9 +46,11 @@ DEFAULT_READ_BATCH_BYTES = 64 * 1024 * 1024
 # into transformers, 1 thread: 4 MiB batches +17% peak RSS over safetensors, 1 MiB +7%) and reuse warm
 # memory (MiniLM, 2 threads: 4-8 MiB 0.15 s, 64 MiB 0.20-0.24 s); two or more 512 KiB chunks a thread.
 PIPELINE_BATCH_BYTES = 1024 * 1024
-# The same for a URL, where each batch is one request: larger, so the link is not left idle between
-# requests (MiniLM BF16 at 100 MB/s: 1 MiB batches 0.90 s, 4 MiB 0.63-0.78 s).
-REMOTE_BATCH_BYTES = 4 * 1024 * 1024
+# The same for a URL, where each batch is one request, with REMOTE_PREFETCH_DEPTH requests in
+# flight so the link is not left idle between them (one in flight, MiniLM BF16 at 100 MB/s: 1 MiB
+# batches 0.90 s, 4 MiB 0.63-0.78 s, but 4 MiB batches held +15% peak RSS over safetensors).
+REMOTE_BATCH_BYTES = 1024 * 1024
+REMOTE_PREFETCH_DEPTH = 2
 # Stored ranges closer than this are read in one request (a gap costs less than a round trip).
 COALESCE_GAP_BYTES = 64 * 1024
 # Memory per header byte that parsing may take at worst: JSON spells a Python list of 56
@@ -241,14 +243,18 @@ class TzipReader:
         if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
             yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums, targets)
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-read") as prefetch:
-            pending = prefetch.submit(self.read_stored, batches[0])
+        depth = self.prefetch_depth()
+        prefetch = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="tensorzip-read")
+        try:
+            pending = deque(prefetch.submit(self.read_stored, b) for b in batches[:depth])
             for index, batch in enumerate(batches):
-                stored = pending.result()
-                if index + 1 < len(batches):
-                    pending = prefetch.submit(self.read_stored, batches[index + 1])
+                stored = pending.popleft().result()
+                if index + depth < len(batches):
+                    pending.append(prefetch.submit(self.read_stored, batches[index + depth]))
                 yield from self._decode_batch(batch, stored, verify_checksums, targets)
                 del stored
+        finally:  # a consumer that stops early does not wait for batches it will not take
+            prefetch.shutdown(wait=True, cancel_futures=True)
 
     def _decode_batch(self, batch: list[TensorEntry], stored: list[bytes | memoryview] | None,
                       verify_checksums: bool, targets: DecodedTargets) -> Iterator[tuple[str, np.ndarray]]:
@@ -267,8 +273,13 @@ class TzipReader:
         """Stored bytes per batch for reading while decoding (see PIPELINE_BATCH_BYTES)."""
         threads = self.threads or os.cpu_count() or 1
         if self._remote is not None:
-            return max(REMOTE_BATCH_BYTES, 2 * PIPELINE_BATCH_BYTES * threads)
+            return REMOTE_BATCH_BYTES
         return PIPELINE_BATCH_BYTES * threads
+
+    def prefetch_depth(self) -> int:
+        """Batches read ahead of the one decoding: several for a URL, whose requests then
+        overlap their round trips (small batches keep the bytes in flight few)."""
+        return REMOTE_PREFETCH_DEPTH if self._remote is not None else 1
 
     def read_stored(self, entries: list[TensorEntry]) -> list[bytes | memoryview]:
         """The stored bytes of each entry, ranges that lie close together read in one request
