@@ -315,7 +315,7 @@ def test_a_target_whose_uses_all_lie_in_its_own_batch_is_not_kept(tmp_path):
 
     path, _ = _copies_file(tmp_path, copies=2)
     with TzipReader(path) as reader:
-        entries = [reader.entry(n) for n in reader.keys()]
+        entries = [reader.entry(n) for n in reader.header.tensors]
     targets = DecodedTargets(entries, private_copies=True)
     one = np.zeros(8, np.float32)
     targets.keep("copy0.layer0.weight", one, uses_here=1)
