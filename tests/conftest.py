@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 import tensorzip as tz
 from tensorzip import _native, dtypes
-from tensorzip.container.format import PREAMBLE_SIZE, Preamble
+from tensorzip.container.format import FLAG_HEADER_ZLIB, PREAMBLE_SIZE, Preamble
 
 ALL_DTYPES: tuple[str, ...] = tuple(tz.SUPPORTED_DTYPES)
 
@@ -98,7 +99,10 @@ def split_tzip(blob: bytes) -> tuple[dict[str, int], bytes, dict[str, Any]]:
     magic, major, minor, flags, offset, length, header_crc, crc = _PREAMBLE.unpack(blob[:PREAMBLE_SIZE])
     fields = dict(major=major, minor=minor, flags=flags, header_offset=offset, header_length=length,
                   header_crc32c=header_crc, preamble_crc32c=crc)
-    header = json.loads(blob[offset : offset + length].decode("utf-8"))
+    stored = blob[offset : offset + length]
+    text = zlib.decompress(stored) if flags & FLAG_HEADER_ZLIB else stored
+    fields["header_bytes"] = len(text)  # what ReadLimits.max_header_bytes bounds (inflated)
+    header = json.loads(text.decode("utf-8"))
     return fields, blob[PREAMBLE_SIZE:offset], header
 
 
@@ -111,11 +115,23 @@ def build_tzip(data: bytes, header: dict[str, Any] | bytes, *, major: int = 1, m
     return preamble + data + raw
 
 
+def plain_header(blob: bytes) -> bytes:
+    """``blob`` with its header stored as plain JSON (compact, as the writer dumps it;
+    preamble flag 0), every other byte as it was."""
+    fields, data, header = split_tzip(blob)
+    if not fields["flags"] & FLAG_HEADER_ZLIB:
+        return blob
+    raw = zlib.decompress(blob[fields["header_offset"]:])
+    preamble = Preamble(fields["header_offset"], len(raw), _native.crc32c(raw), major=fields["major"],
+                        minor=fields["minor"], flags=fields["flags"] & ~FLAG_HEADER_ZLIB).pack()
+    return preamble + data + raw
+
+
 def rewrite_header(blob: bytes, edit: Callable[[dict[str, Any]], Any]) -> bytes:
     """Apply ``edit`` to the parsed header (in place or by returning a new one), re-checksum."""
-    _, data, header = split_tzip(blob)
+    fields, data, header = split_tzip(blob)
     result = edit(header)
-    return build_tzip(data, header if result is None else result)
+    return build_tzip(data, header if result is None else result, major=fields["major"], minor=fields["minor"])
 
 
 def flip(blob: bytes, index: int, mask: int = 0xFF) -> bytes:

@@ -78,7 +78,7 @@ def _repack_preamble(blob, **changes):
     fields, _, _ = split_tzip(blob)
     preamble = Preamble(fields["header_offset"], fields["header_length"], fields["header_crc32c"],
                         major=changes.get("major", 1), minor=changes.get("minor", 0),
-                        flags=changes.get("flags", 0))
+                        flags=changes.get("flags", fields["flags"]))
     return preamble.pack() + blob[PREAMBLE_SIZE:]
 
 
@@ -179,8 +179,8 @@ def test_flip_in_a_chunk_names_file_tensor_and_offset(small_tzip):
 def test_header_over_the_limit(small_tzip):
     fields, _, _ = split_tzip(small_tzip.read_bytes())
     expect(tz.LimitExceededError, small_tzip, "max_header_bytes",
-           limits=ReadLimits(max_header_bytes=fields["header_length"] - 1))
-    read_all(small_tzip, limits=ReadLimits(max_header_bytes=fields["header_length"]))
+           limits=ReadLimits(max_header_bytes=fields["header_bytes"] - 1))
+    read_all(small_tzip, limits=ReadLimits(max_header_bytes=fields["header_bytes"]))
     with pytest.raises(tz.LimitExceededError):
         tz.safe_open(small_tzip, limits=ReadLimits(max_header_bytes=10))
 

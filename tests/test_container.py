@@ -16,7 +16,7 @@ from tensorzip import _native
 from tensorzip.codecs import BytePlanesCodec
 from tensorzip.codecs.byte_planes import DEFAULT_CHUNK_BYTES
 from tensorzip.container import FORMAT_MAJOR, FORMAT_MINOR, MAGIC, TzipReader, TzipWriter
-from tensorzip.container.format import PREAMBLE_SIZE
+from tensorzip.container.format import FLAG_HEADER_ZLIB, PREAMBLE_SIZE
 
 from .conftest import assert_bit_equal, flip, low_entropy, random_bits, split_tzip
 
@@ -41,8 +41,10 @@ def test_magic_and_preamble(tmp_path, three):
     assert blob.startswith(MAGIC)
     assert PREAMBLE_SIZE == 40
     magic, major, minor, flags, offset, length, header_crc, crc = struct.unpack("<8sHHIQQII", blob[:40])
-    # A file without bases or shared tensors is written as 1.0, readable by every 1.x release.
-    assert (major, minor, flags) == (FORMAT_MAJOR, 0, 0) == (1, 0, 0)
+    # A file without bases or shared tensors is written as 1.0; its header is stored
+    # zlib-compressed (flag bit 0) where that is shorter, as it is for any JSON of some length.
+    assert (major, minor) == (FORMAT_MAJOR, 0) == (1, 0)
+    assert flags == FLAG_HEADER_ZLIB == 1
     assert FORMAT_MINOR == 1
     assert offset + length == len(blob)  # the header is last
     assert _native.crc32c(blob[offset:]) == header_crc

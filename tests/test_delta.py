@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 
 import ml_dtypes
 import numpy as np
@@ -20,6 +19,8 @@ from tensorzip.codecs.residual import MODES, choose_delta, residual, restore
 from tensorzip.container import TzipReader
 from tensorzip.errors import BaseMismatchError, BaseRequiredError, HeaderError
 from tensorzip.files import compress_file, decompress_file, verify_file
+
+from .conftest import rewrite_header, split_tzip
 
 FLOATS = ("bfloat16", "float16", "float32", "float64", "float8_e4m3fn", "float8_e5m2")
 
@@ -273,24 +274,16 @@ def test_twins_of_delta_tensors(tmp_path, family):
 
 
 def _header_bytes(path) -> bytes:
-    blob = path.read_bytes()
-    offset, length = struct.unpack_from("<QQ", blob, 16)
-    return blob[offset : offset + length]
+    """The header's JSON bytes (inflated when the file stores it compressed)."""
+    return json.dumps(split_tzip(path.read_bytes())[2]).encode()
 
 
 def _rewrite_header(path, edit) -> None:
     """Apply ``edit`` to the parsed header and write it back with fresh checksums."""
-    from tensorzip import _native
-    from tensorzip.container.format import Preamble
+    def in_place(doc):
+        edit(doc)  # its return value (e.g. of dict.pop) is not a new header
 
-    blob = bytearray(path.read_bytes())
-    offset, _ = struct.unpack_from("<QQ", blob, 16)
-    doc = json.loads(_header_bytes(path))
-    edit(doc)
-    header = json.dumps(doc).encode()
-    path.write_bytes(bytes(blob[:offset]) + header)
-    path.write_bytes(Preamble(offset, len(header), _native.crc32c(header), minor=1).pack()
-                     + path.read_bytes()[40:])
+    path.write_bytes(rewrite_header(path.read_bytes(), in_place))
 
 
 @pytest.mark.parametrize(

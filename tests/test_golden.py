@@ -15,8 +15,9 @@ import tensorzip as tz
 from tensorzip import dtypes
 from tensorzip.codecs import codec_from_config
 from tensorzip.container import TzipReader, TzipWriter
+from tensorzip.container.format import FLAG_HEADER_ZLIB
 
-from .conftest import assert_bit_equal, chunk_modes, split_tzip
+from .conftest import assert_bit_equal, chunk_modes, plain_header, split_tzip
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 MANIFEST = json.loads((GOLDEN / "expected.json").read_text(encoding="utf-8"))
@@ -107,7 +108,7 @@ def test_encoder_reproduces_golden_bytes(file_name, threads, expected_arrays):
         for entry in header["tensors"]:
             writer.add(entry["name"], expected_arrays[file_name, entry["name"]],
                        codec=codec_from_config(entry["codec"]))
-    produced = buffer.getvalue()
+    produced = plain_header(buffer.getvalue())  # headers are stored zlib-compressed since session 5
     if produced != golden:
         common = min(len(produced), len(golden))
         first = next((i for i in range(common) if produced[i] != golden[i]), common)
@@ -116,6 +117,24 @@ def test_encoder_reproduces_golden_bytes(file_name, threads, expected_arrays):
             f"{len(produced)} vs {len(golden)} bytes). The encoder is no longer deterministic or its output "
             f"changed. {NEVER_EDIT}"
         )
+
+
+def test_the_writer_compresses_the_header_and_changes_nothing_else(expected_arrays):
+    """The one difference the writer of session 5 makes to these files: the header stored as
+    a zlib stream (preamble flag bit 0), its JSON and every chunk byte unchanged."""
+    golden = (GOLDEN / "metadata.tzip").read_bytes()
+    _, _, header = split_tzip(golden)
+    buffer = io.BytesIO()
+    with TzipWriter(buffer, metadata=header.get("metadata")) as writer:
+        for entry in header["tensors"]:
+            writer.add(entry["name"], expected_arrays["metadata.tzip", entry["name"]],
+                       codec=codec_from_config(entry["codec"]))
+    produced = buffer.getvalue()
+    fields, data, _ = split_tzip(produced)
+    golden_fields, golden_data, _ = split_tzip(golden)
+    assert fields["flags"] == FLAG_HEADER_ZLIB and golden_fields["flags"] == 0
+    assert fields["header_length"] < golden_fields["header_length"] == fields["header_bytes"]
+    assert data == golden_data
 
 
 def test_golden_files_cover_every_codec():

@@ -105,7 +105,7 @@ def _figures(path: Path) -> dict[str, int]:
     with TzipReader(path) as reader:
         constant = reader.entry("constant")
         fields, _, _ = split_tzip(path.read_bytes())
-        return {"header": fields["header_length"], "tensor": constant.nbytes,
+        return {"header": fields["header_bytes"], "tensor": constant.nbytes,
                 "expansion": math.ceil(constant.nbytes / constant.stored_bytes)}
 
 

@@ -6,10 +6,11 @@ Kept apart from the reader and writer so the spec's numbers live in one place.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 from .. import _native
-from ..errors import FormatError, HeaderError
+from ..errors import FormatError, HeaderError, LimitExceededError
 
 MAGIC = b"\x89TZIP\r\n\x1a"
 FORMAT_MAJOR = 1
@@ -21,6 +22,13 @@ PREAMBLE_SIZE = _PREAMBLE.size  # 40
 DATA_START = PREAMBLE_SIZE
 
 DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# Preamble flags. Bit 0 (session 5, issue 22): the header is stored as a zlib stream (RFC 1950)
+# of its JSON; header_length and the header CRC are of the stored bytes. A small checkpoint's
+# header is a large part of it (63 MiniLM biases and norms, FP32: 19.6 KB of JSON beside 110 KB
+# of chunks; zlib level 9 makes it 2.1 KB), and JSON compresses well.
+FLAG_HEADER_ZLIB = 0x1
+KNOWN_FLAGS = FLAG_HEADER_ZLIB
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,34 @@ class Preamble:
                 f"{where}: format version {major}.{minor} is not readable by this release "
                 f"(reads {FORMAT_MAJOR}.x); upgrade tensorzip"
             )
-        if flags != 0:
-            raise FormatError(f"{where}: unknown preamble flags {flags:#x}")
+        if flags & ~KNOWN_FLAGS:
+            raise FormatError(f"{where}: preamble flags {flags:#x} include some this release does not know "
+                              f"(it knows {KNOWN_FLAGS:#x}): the file was written by a newer tensorzip; upgrade tensorzip")
         return cls(offset, length, header_crc, major, minor, flags)
+
+
+def pack_header(header: bytes) -> tuple[bytes, int]:
+    """(the header as stored, the preamble flags that say how): zlib-compressed where that
+    is shorter."""
+    packed = zlib.compress(header, 9)
+    return (packed, FLAG_HEADER_ZLIB) if len(packed) < len(header) else (header, 0)
+
+
+def unpack_header(stored: bytes, flags: int, limit: int, where: str, offset: int) -> bytes:
+    """The header's JSON bytes from what is stored; a compressed header is inflated to at
+    most ``limit`` bytes (more is refused, so a small stream cannot expand without bound)."""
+    if not flags & FLAG_HEADER_ZLIB:
+        return stored
+    inflater = zlib.decompressobj()
+    try:
+        header = inflater.decompress(stored, limit + 1)
+    except zlib.error as error:
+        raise HeaderError(f"{where}: the compressed header at offset {offset} is not a valid zlib stream "
+                          f"({error}; the file is damaged)") from None
+    if len(header) > limit:
+        raise LimitExceededError(f"{where}: the compressed header at offset {offset} inflates to more than "
+                                 f"{limit:,} bytes (ReadLimits.max_header_bytes)")
+    if not inflater.eof or inflater.unused_data:
+        raise HeaderError(f"{where}: the compressed header at offset {offset} is cut short or has trailing "
+                          "bytes (the file is damaged)")
+    return header

@@ -36,7 +36,7 @@ from ..errors import (
 from ..inputs.sources import RemoteFile, is_url, open_remote
 from .bases import BaseCheckpoint, locate_base
 from .decoded_targets import COPY_BUDGET_BYTES, DecodedTargets
-from .format import DATA_START, PREAMBLE_SIZE, Preamble
+from .format import DATA_START, PREAMBLE_SIZE, Preamble, unpack_header
 from .header import Header, ReadLimits, TensorEntry
 from .records import load_json
 
@@ -162,11 +162,6 @@ class TzipReader:
                 f"{self.where}: header declares {preamble.header_length} bytes, over the limit of "
                 f"{self.limits.max_header_bytes} (ReadLimits.max_header_bytes)"
             )
-        if preamble.header_length * HEADER_PARSE_COST > self.limits.max_memory_bytes:
-            raise LimitExceededError(
-                f"{self.where}: header of {preamble.header_length:,} bytes would take up to "
-                f"{preamble.header_length * HEADER_PARSE_COST:,} bytes to parse, over ReadLimits.max_memory_bytes "
-                f"({self.limits.max_memory_bytes:,})")
         end = preamble.header_offset + preamble.header_length
         if preamble.header_offset < DATA_START:
             raise HeaderError(f"{self.where}: header offset {preamble.header_offset} lies inside the preamble")
@@ -182,6 +177,12 @@ class TzipReader:
                 f"{self.where}: header checksum mismatch (header at offset {preamble.header_offset}, "
                 f"{preamble.header_length} bytes; the file is damaged)"
             )
+        raw = unpack_header(raw, preamble.flags, self.limits.max_header_bytes, self.where, preamble.header_offset)
+        if len(raw) * HEADER_PARSE_COST > self.limits.max_memory_bytes:
+            raise LimitExceededError(
+                f"{self.where}: header of {len(raw):,} bytes would take up to "
+                f"{len(raw) * HEADER_PARSE_COST:,} bytes to parse, over ReadLimits.max_memory_bytes "
+                f"({self.limits.max_memory_bytes:,})")
         header = Header.parse(raw, self.where, preamble.header_offset, self.limits)
         check_chunk_counts(header, self.where)
         return header

@@ -24,7 +24,7 @@ from ..codecs.residual import Delta, Reference, can_convert
 from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
 from ..outputs.atomic import atomic_output
 from . import records
-from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble
+from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble, pack_header
 from .header import FileEntry, Header, TensorEntry
 
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
@@ -317,11 +317,13 @@ class TzipWriter:
                     f"{self.where}: {len(self._header.tensors):,} tensors need a header of {len(header):,} bytes, "
                     f"over the {DEFAULT_MAX_HEADER_BYTES:,} a reader accepts (ReadLimits.max_header_bytes); "
                     "nothing was written: split the checkpoint into shards (a folder compresses shard by shard)")
-            self._file.write(header)
-            end = self._offset + len(header)
+            stored, flags = pack_header(header)
+            self._file.write(stored)
+            end = self._offset + len(stored)
             self._file.seek(self._base)
             minor = 1 if self._header.uses_format_1_1 else 0
-            self._file.write(Preamble(self._offset, len(header), _native.crc32c(header), minor=minor).pack())
+            self._file.write(Preamble(self._offset, len(stored), _native.crc32c(stored), minor=minor,
+                                      flags=flags).pack())
             self._file.seek(self._base + end)
         except BaseException as error:
             self.abort(error)
