@@ -65,7 +65,8 @@ class Preamble:
             )
         if flags & ~KNOWN_FLAGS:
             raise FormatError(f"{where}: preamble flags {flags:#x} include some this release does not know "
-                              f"(it knows {KNOWN_FLAGS:#x}): the file was written by a newer tensorzip; upgrade tensorzip")
+                              f"(it knows {KNOWN_FLAGS:#x}): the file was written by a newer tensorzip; "
+                              "upgrade tensorzip")
         return cls(offset, length, header_crc, major, minor, flags)
 
 
