@@ -47,6 +47,18 @@ class ReadLimits:
 
 
 @dataclass(frozen=True)
+class Packed:
+    """Where a small tensor lies in its group (docs/format.md, "Small tensors coded together"):
+    ``group`` indexes ``Header.groups``; ``element`` is its first element in the group; ``skip``
+    its first element within the first of the group's chunks it lies in (which its entry's
+    ``chunks`` start with)."""
+
+    group: int
+    element: int
+    skip: int
+
+
+@dataclass(frozen=True)
 class TensorEntry:
     """One tensor as the header describes it."""
 
@@ -61,6 +73,9 @@ class TensorEntry:
     same_as: str | None = None
     # Stored against another tensor of this file (converted to this dtype): docs/format.md.
     reference: Reference | None = None
+    # Coded with other small tensors in a group: ``chunks`` and ``codec_config`` are then the
+    # group's chunks that hold its elements, and the group's codec.
+    packed: Packed | None = None
 
     @property
     def numel(self) -> int:
@@ -84,6 +99,9 @@ class TensorEntry:
         if self.same_as is not None:
             doc["same_as"] = self.same_as
             return doc
+        if self.packed is not None:
+            doc["packed"] = [self.packed.group, self.packed.element]
+            return doc
         doc["codec"] = self.codec_config
         doc["chunks"] = [[c.offset, c.length, c.crc32c] for c in self.chunks]
         if self.delta is not None:
@@ -91,6 +109,37 @@ class TensorEntry:
         if self.reference is not None:
             doc["reference"] = self.reference.to_json()
         return doc
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """Small tensors of one dtype coded as one array (their elements back to back, in the
+    order they were added): one model for all, where each alone could not pay for its own
+    tables. Needs the required feature ``packed`` (records.PACKED_FEATURE)."""
+
+    spec: DTypeSpec
+    numel: int
+    codec_config: dict[str, Any]
+    chunks: tuple[ChunkRef, ...]
+
+    @property
+    def chunk_elements(self) -> int:
+        return int(self.codec_config["chunk_elements"])
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(c.length for c in self.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.spec.name, "numel": self.numel, "codec": self.codec_config,
+                "chunks": [[c.offset, c.length, c.crc32c] for c in self.chunks]}
+
+    def span(self, element: int, numel: int) -> tuple[tuple[ChunkRef, ...], int]:
+        """The chunks holding elements [element, element + numel), and where the first of
+        them lies in the first chunk."""
+        first = element // self.chunk_elements
+        last = (element + max(numel, 1) - 1) // self.chunk_elements
+        return self.chunks[first : last + 1], element - first * self.chunk_elements
 
 
 @dataclass(frozen=True)
@@ -131,6 +180,8 @@ class Header:
     required_features: tuple[str, ...] = ()
     # A folder archive's other files (config, tokenizer, subfolders), after every tensor's chunks.
     files: dict[str, FileEntry] = field(default_factory=dict)
+    # Small tensors coded together (``packed`` entries name them), after the tensors' chunks.
+    groups: list[GroupEntry] = field(default_factory=list)
 
     @property
     def uses_format_1_1(self) -> bool:
@@ -148,6 +199,9 @@ class Header:
         required = list(self.required_features)
         if any(t.reference is not None for t in self.tensors.values()) and records.REFERENCE_FEATURE not in required:
             required.append(records.REFERENCE_FEATURE)
+        if self.groups:
+            doc["groups"] = [g.to_json() for g in self.groups]
+            required += [records.PACKED_FEATURE] if records.PACKED_FEATURE not in required else []
         if self.files:
             doc["files"] = [f.to_json() for f in self.files.values()]
             required += [records.FILES_FEATURE] if records.FILES_FEATURE not in required else []
@@ -163,7 +217,7 @@ class Header:
             raise HeaderError(f"{where}: header must be an object with a 'tensors' list")
         # Features first: a file of a newer release is refused with "upgrade", not "unknown keys".
         required = records.check_features(doc["features"], where) if "features" in doc else ()
-        unknown = set(doc) - {"tensors", "metadata", "source", "base", "features", "files"}
+        unknown = set(doc) - {"tensors", "metadata", "source", "base", "features", "files", "groups"}
         if unknown:
             raise HeaderError(f"{where}: header has unknown keys {sorted(unknown)}")
         metadata = doc.get("metadata")
@@ -183,6 +237,11 @@ class Header:
             raise HeaderError(f"{where}: base file {base['file']!r} is not a plain file name")
 
         header = cls(metadata=metadata, source=source, base=base, required_features=required)
+        if "groups" in doc:
+            _require(records.PACKED_FEATURE in required, where, "the header lists groups but does not declare the "
+                     f"feature {records.PACKED_FEATURE!r}")
+            header.groups = _parse_groups(doc["groups"], where, limits)
+        packed_elements = [0] * len(header.groups)
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
             entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
@@ -190,6 +249,11 @@ class Header:
                 raise HeaderError(f"{where}: tensor {entry.name!r} appears twice")
             if entry.same_as is not None:
                 header.tensors[entry.name] = _shared_entry(entry, header.tensors, f"{where}: tensor #{index}")
+                continue
+            if entry.packed is not None:
+                entry = _packed_entry(entry, header.groups, f"{where}: tensor #{index}")
+                packed_elements[entry.packed.group] += entry.numel  # type: ignore[union-attr]
+                header.tensors[entry.name] = entry
                 continue
             if entry.delta is not None and base is None:
                 raise HeaderError(f"{where}: tensor {entry.name!r} is coded against a base the header does not name")
@@ -209,6 +273,14 @@ class Header:
                     f"{limits.max_expansion}x (a decompression bomb?)"
                 )
             header.tensors[entry.name] = entry
+        for number, group in enumerate(header.groups):  # their chunks continue the tiling after the tensors'
+            _require(packed_elements[number] <= group.numel, where,
+                     f"group #{number} holds {group.numel} elements but its tensors take {packed_elements[number]}")
+            for chunk_number, chunk in enumerate(group.chunks):
+                _require(chunk.offset == expected_offset, where,
+                         f"group #{number} chunk {chunk_number} starts at offset {chunk.offset}, expected "
+                         f"{expected_offset} (chunks must tile the data area with no holes)")
+                expected_offset += chunk.length
         if "files" in doc:
             if records.FILES_FEATURE not in required:
                 raise HeaderError(f"{where}: the header lists files but does not declare the feature "
@@ -264,6 +336,44 @@ def _parse_files(items: Any, header: Header, offset: int, where: str, limits: Re
     return offset
 
 
+def _parse_groups(items: Any, where: str, limits: ReadLimits) -> list[GroupEntry]:
+    """The groups' dtypes, sizes, codecs and chunks (their offsets are checked with the tiling)."""
+    _require(isinstance(items, list), where, "'groups' must be a list")
+    groups = []
+    for index, item in enumerate(items):
+        here = f"{where}: group #{index}"
+        _require(isinstance(item, dict) and set(item) == {"dtype", "numel", "codec", "chunks"}, here,
+                 "must have the keys dtype, numel, codec, chunks")
+        _require(_is_uint(item["numel"]), here, "numel must be a non-negative integer")
+        data = _parse_tensor({"name": f"group #{index}", "dtype": item["dtype"], "shape": [item["numel"]],
+                              "codec": item["codec"], "chunks": item["chunks"]}, here, limits)
+        every = data.codec_config.get("chunk_elements")
+        _require(_is_uint(every) and every >= 1, here, "its codec must give chunk_elements (a positive integer)")
+        _require(len(data.chunks) == -(-data.numel // every), here,
+                 f"has {len(data.chunks)} chunks, but {data.numel} elements in chunks of {every} need "
+                 f"{-(-data.numel // every)}")
+        if data.nbytes > limits.max_expansion * max(1, data.stored_bytes):
+            raise LimitExceededError(f"{here}: declares {data.nbytes} bytes from {data.stored_bytes} stored bytes, "
+                                     f"beyond the expansion limit of {limits.max_expansion}x")
+        groups.append(GroupEntry(data.spec, data.numel, data.codec_config, data.chunks))
+    return groups
+
+
+def _packed_entry(entry: TensorEntry, groups: list[GroupEntry], where: str) -> TensorEntry:
+    """A ``packed`` entry, given the group's codec and the chunks that hold its elements."""
+    assert entry.packed is not None
+    number, element = entry.packed.group, entry.packed.element
+    _require(number < len(groups), where, f"packed names group #{number}, but the header has {len(groups)}")
+    group = groups[number]
+    _require(group.spec == entry.spec, where,
+             f"packed in group #{number} of {group.spec.name}, but the tensor is {entry.spec.name}")
+    _require(entry.numel >= 1 and element + entry.numel <= group.numel, where,
+             f"packed at elements [{element}, {element + entry.numel}) of group #{number}, which holds {group.numel}")
+    chunks, skip = group.span(element, entry.numel)
+    return TensorEntry(entry.name, entry.spec, entry.shape, group.codec_config, chunks,
+                       packed=Packed(number, element, skip))
+
+
 def _require(condition: bool, where: str, message: str) -> None:
     if not condition:
         raise HeaderError(f"{where}: {message}")
@@ -282,7 +392,7 @@ def _shared_entry(entry: TensorEntry, earlier: dict[str, TensorEntry], where: st
     _require(target.spec == entry.spec and target.shape == entry.shape, where,
              f"same_as names {entry.same_as!r}, whose dtype or shape differs")
     return TensorEntry(entry.name, entry.spec, entry.shape, target.codec_config, target.chunks, target.delta,
-                       entry.same_as, target.reference)
+                       entry.same_as, target.reference, target.packed)
 
 
 def _check_reference(entry: TensorEntry, earlier: dict[str, TensorEntry], required: tuple[str, ...],
@@ -306,14 +416,16 @@ def _check_reference(entry: TensorEntry, earlier: dict[str, TensorEntry], requir
 
 _STORED_KEYS = {"name", "dtype", "shape", "codec", "chunks"}
 _SHARED_KEYS = {"name", "dtype", "shape", "same_as"}
+_PACKED_KEYS = {"name", "dtype", "shape", "packed"}
 
 
 def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
     _require(isinstance(item, dict), where, "must be an object")
     keys = set(item)
-    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS), where,
+    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS,
+                      _PACKED_KEYS), where,
              "must have the keys name, dtype, shape, codec, chunks (and optionally delta or reference), "
-             f"or name, dtype, shape, same_as (has {sorted(item)})")
+             f"or name, dtype, shape, same_as, or name, dtype, shape, packed (has {sorted(item)})")
     name = item["name"]
     _require(isinstance(name, str), where, "name must be a string")
     where = f"{where} ({name!r})"
@@ -336,6 +448,11 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
     if "same_as" in item:
         _require(isinstance(item["same_as"], str), where, "same_as must be a string")
         return TensorEntry(name, spec, tuple(shape), {}, (), None, item["same_as"])
+    if "packed" in item:
+        packed = item["packed"]
+        _require(isinstance(packed, list) and len(packed) == 2 and all(_is_uint(v) for v in packed), where,
+                 "packed must be [group, element] of non-negative integers")
+        return TensorEntry(name, spec, tuple(shape), {}, (), packed=Packed(packed[0], packed[1], 0))
     _require(isinstance(item["codec"], dict), where, "codec must be an object")
     chunks = item["chunks"]
     _require(isinstance(chunks, list), where, "chunks must be a list")

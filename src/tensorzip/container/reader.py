@@ -7,6 +7,7 @@ threads at once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import threading
@@ -320,7 +321,8 @@ class TzipReader:
         order, so streaming readers decode any declared size in bounded memory. An entry
         whose codec cannot decode chunks alone, or coded against a base or another tensor, is one piece."""
         per_chunk = codec_from_config_for(entry, self.where).elements_per_chunk()
-        if entry.delta is not None or entry.reference is not None or not per_chunk or entry.nbytes <= max_bytes:
+        if (entry.delta is not None or entry.reference is not None or entry.packed is not None or not per_chunk
+                or entry.nbytes <= max_bytes):
             yield entry
             return
         chunks_per_piece = max(1, max_bytes // (per_chunk * entry.spec.itemsize))
@@ -339,6 +341,8 @@ class TzipReader:
         if any(entry.delta is not None for entry, _ in items):
             self.base_checkpoint()  # a missing base fails before any work
         jobs: list[DecodeJob] = []
+        job_entries: list[TensorEntry] = []  # whose chunks each job decodes (for error messages)
+        group_chunks: dict[int, np.ndarray] = {}  # a group's chunk (by offset), decoded once for all its tensors
         if stored is None:
             stored = self.read_stored([entry for entry, _ in items])
         for (entry, out), source in zip(items, stored, strict=True):
@@ -349,8 +353,12 @@ class TzipReader:
                 )
             codec = codec_from_config_for(entry, self.where)
             start = entry.data_offset
+            if entry.packed is not None:
+                self._group_chunk_jobs(entry, codec, source, group_chunks, jobs, job_entries)
+                continue
             chunks = [ChunkRef(c.offset - start, c.length, c.crc32c) for c in entry.chunks]
             jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
+            job_entries.append(entry)
         by_class: dict[type, list[int]] = {}
         for index, job in enumerate(jobs):
             by_class.setdefault(type(job.codec), []).append(index)
@@ -358,8 +366,13 @@ class TzipReader:
             try:
                 cls.decode_batch([jobs[i] for i in indices], self.threads, verify_checksums)
             except ChunkDecodeError as error:
-                entry = items[indices[error.job]][0]
+                entry = job_entries[indices[error.job]]
                 raise describe_chunk_error(error, entry, self.where) from None
+        for entry, out in items:
+            if entry.packed is not None:
+                pieces = [group_chunks[c.offset] for c in entry.chunks]
+                span = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+                out.reshape(-1)[:] = span[entry.packed.skip : entry.packed.skip + entry.numel]
         for entry, out in items:
             if entry.delta is not None:
                 base = self.base_checkpoint().tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
@@ -411,6 +424,25 @@ class TzipReader:
             restore(out, convert(source, entry.spec), entry.reference.mode, entry.spec, self.threads)
             if targets is not None:
                 targets.used(name)
+
+    def _group_chunk_jobs(self, entry: TensorEntry, codec: Codec, source: bytes | memoryview,
+                          decoded: dict[int, np.ndarray], jobs: list[DecodeJob],
+                          job_entries: list[TensorEntry]) -> None:
+        """Jobs decoding the chunks of its group that a packed tensor lies in, each into memory
+        of its own (once per call, whichever tensors of the group ask for it)."""
+        assert entry.packed is not None
+        group = self.header.groups[entry.packed.group]
+        first = entry.packed.element // group.chunk_elements
+        for number, chunk in enumerate(entry.chunks, start=first):
+            if chunk.offset in decoded:
+                continue
+            elements = min(group.chunk_elements, group.numel - number * group.chunk_elements)
+            scratch = np.empty(elements, dtype=entry.spec.numpy_dtype)
+            decoded[chunk.offset] = scratch
+            at = chunk.offset - entry.data_offset
+            jobs.append(DecodeJob(codec, source[at : at + chunk.length], [ChunkRef(0, chunk.length, chunk.crc32c)],
+                                  scratch, entry.spec))
+            job_entries.append(dataclasses.replace(entry, chunks=(chunk,)))  # errors name this chunk
 
     def use_base(self, base: str | os.PathLike[str]) -> None:
         """The base to decode against, chosen after the header was read (a compressed folder
@@ -500,7 +532,8 @@ def check_chunk_counts(header: Header, where: str) -> None:
     configs that do not parse, are checked when the tensor is read."""
     for entry in header.tensors.values():
         codec_id = entry.codec_config.get("id")
-        if entry.same_as is not None or not isinstance(codec_id, str) or codec_id not in BUILTIN_CODECS:
+        if (entry.same_as is not None or entry.packed is not None or not isinstance(codec_id, str)
+                or codec_id not in BUILTIN_CODECS):
             continue
         try:
             codec = codec_from_config(entry.codec_config)

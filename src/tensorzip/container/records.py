@@ -83,7 +83,9 @@ TORCH_WRAPPERS = ("state_dict",)
 # optional ones it may ignore. Format evolution adds a feature, not a version fork.
 FILES_FEATURE = "files"  # a folder archive keeps the folder's other files (header "files")
 REFERENCE_FEATURE = "reference"  # a tensor coded against another tensor of the file (tensor "reference")
-KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE, REFERENCE_FEATURE})
+# Small tensors of one dtype coded together in a group (header "groups", tensor "packed"; issue 22).
+PACKED_FEATURE = "packed"
+KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE, REFERENCE_FEATURE, PACKED_FEATURE})
 
 
 def load_json(raw: bytes | str, where: str, what: str, error: type[TensorzipError] = HeaderError) -> Any:

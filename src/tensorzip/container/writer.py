@@ -25,9 +25,12 @@ from ..errors import CorruptDataError, LimitExceededError, OutputFileError, Tens
 from ..outputs.atomic import atomic_output
 from . import records
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble, pack_header
-from .header import FileEntry, Header, TensorEntry
+from .header import FileEntry, GroupEntry, Header, Packed, TensorEntry
 
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+# Decoded bytes of small tensors a writer holds for their groups (``add(..., pack=True)``); past
+# it, small tensors are coded one by one as before, so memory stays bounded on any checkpoint.
+PACK_HOLD_BYTES = 64 * 1024 * 1024
 # A batch also ends after this many tensors, so memory per tensor stays constant when a
 # checkpoint holds 10^5 empty or tiny tensors (each coded tensor holds ~10 KB until written).
 MAX_BATCH_TENSORS = 1024
@@ -90,6 +93,12 @@ class TzipWriter:
         # Queued tensors: (name, job or None, delta, same_as, file mode: None for a tensor).
         self._pending: list[tuple[str, EncodeJob | None, Delta | Reference | None, str | None, int | None]] = []
         self._pending_bytes = 0
+        # Small tensors coded together, one group per dtype (in order of first use), written
+        # after every tensor's chunks: name, shape and a copy of the data, per group.
+        self._groups: dict[str, list[tuple[str, tuple[int, ...], np.ndarray]]] = {}
+        self._held_bytes = 0
+        self._groups_written = False
+        self._packed_at: dict[str, tuple[int, dtypes.DTypeSpec, tuple[int, ...]]] = {}  # group, dtype, shape
         self._names: set[str] = set()
         self._referable: dict[str, tuple[str, int]] = {}  # tensors a later one may reference: dtype, numel
         self._file_paths: set[str] = set()  # a folder archive's files, added after every tensor
@@ -135,11 +144,15 @@ class TzipWriter:
             raise TensorzipError(f"{self.where}: tensor {name!r} added after a file (files come last)")
 
     def add(self, name: str, array: np.ndarray, codec: Codec | None = None,
-            delta: Delta | Reference | None = None) -> None:
+            delta: Delta | Reference | None = None, *, pack: bool = False) -> None:
         """Queue a tensor; it is coded and written with the next batch.
 
         With ``delta``, ``array`` is the residual against that base tensor, or (a
         ``Reference``) against that earlier tensor of this file (``codecs.residual``).
+        With ``pack`` (the write plan's decision for small tensors), it is coded with the
+        other packed tensors of its dtype as one group when the file is finished (``codec``
+        is then not used); past ``PACK_HOLD_BYTES`` held, or once the groups are written,
+        it is coded alone.
         """
         self._check_new(name, delta)
         spec = dtypes.by_numpy(array.dtype)
@@ -151,6 +164,14 @@ class TzipWriter:
         else:
             self._referable[name] = (spec.name, array.size)
         self._names.add(name)
+        if (pack and delta is None and array.size and not self._groups_written
+                and self._held_bytes + array.nbytes <= PACK_HOLD_BYTES):
+            members = self._groups.setdefault(spec.name, [])
+            members.append((name, tuple(array.shape), np.array(array).reshape(-1)))
+            self._packed_at[name] = (list(self._groups).index(spec.name), spec, tuple(array.shape))
+            self._held_bytes += array.nbytes
+            self._pending.append((name, None, None, None, None))  # its header entry, in add order
+            return
         job = EncodeJob(codec or choose_codec(array, spec), array, spec)
         self._pending.append((name, job, delta, None, None))
         self._pending_bytes += array.nbytes
@@ -192,6 +213,9 @@ class TzipWriter:
     def _check_file(self, path: str, mode: int) -> None:
         if self._closed:
             raise TensorzipError(f"{self.where}: writer is closed")
+        if not self._file_paths:  # files' chunks come after the groups'
+            self.flush()
+            self._write_groups()
         if path in self._file_paths:
             raise TensorzipError(f"{self.where}: file {path!r} added twice")
         if not isinstance(mode, int) or not 0 <= mode <= 0o777:
@@ -215,6 +239,9 @@ class TzipWriter:
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
         for index, (name, job, delta, same_as, mode) in enumerate(self._pending):
+            if job is None and same_as is None:
+                self._place_packed(name)
+                continue
             if job is None:
                 self._record_shared(name, same_as)
                 continue
@@ -264,6 +291,46 @@ class TzipWriter:
         if self._on_tensor is not None:
             self._on_tensor(stats)
 
+    def _place_packed(self, name: str) -> None:
+        """The header entry of a packed tensor, in add order; its group fills it in."""
+        number, spec, shape = self._packed_at[name]
+        self._header.tensors[name] = TensorEntry(name, spec, shape, {}, (), packed=Packed(number, 0, 0))
+
+    def _write_groups(self) -> None:
+        """Code each dtype's small tensors as one array, after every tensor's chunks (and
+        before a folder archive's files), and point their entries at it."""
+        if self._groups_written:
+            return
+        self._groups_written = True
+        started = time.perf_counter()
+        for number, (dtype, members) in enumerate(self._groups.items()):
+            spec = dtypes.by_name(dtype)
+            joined = np.concatenate([data for _, _, data in members])
+            job = EncodeJob(choose_codec(joined, spec), joined, spec)
+            if type(job.codec) not in self._encoders:
+                self._encoders[type(job.codec)] = type(job.codec).batch_encoder(self._threads)
+            result = self._encoders[type(job.codec)]([job])[0]
+            group = GroupEntry(spec, joined.size, job.codec.get_config(), self._write_chunks(result))
+            self._header.groups.append(group)
+            element = 0
+            for name, shape, data in members:
+                chunks, skip = group.span(element, data.size)
+                self._header.tensors[name] = TensorEntry(name, spec, shape, group.codec_config, chunks,
+                                                         packed=Packed(number, element, skip))
+                share = data.size / joined.size
+                self._report(TensorStats(name, dtype, shape, data.nbytes, round(result.stored_bytes * share),
+                                         result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}"))
+                element += data.size
+        self._groups.clear()
+        self._packed_at.clear()
+        self._held_bytes = 0
+        self.encode_seconds += time.perf_counter() - started
+
+    def _report(self, stats: TensorStats) -> None:
+        self.stats.append(stats)
+        if self._on_tensor is not None:
+            self._on_tensor(stats)
+
     def _write_chunks(self, result: EncodedTensor) -> tuple[ChunkRef, ...]:
         chunks = []
         for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
@@ -306,6 +373,7 @@ class TzipWriter:
             return self._offset
         try:
             self.flush()
+            self._write_groups()
             if self._header.base is not None and not any(e.delta for e in self._header.tensors.values()):
                 self._header.base = None  # no tensor used the base: the file must not depend on it
             if self._header.files:  # never write a file this reader would refuse

@@ -289,6 +289,7 @@ class _Item:
     delta: Any = None  # Delta, a future of the digest, or None
     delta_mode: str | None = None
     parts: list[tuple[int, int]] = field(default_factory=list)  # (task, index in the task)
+    packed: np.ndarray | None = None  # a small tensor coded with its dtype's group, here (not on the cluster)
 
 
 class ClusterEncoder:
@@ -328,6 +329,12 @@ class ClusterEncoder:
 
     def add_shared(self, name: str, same_as: str) -> None:
         self._queue.append(_Item(name, same_as))
+        self._write_ready()
+
+    def add_packed(self, name: str, array: np.ndarray) -> None:
+        """A small tensor the write plan packs: handed to the writer in file order, which codes
+        it with its group when the file is finished, as a local run does."""
+        self._queue.append(_Item(name, packed=np.array(array)))
         self._write_ready()
 
     def digest(self, file: FileRef, offset: int, spec: dtypes.DTypeSpec, shape: tuple[int, ...], name: str) -> Any:
@@ -376,6 +383,10 @@ class ClusterEncoder:
         item = self._queue[0]
         if item.same_as is not None:
             self._writer.add_shared(item.name, item.same_as)
+            self._queue.popleft()
+            return
+        if item.packed is not None:
+            self._writer.add(item.name, item.packed, pack=True)
             self._queue.popleft()
             return
         if any(task == self._task for task, _ in item.parts):
@@ -453,6 +464,9 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
             plan = planner.plan(name, array)
             if plan.same_as is not None:
                 encoder.add_shared(name, plan.same_as)
+                continue
+            if plan.packed:
+                encoder.add_packed(name, array)
                 continue
             spec, codec, mode, source = plan.spec, plan.codec, plan.delta_mode, file_ref(path)
             assert codec is not None

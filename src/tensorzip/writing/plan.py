@@ -26,6 +26,12 @@ from .references import ReferenceFinder
 if TYPE_CHECKING:
     from ..container.writer import TzipWriter
 
+# Tensors of at most this many bytes, coded plainly, are coded together with the other small
+# tensors of their dtype (``TzipWriter.add(pack=True)``): alone, each would pay its own chunk
+# directory, rANS states and tables, or be stored raw where those do not pay (issue 22; the
+# threshold measured in benchmarks/RESULTS.md, "Small files").
+PACK_MAX_TENSOR_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class TensorPlan:
@@ -44,15 +50,19 @@ class TensorPlan:
     base_saved_bytes: int = 0  # estimated from a sample (codecs.residual.choose_delta)
     reference: Reference | None = None
     reference_array: np.ndarray | None = None
+    packed: bool = False  # coded with the file's other small tensors of its dtype
 
 
 class WritePlanner:
     """Decides per tensor, in file order (dedup remembers what came before)."""
 
-    def __init__(self, base: BaseCheckpoint | None, *, references: bool = True):
+    def __init__(self, base: BaseCheckpoint | None, *, references: bool = True,
+                 pack_max_bytes: int = PACK_MAX_TENSOR_BYTES):
         """``references``: also code tensors against earlier tensors of the file where that
-        pays (``writing/references.py``)."""
+        pays (``writing/references.py``). ``pack_max_bytes``: tensors up to this size are
+        coded together (0: none)."""
         self.base = base
+        self.pack_max_bytes = pack_max_bytes
         self.dedup = Deduplicator()
         self.references = ReferenceFinder() if references else None
         self.base_savings: dict[str, int] = {}  # tensor -> estimated bytes the base saved it
@@ -80,7 +90,8 @@ class WritePlanner:
             self.base_savings[name] = saved
             return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
                               base_array=base_array, base_saved_bytes=saved)
-        return TensorPlan(name, spec, codec=choose_codec(array, spec))
+        packed = 0 < array.nbytes <= self.pack_max_bytes
+        return TensorPlan(name, spec, codec=choose_codec(array, spec), packed=packed)
 
 
 def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
@@ -101,5 +112,5 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
             stored = residual(array, plan.reference_array, plan.reference.mode, plan.spec, writer.threads)
             writer.add(name, stored, plan.codec, plan.reference)
         else:
-            writer.add(name, array, plan.codec)
+            writer.add(name, array, plan.codec, pack=plan.packed)
     return planner
