@@ -18,6 +18,7 @@ import pytest
 
 import tensorzip as tz
 from tensorzip import _native, dtypes
+from tensorzip.container import TzipWriter
 from tensorzip.container.format import FLAG_HEADER_ZLIB, PREAMBLE_SIZE, Preamble
 
 ALL_DTYPES: tuple[str, ...] = tuple(tz.SUPPORTED_DTYPES)
@@ -153,17 +154,38 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def write_alone(path: Path, tensors: dict[str, np.ndarray], **options: Any) -> Path:
+    """A .tzip with each tensor coded alone (``TzipWriter.add``), where ``tz.save_file`` would
+    code tensors of 64 KiB or less together in groups: for tests that edit a tensor's own
+    codec or chunks."""
+    with TzipWriter(path, **options) as writer:
+        for name, array in tensors.items():
+            writer.add(name, array)
+    return path
+
+
 @pytest.fixture
 def small_tzip(tmp_path: Path) -> Path:
-    """A small two-tensor file (one rANS-coded, one raw) with metadata."""
+    """A small two-tensor file (one rANS-coded, one raw) with metadata, each tensor coded
+    alone (``TzipWriter.add``; ``save_file`` codes tensors this small together in a group,
+    see ``packed_tzip``)."""
     generator = np.random.default_rng(1234)
     path = tmp_path / "small.tzip"
-    tz.save_file(
-        {
-            "weight": low_entropy(generator, "float32", (8, 16)),
-            "noise": random_bits(generator, "uint8", (40,)),
-        },
-        path,
-        metadata={"step": "7"},
-    )
+    with TzipWriter(path, metadata={"step": "7"}) as writer:
+        writer.add("weight", low_entropy(generator, "float32", (8, 16)))
+        writer.add("noise", random_bits(generator, "uint8", (40,)))
+    return path
+
+
+@pytest.fixture
+def packed_tzip(tmp_path: Path) -> Path:
+    """Small tensors as save_file writes them: coded together in groups (one per dtype and
+    magnitude band), with one tensor large enough to be coded alone."""
+    generator = np.random.default_rng(4321)
+    path = tmp_path / "packed.tzip"
+    tensors = {f"layer{i}.bias": (generator.standard_normal(64) * 0.02).astype(np.float32) for i in range(6)}
+    tensors.update({f"layer{i}.norm": (1 + generator.standard_normal(64) * 0.01).astype(np.float32) for i in range(6)})
+    tensors["embed"] = low_entropy(generator, "float32", (160, 128))
+    tensors["mask"] = random_bits(generator, "uint8", (40,))
+    tz.save_file(tensors, path, metadata={"step": "8"})
     return path

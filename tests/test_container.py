@@ -31,7 +31,11 @@ def three(rng):
 
 
 def write(path, tensors, **kwargs):
-    tz.save_file(tensors, path, **kwargs)
+    """Each tensor coded alone, as TzipWriter.add does (save_file would code these small
+    tensors together: tests/test_packed.py)."""
+    with TzipWriter(path, **kwargs) as writer:
+        for name, array in tensors.items():
+            writer.add(name, array)
     return path.read_bytes()
 
 

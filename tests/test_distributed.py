@@ -72,7 +72,8 @@ def checkpoint_tensors(seed: int = 0) -> dict[str, np.ndarray]:
         "layer.0.attn.weight": (rng.standard_normal((768, 768)) * 0.02).astype(ml_dtypes.bfloat16),
         "layer.0.attn.bias": (rng.standard_normal(768) * 0.02).astype(np.float32),
         "layer.0.mlp.weight": (rng.standard_normal((1024, 1200)) * 0.02).astype(ml_dtypes.bfloat16),  # 2.3 MiB
-        "layer.0.norm.weight": (1 + rng.standard_normal(768) * 0.01).astype(np.float16).astype(np.float32),
+        # Over 64 KiB, so coded alone (narrowed); the small bias and step are coded in groups.
+        "layer.0.norm.weight": (1 + rng.standard_normal(20480) * 0.01).astype(np.float16).astype(np.float32),
         "layer.1.pruned.weight": pruned,
         "lm_head.weight": embedding.copy(),
         "step": np.array([12345], np.int64),
@@ -111,6 +112,7 @@ def test_file_on_the_cluster_is_byte_identical(tmp_path, client, small_pieces):
     assert codecs["lm_head.weight"] == "same_as:embed.weight"
     assert codecs["layer.0.norm.weight"] == "tensorzip.narrowed_float"
     assert codecs["layer.1.pruned.weight"] == "tensorzip.sparse"
+    assert codecs["layer.0.attn.bias"].startswith("packed:") and codecs["step"].startswith("packed:")
     decompress_file(tmp_path / "remote.tzip", tmp_path / "back.safetensors")
     assert (tmp_path / "back.safetensors").read_bytes() == source.read_bytes()
 

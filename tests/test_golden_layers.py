@@ -117,17 +117,19 @@ def test_golden_files_record_their_format(layer, version, directory):
 # --- KV record format 2 ---------------------------------------------------------------------------
 
 KV2 = "kv_v2"
+KV2_2 = "kv_v2_2"  # the same cases, written with headers stored compressed (session 5)
 
 
-def test_kv_format_2_golden_files_are_all_there():
-    assert _names(KV2) == sorted(_generator(KV2).CASES)
+@pytest.mark.parametrize("directory", [KV2, KV2_2])
+def test_kv_format_2_golden_files_are_all_there(directory):
+    assert _names(directory) == sorted(_generator(directory).CASES)
 
 
-@pytest.mark.parametrize("name", _names(KV2))
-def test_kv_format_2_files_decode_as_written(name):
-    blob = (GOLDEN / KV2 / f"{name}.tzip").read_bytes()
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (KV2, KV2_2) for n in _names(d)])
+def test_kv_format_2_files_decode_as_written(directory, name):
+    blob = (GOLDEN / directory / f"{name}.tzip").read_bytes()
     decoded = tz.kv.decompress(blob)
-    with np.load(GOLDEN / KV2 / "expected.npz") as expected:
+    with np.load(GOLDEN / directory / "expected.npz") as expected:
         for part, array in zip(("keys", "values"), decoded, strict=True):
             want = expected[f"{name}.{part}"]
             assert array.dtype.name == str(expected[f"{name}.{part}.dtype"])
@@ -135,11 +137,11 @@ def test_kv_format_2_files_decode_as_written(name):
             assert np.ascontiguousarray(array).tobytes() == want.tobytes()
 
 
-@pytest.mark.parametrize("name", _names(KV2))
-def test_kv_format_2_files_meet_what_they_were_made_for(name):
-    generator = _generator(KV2)
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (KV2, KV2_2) for n in _names(d)])
+def test_kv_format_2_files_meet_what_they_were_made_for(directory, name):
+    generator = _generator(directory)
     keys, values, options = generator.arguments(name)
-    blob = (GOLDEN / KV2 / f"{name}.tzip").read_bytes()
+    blob = (GOLDEN / directory / f"{name}.tzip").read_bytes()
     record = _record(blob, "kv")
     decoded = tz.kv.decompress(blob)
     assert record["quantizer"] == ("groups" if "levels" in options else "grid")
@@ -248,6 +250,7 @@ def test_embeddings_format_1_files_meet_what_they_were_made_for(directory, name)
 # --- lossy weights format 1 -----------------------------------------------------------------------
 
 LOSSY1 = "lossy_v1"
+LOSSY1_2 = "lossy_v1_2"  # the same cases, written with headers stored compressed (session 5)
 
 
 def _safetensors(raw: bytes) -> tuple[bytes, dict[str, tuple[str, list[int], bytes]]]:
@@ -263,16 +266,17 @@ def _safetensors(raw: bytes) -> tuple[bytes, dict[str, tuple[str, list[int], byt
     return header, tensors
 
 
-def test_lossy_format_1_golden_files_are_all_there():
-    names = _names(LOSSY1)
-    assert names == sorted(_generator(LOSSY1).CASES)
-    assert sorted(path.stem for path in (GOLDEN / LOSSY1).glob("*.safetensors")) == names
+@pytest.mark.parametrize("directory", [LOSSY1, LOSSY1_2])
+def test_lossy_format_1_golden_files_are_all_there(directory):
+    names = _names(directory)
+    assert names == sorted(_generator(directory).CASES)
+    assert sorted(path.stem for path in (GOLDEN / directory).glob("*.safetensors")) == names
 
 
-@pytest.mark.parametrize("name", _names(LOSSY1))
-def test_lossy_format_1_files_decode_as_written(name, tmp_path):
-    path = GOLDEN / LOSSY1 / f"{name}.tzip"
-    expected = (GOLDEN / LOSSY1 / f"{name}.safetensors").read_bytes()
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (LOSSY1, LOSSY1_2) for n in _names(d)])
+def test_lossy_format_1_files_decode_as_written(directory, name, tmp_path):
+    path = GOLDEN / directory / f"{name}.tzip"
+    expected = (GOLDEN / directory / f"{name}.safetensors").read_bytes()
     written = tz.lossy.decompress_file(path, tmp_path / "decoded.safetensors")
     assert (tmp_path / "decoded.safetensors").read_bytes() == expected
     assert written.output_bytes == len(expected)
@@ -286,13 +290,13 @@ def test_lossy_format_1_files_decode_as_written(name, tmp_path):
     assert tz.lossy.load_file(path.read_bytes()).keys() == loaded.keys()
 
 
-@pytest.mark.parametrize("name", _names(LOSSY1))
-def test_lossy_format_1_files_meet_what_they_were_made_for(name):
-    generator = _generator(LOSSY1)
+@pytest.mark.parametrize(("directory", "name"), [(d, n) for d in (LOSSY1, LOSSY1_2) for n in _names(d)])
+def test_lossy_format_1_files_meet_what_they_were_made_for(directory, name):
+    generator = _generator(directory)
     options = generator.arguments(name)
     tensors = generator.checkpoint()
     source = generator.safetensors_bytes(tensors)
-    path = GOLDEN / LOSSY1 / f"{name}.tzip"
+    path = GOLDEN / directory / f"{name}.tzip"
     size = path.stat().st_size
     record = _record(path.read_bytes(), "lossy")
     if "budget" in options:

@@ -91,7 +91,7 @@ def test_no_reference_where_it_does_not_pay(tmp_path):
 
 
 def _reference_file(tmp_path) -> Path:
-    master = _master((256, 64))
+    master = _master((256, 160))  # each copy over 64 KiB: coded alone, not in a group
     model = convert(master.reshape(-1), by_name("bfloat16")).reshape(master.shape)
     tz.save_file({"model.w": model, "master.w": master}, tmp_path / "r.tzip")
     assert _entries(tmp_path / "r.tzip")["master.w"] is not None

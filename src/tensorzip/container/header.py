@@ -240,7 +240,7 @@ class Header:
         if "groups" in doc:
             _require(records.PACKED_FEATURE in required, where, "the header lists groups but does not declare the "
                      f"feature {records.PACKED_FEATURE!r}")
-            header.groups = _parse_groups(doc["groups"], where, limits)
+            header.groups = _parse_groups(doc["groups"], _members(doc["tensors"]), where, limits)
         packed_elements = [0] * len(header.groups)
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
@@ -336,17 +336,29 @@ def _parse_files(items: Any, header: Header, offset: int, where: str, limits: Re
     return offset
 
 
-def _parse_groups(items: Any, where: str, limits: ReadLimits) -> list[GroupEntry]:
+def _members(tensors: list[Any]) -> dict[int, list[str]]:
+    """The names of the tensors each group holds (as far as the entries say), for messages."""
+    members: dict[int, list[str]] = {}
+    for item in tensors:
+        packed = item.get("packed") if isinstance(item, dict) else None
+        if isinstance(packed, list) and packed and _is_uint(packed[0]) and isinstance(item.get("name"), str):
+            members.setdefault(packed[0], []).append(item["name"])
+    return members
+
+
+def _parse_groups(items: Any, members: dict[int, list[str]], where: str, limits: ReadLimits) -> list[GroupEntry]:
     """The groups' dtypes, sizes, codecs and chunks (their offsets are checked with the tiling)."""
     _require(isinstance(items, list), where, "'groups' must be a list")
     groups = []
     for index, item in enumerate(items):
-        here = f"{where}: group #{index}"
+        names = members.get(index, [])
+        held = ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        here = f"{where}: group #{index}" + (f" (of the small tensors {held})" if names else "")
         _require(isinstance(item, dict) and set(item) == {"dtype", "numel", "codec", "chunks"}, here,
                  "must have the keys dtype, numel, codec, chunks")
         _require(_is_uint(item["numel"]), here, "numel must be a non-negative integer")
         data = _parse_tensor({"name": f"group #{index}", "dtype": item["dtype"], "shape": [item["numel"]],
-                              "codec": item["codec"], "chunks": item["chunks"]}, here, limits)
+                              "codec": item["codec"], "chunks": item["chunks"]}, here, limits, named=False)
         every = data.codec_config.get("chunk_elements")
         _require(_is_uint(every) and every >= 1, here, "its codec must give chunk_elements (a positive integer)")
         _require(len(data.chunks) == -(-data.numel // every), here,
@@ -419,7 +431,7 @@ _SHARED_KEYS = {"name", "dtype", "shape", "same_as"}
 _PACKED_KEYS = {"name", "dtype", "shape", "packed"}
 
 
-def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
+def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = True) -> TensorEntry:
     _require(isinstance(item, dict), where, "must be an object")
     keys = set(item)
     _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS,
@@ -428,7 +440,7 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits) -> TensorEntry:
              f"or name, dtype, shape, same_as, or name, dtype, shape, packed (has {sorted(item)})")
     name = item["name"]
     _require(isinstance(name, str), where, "name must be a string")
-    where = f"{where} ({name!r})"
+    where = f"{where} ({name!r})" if named else where
     try:
         spec = dtypes.by_name(item["dtype"])
     except UnsupportedDtypeError as error:

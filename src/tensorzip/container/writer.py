@@ -26,6 +26,7 @@ from ..outputs.atomic import atomic_output
 from . import records
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble, pack_header
 from .header import FileEntry, GroupEntry, Header, Packed, TensorEntry
+from .packing import choose_partition
 
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 # Decoded bytes of small tensors a writer holds for their groups (``add(..., pack=True)``); past
@@ -303,28 +304,46 @@ class TzipWriter:
             return
         self._groups_written = True
         started = time.perf_counter()
-        for number, (dtype, members) in enumerate(self._groups.items()):
+        for dtype, members in self._groups.items():
             spec = dtypes.by_name(dtype)
-            joined = np.concatenate([data for _, _, data in members])
-            job = EncodeJob(choose_codec(joined, spec), joined, spec)
-            if type(job.codec) not in self._encoders:
-                self._encoders[type(job.codec)] = type(job.codec).batch_encoder(self._threads)
-            result = self._encoders[type(job.codec)]([job])[0]
-            group = GroupEntry(spec, joined.size, job.codec.get_config(), self._write_chunks(result))
-            self._header.groups.append(group)
-            element = 0
-            for name, shape, data in members:
-                chunks, skip = group.span(element, data.size)
-                self._header.tensors[name] = TensorEntry(name, spec, shape, group.codec_config, chunks,
-                                                         packed=Packed(number, element, skip))
-                share = data.size / joined.size
-                self._report(TensorStats(name, dtype, shape, data.nbytes, round(result.stored_bytes * share),
-                                         result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}"))
-                element += data.size
+            coded: dict[tuple[int, ...], tuple[EncodeJob, EncodedTensor]] = {}
+
+            def code(indices: list[int], members: list[Any] = members, spec: Any = spec,
+                     coded: dict[tuple[int, ...], Any] = coded) -> tuple[EncodeJob, EncodedTensor]:
+                key = tuple(indices)
+                if key not in coded:
+                    joined = np.concatenate([members[i][2] for i in indices])
+                    job = EncodeJob(choose_codec(joined, spec), joined, spec)
+                    if type(job.codec) not in self._encoders:
+                        self._encoders[type(job.codec)] = type(job.codec).batch_encoder(self._threads)
+                    result = self._encoders[type(job.codec)]([job])[0]
+                    # The encoder reuses its buffers: keep copies while other candidates are coded.
+                    copies = [np.array(c, dtype=np.uint8) for c in result.chunks]
+                    coded[key] = (job, dataclasses.replace(result, chunks=copies))
+                return coded[key]
+
+            partition = choose_partition([data for _, _, data in members], lambda i: code(i)[1].stored_bytes)
+            for indices in partition:
+                self._write_group(spec, [members[i] for i in indices], *code(indices))
         self._groups.clear()
         self._packed_at.clear()
         self._held_bytes = 0
         self.encode_seconds += time.perf_counter() - started
+
+    def _write_group(self, spec: dtypes.DTypeSpec, members: list[tuple[str, tuple[int, ...], np.ndarray]],
+                     job: EncodeJob, result: EncodedTensor) -> None:
+        number = len(self._header.groups)
+        group = GroupEntry(spec, job.array.size, job.codec.get_config(), self._write_chunks(result))
+        self._header.groups.append(group)
+        element = 0
+        for name, shape, data in members:
+            chunks, skip = group.span(element, data.size)
+            self._header.tensors[name] = TensorEntry(name, spec, shape, group.codec_config, chunks,
+                                                     packed=Packed(number, element, skip))
+            share = data.size / job.array.size
+            self._report(TensorStats(name, spec.name, shape, data.nbytes, round(result.stored_bytes * share),
+                                     result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}"))
+            element += data.size
 
     def _report(self, stats: TensorStats) -> None:
         self.stats.append(stats)
