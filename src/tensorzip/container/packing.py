@@ -25,7 +25,8 @@ BANDINGS: tuple[tuple[int, float], ...] = ((1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5
 
 def magnitude_key(data: np.ndarray, width: int = 2, shift: float = 0.5) -> int | None:
     """The band of a tensor's median magnitude (None: all zero, or no finite value)."""
-    values = np.abs(data.astype(np.float64, copy=False))
+    with np.errstate(invalid="ignore"):  # signalling NaNs: dropped below
+        values = np.abs(data.astype(np.float64, copy=False))
     values = values[np.isfinite(values) & (values > 0)]
     if values.size == 0:
         return None
