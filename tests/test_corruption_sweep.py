@@ -198,6 +198,20 @@ def same_as_case(rng: np.random.Generator, tmp: Path) -> Case:
     return Case("same_as", blob, read_tensors, canonical(tensors.items()))
 
 
+def packed_case(rng: np.random.Generator, tmp: Path) -> Case:
+    """Small tensors coded together: two float32 groups (biases, norms), a bfloat16 one."""
+    tensors = {}
+    for layer in range(2):
+        tensors[f"l{layer}.bias"] = (rng.standard_normal(24) * 0.02).astype(np.float32)
+        tensors[f"l{layer}.norm"] = (1 + rng.standard_normal(24) * 0.02).astype(np.float32)
+        tensors[f"l{layer}.half"] = _weights(rng, 20, ml_dtypes.bfloat16)
+    path = tmp / "packed.tzip"
+    tz.save_file(tensors, path, threads=1)
+    blob = path.read_bytes()
+    assert split_tzip(blob)[2]["groups"]
+    return Case("packed", blob, read_tensors, canonical(tensors.items()))
+
+
 def folder_case(rng: np.random.Generator, tmp: Path) -> Case:
     st = pytest.importorskip("safetensors.numpy")
     folder = tmp / "model"
@@ -274,7 +288,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Case]]
     try:
         rng = np.random.default_rng(20261209)
         built = [*byte_plane_cases(rng, tmp), *delta_cases(rng, tmp), same_as_case(rng, tmp),
-                 folder_case(rng, tmp), *kv_cases(rng), *embeddings_cases(rng)]
+                 folder_case(rng, tmp), *kv_cases(rng), *embeddings_cases(rng), packed_case(rng, tmp)]
         # The writer stores headers zlib-compressed; the sweep works on the same files with
         # their headers stored as plain JSON (which every reader accepts), so damage reaches
         # the JSON parser. One case keeps the compressed header as written.
@@ -295,7 +309,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Case]]
 
 CASE_NAMES = ["byte_planes-fp32", "byte_planes-bf16", "byte_planes-fp16", "byte_planes-int8", "byte_planes-bool",
               "narrowed_float", "sparse", "delta-xor", "delta-sub", "same_as", "folder-archive", "kv-grid",
-              "kv-groups", "embeddings-lossless", "embeddings-transform", "embeddings-int8", "header-zlib"]
+              "kv-groups", "embeddings-lossless", "embeddings-transform", "embeddings-int8", "header-zlib",
+              "packed"]
 
 
 # -- running a sweep -------------------------------------------------------------------------
@@ -404,7 +419,7 @@ def resigned(blob: bytes, index: int, mask: int) -> bytes | None:
         head = PREAMBLE.pack(magic, major, minor, flags, offset, length, _native.crc32c(header), 0)
         return _with_preamble(head[:-4], bytes(damaged[PREAMBLE_SIZE:]))
     doc = json.loads(zlib.decompress(header) if flags & FLAG_HEADER_ZLIB else header)  # in a chunk: new checksum
-    for entry in doc["tensors"]:
+    for entry in [*doc["tensors"], *doc.get("groups", [])]:
         for chunk in entry.get("chunks", []):
             if chunk[0] <= index < chunk[0] + chunk[1]:
                 chunk[2] = _native.crc32c(bytes(damaged[chunk[0] : chunk[0] + chunk[1]]))

@@ -23,21 +23,22 @@ import numpy as np
 BANDINGS: tuple[tuple[int, float], ...] = ((1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5), (3, 0.0), (3, 0.5))
 
 
-def magnitude_key(data: np.ndarray, width: int = 2, shift: float = 0.5) -> int | None:
-    """The band of a tensor's median magnitude (None: all zero, or no finite value)."""
+def log_magnitude(data: np.ndarray) -> float | None:
+    """log2 of a tensor's median magnitude (None: all zero, or no finite value)."""
     with np.errstate(invalid="ignore"):  # signalling NaNs: dropped below
         values = np.abs(data.astype(np.float64, copy=False))
     values = values[np.isfinite(values) & (values > 0)]
     if values.size == 0:
         return None
-    return math.floor(math.log2(float(np.median(values))) / width + shift)
+    return math.log2(float(np.median(values)))
 
 
-def by_magnitude(arrays: Sequence[np.ndarray], width: int = 2, shift: float = 0.5) -> list[list[int]]:
-    """Indices of ``arrays`` grouped by ``magnitude_key``, groups in order of first member."""
+def by_magnitude(logs: Sequence[float | None], width: int = 2, shift: float = 0.5) -> list[list[int]]:
+    """Indices grouped by band of ``log_magnitude`` (bands ``width`` wide, offset by ``shift``
+    of a band; None in a group of its own), groups in order of first member."""
     groups: dict[int | None, list[int]] = {}
-    for index, data in enumerate(arrays):
-        groups.setdefault(magnitude_key(data, width, shift), []).append(index)
+    for index, value in enumerate(logs):
+        groups.setdefault(None if value is None else math.floor(value / width + shift), []).append(index)
     return list(groups.values())
 
 
@@ -47,8 +48,9 @@ def choose_partition(arrays: Sequence[np.ndarray], stored_bytes: Callable[[list[
     the coded size of those arrays as one group (every group's own costs included)."""
     best = [list(range(len(arrays)))]
     best_size = stored_bytes(best[0])
+    logs = [log_magnitude(data) for data in arrays]
     for width, shift in BANDINGS:
-        split = by_magnitude(arrays, width, shift)
+        split = by_magnitude(logs, width, shift)
         if len(split) <= 1:
             continue
         size = sum(stored_bytes(group) for group in split)
