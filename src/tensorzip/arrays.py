@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from .codecs import bounded
 from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
 from .container.reader import open_base
@@ -36,14 +37,43 @@ def _wants_torch(framework: str | None, recorded: str | None) -> bool:
     raise TensorzipError(f"framework must be 'np' or 'pt', got {framework!r}")
 
 
-def compress(array: Any, threads: int | None = None) -> bytes:
-    """Losslessly compress one numpy array or torch tensor into bytes."""
+def compress(array: Any, threads: int | None = None, *, max_abs_error: float | None = None,
+             max_rel_error: float | None = None) -> bytes:
+    """Compress one numpy array or torch tensor into bytes: losslessly, or with
+    ``max_abs_error=E`` within E of the original on every element (checked on every element
+    in the array's dtype before anything is returned; the achieved maximum is recorded in
+    the blob), or ``max_rel_error=r``: E = r x the array's RMS. Floats only; where no grid
+    meets the bound (NaN or infinity in the array, or E below the dtype's own spacing) the
+    array is stored exactly. ``decompress`` gives the array back in its dtype and shape."""
     data = to_numpy(array)
     metadata = {FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
+    codec = None
+    bound = error_bound(data, max_abs_error, max_rel_error)
+    if bound is not None:
+        codec = bounded.choose(data, bound).codec
     buffer = io.BytesIO()
     with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
-        writer.add("", data)
+        writer.add("", data, codec)
     return buffer.getvalue()
+
+
+def error_bound(data: Any, max_abs_error: float | None, max_rel_error: float | None) -> float | None:
+    """The absolute error bound a caller asked for (``max_rel_error`` is relative to the
+    array's root mean square), or None for lossless."""
+    if max_abs_error is not None and max_rel_error is not None:
+        raise TensorzipError("give max_abs_error or max_rel_error, not both")
+    if max_rel_error is None:
+        return max_abs_error
+    if not (isinstance(max_rel_error, (int, float)) and not isinstance(max_rel_error, bool) and max_rel_error > 0):
+        raise TensorzipError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
+    import numpy as np
+
+    values = np.asarray(data, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
+    if rms == 0.0:
+        return None  # all zero (or nothing finite): stored exactly
+    return max_rel_error * rms
 
 
 def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,

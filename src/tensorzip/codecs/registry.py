@@ -11,12 +11,13 @@ from typing import Any
 
 from ..errors import HeaderError, TensorzipError, UnknownCodecError
 from .base import Codec
+from .bounded import BoundedCodec
 from .byte_planes import BytePlanesCodec
 from .narrowed_float import NarrowedFloatCodec
 from .sparse import SparseCodec
 
 BUILTIN_CODECS: dict[str, type[Codec]] = {
-    cls.codec_id: cls for cls in (BytePlanesCodec, NarrowedFloatCodec, SparseCodec)
+    cls.codec_id: cls for cls in (BytePlanesCodec, NarrowedFloatCodec, SparseCodec, BoundedCodec)
 }
 
 ENTRY_POINT_GROUP = "tensorzip.codecs"

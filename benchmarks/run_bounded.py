@@ -1,0 +1,167 @@
+"""Error-bounded compression of what networks compute: tensorzip against SZ3 and ZFP (issue 21).
+
+    python benchmarks/activation_data.py && python benchmarks/run_bounded.py
+
+Data (``activation_data.py``): all-MiniLM-L6-v2's hidden states after layers 0, 3 and 6 on
+passages of real text, the attention probabilities of layer 2, and the gradients of the
+encoder's weight matrices after one fine-tuning step; float32.
+
+Each at a max-abs error of 1e-2, 1e-3 and 1e-4 times the array's RMS, in the same run on the
+same array: ``tz.compress(x, max_abs_error=E)``; SZ3 (``pysz``, ABS mode, default algorithm);
+ZFP (``zfpy``, fixed-accuracy mode, tolerance E); numcodecs BitRound at the fewest mantissa
+bits whose worst case meets E (``max|x| x 2^-(k+1) <= E``) followed by zstd-3, as Zarr users pair
+them; and, as what people do today, FP16 and BF16 casts and int8 per channel (last axis), with
+the error they reach. Every output is decoded and its max error measured on every element;
+"ok" marks those within E. MB/s: original bytes per second, compress / decompress, 1 thread,
+best of 3. Results: the ``bounded`` section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import tensorzip as tz  # noqa: E402
+from activation_data import prepare_activations  # noqa: E402
+from machine import describe  # noqa: E402
+from results_file import write_section  # noqa: E402
+
+RELATIVE = (1e-2, 1e-3, 1e-4)
+REPEATS = 3
+
+
+def timed(function, *args):
+    best, result = float("inf"), None
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = function(*args)
+        best = min(best, time.perf_counter() - started)
+    return result, best
+
+
+def ours(x, bound):
+    blob, c = timed(lambda: tz.compress(x, max_abs_error=bound, threads=1))
+    y, d = timed(lambda: tz.decompress(blob, threads=1))
+    return len(blob), y, c, d
+
+
+def sz3(x, bound):
+    from pysz import sz, szConfig, szErrorBoundMode
+
+    config = szConfig()
+    config.errorBoundMode = szErrorBoundMode.ABS
+    config.absErrorBound = bound
+    (blob, _), c = timed(lambda: sz.compress(x, config))
+    (y, _), d = timed(lambda: sz.decompress(blob, np.float32, x.shape))
+    return blob.nbytes, y, c, d
+
+
+def zfp(x, bound):
+    import zfpy
+
+    blob, c = timed(lambda: zfpy.compress_numpy(x, tolerance=bound))
+    y, d = timed(lambda: zfpy.decompress_numpy(blob))
+    return len(blob), y, c, d
+
+
+def bitround_zstd(x, bound):
+    import zstandard
+    from numcodecs import BitRound
+
+    reach = float(np.abs(x).max())
+    keep = next((k for k in range(24) if reach * 2.0 ** -(k + 1) <= bound), 23)
+    codec = BitRound(keepbits=keep)
+
+    def encode():
+        return zstandard.ZstdCompressor(level=3).compress(codec.encode(x).tobytes())
+
+    blob, c = timed(encode)
+    y, d = timed(lambda: np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), np.float32).reshape(x.shape))
+    return len(blob), y, c, d
+
+
+def cast(dtype):
+    def run(x, bound):
+        (blob, c) = timed(lambda: x.astype(dtype))
+        y, d = timed(lambda: blob.astype(np.float32))
+        return blob.nbytes, y, c, d
+    return run
+
+
+def int8_per_channel(x, bound):
+    def encode():
+        scale = np.abs(x).max(axis=tuple(range(x.ndim - 1)), keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        return np.rint(x / scale).astype(np.int8), scale.astype(np.float32)
+
+    (q, scale), c = timed(encode)
+    y, d = timed(lambda: q.astype(np.float32) * scale)
+    return q.nbytes + scale.nbytes, y, c, d
+
+
+METHODS = {"tensorzip": ours, "SZ3": sz3, "ZFP": zfp, "BitRound + zstd-3": bitround_zstd,
+           "FP16 cast": cast(np.float16), "int8 per channel": int8_per_channel}
+# Casts reach one error whatever the bound: run once per array.
+ONCE = ("FP16 cast", "int8 per channel")
+
+
+def main() -> None:
+    import ml_dtypes
+
+    METHODS["BF16 cast"] = cast(ml_dtypes.bfloat16)
+    rows = []
+    for name, path in prepare_activations().items():
+        x = np.ascontiguousarray(np.load(path))
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        for relative in RELATIVE:
+            bound = relative * rms
+            results = {}
+            for method, run in METHODS.items():
+                if method in ONCE + ("BF16 cast",) and relative != RELATIVE[0]:
+                    continue
+                size, y, c, d = run(x, bound)
+                error = float(np.abs(np.asarray(y, dtype=np.float64) - x).max())
+                results[method] = (size, error, c, d)
+            ours_size = results["tensorzip"][0]
+            for method, (size, error, c, d) in results.items():
+                ok = "ok" if error <= bound else "over"
+                rows.append(f"| {name} {tuple(x.shape)} | {relative:g} | {method} | {size:,} | {x.nbytes / size:.2f} | "
+                            f"{error / rms:.3g} ({ok}) | {size / ours_size:.3f} | {x.nbytes / c / 1e6:,.0f} / "
+                            f"{x.nbytes / d / 1e6:,.0f} |")
+                print(rows[-1], flush=True)
+    text = "\n".join([
+        "## Error-bounded: activations, attention, gradients (`benchmarks/run_bounded.py`, issue 21)",
+        "",
+        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; pysz {_version('pysz')}, zfpy "
+        f"{_version('zfpy')}, numcodecs {_version('numcodecs')}.",
+        "- Data: `activation_data.py`, all-MiniLM-L6-v2 on real text (float32). Bound: max-abs error = the "
+        "column's fraction x the array's RMS. Max error: measured on every element after decoding, over the "
+        "RMS; \"over\": the method missed the bound (casts and int8 reach what they reach). x ours: bytes over "
+        "tensorzip's at the same bound (above 1: larger than ours). MB/s: compress / decompress, 1 thread, best "
+        "of 3, original bytes per second.",
+        "- Reproduce: `python benchmarks/activation_data.py && python benchmarks/run_bounded.py`.",
+        "",
+        "| array | bound / RMS | method | bytes | ratio | max error / RMS | x ours | MB/s c / d |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+    write_section(BENCH / "RESULTS.md", "bounded", text)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

@@ -1,0 +1,28 @@
+// Floats on a uniform grid, as the error-bounded codec stores them (tensorzip.bounded;
+// src/tensorzip/codecs/bounded.py has the why). One pass per direction, chunks in parallel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tensorzip {
+
+struct GridEncodeResult {
+  double max_error;      // max |decoded - x| over every element, the decoded value rounded to the input type
+  uint64_t max_code;     // the largest zigzag code written
+  bool finite;           // false: some input was NaN or infinite (nothing else is meaningful then)
+};
+
+// q[i] = nearbyint(x[i] / step) (in double); with stride > 0, each q minus the q `stride`
+// before it in its chunk (chunks of chunk_elements, a multiple of stride); zigzag-coded into
+// codes[i] (uint32: the caller narrows). x is float32 (is_double false) or float64. The
+// decoded value the decoder will produce, (T)((double)q * step), is compared with x.
+// Integers beyond +-2^30 are clamped in the codes and make max_error infinite.
+GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double step, size_t stride,
+                             size_t chunk_elements, uint32_t* codes, int threads);
+
+// The inverse: codes of `symbol_bytes` (1, 2 or 4) to values (float32 or float64 out).
+void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double step, size_t stride,
+                 size_t chunk_elements, void* out, bool out_double, int threads);
+
+}  // namespace tensorzip

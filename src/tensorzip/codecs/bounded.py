@@ -1,0 +1,256 @@
+"""Floats within a stated error on every element (``tz.compress(x, max_abs_error=E)``; issue 21).
+
+The tensor is rounded to a uniform grid of step ``step`` (integers ``q = rint(x / step)``);
+optionally each integer is predicted by the one ``stride`` elements before it in its chunk
+(the previous token of a sequence, the previous row: activations correlate along some axis)
+and only the difference is kept; the integers are zigzag-coded to the narrowest unsigned
+symbols and coded with the byte-plane codec. Decoding is ``(q * step)`` in float64, rounded
+once to the tensor's dtype.
+
+The bound is guaranteed, not assumed: ``choose`` picks the step, rounds every element as the
+decoder will (same arithmetic, so the same result on every machine) and checks
+``|decoded - x| <= max_abs_error`` on every element in the output dtype, shrinking the step
+where the dtype's own rounding breaks it. Where no step can meet the bound (the bound is below
+half the dtype's spacing at the tensor's values, or the values hold NaN or infinity), the
+tensor is stored losslessly instead, which meets any bound.
+
+Why a grid and not a transform (ZFP) or interpolation (SZ3): activations, gradients and
+optimizer states are not smooth fields; neighbours along the hidden axis are nearly
+independent, so the gain is in the quantization and the entropy coder, and a prediction is
+kept only where the measured size says it pays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import _native, dtypes
+from ..errors import TensorzipError
+from .base import Codec, DecodeJob, EncodedTensor, EncodeJob
+from .byte_planes import BytePlanesCodec
+
+SYMBOL_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32}
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# Symbols per chunk (a multiple of every stride used, so a prediction restarts with each chunk).
+DEFAULT_CHUNK_ROWS_ELEMENTS = 1 << 18
+# Elements the prediction choice is measured on (a prefix of the tensor).
+SAMPLE_ELEMENTS = 1 << 20
+# Longest prediction stride (a chunk holds whole rows of it).
+MAX_STRIDE = 1 << 16
+# Shrinking steps tried when the output dtype's rounding breaks the bound.
+_SHRINK = 1.0 - 2.0**-12
+_SHRINK_TRIES = 64
+
+
+class BoundedCodec(Codec):
+    """Uniform grid + optional prediction + byte planes; lossy within ``max_abs_error``."""
+
+    codec_id: ClassVar[str] = "tensorzip.bounded"
+    lossy: ClassVar[bool] = True
+
+    def __init__(self, max_abs_error: float, step: float, symbols: str = "uint16", stride: int = 0,
+                 chunk_elements: int = DEFAULT_CHUNK_ROWS_ELEMENTS, achieved_max_abs_error: float | None = None):
+        if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+            raise TensorzipError(f"step must be a positive finite number, got {step!r}")
+        if not (isinstance(max_abs_error, (int, float)) and math.isfinite(max_abs_error) and max_abs_error > 0):
+            raise TensorzipError(f"max_abs_error must be a positive finite number, got {max_abs_error!r}")
+        if symbols not in SYMBOL_DTYPES:
+            raise TensorzipError(f"symbols must be one of {sorted(SYMBOL_DTYPES)}, got {symbols!r}")
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 0:
+            raise TensorzipError(f"stride must be a non-negative integer, got {stride!r}")
+        if not isinstance(chunk_elements, int) or isinstance(chunk_elements, bool) or chunk_elements < 1:
+            raise TensorzipError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
+        if stride and chunk_elements % stride:
+            raise TensorzipError(f"chunk_elements ({chunk_elements}) must be a multiple of stride ({stride})")
+        self.max_abs_error = float(max_abs_error)
+        self.step = float(step)
+        self.symbols = symbols
+        self.stride = stride
+        self.achieved_max_abs_error = achieved_max_abs_error
+        symbol_spec = dtypes.by_name(symbols)
+        self.inner = BytePlanesCodec(rotate_bits=0, chunk_elements=chunk_elements)
+        self.inner._native_layout(symbol_spec)  # the chunk fits the native limit
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"id": self.codec_id, "max_abs_error": self.max_abs_error, "step": self.step,
+                                  "symbols": self.symbols, "stride": self.stride,
+                                  "chunk_elements": self.inner.chunk_elements}
+        if self.achieved_max_abs_error is not None:
+            config["achieved_max_abs_error"] = self.achieved_max_abs_error
+        return config
+
+    def chunk_count(self, elements: int) -> int | None:
+        return self.inner.chunk_count(elements)
+
+    def elements_per_chunk(self) -> int | None:
+        return self.inner.chunk_elements
+
+    # -- the transform -------------------------------------------------------------------
+
+    def symbols_of(self, array: np.ndarray, threads: int = 0) -> np.ndarray:
+        """The stored symbols of ``array`` (its grid integers, predicted, zigzag-coded)."""
+        prepared = getattr(self, "_prepared", None)
+        if prepared is not None and prepared[0] is array:
+            return prepared[1]  # computed by ``choose`` for this very array
+        codes, _, _ = grid_codes(array, self.step, self.stride, self.inner.chunk_elements, threads)
+        return codes.astype(SYMBOL_DTYPES[self.symbols])
+
+    def values_of(self, symbols: np.ndarray, dtype: np.dtype, threads: int = 0) -> np.ndarray:
+        """The decoded values of stored ``symbols`` (flat), in ``dtype``."""
+        return grid_values(symbols, self.step, self.stride, self.inner.chunk_elements, dtype, threads)
+
+    def _symbol_spec(self) -> dtypes.DTypeSpec:
+        return dtypes.by_name(self.symbols)
+
+    # -- Codec -----------------------------------------------------------------------------
+
+    @classmethod
+    def _inner_jobs(cls, jobs: Sequence[EncodeJob]) -> list[EncodeJob]:
+        inner = []
+        for job in jobs:
+            if job.spec.name not in FLOAT_DTYPES:
+                raise TensorzipError(f"codec {cls.codec_id} codes floating-point tensors, not {job.spec.name}")
+            inner.append(EncodeJob(job.codec.inner, job.codec.symbols_of(job.array), job.codec._symbol_spec()))
+        return inner
+
+    @classmethod
+    def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
+        return BytePlanesCodec.encode_batch(cls._inner_jobs(jobs), threads)
+
+    @classmethod
+    def batch_encoder(cls, threads: int) -> Callable[[Sequence[EncodeJob]], list[EncodedTensor]]:
+        inner = BytePlanesCodec.batch_encoder(threads)
+        return lambda jobs: inner(cls._inner_jobs(jobs))
+
+    @classmethod
+    def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:
+        symbol_outs, inner_jobs = [], []
+        for job in jobs:
+            if job.spec.name not in FLOAT_DTYPES:
+                raise TensorzipError(f"codec {cls.codec_id} decodes to floating-point tensors, not {job.spec.name}")
+            spec = job.codec._symbol_spec()
+            out = np.empty(job.out.size, dtype=spec.numpy_dtype)
+            symbol_outs.append(out)
+            inner_jobs.append(DecodeJob(job.codec.inner, job.source, job.chunks, out, spec))
+        BytePlanesCodec.decode_batch(inner_jobs, threads, verify_checksums)
+        for job, symbols in zip(jobs, symbol_outs, strict=True):
+            job.out.reshape(-1)[:] = job.codec.values_of(symbols, job.out.dtype, threads)
+
+
+def _working(array: np.ndarray) -> np.ndarray:
+    """The values as the native kernels take them: float32 or float64 (FP16/BF16 widened, exactly)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return flat if flat.dtype in (np.float32, np.float64) else flat.astype(np.float32)
+
+
+def grid_codes(array: np.ndarray, step: float, stride: int, chunk_elements: int,
+               threads: int = 0) -> tuple[np.ndarray, float, int]:
+    """(uint32 zigzag codes of the grid integers, predicted with ``stride`` within chunks; the
+    max error of the decoded values where the array is float32/float64 (inf: out of range;
+    NaN: a value is not finite); the largest code), in one native pass."""
+    values = _working(array)
+    codes = np.empty(values.size, dtype=np.uint32)
+    error, largest, finite = _native.grid_encode(values, values.itemsize, step, stride, chunk_elements, codes,
+                                                 threads)
+    return codes, (error if finite else math.nan), int(largest)
+
+
+def grid_values(symbols: np.ndarray, step: float, stride: int, chunk_elements: int, dtype: np.dtype,
+                threads: int = 0) -> np.ndarray:
+    """``(q * step)`` in float64 rounded once to ``dtype``, q from the stored symbols: the
+    decoder's arithmetic (native for float32/float64; FP16/BF16 rounded from float64)."""
+    symbols = np.ascontiguousarray(symbols)
+    native_out = np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.dtype(np.float64)
+    out = np.empty(symbols.size, dtype=native_out)
+    _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, out, native_out.itemsize, threads)
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``choose`` decided for one tensor."""
+
+    codec: Codec
+    achieved_max_abs_error: float  # measured on every element, in the output dtype
+    lossless: bool  # no step meets the bound (or non-finite values): stored exactly
+
+
+def choose(array: np.ndarray, max_abs_error: float, *, strides: Sequence[int] | None = None,
+           size_of: Callable[[int, np.ndarray], float] | None = None) -> Choice:
+    """The codec for ``array`` under ``max_abs_error``: the largest grid step whose decoded
+    values, in the array's dtype, are all within the bound (checked on every element), and of
+    the predictions in ``strides`` (default: none, the last axis' length, 1) the one whose
+    symbols code smallest on a prefix of the tensor (``size_of(stride, codes)``; default: the
+    order-0 entropy of their byte planes)."""
+    if not (isinstance(max_abs_error, (int, float)) and not isinstance(max_abs_error, bool)
+            and math.isfinite(max_abs_error) and max_abs_error > 0):
+        raise TensorzipError(f"max_abs_error must be a positive finite number, got {max_abs_error!r}")
+    spec = dtypes.by_numpy(array.dtype)
+    if spec.name not in FLOAT_DTYPES:
+        raise TensorzipError(f"an error bound applies to floating-point tensors; this one is {spec.name} "
+                             "(compress it without max_abs_error: integers are stored exactly)")
+    from .policy import choose_codec  # the lossless codec for the fallback
+
+    found = _meeting_step(array, float(max_abs_error)) if array.size else None
+    if found is None:
+        return Choice(choose_codec(array, spec), 0.0, True)
+    step, achieved = found
+    if strides is None:
+        last = array.shape[-1] if array.ndim >= 2 else 0
+        strides = [s for s in (0, last, 1) if s == 0 or 1 <= s <= min(array.size - 1, MAX_STRIDE)]
+    sample = np.ascontiguousarray(array).reshape(-1)[:SAMPLE_ELEMENTS]
+    best: tuple[float, int] | None = None
+    for stride in dict.fromkeys(strides):
+        codes, _, _ = grid_codes(sample, step, stride, _chunk_elements(stride))
+        size = size_of(stride, codes) if size_of is not None else _order0_bytes(codes)
+        if best is None or size < best[0]:
+            best = (size, stride)
+    assert best is not None
+    stride = best[1]
+    chunk = _chunk_elements(stride)
+    codes, _, largest = grid_codes(array, step, stride, chunk)
+    symbols = "uint8" if largest < 1 << 8 else "uint16" if largest < 1 << 16 else "uint32"
+    codec = BoundedCodec(max_abs_error, step, symbols, stride, chunk, achieved)
+    codec._prepared = (array, codes.astype(SYMBOL_DTYPES[symbols]))  # the encoder's symbols, computed once
+    return Choice(codec, achieved, False)
+
+
+def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None:
+    """(step, achieved max error) for the largest step tried whose decoded values, in the
+    array's dtype, are all within ``bound``; None if none is (non-finite values, or a bound so
+    fine against the values that the integers leave 30 bits)."""
+    native = array.dtype in (np.float32, np.float64)
+    original = None if native else np.ascontiguousarray(array).reshape(-1).astype(np.float64)
+    step = 2.0 * bound
+    for _ in range(_SHRINK_TRIES):
+        codes, error, _ = grid_codes(array, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS)
+        if math.isnan(error) or math.isinf(error):
+            return None
+        if not native:  # FP16/BF16: the decoder's rounding to the dtype, checked here
+            decoded = grid_values(codes, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS, array.dtype).astype(np.float64)
+            error = float(np.abs(decoded - original).max(initial=0.0))
+        if error <= bound:
+            return step, error
+        step *= _SHRINK if error <= 1.5 * bound else 0.5
+    return None
+
+
+def _chunk_elements(stride: int) -> int:
+    """Elements per chunk: about DEFAULT_CHUNK_ROWS_ELEMENTS, a multiple of ``stride``."""
+    if not stride:
+        return DEFAULT_CHUNK_ROWS_ELEMENTS
+    return max(1, DEFAULT_CHUNK_ROWS_ELEMENTS // stride) * stride
+
+
+def _order0_bytes(codes: np.ndarray) -> float:
+    """The order-0 entropy of the codes' byte planes, as the byte-plane coder sees them."""
+    from ..quantization.entropy import order0_bits
+
+    width = 1 if int(codes.max(initial=0)) < 1 << 8 else 2 if int(codes.max(initial=0)) < 1 << 16 else 4
+    planes = codes.astype(f"<u{width}").view(np.uint8).reshape(-1, width)
+    return sum(order0_bits(planes[:, k]) for k in range(width)) / 8.0
