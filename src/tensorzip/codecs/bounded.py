@@ -211,6 +211,11 @@ def choose(array: np.ndarray, max_abs_error: float, *, strides: Sequence[int] | 
         if best is None or size < best[0]:
             best = (size, stride)
     assert best is not None
+    lossless = choose_codec(sample, spec)
+    if size_of is None and best[0] >= _lossless_bytes(sample, lossless):
+        # The grid costs more than the values themselves (a bound far below the dtype's
+        # spacing: the integers need more bits than the dtype): store them exactly.
+        return Choice(choose_codec(array, spec), 0.0, True)
     stride = best[1]
     chunk = _chunk_elements(stride)
     codes, _, largest = grid_codes(array, step, stride, chunk)
@@ -238,6 +243,12 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
             return step, error
         step *= _SHRINK if error <= 1.5 * bound else 0.5
     return None
+
+
+def _lossless_bytes(sample: np.ndarray, codec: Codec) -> float:
+    """What the lossless codec stores for ``sample`` (encoded, measured)."""
+    spec = dtypes.by_numpy(sample.dtype)
+    return float(type(codec).encode_batch([EncodeJob(codec, sample, spec)], 1)[0].stored_bytes)
 
 
 def _chunk_elements(stride: int) -> int:

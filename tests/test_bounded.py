@@ -1,0 +1,185 @@
+"""Error-bounded compression (codec ``tensorzip.bounded``, ``tz.compress(x, max_abs_error=E)``):
+every element of every float dtype within the bound after decoding, in the output dtype;
+exact storage where no grid can meet it; every bad config refused by name."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tensorzip as tz
+from tensorzip import _native
+from tensorzip.codecs import bounded
+from tensorzip.codecs.bounded import BoundedCodec, choose
+from tensorzip.codecs.registry import codec_from_config
+from tensorzip.errors import HeaderError, TensorzipError
+
+from .conftest import flip, rewrite_header, split_tzip
+
+FLOATS = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
+
+
+def max_error(decoded: np.ndarray, original: np.ndarray) -> float:
+    return float(np.abs(decoded.astype(np.float64) - original.astype(np.float64)).max(initial=0.0))
+
+
+def activations(shape=(64, 96), seed=0) -> np.ndarray:
+    """Hidden-state-like: rows correlated along the first axis, a few outlier channels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).cumsum(axis=0) * 0.1 + rng.standard_normal(shape) * 0.3
+    x[..., 5] *= 30
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("bound", [0.5, 1e-2, 1e-4])
+def test_every_element_is_within_the_bound_in_the_arrays_dtype(dtype, bound):
+    x = activations().astype(dtype)
+    blob = tz.compress(x, max_abs_error=bound)
+    y = tz.decompress(blob)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert max_error(y, x) <= bound
+    (entry,) = split_tzip(blob)[2]["tensors"]
+    if entry["codec"]["id"] == "tensorzip.bounded":
+        assert entry["codec"]["max_abs_error"] == bound
+        assert entry["codec"]["achieved_max_abs_error"] == pytest.approx(max_error(y, x), abs=0, rel=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_the_bound_holds_on_arbitrary_arrays(data):
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16]))
+    shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=3, max_side=40))
+    finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=16 if dtype == np.float16 else 32)
+    x = data.draw(hnp.arrays(dtype, shape, elements=finite))
+    bound = data.draw(st.sampled_from([1e-3, 0.1, 3.0]))
+    y = tz.decompress(tz.compress(x, max_abs_error=bound))
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert max_error(y, x) <= bound
+
+
+def test_a_bound_finer_than_the_dtype_or_non_finite_values_store_the_array_exactly():
+    x = activations().astype(ml_dtypes.bfloat16)
+    blob = tz.compress(x, max_abs_error=1e-6)  # far below bfloat16's spacing at these values
+    assert split_tzip(blob)[2]["tensors"][0]["codec"]["id"] != "tensorzip.bounded"
+    assert tz.decompress(blob).tobytes() == x.tobytes()
+    y = activations()
+    y[3, 4], y[7, 1] = np.nan, -np.inf
+    blob = tz.compress(y, max_abs_error=0.1)
+    assert tz.decompress(blob).tobytes() == y.tobytes()
+    assert choose(y, 0.1).lossless
+
+
+def test_max_rel_error_is_relative_to_the_rms_and_both_targets_cannot_be_given():
+    x = activations()
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    y = tz.decompress(tz.compress(x, max_rel_error=1e-3))
+    assert max_error(y, x) <= 1e-3 * rms
+    with pytest.raises(TensorzipError, match="not both"):
+        tz.compress(x, max_abs_error=0.1, max_rel_error=0.1)
+    with pytest.raises(TensorzipError, match="positive"):
+        tz.compress(x, max_abs_error=-1.0)
+    with pytest.raises(TensorzipError, match="floating-point"):
+        tz.compress(np.arange(10), max_abs_error=0.5)
+    zeros = np.zeros(20, np.float32)
+    assert tz.decompress(tz.compress(zeros, max_rel_error=0.1)).tobytes() == zeros.tobytes()
+
+
+def test_a_prediction_is_chosen_where_neighbours_correlate_and_decodes_across_chunks(monkeypatch):
+    rng = np.random.default_rng(1)
+    smooth = rng.standard_normal((300, 50)).cumsum(axis=0).astype(np.float32)  # correlated along the rows
+    monkeypatch.setattr(bounded, "DEFAULT_CHUNK_ROWS_ELEMENTS", 1000)  # many chunks, rows split by them
+    choice = choose(smooth, 0.01)
+    assert choice.codec.stride == 50
+    blob = tz.compress(smooth, max_abs_error=0.01)
+    assert split_tzip(blob)[2]["tensors"][0]["codec"]["stride"] == 50
+    assert len(split_tzip(blob)[2]["tensors"][0]["chunks"]) == 15
+    assert max_error(tz.decompress(blob), smooth) <= 0.01
+    noise = rng.standard_normal((300, 50)).astype(np.float32)
+    assert choose(noise, 0.01).codec.stride == 0
+
+
+def test_bounded_tensors_read_through_every_face(tmp_path):
+    x = activations()
+    blob = tz.compress(x, max_abs_error=1e-3)
+    path = tmp_path / "a.tzip"
+    path.write_bytes(blob)
+    with tz.safe_open(path) as opened:
+        assert max_error(opened.get_tensor(""), x) <= 1e-3
+    assert max_error(tz.load_file(path)[""], x) <= 1e-3
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x)
+    back = tz.decompress(tz.compress(t, max_abs_error=1e-3))
+    assert isinstance(back, torch.Tensor) and max_error(back.numpy(), x) <= 1e-3
+
+
+def test_damage_and_bad_configs_are_refused_by_name(tmp_path):
+    x = activations()
+    blob = tz.compress(x, max_abs_error=1e-3)
+    _, _, header = split_tzip(blob)
+    offset, length, _ = header["tensors"][0]["chunks"][0]
+    with pytest.raises(tz.CorruptDataError, match=f"offset {offset}"):
+        tz.decompress(flip(blob, offset + length // 2))
+    for edit, message in [({"step": 0}, "step"), ({"step": "x"}, "step"), ({"stride": 11}, "multiple of stride"),
+                          ({"symbols": "int8"}, "symbols"), ({"max_abs_error": -1}, "max_abs_error")]:
+        bad = rewrite_header(blob, lambda h, edit=edit: h["tensors"][0]["codec"].update(edit))
+        with pytest.raises((HeaderError, TensorzipError), match=message):
+            tz.decompress(bad)
+    with pytest.raises(HeaderError, match="step"):
+        codec_from_config({"id": "tensorzip.bounded", "max_abs_error": 1.0, "step": float("nan")})
+
+
+def test_native_kernels_agree_with_the_arithmetic_they_document():
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(5000) * 3).astype(np.float32)
+    step = 0.01
+    codes = np.empty(x.size, np.uint32)
+    error, largest, finite = _native.grid_encode(x, 4, step, 0, 1024, codes, 1)
+    q = np.rint(x.astype(np.float64) / step).astype(np.int64)
+    assert np.array_equal(codes.astype(np.int64), (q << 1) ^ (q >> 63))
+    decoded = (q.astype(np.float64) * step).astype(np.float32)
+    assert error == max_error(decoded, x) and finite and largest == int(codes.max())
+    out = np.empty(x.size, np.float32)
+    _native.grid_decode(codes, 4, step, 0, 1024, out, 4, 2)
+    assert out.tobytes() == decoded.tobytes()
+    strided = np.empty(x.size, np.uint32)
+    _native.grid_encode(x, 4, step, 10, 1000, strided, 2)
+    _native.grid_decode(strided, 4, step, 10, 1000, out, 4, 1)
+    assert out.tobytes() == decoded.tobytes()
+    with pytest.raises(ValueError, match="multiple of stride"):
+        _native.grid_encode(x, 4, step, 7, 1000, strided, 1)
+
+
+def test_codec_config_round_trips():
+    codec = BoundedCodec(0.01, 0.019, "uint16", 384, 384 * 100, 0.0099)
+    assert codec_from_config(codec.get_config()) == codec
+    assert codec.lossy
+
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "bounded_codec_v1"
+
+
+def _golden_inputs():
+    import runpy
+
+    return runpy.run_path(str(GOLDEN / "make_golden.py"))["inputs"]()
+
+
+def test_golden_bounded_files_decode_to_the_same_values_within_their_bounds():
+    with np.load(GOLDEN / "expected.npz") as expected:
+        for name, (x, bound) in _golden_inputs().items():
+            y = tz.decompress((GOLDEN / f"{name}.tzip").read_bytes())
+            assert np.ascontiguousarray(y).view(np.uint8).tobytes() == expected[name].tobytes(), name
+            assert max_error(y, x) <= bound, name
+    strides = {name: split_tzip((GOLDEN / f"{name}.tzip").read_bytes())[2]["tensors"][0]["codec"].get("stride")
+               for name in ("rows_f32", "noise_f64")}
+    assert strides == {"rows_f32": 64, "noise_f64": 0}
+
+
+def test_the_encoder_writes_the_golden_bounded_files_again():
+    for name, (x, bound) in _golden_inputs().items():
+        assert tz.compress(x, max_abs_error=bound) == (GOLDEN / f"{name}.tzip").read_bytes(), name
