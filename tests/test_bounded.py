@@ -183,3 +183,28 @@ def test_golden_bounded_files_decode_to_the_same_values_within_their_bounds():
 def test_the_encoder_writes_the_golden_bounded_files_again():
     for name, (x, bound) in _golden_inputs().items():
         assert tz.compress(x, max_abs_error=bound) == (GOLDEN / f"{name}.tzip").read_bytes(), name
+
+
+def test_numcodecs_and_zarr_take_the_same_targets(tmp_path):
+    numcodecs = pytest.importorskip("numcodecs")
+    x = activations((120, 64))
+    codec = numcodecs.get_codec({"id": "tensorzip", "max_abs_error": 1e-3})
+    assert codec.get_config() == {"id": "tensorzip", "threads": None, "max_abs_error": 1e-3}
+    assert numcodecs.get_codec({"id": "tensorzip"}).get_config() == {"id": "tensorzip", "threads": None}
+    y = np.asarray(codec.decode(codec.encode(x))).reshape(x.shape)
+    assert max_error(y, x) <= 1e-3
+    ints = np.arange(100, dtype=np.int32)
+    assert np.array_equal(np.asarray(codec.decode(codec.encode(ints))), ints)  # exact: not floats
+    with pytest.raises(TensorzipError, match="not both"):
+        numcodecs.get_codec({"id": "tensorzip", "max_abs_error": 1e-3, "max_rel_error": 1e-3})
+    zarr = pytest.importorskip("zarr")
+    from tensorzip.integrations.zarr_codec import TensorzipCodec
+
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=x.shape, chunks=(40, 64), dtype="float32",
+                              serializer=TensorzipCodec(max_rel_error=1e-3))
+    array[:] = x
+    again = zarr.open_array(str(tmp_path / "a.zarr"))
+    rms = [float(np.sqrt(np.mean(x[i : i + 40].astype(np.float64) ** 2))) for i in range(0, 120, 40)]
+    for index, start in enumerate(range(0, 120, 40)):  # the bound is per chunk: x its own RMS
+        assert max_error(again[start : start + 40], x[start : start + 40]) <= 1e-3 * rms[index]
+    assert TensorzipCodec.from_dict(TensorzipCodec(max_abs_error=0.5).to_dict()).max_abs_error == 0.5

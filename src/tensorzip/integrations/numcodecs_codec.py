@@ -49,7 +49,8 @@ from numcodecs.abc import Codec as NumcodecsCodec
 from numcodecs.compat import ensure_ndarray
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
-from ..codecs import checked_threads
+from ..arrays import error_bound
+from ..codecs import bounded, checked_threads
 from ..container import TzipWriter
 from ..container.header import TensorEntry
 from ..container.kinds import open_data
@@ -219,16 +220,33 @@ def _output(out: Any, nbytes: int) -> tuple[np.ndarray, np.ndarray | None]:
     return array, None
 
 
+def _positive(value: Any, name: str) -> float:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0):
+        raise TensorzipError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
 class Tensorzip(NumcodecsCodec):
     """Lossless tensorzip coding of each chunk: any buffer, any fixed-size dtype."""
 
     codec_id = "tensorzip"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, max_abs_error: float | None = None,
+                 max_rel_error: float | None = None):
+        """``max_abs_error`` / ``max_rel_error`` (issue 21): each float chunk within that error
+        of the original on every element (relative: x the chunk's RMS); lossless without."""
         self.threads = _parse_threads(threads)
+        if max_abs_error is not None and max_rel_error is not None:
+            raise TensorzipError("give max_abs_error or max_rel_error, not both")
+        # Set only when given: the config of a lossless codec stays {"id", "threads"}.
+        if max_abs_error is not None:
+            self.max_abs_error = _positive(max_abs_error, "max_abs_error")
+        if max_rel_error is not None:
+            self.max_rel_error = _positive(max_rel_error, "max_rel_error")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(threads={self.threads!r})"
+        targets = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "max_rel_error") if hasattr(self, k))
+        return f"{type(self).__name__}(threads={self.threads!r}{targets})"
 
     def encode(self, buf: Any) -> bytes:
         array = _as_ndarray(buf, "the buffer to encode")
@@ -244,9 +262,14 @@ class Tensorzip(NumcodecsCodec):
             metadata[DTYPE_KEY] = _dtype_tag(dtype)
         if fortran:
             metadata[ORDER_KEY] = "F"
+        codec = None
+        if dtype is None and (stored.dtype.kind == "f" or stored.dtype.name == "bfloat16"):
+            bound = error_bound(stored, getattr(self, "max_abs_error", None), getattr(self, "max_rel_error", None))
+            if bound is not None:
+                codec = bounded.choose(stored, bound).codec
         image = io.BytesIO()
         with TzipWriter(image, metadata=metadata, threads=self.threads) as writer:
-            writer.add("", stored)
+            writer.add("", stored, codec)
         return image.getvalue()
 
     def decode(self, buf: Any, out: Any = None) -> Any:

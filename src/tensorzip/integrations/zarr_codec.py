@@ -41,6 +41,19 @@ CODEC_NAME = "numcodecs.tensorzip"
 _ACCEPTED_NAMES = (CODEC_NAME, "tensorzip")
 
 
+def _check_targets(max_abs_error: Any, max_rel_error: Any) -> None:
+    for name, value in (("max_abs_error", max_abs_error), ("max_rel_error", max_rel_error)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+                                      and np.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if max_abs_error is not None and max_rel_error is not None:
+        raise ValueError("give max_abs_error or max_rel_error, not both")
+
+
+def _is_float(array: np.ndarray) -> bool:
+    return array.dtype.kind == "f" or array.dtype.name == "bfloat16"
+
+
 def _parse_threads(threads: Any) -> int | None:
     """None (the default: all cores) is kept as given, so the codec's config says it."""
     return None if threads is None else checked_threads(threads)
@@ -53,9 +66,17 @@ class TensorzipCodec(ArrayBytesCodec):
     is_fixed_size = False
 
     threads: int | None = None
+    # Error targets (issue 21): each float chunk within max_abs_error of the original on every
+    # element, or max_rel_error x the chunk's RMS; None: lossless.
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int | None = None, max_abs_error: float | None = None,
+                 max_rel_error: float | None = None) -> None:
         object.__setattr__(self, "threads", _parse_threads(threads))
+        _check_targets(max_abs_error, max_rel_error)
+        object.__setattr__(self, "max_abs_error", max_abs_error)
+        object.__setattr__(self, "max_rel_error", max_rel_error)
 
     @classmethod
     def from_dict(cls, data: dict[str, JSON]) -> Self:
@@ -64,15 +85,17 @@ class TensorzipCodec(ArrayBytesCodec):
             raise ValueError(f"expected a codec named {CODEC_NAME!r}, got {name!r}")
         configuration = dict(configuration or {})
         configuration.pop("id", None)  # tolerate a numcodecs-style config
-        unknown = sorted(set(configuration) - {"threads"})
+        unknown = sorted(set(configuration) - {"threads", "max_abs_error", "max_rel_error"})
         if unknown:
             raise ValueError(f"unknown {CODEC_NAME} configuration keys: {', '.join(unknown)}")
         return cls(**configuration)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, JSON]:
-        if self.threads is None:
+        configuration = {key: value for key, value in (("threads", self.threads), ("max_abs_error", self.max_abs_error),
+                                                       ("max_rel_error", self.max_rel_error)) if value is not None}
+        if not configuration:
             return {"name": CODEC_NAME}
-        return {"name": CODEC_NAME, "configuration": {"threads": self.threads}}
+        return {"name": CODEC_NAME, "configuration": configuration}
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         raise NotImplementedError  # variable-size output
@@ -81,7 +104,10 @@ class TensorzipCodec(ArrayBytesCodec):
         array = np.asarray(chunk_array.as_numpy_array())
         if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not np.little_endian):
             array = array.astype(array.dtype.newbyteorder("<"))  # the bytes are tensorzip's, not the array's
-        return chunk_spec.prototype.buffer.from_bytes(compress(array, threads=self.threads))
+        targets = {"max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error}
+        if not _is_float(array):
+            targets = {}  # integers and bools are stored exactly
+        return chunk_spec.prototype.buffer.from_bytes(compress(array, threads=self.threads, **targets))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         array = decompress(chunk_bytes.as_numpy_array().view(np.uint8), threads=self.threads, framework="np")
