@@ -39,11 +39,11 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Symbols per chunk (a multiple of every stride used, so a prediction restarts with each chunk).
 DEFAULT_CHUNK_ROWS_ELEMENTS = 1 << 18
 # Elements the prediction choice is measured on (a prefix of the tensor).
-SAMPLE_ELEMENTS = 1 << 20
+SAMPLE_ELEMENTS = 1 << 18
 # Longest prediction stride (a chunk holds whole rows of it).
 MAX_STRIDE = 1 << 16
 # Shrinking steps tried when the output dtype's rounding breaks the bound.
-_SHRINK = 1.0 - 2.0**-12
+_SHRINK = 1.0 - 2.0**-16
 _SHRINK_TRIES = 64
 
 
@@ -231,7 +231,13 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
     fine against the values that the integers leave 30 bits)."""
     native = array.dtype in (np.float32, np.float64)
     original = None if native else np.ascontiguousarray(array).reshape(-1).astype(np.float64)
-    step = 2.0 * bound
+    # Decoding rounds q * step to the dtype, adding up to half its spacing at the largest
+    # magnitude: leave that room from the start (the check below still decides).
+    with np.errstate(invalid="ignore", over="ignore"):
+        reach = np.abs(array).max(initial=0)
+    rounding = 0.5 * float(np.spacing(np.asarray(reach, dtype=array.dtype)).astype(np.float64)) if np.isfinite(
+        float(reach)) else 0.0
+    step = 2.0 * (bound - rounding) * _SHRINK if rounding < bound / 2 else 2.0 * bound
     for _ in range(_SHRINK_TRIES):
         codes, error, _ = grid_codes(array, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS)
         if math.isnan(error) or math.isinf(error):
@@ -241,7 +247,10 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
             error = float(np.abs(decoded - original).max(initial=0.0))
         if error <= bound:
             return step, error
-        step *= _SHRINK if error <= 1.5 * bound else 0.5
+        # The grid's own rounding is at most step/2; the rest is the dtype's rounding of the
+        # decoded value: leave room for it (and a little more, so one more pass usually does).
+        excess = error - step / 2
+        step = 2.0 * (bound - excess) * _SHRINK if 0 < excess < bound / 2 else step * 0.5
     return None
 
 
