@@ -208,3 +208,20 @@ def test_numcodecs_and_zarr_take_the_same_targets(tmp_path):
     for index, start in enumerate(range(0, 120, 40)):  # the bound is per chunk: x its own RMS
         assert max_error(again[start : start + 40], x[start : start + 40]) <= 1e-3 * rms[index]
     assert TensorzipCodec.from_dict(TensorzipCodec(max_abs_error=0.5).to_dict()).max_abs_error == 0.5
+
+
+def test_save_file_takes_targets_for_all_float_tensors_or_per_name(tmp_path):
+    tensors = {"hidden": activations(), "other": activations(seed=3), "ids": np.arange(50, dtype=np.int64),
+               "half": activations(seed=4).astype(np.float16)}
+    tz.save_file(tensors, tmp_path / "all.tzip", max_abs_error=1e-3)
+    loaded = tz.load_file(tmp_path / "all.tzip")
+    assert all(max_error(loaded[k], v) <= 1e-3 for k, v in tensors.items())
+    assert loaded["ids"].tobytes() == tensors["ids"].tobytes()
+    codecs = {t["name"]: t["codec"]["id"] for t in split_tzip((tmp_path / "all.tzip").read_bytes())[2]["tensors"]
+              if "codec" in t}
+    assert codecs["hidden"] == codecs["other"] == codecs["half"] == "tensorzip.bounded"
+    tz.save_file(tensors, tmp_path / "one.tzip", max_rel_error={"hidden": 1e-2})
+    loaded = tz.load_file(tmp_path / "one.tzip")
+    rms = float(np.sqrt(np.mean(tensors["hidden"].astype(np.float64) ** 2)))
+    assert max_error(loaded["hidden"], tensors["hidden"]) <= 1e-2 * rms
+    assert all(loaded[k].tobytes() == tensors[k].tobytes() for k in ("other", "ids", "half"))

@@ -57,6 +57,19 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
     return buffer.getvalue()
 
 
+def targets_per_tensor(max_abs_error: float | Mapping[str, float] | None,
+                       max_rel_error: float | Mapping[str, float] | None) -> Any:
+    """``error_bound(name, array)`` for the write plan from targets for all tensors or per name;
+    None when no target is given."""
+    if max_abs_error is None and max_rel_error is None:
+        return None
+
+    def pick(target: float | Mapping[str, float] | None, name: str) -> float | None:
+        return target.get(name) if isinstance(target, Mapping) else target
+
+    return lambda name, array: error_bound(array, pick(max_abs_error, name), pick(max_rel_error, name))
+
+
 def error_bound(data: Any, max_abs_error: float | None, max_rel_error: float | None) -> float | None:
     """The absolute error bound a caller asked for (``max_rel_error`` is relative to the
     array's root mean square), or None for lossless."""
@@ -97,12 +110,18 @@ def save_file(
     metadata: Mapping[str, str] | None = None,
     threads: int | None = None,
     base: str | os.PathLike[str] | None = None,
+    *,
+    max_abs_error: float | Mapping[str, float] | None = None,
+    max_rel_error: float | Mapping[str, float] | None = None,
 ) -> None:
     """Write a dict of arrays/tensors to a .tzip file, atomically.
 
     ``base``: a checkpoint (.safetensors or .tzip) to code each tensor against (the
     one it was fine-tuned from, or the previous checkpoint of a run); reading the
     file back then needs that base. Identical tensors are stored once.
+    ``max_abs_error`` / ``max_rel_error``: store float tensors within that error of the
+    original on every element (as ``compress``; relative: x each tensor's RMS), one number
+    for every float tensor or a mapping of tensor name -> bound (others stored exactly).
     """
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
@@ -114,7 +133,8 @@ def save_file(
             refuse_output_over_inputs(path, *reference.files())
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,
                                                 base={"file": reference.name} if reference else None))
-        add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference)
+        add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference,
+                    targets_per_tensor(max_abs_error, max_rel_error))
 
 
 def load_file(

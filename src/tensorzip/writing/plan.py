@@ -10,14 +10,14 @@ being only this one decision, taken in file order on the same samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import dtypes
-from ..codecs import Codec, choose_codec
+from ..codecs import Codec, bounded, choose_codec
 from ..codecs.residual import Delta, Reference, choose_delta, codec_for, digest, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
@@ -57,12 +57,16 @@ class WritePlanner:
     """Decides per tensor, in file order (dedup remembers what came before)."""
 
     def __init__(self, base: BaseCheckpoint | None, *, references: bool = True,
-                 pack_max_bytes: int = PACK_MAX_TENSOR_BYTES):
+                 pack_max_bytes: int = PACK_MAX_TENSOR_BYTES,
+                 error_bound: Callable[[str, np.ndarray], float | None] | None = None):
         """``references``: also code tensors against earlier tensors of the file where that
         pays (``writing/references.py``). ``pack_max_bytes``: tensors up to this size are
-        coded together (0: none)."""
+        coded together (0: none). ``error_bound(name, array)``: the max-abs error a float
+        tensor may be stored within (None: exactly); such tensors get the error-bounded codec
+        (``codecs/bounded.choose``), coded alone and against nothing."""
         self.base = base
         self.pack_max_bytes = pack_max_bytes
+        self.error_bound = error_bound
         self.dedup = Deduplicator()
         self.references = ReferenceFinder() if references else None
         self.base_savings: dict[str, int] = {}  # tensor -> estimated bytes the base saved it
@@ -76,6 +80,10 @@ class WritePlanner:
         twin = self.dedup.twin_of(name, array)
         if twin is not None:
             return TensorPlan(name, spec, same_as=twin)
+        bound = (self.error_bound(name, array) if self.error_bound is not None and spec.name in bounded.FLOAT_DTYPES
+                 else None)
+        if bound is not None:
+            return TensorPlan(name, spec, codec=bounded.choose(array, bound).codec)
         mode, saved = None, 0
         base_array = self.base.tensor(name) if self.base is not None else None
         if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
@@ -95,10 +103,11 @@ class WritePlanner:
 
 
 def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
-                base: BaseCheckpoint | None) -> WritePlanner:
+                base: BaseCheckpoint | None,
+                error_bound: Callable[[str, np.ndarray], float | None] | None = None) -> WritePlanner:
     """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
     threads). Returns the planner (what dedup and the base saved)."""
-    planner = WritePlanner(base)
+    planner = WritePlanner(base, error_bound=error_bound)
     for name, array in tensors:
         plan = planner.plan(name, array)
         if plan.same_as is not None:
