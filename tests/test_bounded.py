@@ -225,3 +225,30 @@ def test_save_file_takes_targets_for_all_float_tensors_or_per_name(tmp_path):
     rms = float(np.sqrt(np.mean(tensors["hidden"].astype(np.float64) ** 2)))
     assert max_error(loaded["hidden"], tensors["hidden"]) <= 1e-2 * rms
     assert all(loaded[k].tobytes() == tensors[k].tobytes() for k in ("other", "ids", "half"))
+
+
+def test_capture_writes_the_chosen_modules_outputs_within_the_bound(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    seen = []
+    model[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    inputs = [torch.randn(10, 16) for _ in range(3)]
+    with tz.capture.activations(model, tmp_path / "acts.tzip", modules=["0", "2"], max_abs_error=1e-3) as counts:
+        outputs = [model(x).detach().clone() for x in inputs]
+    assert counts == {"0": 3, "2": 3}
+    stored = tz.load_file(tmp_path / "acts.tzip")
+    assert sorted(stored) == ["0/0", "0/1", "0/2", "2/0", "2/1", "2/2"]
+    for k in range(3):
+        assert max_error(np.asarray(stored[f"0/{k}"]), seen[k].numpy()) <= 1e-3
+        assert max_error(np.asarray(stored[f"2/{k}"]), outputs[k].numpy()) <= 1e-3
+    with pytest.raises(TensorzipError, match="no module named 'nope'"), \
+            tz.capture.activations(model, tmp_path / "x.tzip", modules=["nope"], max_abs_error=1e-3):
+        pass
+    assert not (tmp_path / "x.tzip").exists()
+    with pytest.raises(RuntimeError, match="boom"), \
+            tz.capture.activations(model, tmp_path / "y.tzip", modules=["0"], max_abs_error=1e-3):  # leaves no file
+        model(inputs[0])
+        raise RuntimeError("boom")
+    assert not (tmp_path / "y.tzip").exists()
+    assert not model[0]._forward_hooks or len(model[0]._forward_hooks) == 1  # ours removed, the test's kept

@@ -4,7 +4,7 @@ Lossless and bit-exact by default. The public API is re-exported here; nothing e
 lives in this module.
 """
 
-from . import embeddings, kv, lossy, torch
+from . import capture, embeddings, kv, lossy, torch
 from .arrays import compress, decompress, load_file, safe_open, save_file
 from .container import ReadLimits
 from .dtypes import SUPPORTED_DTYPES
@@ -34,6 +34,7 @@ from .summary import contents, info
 __version__ = "0.1.0"
 
 __all__ = [
+    "capture",
     "embeddings",
     "kv",
     "lossy",
