@@ -29,6 +29,7 @@ Run through fuzz/run.sh; by hand: fuzz/run.sh 60 native
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from pathlib import Path
@@ -420,8 +421,35 @@ def op_buffers(fdp: atheris.FuzzedDataProvider) -> None:
         pass
 
 
+def op_grid(fdp: atheris.FuzzedDataProvider) -> None:
+    """The error-bounded codec's grid kernels: any values, step, stride and chunking encode
+    without a crash and decode back to the grid values the encoder measured its error on."""
+    value_bytes = 8 if fdp.ConsumeBool() else 4
+    n = fdp.ConsumeIntInRange(0, 3000)
+    values = np.frombuffer(_fill(fdp, n * value_bytes), np.float64 if value_bytes == 8 else np.float32)
+    step = fdp.ConsumeFloat() if fdp.ConsumeProbability() < 0.2 else 10.0 ** fdp.ConsumeIntInRange(-12, 6)
+    stride = fdp.ConsumeIntInRange(0, 40)
+    chunk = fdp.ConsumeIntInRange(0, 500) * (stride or 1) if fdp.ConsumeProbability() < 0.9 else \
+        fdp.ConsumeIntInRange(0, 600)
+    threads = fdp.ConsumeIntInRange(1, 3)
+    codes = np.empty(values.size, np.uint32)
+    try:
+        error, largest, finite = _native.grid_encode(values, value_bytes, step, stride, chunk, codes, threads)
+    except CLEAN:
+        return
+    assert chunk >= 1 and step > 0 and (stride == 0 or chunk % stride == 0)
+    if not finite or not math.isfinite(error):
+        return
+    assert largest == int(codes.max(initial=0))
+    out = np.empty(values.size, values.dtype)
+    _native.grid_decode(codes, 4, step, stride, chunk, out, value_bytes, threads)
+    with np.errstate(invalid="ignore", over="ignore"):
+        measured = float(np.abs(out.astype(np.float64) - values.astype(np.float64)).max(initial=0.0))
+    assert measured == error, "grid_decode disagrees with the error grid_encode measured"
+
+
 OPERATIONS = [op_decode_raw, op_decode_built, op_round_trip, op_decode_mutated, op_crc32c, op_delta,
-              op_plane_histograms, op_buffers]
+              op_plane_histograms, op_buffers, op_grid]
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 (atheris' name)

@@ -252,3 +252,12 @@ def test_capture_writes_the_chosen_modules_outputs_within_the_bound(tmp_path):
         raise RuntimeError("boom")
     assert not (tmp_path / "y.tzip").exists()
     assert not model[0]._forward_hooks or len(model[0]._forward_hooks) == 1  # ours removed, the test's kept
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_huge_bounds_round_everything_to_zero_without_overflow(dtype):
+    x = (activations() * 3).astype(dtype)
+    for bound in (1e308, 9e307):
+        assert max_error(tz.decompress(tz.compress(x, max_abs_error=bound)), x) <= bound
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    assert max_error(tz.decompress(tz.compress(x, max_rel_error=1e300)), x) <= 1e300 * rms

@@ -223,3 +223,24 @@ def test_the_encoder_writes_the_golden_packed_file_again(tmp_path):
     deterministic. If this must change on purpose, add a new golden folder."""
     tz.compress_file(GOLDEN / "source.safetensors", tmp_path / "again.tzip")
     assert (tmp_path / "again.tzip").read_bytes() == (GOLDEN / "packed.tzip").read_bytes()
+
+
+def test_packed_tensors_that_overlap_are_refused_and_ls_shows_each_tensors_share(tmp_path, capsys):
+    path = tmp_path / "m.tzip"
+    tz.save_file(model_like(), path)
+
+    def overlap(header):
+        entries = {t["name"]: t for t in header["tensors"]}
+        entries["layer2.bias"]["packed"] = list(entries["layer1.bias"]["packed"])
+
+    bad = tmp_path / "bad.tzip"
+    bad.write_bytes(rewrite_header(path.read_bytes(), overlap))
+    with pytest.raises(HeaderError, match="overlap in group"):
+        TzipReader(bad)
+    contents = tz.contents(path) if hasattr(tz, "contents") else None
+    with TzipReader(path) as reader:
+        shares = sum(e.own_stored_bytes for e in reader.header.tensors.values() if e.packed is not None)
+        groups = sum(g.stored_bytes for g in reader.header.groups)
+    assert groups <= shares <= groups + len(model_like())  # each share rounded up, never the whole group
+    if contents is not None:  # a list of tensors, each with its own stored bytes
+        assert all(t["stored_bytes"] < 4 * t["original_bytes"] + 64 for t in contents)

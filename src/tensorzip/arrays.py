@@ -86,7 +86,7 @@ def error_bound(data: Any, max_abs_error: float | None, max_rel_error: float | N
     rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
     if rms == 0.0:
         return None  # all zero (or nothing finite): stored exactly
-    return max_rel_error * rms
+    return min(max_rel_error * rms, np.finfo(np.float64).max)  # a huge relative bound stays finite
 
 
 def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,

@@ -61,7 +61,8 @@ def _checkpoint(found: PathKind) -> dict[str, Any]:
     with TzipReader(found.path) as reader:
         tensors = [
             {"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
-             "stored_bytes": 0 if e.same_as else e.stored_bytes, "chunks": len(e.chunks), "codec": e.codec_config,
+             "stored_bytes": 0 if e.same_as else e.own_stored_bytes, "chunks": len(e.chunks),
+             "codec": e.codec_config if e.packed is None else {**e.codec_config, "packed_in_group": e.packed.group},
              "delta": e.delta.to_json() if e.delta else None, "same_as": e.same_as,
              "reference": e.reference.to_json() if e.reference else None}
             for e in reader.header.tensors.values()
@@ -264,7 +265,7 @@ def _file_contents(path: Path, kind: Kind) -> list[dict[str, Any]]:
                  "original_bytes": t.numel() * t.element_size()} for name, t in state.items()]
     with TzipReader(path) as reader:
         rows = [{"name": e.name, "dtype": e.spec.name, "shape": list(e.shape), "original_bytes": e.nbytes,
-                 "stored_bytes": 0 if e.same_as else e.stored_bytes} for e in reader.header.tensors.values()]
+                 "stored_bytes": 0 if e.same_as else e.own_stored_bytes} for e in reader.header.tensors.values()]
         rows += [{"name": f.path + ("/" if f.data is None else ""), "dtype": "folder" if f.data is None else "file",
                   "shape": [f.size],
                   "original_bytes": f.size, "stored_bytes": f.data.stored_bytes if f.data is not None else 0}

@@ -412,6 +412,11 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             codec += f" + {t['delta']['mode']} against base"
         elif t.get("reference"):
             codec += f" + {t['reference']['mode']} against {t['reference']['tensor']}"
+        elif "packed_in_group" in t["codec"]:
+            codec += f", in group {t['codec']['packed_in_group']} with other small tensors"
+        if t.get("lossy"):
+            bound = t["codec"].get("max_abs_error")
+            codec += f", lossy (every element within {bound:g})" if bound is not None else ", lossy"
         print(f"  {t['name'][:56]:56} {t['dtype']:>9} {str(tuple(t['shape'])):>16} {ratio:7.3f}x  {codec}")
     return doc
 

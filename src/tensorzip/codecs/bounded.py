@@ -31,13 +31,15 @@ import numpy as np
 
 from .. import _native, dtypes
 from ..errors import TensorzipError
-from .base import Codec, DecodeJob, EncodedTensor, EncodeJob
+from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob
 from .byte_planes import BytePlanesCodec
 
 SYMBOL_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32}
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Symbols per chunk (a multiple of every stride used, so a prediction restarts with each chunk).
 DEFAULT_CHUNK_ROWS_ELEMENTS = 1 << 18
+# FP16/BF16 decode through float64 values, this many at a time (32 MB).
+WIDE_BLOCK_ELEMENTS = 1 << 22
 # Elements the prediction choice is measured on (a prefix of the tensor).
 SAMPLE_ELEMENTS = 1 << 18
 # Longest prediction stride (a chunk holds whole rows of it).
@@ -55,10 +57,14 @@ class BoundedCodec(Codec):
 
     def __init__(self, max_abs_error: float, step: float, symbols: str = "uint16", stride: int = 0,
                  chunk_elements: int = DEFAULT_CHUNK_ROWS_ELEMENTS, achieved_max_abs_error: float | None = None):
-        if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        if not _positive_number(step):
             raise TensorzipError(f"step must be a positive finite number, got {step!r}")
-        if not (isinstance(max_abs_error, (int, float)) and math.isfinite(max_abs_error) and max_abs_error > 0):
+        if not _positive_number(max_abs_error):
             raise TensorzipError(f"max_abs_error must be a positive finite number, got {max_abs_error!r}")
+        if achieved_max_abs_error is not None and not (_positive_number(achieved_max_abs_error)
+                                                       or achieved_max_abs_error == 0):
+            raise TensorzipError(f"achieved_max_abs_error must be a non-negative number, "
+                                 f"got {achieved_max_abs_error!r}")
         if symbols not in SYMBOL_DTYPES:
             raise TensorzipError(f"symbols must be one of {sorted(SYMBOL_DTYPES)}, got {symbols!r}")
         if not isinstance(stride, int) or isinstance(stride, bool) or stride < 0:
@@ -100,10 +106,6 @@ class BoundedCodec(Codec):
         codes, _, _ = grid_codes(array, self.step, self.stride, self.inner.chunk_elements, threads)
         return codes.astype(SYMBOL_DTYPES[self.symbols])
 
-    def values_of(self, symbols: np.ndarray, dtype: np.dtype, threads: int = 0) -> np.ndarray:
-        """The decoded values of stored ``symbols`` (flat), in ``dtype``."""
-        return grid_values(symbols, self.step, self.stride, self.inner.chunk_elements, dtype, threads)
-
     def _symbol_spec(self) -> dtypes.DTypeSpec:
         return dtypes.by_name(self.symbols)
 
@@ -130,16 +132,22 @@ class BoundedCodec(Codec):
     @classmethod
     def decode_batch(cls, jobs: Sequence[DecodeJob], threads: int, verify_checksums: bool = True) -> None:
         symbol_outs, inner_jobs = [], []
-        for job in jobs:
+        for number, job in enumerate(jobs):
             if job.spec.name not in FLOAT_DTYPES:
-                raise TensorzipError(f"codec {cls.codec_id} decodes to floating-point tensors, not {job.spec.name}")
+                raise ChunkDecodeError(f"codec {cls.codec_id} decodes to floating-point tensors, not "
+                                       f"{job.spec.name} (a damaged or crafted header)", number, 0)
             spec = job.codec._symbol_spec()
             out = np.empty(job.out.size, dtype=spec.numpy_dtype)
             symbol_outs.append(out)
             inner_jobs.append(DecodeJob(job.codec.inner, job.source, job.chunks, out, spec))
         BytePlanesCodec.decode_batch(inner_jobs, threads, verify_checksums)
         for job, symbols in zip(jobs, symbol_outs, strict=True):
-            job.out.reshape(-1)[:] = job.codec.values_of(symbols, job.out.dtype, threads)
+            grid_values(symbols, job.codec.step, job.codec.stride, job.codec.inner.chunk_elements, job.out.dtype,
+                        threads, out=job.out.reshape(-1))
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _working(array: np.ndarray) -> np.ndarray:
@@ -161,14 +169,24 @@ def grid_codes(array: np.ndarray, step: float, stride: int, chunk_elements: int,
 
 
 def grid_values(symbols: np.ndarray, step: float, stride: int, chunk_elements: int, dtype: np.dtype,
-                threads: int = 0) -> np.ndarray:
+                threads: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """``(q * step)`` in float64 rounded once to ``dtype``, q from the stored symbols: the
-    decoder's arithmetic (native for float32/float64; FP16/BF16 rounded from float64)."""
+    decoder's arithmetic (native for float32/float64, straight into ``out``; FP16/BF16 rounded
+    from float64 a run of chunks at a time, so the float64 values never exceed ~32 MB)."""
     symbols = np.ascontiguousarray(symbols)
-    native_out = np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.dtype(np.float64)
-    out = np.empty(symbols.size, dtype=native_out)
-    _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, out, native_out.itemsize, threads)
-    return out if out.dtype == dtype else out.astype(dtype)
+    dtype = np.dtype(dtype)
+    if out is None:
+        out = np.empty(symbols.size, dtype=dtype)
+    if dtype in (np.float32, np.float64):
+        _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, out, dtype.itemsize, threads)
+        return out
+    run = max(1, WIDE_BLOCK_ELEMENTS // chunk_elements) * chunk_elements  # whole chunks: predictions restart
+    wide = np.empty(min(run, symbols.size), dtype=np.float64)
+    for start in range(0, symbols.size, run):
+        piece = symbols[start : start + run]
+        _native.grid_decode(piece, piece.itemsize, step, stride, chunk_elements, wide[: piece.size], 8, threads)
+        out[start : start + piece.size] = wide[: piece.size]  # rounded to the dtype once
+    return out
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,9 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
     rounding = 0.5 * float(np.spacing(np.asarray(reach, dtype=array.dtype)).astype(np.float64)) if np.isfinite(
         float(reach)) else 0.0
     step = 2.0 * (bound - rounding) * _SHRINK if rounding < bound / 2 else 2.0 * bound
+    # A step beyond twice the largest magnitude rounds everything to 0 anyway; capping it
+    # keeps a huge bound (1e308) from overflowing the step to infinity.
+    step = min(step, 4.0 * max(float(reach) if np.isfinite(float(reach)) else 0.0, 1e-300))
     for _ in range(_SHRINK_TRIES):
         codes, error, _ = grid_codes(array, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS)
         if math.isnan(error) or math.isinf(error):

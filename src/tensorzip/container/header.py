@@ -56,6 +56,7 @@ class Packed:
     group: int
     element: int
     skip: int
+    share: int = 0  # the group's stored bytes in proportion to this tensor's elements (what it costs)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ class TensorEntry:
     @property
     def stored_bytes(self) -> int:
         return sum(c.length for c in self.chunks)
+
+    @property
+    def own_stored_bytes(self) -> int:
+        """What this tensor costs in the file: its chunks' bytes, or for a packed tensor its
+        share of its group's (whose chunks, ``stored_bytes``, it shares with its neighbours)."""
+        return self.packed.share if self.packed is not None else self.stored_bytes
 
     @property
     def data_offset(self) -> int:
@@ -241,7 +248,7 @@ class Header:
             _require(records.PACKED_FEATURE in required, where, "the header lists groups but does not declare the "
                      f"feature {records.PACKED_FEATURE!r}")
             header.groups = _parse_groups(doc["groups"], _members(doc["tensors"]), where, limits)
-        packed_elements = [0] * len(header.groups)
+        packed_ranges: list[list[tuple[int, int, str]]] = [[] for _ in header.groups]
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
             entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
@@ -252,7 +259,8 @@ class Header:
                 continue
             if entry.packed is not None:
                 entry = _packed_entry(entry, header.groups, f"{where}: tensor #{index}")
-                packed_elements[entry.packed.group] += entry.numel  # type: ignore[union-attr]
+                assert entry.packed is not None
+                packed_ranges[entry.packed.group].append((entry.packed.element, entry.numel, entry.name))
                 header.tensors[entry.name] = entry
                 continue
             if entry.delta is not None and base is None:
@@ -274,8 +282,7 @@ class Header:
                 )
             header.tensors[entry.name] = entry
         for number, group in enumerate(header.groups):  # their chunks continue the tiling after the tensors'
-            _require(packed_elements[number] <= group.numel, where,
-                     f"group #{number} holds {group.numel} elements but its tensors take {packed_elements[number]}")
+            _check_disjoint(packed_ranges[number], number, where)
             for chunk_number, chunk in enumerate(group.chunks):
                 _require(chunk.offset == expected_offset, where,
                          f"group #{number} chunk {chunk_number} starts at offset {chunk.offset}, expected "
@@ -371,6 +378,16 @@ def _parse_groups(items: Any, members: dict[int, list[str]], where: str, limits:
     return groups
 
 
+def _check_disjoint(ranges: list[tuple[int, int, str]], number: int, where: str) -> None:
+    """The packed tensors of a group hold elements of their own: two that overlap would
+    read the same values under two names."""
+    end, previous = 0, ""
+    for element, numel, name in sorted(ranges):
+        _require(element >= end, where, f"tensors {previous!r} and {name!r} overlap in group #{number} "
+                 f"(elements from {element})")
+        end, previous = element + numel, name
+
+
 def _packed_entry(entry: TensorEntry, groups: list[GroupEntry], where: str) -> TensorEntry:
     """A ``packed`` entry, given the group's codec and the chunks that hold its elements."""
     assert entry.packed is not None
@@ -382,8 +399,9 @@ def _packed_entry(entry: TensorEntry, groups: list[GroupEntry], where: str) -> T
     _require(entry.numel >= 1 and element + entry.numel <= group.numel, where,
              f"packed at elements [{element}, {element + entry.numel}) of group #{number}, which holds {group.numel}")
     chunks, skip = group.span(element, entry.numel)
+    share = -(-group.stored_bytes * entry.numel // max(1, group.numel))
     return TensorEntry(entry.name, entry.spec, entry.shape, group.codec_config, chunks,
-                       packed=Packed(number, element, skip))
+                       packed=Packed(number, element, skip, share))
 
 
 def _require(condition: bool, where: str, message: str) -> None:

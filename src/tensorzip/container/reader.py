@@ -512,7 +512,7 @@ def batched_by_stored_bytes(entries: Iterable[TensorEntry], batch_bytes: int,
             yield batch
             batch, stored, decoded = [], 0, 0
         batch.append(entry)
-        stored += entry.stored_bytes
+        stored += entry.own_stored_bytes  # a packed tensor: its share, not its group's chunks
         decoded += entry.nbytes
         if stored >= batch_bytes:
             yield batch

@@ -338,8 +338,9 @@ class TzipWriter:
         element = 0
         for name, shape, data in members:
             chunks, skip = group.span(element, data.size)
+            share = -(-result.stored_bytes * data.size // job.array.size)
             self._header.tensors[name] = TensorEntry(name, spec, shape, group.codec_config, chunks,
-                                                     packed=Packed(number, element, skip))
+                                                     packed=Packed(number, element, skip, share))
             share = data.size / job.array.size
             self._report(TensorStats(name, spec.name, shape, data.nbytes, round(result.stored_bytes * share),
                                      result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}"))
