@@ -261,3 +261,27 @@ def test_huge_bounds_round_everything_to_zero_without_overflow(dtype):
         assert max_error(tz.decompress(tz.compress(x, max_abs_error=bound)), x) <= bound
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     assert max_error(tz.decompress(tz.compress(x, max_rel_error=1e300)), x) <= 1e300 * rms
+
+
+def test_psnr_and_bits_targets_are_met_measured_and_recorded():
+    import json
+
+    x = activations((96, 64))
+    span = float(x.max() - x.min())
+    for target in (45.0, 70.0):
+        blob = tz.compress(x, psnr=target)
+        y = tz.decompress(blob).astype(np.float64)
+        measured = 20 * np.log10(span / float(np.sqrt(np.mean((y - x) ** 2))))
+        record = json.loads(split_tzip(blob)[2]["metadata"]["tensorzip.error_target"])
+        assert measured >= target and record == {"target": "psnr", "asked": target,
+                                                  "achieved": pytest.approx(measured, abs=1e-5)}
+    for budget in (3.0, 6.0):
+        blob = tz.compress(x, bits=budget)
+        record = json.loads(split_tzip(blob)[2]["metadata"]["tensorzip.error_target"])
+        assert 8 * len(blob) / x.size <= budget
+        assert record["achieved"] == pytest.approx(8 * len(blob) / x.size, abs=1e-6)
+        assert tz.decompress(blob).shape == x.shape
+    with pytest.raises(tz.TargetUnreachableError, match="give more bits"):
+        tz.compress(x[:2, :4], bits=0.5)
+    with pytest.raises(TensorzipError, match="not both"):
+        tz.compress(x, psnr=40, bits=4)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from . import error_targets
 from .codecs import bounded
 from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
@@ -38,19 +39,35 @@ def _wants_torch(framework: str | None, recorded: str | None) -> bool:
 
 
 def compress(array: Any, threads: int | None = None, *, max_abs_error: float | None = None,
-             max_rel_error: float | None = None) -> bytes:
+             max_rel_error: float | None = None, psnr: float | None = None, bits: float | None = None) -> bytes:
     """Compress one numpy array or torch tensor into bytes: losslessly, or with
     ``max_abs_error=E`` within E of the original on every element (checked on every element
     in the array's dtype before anything is returned; the achieved maximum is recorded in
     the blob), or ``max_rel_error=r``: E = r x the array's RMS. Floats only; where no grid
     meets the bound (NaN or infinity in the array, or E below the dtype's own spacing) the
-    array is stored exactly. ``decompress`` gives the array back in its dtype and shape."""
+    array is stored exactly. ``decompress`` gives the array back in its dtype and shape.
+
+    Or one of two targets met by searching the bound, measured on the decoded array and
+    recorded: ``psnr=P`` (decibels, against the array's value range: 20 log10(range / RMSE))
+    or ``bits=B`` (the whole blob at most B bits per element; ``TargetUnreachableError`` if
+    even the coarsest grid does not fit)."""
     data = to_numpy(array)
     metadata = {FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
+    given = [name for name, value in (("max_abs_error", max_abs_error), ("max_rel_error", max_rel_error),
+                                      ("psnr", psnr), ("bits", bits)) if value is not None]
+    if len(given) > 1:
+        raise TensorzipError(f"give one error target, not {' and '.join(given)} together (not both)")
+    if psnr is not None or bits is not None:
+        return error_targets.compress_to_target(data, metadata, threads, psnr=psnr, bits=bits)
     codec = None
     bound = error_bound(data, max_abs_error, max_rel_error)
     if bound is not None:
         codec = bounded.choose(data, bound).codec
+    return blob_of(data, metadata, threads, codec)
+
+
+def blob_of(data: Any, metadata: dict[str, str], threads: int | None, codec: Any = None) -> bytes:
+    """A one-tensor .tzip image of ``data`` (``codec``: None for the default lossless choice)."""
     buffer = io.BytesIO()
     with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
         writer.add("", data, codec)

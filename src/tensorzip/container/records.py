@@ -31,8 +31,12 @@ SOURCE_DIGEST_KEY = "tensorzip.source_digest"  # "blake2b-256:<hex>" of the orig
 # stored as its C-ordered transpose. Optional for generic readers (they see the stored array).
 NUMCODECS_DTYPE_KEY = "tensorzip.numcodecs.dtype"
 NUMCODECS_ORDER_KEY = "tensorzip.numcodecs.order"
+# tz.compress(x, psnr= | bits=): the target asked and the figure measured on the decoded array
+# (JSON: {"target": "psnr" | "bits", "asked": N, "achieved": N}). Optional information.
+ERROR_TARGET_KEY = "tensorzip.error_target"
 LAYER_KEYS: dict[str, str] = {KV_KEY: "kv-cache", EMBEDDINGS_KEY: "embeddings", LOSSY_WEIGHTS_KEY: "lossy-weights"}
-RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, NUMCODECS_DTYPE_KEY, NUMCODECS_ORDER_KEY, *LAYER_KEYS})
+RESERVED_KEYS = frozenset({FRAMEWORK_KEY, SOURCE_DIGEST_KEY, NUMCODECS_DTYPE_KEY, NUMCODECS_ORDER_KEY, ERROR_TARGET_KEY,
+                           *LAYER_KEYS})
 
 # Formats of the ``source`` record: what the .tzip was made from, kept so it comes back byte for byte.
 SAFETENSORS_SOURCE = "safetensors"

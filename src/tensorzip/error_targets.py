@@ -1,0 +1,104 @@
+"""Targets met by searching the error bound: ``tz.compress(x, psnr=P)`` and ``bits=B`` (issue 21).
+
+Both are measured on what the blob decodes to, never assumed: the search (the one every lossy
+target uses, ``quantization.bisect``) tries max-abs bounds on a log scale, codes the array
+with the error-bounded codec at each, and keeps the largest bound whose decoded array reaches
+the PSNR, or whose blob fits the bit budget. The figure reached is recorded in the blob's
+metadata (``tensorzip.error_target``) beside the bound in the codec's config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from .codecs import bounded
+from .container.records import ERROR_TARGET_KEY
+from .errors import TargetUnreachableError, TensorzipError
+from .quantization import TargetNotMet, bisect
+
+SEARCH_STEPS = 24  # bisection halvings of the log2 bound: far finer than any figure's noise
+
+
+def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int | None, *,
+                       psnr: float | None, bits: float | None) -> bytes:
+    """The blob of ``data`` meeting ``psnr`` or ``bits`` with the largest max-abs bound."""
+    from .arrays import blob_of, decompress
+
+    if data.dtype.kind != "f" and data.dtype.name != "bfloat16":
+        raise TensorzipError(f"an error target applies to floating-point arrays; this one is {data.dtype}")
+    values = np.asarray(data, dtype=np.float64)
+    if not values.size or not np.isfinite(values).all():
+        return blob_of(data, metadata, threads)  # exact storage meets every target
+    reach = float(np.abs(values).max())
+    span = float(values.max() - values.min())
+    if reach == 0.0 or span == 0.0:
+        return blob_of(data, metadata, threads)
+
+    def coded(bound: float) -> bytes:
+        return blob_of(data, metadata, threads, bounded.choose(data, bound).codec)
+
+    fine, coarse = math.log2(max(reach * 2.0**-40, 1e-300)), math.log2(4.0 * reach)
+    if psnr is not None:
+        _check_number(psnr, "psnr")
+
+        def measured_psnr(bound: float) -> tuple[float, bytes]:
+            blob = coded(bound)
+            error = np.asarray(decompress(blob, framework="np"), dtype=np.float64) - values
+            rmse = float(np.sqrt(np.mean(error * error)))
+            return (math.inf if rmse == 0.0 else 20.0 * math.log10(span / rmse)), blob
+
+        found = bisect(measured_psnr, at_least=float(psnr), feasible_end=fine, best_end=coarse,
+                       max_iterations=SEARCH_STEPS, tolerance=0.01, log_scale="log2")
+        return _recorded(data, metadata, threads, found.result, "psnr", psnr, found.figure)
+    assert bits is not None
+    _check_number(bits, "bits")
+    budget = bits * data.size / 8.0
+
+    def measured_bytes(bound: float) -> tuple[float, bytes]:
+        blob = coded(bound)
+        return float(len(blob) + _RECORD_ALLOWANCE), blob
+
+    try:
+        found = bisect(measured_bytes, at_most=budget, feasible_end=coarse, best_end=fine,
+                       max_iterations=SEARCH_STEPS, tolerance=0.01, log_scale="log2")
+    except TargetNotMet as error:
+        raise TargetUnreachableError(
+            f"{bits} bits per element ({budget:,.0f} bytes for {data.size:,} elements) is below what even the "
+            f"coarsest grid takes ({error.figure:,.0f} bytes with its header); give more bits") from None
+    # The figure recorded is the final blob's own size, which the record is part of: write it
+    # until the length it states is the length it has (two or three passes).
+    blob = _recorded(data, metadata, threads, found.result, "bits", bits, 8.0 * found.figure / data.size)
+    for _ in range(4):
+        again = _recorded(data, metadata, threads, found.result, "bits", bits, 8.0 * len(blob) / data.size)
+        if len(again) == len(blob):
+            return again
+        blob = again
+    return blob
+
+
+# Bytes the target record adds to the blob after the search measured it (JSON of four short
+# fields, zlib-compressed with the header): counted while searching so the budget holds.
+_RECORD_ALLOWANCE = 96
+
+
+def _recorded(data: np.ndarray, metadata: dict[str, str], threads: int | None, blob: bytes, target: str,
+              asked: float, achieved: float) -> bytes:
+    """``blob``'s codec again, with the target and the figure measured recorded in the metadata."""
+    from .arrays import blob_of
+    from .container.kinds import open_data
+
+    with open_data(blob, "tz.compress") as reader:
+        codec_config = reader.entry("").codec_config
+    from .codecs.registry import codec_from_config
+
+    record = {"target": target, "asked": asked, "achieved": round(achieved, 6) if math.isfinite(achieved) else None}
+    return blob_of(data, {**metadata, ERROR_TARGET_KEY: json.dumps(record)}, threads, codec_from_config(codec_config))
+
+
+def _check_number(value: Any, name: str) -> None:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+        raise TensorzipError(f"{name} must be a positive number, got {value!r}")
