@@ -8,7 +8,6 @@ one-tensor .tzip image, so every blob carries checksums and a versioned header.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
 from .container.reader import open_base
 from .container.records import FRAMEWORK_KEY
+from .container.writer import one_tensor_image
 from .errors import FormatError, OutputFileError, TensorzipError
 from .inputs.frameworks import is_torch_tensor, to_numpy, to_torch
 from .outputs.atomic import refuse_output_over_inputs, same_file
@@ -63,15 +63,7 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
     bound = error_bound(data, max_abs_error, max_rel_error)
     if bound is not None:
         codec = bounded.choose(data, bound).codec
-    return blob_of(data, metadata, threads, codec)
-
-
-def blob_of(data: Any, metadata: dict[str, str], threads: int | None, codec: Any = None) -> bytes:
-    """A one-tensor .tzip image of ``data`` (``codec``: None for the default lossless choice)."""
-    buffer = io.BytesIO()
-    with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
-        writer.add("", data, codec)
-    return buffer.getvalue()
+    return one_tensor_image(data, metadata, threads, codec)
 
 
 def targets_per_tensor(max_abs_error: float | Mapping[str, float] | None,

@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from .codecs import bounded
+from .codecs.registry import codec_from_config
+from .container.kinds import open_data
 from .container.records import ERROR_TARGET_KEY
+from .container.writer import one_tensor_image
 from .errors import TargetUnreachableError, TensorzipError
 from .quantization import TargetNotMet, bisect
 
@@ -26,20 +29,18 @@ SEARCH_STEPS = 24  # bisection halvings of the log2 bound: far finer than any fi
 def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int | None, *,
                        psnr: float | None, bits: float | None) -> bytes:
     """The blob of ``data`` meeting ``psnr`` or ``bits`` with the largest max-abs bound."""
-    from .arrays import blob_of, decompress
-
     if data.dtype.kind != "f" and data.dtype.name != "bfloat16":
         raise TensorzipError(f"an error target applies to floating-point arrays; this one is {data.dtype}")
     values = np.asarray(data, dtype=np.float64)
     if not values.size or not np.isfinite(values).all():
-        return blob_of(data, metadata, threads)  # exact storage meets every target
+        return one_tensor_image(data, metadata, threads)  # exact storage meets every target
     reach = float(np.abs(values).max())
     span = float(values.max() - values.min())
     if reach == 0.0 or span == 0.0:
-        return blob_of(data, metadata, threads)
+        return one_tensor_image(data, metadata, threads)
 
     def coded(bound: float) -> bytes:
-        return blob_of(data, metadata, threads, bounded.choose(data, bound).codec)
+        return one_tensor_image(data, metadata, threads, bounded.choose(data, bound).codec)
 
     fine, coarse = math.log2(max(reach * 2.0**-40, 1e-300)), math.log2(4.0 * reach)
     if psnr is not None:
@@ -47,7 +48,7 @@ def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int 
 
         def measured_psnr(bound: float) -> tuple[float, bytes]:
             blob = coded(bound)
-            error = np.asarray(decompress(blob, framework="np"), dtype=np.float64) - values
+            error = np.asarray(_decoded(blob), dtype=np.float64) - values
             rmse = float(np.sqrt(np.mean(error * error)))
             return (math.inf if rmse == 0.0 else 20.0 * math.log10(span / rmse)), blob
 
@@ -88,15 +89,16 @@ _RECORD_ALLOWANCE = 96
 def _recorded(data: np.ndarray, metadata: dict[str, str], threads: int | None, blob: bytes, target: str,
               asked: float, achieved: float) -> bytes:
     """``blob``'s codec again, with the target and the figure measured recorded in the metadata."""
-    from .arrays import blob_of
-    from .container.kinds import open_data
-
     with open_data(blob, "tz.compress") as reader:
         codec_config = reader.entry("").codec_config
-    from .codecs.registry import codec_from_config
-
     record = {"target": target, "asked": asked, "achieved": round(achieved, 6) if math.isfinite(achieved) else None}
-    return blob_of(data, {**metadata, ERROR_TARGET_KEY: json.dumps(record)}, threads, codec_from_config(codec_config))
+    return one_tensor_image(data, {**metadata, ERROR_TARGET_KEY: json.dumps(record)}, threads,
+                            codec_from_config(codec_config))
+
+
+def _decoded(blob: bytes) -> np.ndarray:
+    with open_data(blob, "tz.compress") as reader:
+        return reader.get_tensor("")
 
 
 def _check_number(value: Any, name: str) -> None:

@@ -446,3 +446,15 @@ class TzipWriter:
             self.close()
         else:
             self.abort(exc)
+
+
+def one_tensor_image(data: np.ndarray, metadata: Mapping[str, str] | None, threads: int | None,
+                     codec: Codec | None = None) -> bytes:
+    """A one-tensor .tzip image (the form of ``tz.compress``: the tensor named ""), coded
+    with ``codec`` (None: the default lossless choice)."""
+    import io
+
+    buffer = io.BytesIO()
+    with TzipWriter(buffer, metadata=metadata, threads=threads) as writer:
+        writer.add("", data, codec)
+    return buffer.getvalue()
