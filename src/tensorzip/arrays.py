@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from . import error_targets
 from .codecs import bounded
+from .codecs.bounded import error_bound, targets_per_tensor
 from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
 from .container.reader import open_base
@@ -64,38 +65,6 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
     if bound is not None:
         codec = bounded.choose(data, bound).codec
     return one_tensor_image(data, metadata, threads, codec)
-
-
-def targets_per_tensor(max_abs_error: float | Mapping[str, float] | None,
-                       max_rel_error: float | Mapping[str, float] | None) -> Any:
-    """``error_bound(name, array)`` for the write plan from targets for all tensors or per name;
-    None when no target is given."""
-    if max_abs_error is None and max_rel_error is None:
-        return None
-
-    def pick(target: float | Mapping[str, float] | None, name: str) -> float | None:
-        return target.get(name) if isinstance(target, Mapping) else target
-
-    return lambda name, array: error_bound(array, pick(max_abs_error, name), pick(max_rel_error, name))
-
-
-def error_bound(data: Any, max_abs_error: float | None, max_rel_error: float | None) -> float | None:
-    """The absolute error bound a caller asked for (``max_rel_error`` is relative to the
-    array's root mean square), or None for lossless."""
-    if max_abs_error is not None and max_rel_error is not None:
-        raise TensorzipError("give max_abs_error or max_rel_error, not both")
-    if max_rel_error is None:
-        return max_abs_error
-    if not (isinstance(max_rel_error, (int, float)) and not isinstance(max_rel_error, bool) and max_rel_error > 0):
-        raise TensorzipError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
-    import numpy as np
-
-    values = np.asarray(data, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
-    if rms == 0.0:
-        return None  # all zero (or nothing finite): stored exactly
-    return min(max_rel_error * rms, np.finfo(np.float64).max)  # a huge relative bound stays finite
 
 
 def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,

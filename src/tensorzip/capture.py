@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import error_bound
 from .codecs import bounded
+from .codecs.bounded import error_bound
 from .container import TzipWriter
 from .container.records import FRAMEWORK_KEY
 from .errors import TensorzipError

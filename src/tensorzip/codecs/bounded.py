@@ -23,7 +23,7 @@ kept only where the measured size says it pays.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -295,3 +295,33 @@ def _order0_bytes(codes: np.ndarray) -> float:
     width = 1 if int(codes.max(initial=0)) < 1 << 8 else 2 if int(codes.max(initial=0)) < 1 << 16 else 4
     planes = codes.astype(f"<u{width}").view(np.uint8).reshape(-1, width)
     return sum(order0_bits(planes[:, k]) for k in range(width)) / 8.0
+
+
+def targets_per_tensor(max_abs_error: float | Mapping[str, float] | None,
+                       max_rel_error: float | Mapping[str, float] | None) -> Any:
+    """``error_bound(name, array)`` for the write plan from targets for all tensors or per name;
+    None when no target is given."""
+    if max_abs_error is None and max_rel_error is None:
+        return None
+
+    def pick(target: float | Mapping[str, float] | None, name: str) -> float | None:
+        return target.get(name) if isinstance(target, Mapping) else target
+
+    return lambda name, array: error_bound(array, pick(max_abs_error, name), pick(max_rel_error, name))
+
+
+def error_bound(data: Any, max_abs_error: float | None, max_rel_error: float | None) -> float | None:
+    """The absolute error bound a caller asked for (``max_rel_error`` is relative to the
+    array's root mean square), or None for lossless."""
+    if max_abs_error is not None and max_rel_error is not None:
+        raise TensorzipError("give max_abs_error or max_rel_error, not both")
+    if max_rel_error is None:
+        return max_abs_error
+    if not (isinstance(max_rel_error, (int, float)) and not isinstance(max_rel_error, bool) and max_rel_error > 0):
+        raise TensorzipError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
+    values = np.asarray(data, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
+    if rms == 0.0:
+        return None  # all zero (or nothing finite): stored exactly
+    return min(max_rel_error * rms, np.finfo(np.float64).max)  # a huge relative bound stays finite

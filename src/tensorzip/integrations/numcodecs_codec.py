@@ -49,8 +49,8 @@ from numcodecs.abc import Codec as NumcodecsCodec
 from numcodecs.compat import ensure_ndarray
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
-from ..arrays import error_bound
 from ..codecs import bounded, checked_threads
+from ..codecs.bounded import error_bound
 from ..container import TzipWriter
 from ..container.header import TensorEntry
 from ..container.kinds import open_data
