@@ -285,3 +285,33 @@ def test_psnr_and_bits_targets_are_met_measured_and_recorded():
         tz.compress(x[:2, :4], bits=0.5)
     with pytest.raises(TensorzipError, match="not both"):
         tz.compress(x, psnr=40, bits=4)
+
+
+def test_compress_file_and_the_cli_take_error_targets(tmp_path, capsys):
+    from safetensors.numpy import load_file as load_safetensors
+    from safetensors.numpy import save_file as save_safetensors
+
+    from tensorzip.cli.main import main
+
+    tensors = {"w": activations((120, 64)), "b": activations((1, 64), seed=5)[0], "ids": np.arange(12)}
+    source = tmp_path / "m.safetensors"
+    save_safetensors(tensors, str(source))
+    assert main(["compress", str(source), "-o", str(tmp_path / "m.tzip"), "--max-abs-error", "1e-3"]) == 0
+    assert "lossy: every float tensor within 0.001" in capsys.readouterr().out
+    assert main(["decompress", str(tmp_path / "m.tzip"), "-o", str(tmp_path / "back.safetensors")]) == 0
+    assert "restored within it, not bit for bit" in capsys.readouterr().out
+    back = load_safetensors(str(tmp_path / "back.safetensors"))
+    assert all(max_error(back[k], v) <= 1e-3 for k, v in tensors.items()) and back["ids"].tobytes() == \
+        tensors["ids"].tobytes()
+    assert main(["verify", str(tmp_path / "m.tzip"), "--against", str(source)]) == 0
+    assert "within its bound on every element" in capsys.readouterr().out
+    moved = dict(tensors, w=tensors["w"] + 0.01)
+    save_safetensors(moved, str(tmp_path / "other.safetensors"))
+    assert main(["verify", str(tmp_path / "m.tzip"), "--against", str(tmp_path / "other.safetensors")]) == 1
+    assert "not within its stated error bound" in capsys.readouterr().err
+    assert main(["compress", str(source), "-o", str(tmp_path / "x.tzip"), "--max-abs-error", "1e-3", "--lossy"]) == 1
+    assert "two lossy modes" in capsys.readouterr().err
+    with pytest.raises(TensorzipError, match="no base, scheduler or digest"):
+        tz.compress_file(source, tmp_path / "y.tzip", max_rel_error=1e-3, digest=True)
+    report = tz.compress_file(source, tmp_path / "z.tzip", max_rel_error=1e-2)
+    assert report.compressed_bytes < (tmp_path / "m.tzip").stat().st_size

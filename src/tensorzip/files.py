@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .codecs.bounded import BoundedCodec, targets_per_tensor
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.decoded_targets import DecodedTargets
@@ -158,6 +159,7 @@ class VerifyReport:
     against: str | None
     seconds: float
     digest: str | None = None  # the recorded digest of the original, when the restore matched it
+    bounded_tensors: int = 0  # stored within an error bound: compared within it, not bit for bit
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,8 +183,15 @@ def compress_file(
     base: str | os.PathLike[str] | None = None,
     scheduler: Any = None,
     digest: bool = False,
+    max_abs_error: float | None = None,
+    max_rel_error: float | None = None,
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
+
+    With ``max_abs_error`` / ``max_rel_error`` (issue 21), every float tensor is stored within
+    that error of the original on every element instead (relative: x each tensor's RMS; the
+    error-bounded codec), and decompressing gives a .safetensors of the same layout whose
+    values are within it; ``verify_file(against=original)`` then checks the bound.
 
     ``source`` may also be a folder of safetensors shards (a Hugging Face
     checkpoint with its ``*.safetensors.index.json``): it becomes one .tzip, and
@@ -215,7 +224,14 @@ def compress_file(
         if base is not None or scheduler is not None or digest:
             raise TensorzipError("compressing bytes takes no base, scheduler or digest")
         return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress)
+    bounds = targets_per_tensor(max_abs_error, max_rel_error)
+    if bounds is not None and (base is not None or scheduler is not None or digest):
+        raise TensorzipError("an error target (--max-abs-error / --max-rel-error) takes no base, scheduler or digest: "
+                             "the file stores approximate values, which none of those can use")
     checkpoint = open_checkpoint(source)
+    if bounds is not None and not isinstance(checkpoint, (SafetensorsFile, ShardedCheckpoint)):
+        raise TensorzipError(f"{source}: error targets apply to .safetensors files and model folders; compress a "
+                             "PyTorch file losslessly, or convert it to .safetensors first")
     if base is not None and isinstance(target, (str, os.PathLike)) and same_file(target, base):
         raise OutputFileError(f"{target}: would overwrite its own base; write the new file elsewhere")
     refuse_output_over_inputs(target, source)
@@ -224,7 +240,7 @@ def compress_file(
         if reference is not None:
             refuse_output_over_inputs(target, *reference.files())
         return _compress_paying_base(checkpoint, source, target, reference, threads, overwrite, progress, started,
-                                     scheduler, digest)
+                                     scheduler, digest, error_bound=bounds)
 
 
 def compress_torch_bytes(data: bytes | memoryview, target: PathOrStream, *, threads: int | None = None,
@@ -287,24 +303,26 @@ class _BaseNotWorthIt(Exception):
 
 
 def _compress_paying_base(checkpoint: Checkpoint, source: str | os.PathLike[str], target: PathOrStream,
-                          base: BaseCheckpoint | None, *args: Any) -> CompressionReport:
+                          base: BaseCheckpoint | None, *args: Any, **options: Any) -> CompressionReport:
     """``_compress``, except that a path target coded against a base that saves under
     ``MIN_BASE_SAVING`` is written again without it (a dependency must pay for itself)."""
     if base is None or not isinstance(target, (str, os.PathLike)):
-        return _compress(checkpoint, source, target, base, *args)
+        return _compress(checkpoint, source, target, base, *args, **options)
     try:
-        return _compress(checkpoint, source, target, base, *args, min_base_saving=MIN_BASE_SAVING)
+        return _compress(checkpoint, source, target, base, *args, min_base_saving=MIN_BASE_SAVING, **options)
     except _BaseNotWorthIt as note:
-        report = _compress(checkpoint, source, target, None, *args)
+        report = _compress(checkpoint, source, target, None, *args, **options)
         return dataclasses.replace(report, base_not_used=f"{base.path}: {note}")
 
 
 def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None,
-              digest: bool = False, *, min_base_saving: float = 0.0) -> CompressionReport:
+              digest: bool = False, *, min_base_saving: float = 0.0,
+              error_bound: Callable[[str, np.ndarray], float | None] | None = None) -> CompressionReport:
     """``min_base_saving``: raise ``_BaseNotWorthIt`` (the writer drops its file) when the base
-    saves under this fraction of the file's plain size."""
+    saves under this fraction of the file's plain size. ``error_bound``: the write plan's (float
+    tensors stored within it)."""
     others = checkpoint.other_files()
     if scheduler is not None and checkpoint.locations() is None:
         raise TensorzipError(f"{source}: a cluster run reads .safetensors files; convert the PyTorch file "
@@ -336,7 +354,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     )
     with writer:
         if scheduler is None:
-            planner = add_tensors(writer, checkpoint.tensors(), base)
+            planner = add_tensors(writer, checkpoint.tensors(), base, error_bound)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
 
             with connect(scheduler) as client:
@@ -809,17 +827,34 @@ def verify_file(
                 if against is not None:
                     original = np.ascontiguousarray(originals[piece.name]()).reshape(-1).view(np.uint8)
                     start = where_from[id(piece)]
-                    if not np.array_equal(original[start : start + piece.nbytes],
-                                          scratch[position : position + piece.nbytes]):
-                        raise CorruptDataError(f"{reader.where}: tensor {piece.name!r} differs from {against}")
+                    _compare(reader, piece, original[start : start + piece.nbytes],
+                             scratch[position : position + piece.nbytes], against)
                 position += piece.nbytes
                 count += where_from[id(piece)] == 0
             done += size
             if progress is not None:
                 progress(done, total)
         _verify_kept_files(reader, against)
+        bounded_count = sum(e.codec_config.get("id") == BoundedCodec.codec_id for e in reader.header.tensors.values())
         return VerifyReport(reader.where, count, done, None if against is None else str(against),
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, bounded_tensors=bounded_count)
+
+
+def _compare(reader: TzipReader, entry: TensorEntry, original: np.ndarray, decoded: np.ndarray,
+             against: str | os.PathLike[str]) -> None:
+    """A decoded piece against the original's bytes: equal, or for a tensor stored within an
+    error bound (a lossy codec), every element within that bound."""
+    bound = entry.codec_config.get("max_abs_error") if entry.codec_config.get("id") == BoundedCodec.codec_id else None
+    if bound is None:
+        if not np.array_equal(original, decoded):
+            raise CorruptDataError(f"{reader.where}: tensor {entry.name!r} differs from {against}")
+        return
+    dtype = entry.spec.numpy_dtype
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(decoded.view(dtype).astype(np.float64) - original.view(dtype).astype(np.float64))
+    if not (error.size == 0 or float(error.max()) <= bound):
+        raise CorruptDataError(f"{reader.where}: tensor {entry.name!r} is not within its stated error bound {bound:g} "
+                               f"of {against} (off by up to {float(np.nanmax(error)):g})")
 
 
 def _verify_kept_files(reader: TzipReader, against: str | os.PathLike[str] | None) -> None:

@@ -24,6 +24,7 @@ from ..summary import info
 from . import embeddings as cli_embeddings
 from . import lossy as cli_lossy
 from .common import megabytes as _mb
+from .common import number_in
 from .common import output_path as _output_path
 from .common import progress_bar as _progress
 
@@ -137,6 +138,9 @@ def _refuse_streams(args: argparse.Namespace) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     _refuse_streams(args)
+    if (args.max_abs_error is not None or args.max_rel_error is not None) and args.lossy:
+        raise TensorzipError("--lossy (a byte budget) and --max-abs-error / --max-rel-error (an error bound) are two "
+                             "lossy modes: choose one")
     if args.lossy or args.budget is not None or args.bits_per_weight is not None or args.calibration:
         if not args.lossy:
             raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
@@ -146,6 +150,10 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         # A name of its own, so a lossy file never takes (or collides with) the lossless default.
         return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".lossy.tzip", args.force)))
     require(args.input, "tensorzip compress", files.COMPRESSIBLE, unknown_ok=True)  # before naming the output
+    targets = {"max_abs_error": args.max_abs_error, "max_rel_error": args.max_rel_error}
+    if any(v is not None for v in targets.values()) and Path(args.input).is_dir() and not args.archive:
+        raise TensorzipError("--max-abs-error / --max-rel-error take a .safetensors file or, with --archive, a model "
+                             "folder; a folder of .tzip shards is lossless")
     if Path(args.input).is_dir() and not args.archive:
         return _compress_folder(args)
     if Path(args.input).is_dir() and args.output is None:
@@ -153,9 +161,14 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
         report = files.compress_file(args.input, target, threads=args.threads, progress=progress,
-                                          base=args.base, scheduler=args.scheduler, digest=args.digest)
+                                          base=args.base, scheduler=args.scheduler, digest=args.digest, **targets)
     if not args.json:
         _print_compression(report, args.verbose)
+        if args.max_abs_error is not None or args.max_rel_error is not None:
+            bound = (f"{args.max_abs_error:g}" if args.max_abs_error is not None
+                     else f"{args.max_rel_error:g} x each tensor's RMS")
+            print(f"  lossy: every float tensor within {bound} of the original on every element (checked); "
+                  "decompress restores the layout with those values, verify --against checks the bound")
         if not Path(args.input).is_dir() and looks_like_torch_file(args.input):
             if is_torch_zip(args.input):
                 print(f"  a PyTorch checkpoint: every storage coded, everything else kept; decompress restores "
@@ -248,6 +261,12 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
                   "restored; -o NAME.pt writes one with torch.save)")
         elif is_torch_path(target):
             print("  written with torch.save: tensors bit-exact")
+        with TzipReader(args.input) as reader:
+            bounds = sorted({e.codec_config.get("max_abs_error") for e in reader.header.tensors.values()
+                             if e.codec_config.get("id") == "tensorzip.bounded"})
+        if bounds:
+            print(f"  lossy: tensors stored within an error bound ({', '.join(f'{b:g}' for b in bounds[:4])}"
+                  f"{'...' if len(bounds) > 4 else ''}) are restored within it, not bit for bit")
     return report.to_json()
 
 
@@ -345,6 +364,9 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
         raise found.refuse("tensorzip verify")
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
+        if report.against and getattr(report, "bounded_tensors", 0):
+            against = (f", identical to {report.against} except its {report.bounded_tensors} tensors stored within an "
+                       "error bound, each within its bound on every element")
         if getattr(report, "digest", None):
             against = ", the restored file matches the digest of the original recorded at compression"
         if found.is_layer:  # its stored parts are not the data: their count and size say nothing
@@ -488,6 +510,15 @@ def add_commands(commands: argparse._SubParsersAction,
     sub.add_argument("--digest", action="store_true",
                      help="record the BLAKE2b-256 of the .safetensors input, so `tensorzip verify` proves a restore "
                           "identical without the original (hashed beside the encoder; off by default)")
+    bound = sub.add_mutually_exclusive_group()
+    bound.add_argument("--max-abs-error", type=number_in(float, 0.0, float("inf"), low_open=True,
+                                                         flag="--max-abs-error"), metavar="E",
+                       help="store every float tensor within E of the original on every element (checked on every "
+                            "element; decompress gives a .safetensors of the same layout, verify --against checks "
+                            "the bound); integer tensors stay exact")
+    bound.add_argument("--max-rel-error", type=number_in(float, 0.0, float("inf"), low_open=True,
+                                                         flag="--max-rel-error"), metavar="R",
+                       help="as --max-abs-error with E = R x each tensor's RMS")
     cli_lossy.add_arguments(sub)
 
     sub = add("decompress", _each_input(cmd_decompress), "restore what a .tzip (or a compressed folder) holds: the "
