@@ -279,7 +279,13 @@ def test_psnr_and_bits_targets_are_met_measured_and_recorded():
         blob = tz.compress(x, bits=budget)
         record = json.loads(split_tzip(blob)[2]["metadata"]["tensorzip.error_target"])
         assert 8 * len(blob) / x.size <= budget
-        assert record["achieved"] == pytest.approx(8 * len(blob) / x.size, abs=1e-6)
+        data = len(split_tzip(blob)[1])  # the chunk area: what "achieved" measures
+        assert record["achieved"] == pytest.approx(8 * data / x.size, abs=1e-6)
+    for exact in (np.ones(500, np.float32), np.array([1.0, np.nan, 2.0], np.float32)):  # nothing to search
+        with pytest.raises(tz.TargetUnreachableError, match="give more bits"):
+            tz.compress(exact, bits=0.01)
+    with pytest.raises(TensorzipError, match="psnr must be a positive number"):
+        tz.compress(np.ones(3, np.float32), psnr=-1)
         assert tz.decompress(blob).shape == x.shape
     with pytest.raises(tz.TargetUnreachableError, match="give more bits"):
         tz.compress(x[:2, :4], bits=0.5)
@@ -315,3 +321,17 @@ def test_compress_file_and_the_cli_take_error_targets(tmp_path, capsys):
         tz.compress_file(source, tmp_path / "y.tzip", max_rel_error=1e-3, digest=True)
     report = tz.compress_file(source, tmp_path / "z.tzip", max_rel_error=1e-2)
     assert report.compressed_bytes < (tmp_path / "m.tzip").stat().st_size
+
+
+def test_cli_bounds_and_byte_sources_refuse_what_they_cannot_meet(tmp_path, capsys):
+    from tensorzip.cli.main import main
+
+    with pytest.raises(TensorzipError, match="error target"):
+        tz.compress_file(b"PK\x03\x04", tmp_path / "x.tzip", max_abs_error=0.1)
+    source = tmp_path / "m.safetensors"
+    from safetensors.numpy import save_file as save_safetensors
+
+    save_safetensors({"w": activations()}, str(source))
+    with pytest.raises(SystemExit):
+        main(["compress", str(source), "--max-abs-error", "inf"])
+    assert "outside" in capsys.readouterr().err

@@ -31,21 +31,25 @@ def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int 
     """The blob of ``data`` meeting ``psnr`` or ``bits`` with the largest max-abs bound."""
     if data.dtype.kind != "f" and data.dtype.name != "bfloat16":
         raise TensorzipError(f"an error target applies to floating-point arrays; this one is {data.dtype}")
+    _check_number(psnr if psnr is not None else bits, "psnr" if psnr is not None else "bits")
     values = np.asarray(data, dtype=np.float64)
-    if not values.size or not np.isfinite(values).all():
-        return one_tensor_image(data, metadata, threads)  # exact storage meets every target
-    reach = float(np.abs(values).max())
-    span = float(values.max() - values.min())
-    if reach == 0.0 or span == 0.0:
-        return one_tensor_image(data, metadata, threads)
+    finite = bool(values.size) and bool(np.isfinite(values).all())
+    reach = float(np.abs(values).max()) if finite else 0.0
+    span = float(values.max() - values.min()) if finite else 0.0
+    if not finite or reach == 0.0 or span == 0.0:
+        # Nothing to search (empty, constant, or NaN/infinity, which no grid holds): stored exactly,
+        # which meets any PSNR; a bit budget still has to hold.
+        exact = one_tensor_image(data, metadata, threads)
+        if bits is not None:
+            _check_fits(bits * data.size / 8.0, len(exact) + _RECORD_ALLOWANCE, bits, data.size)
+            return _recorded(data, metadata, threads, exact, "bits", bits, _data_bits(exact, data.size))
+        return _recorded(data, metadata, threads, exact, "psnr", psnr, math.inf)
 
     def coded(bound: float) -> bytes:
         return one_tensor_image(data, metadata, threads, bounded.choose(data, bound).codec)
 
     fine, coarse = math.log2(max(reach * 2.0**-40, 1e-300)), math.log2(4.0 * reach)
     if psnr is not None:
-        _check_number(psnr, "psnr")
-
         def measured_psnr(bound: float) -> tuple[float, bytes]:
             blob = coded(bound)
             error = np.asarray(_decoded(blob), dtype=np.float64) - values
@@ -56,7 +60,6 @@ def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int 
                        max_iterations=SEARCH_STEPS, tolerance=0.01, log_scale="log2")
         return _recorded(data, metadata, threads, found.result, "psnr", psnr, found.figure)
     assert bits is not None
-    _check_number(bits, "bits")
     budget = bits * data.size / 8.0
 
     def measured_bytes(bound: float) -> tuple[float, bytes]:
@@ -67,18 +70,26 @@ def compress_to_target(data: np.ndarray, metadata: dict[str, str], threads: int 
         found = bisect(measured_bytes, at_most=budget, feasible_end=coarse, best_end=fine,
                        max_iterations=SEARCH_STEPS, tolerance=0.01, log_scale="log2")
     except TargetNotMet as error:
-        raise TargetUnreachableError(
-            f"{bits} bits per element ({budget:,.0f} bytes for {data.size:,} elements) is below what even the "
-            f"coarsest grid takes ({error.figure:,.0f} bytes with its header); give more bits") from None
-    # The figure recorded is the final blob's own size, which the record is part of: write it
-    # until the length it states is the length it has (two or three passes).
-    blob = _recorded(data, metadata, threads, found.result, "bits", bits, 8.0 * found.figure / data.size)
-    for _ in range(4):
-        again = _recorded(data, metadata, threads, found.result, "bits", bits, 8.0 * len(blob) / data.size)
-        if len(again) == len(blob):
-            return again
-        blob = again
+        _check_fits(budget, error.figure, bits, data.size)
+        raise
+    # The figure recorded is the coded data's bits per element (the chunks: measured exactly; the
+    # whole blob's is len(blob) x 8 / elements, which the record's own digits would change); the
+    # budget is checked on the whole blob, record included.
+    blob = _recorded(data, metadata, threads, found.result, "bits", bits, _data_bits(found.result, data.size))
+    _check_fits(budget, len(blob), bits, data.size)
     return blob
+
+
+def _data_bits(blob: bytes, elements: int) -> float:
+    with open_data(blob, "tz.compress") as reader:
+        return 8.0 * sum(e.stored_bytes for e in reader.header.tensors.values()) / max(1, elements)
+
+
+def _check_fits(budget: float, size: float, bits: float, elements: int) -> None:
+    if size > budget:
+        raise TargetUnreachableError(
+            f"{bits} bits per element ({budget:,.0f} bytes for {elements:,} elements) is below what even the "
+            f"coarsest grid takes ({size:,.0f} bytes with its header); give more bits")
 
 
 # Bytes the target record adds to the blob after the search measured it (JSON of four short
@@ -91,7 +102,8 @@ def _recorded(data: np.ndarray, metadata: dict[str, str], threads: int | None, b
     """``blob``'s codec again, with the target and the figure measured recorded in the metadata."""
     with open_data(blob, "tz.compress") as reader:
         codec_config = reader.entry("").codec_config
-    record = {"target": target, "asked": asked, "achieved": round(achieved, 6) if math.isfinite(achieved) else None}
+    record: dict[str, Any] = {"target": target, "asked": asked,
+                              "achieved": round(achieved, 6) if math.isfinite(achieved) else None}
     return one_tensor_image(data, {**metadata, ERROR_TARGET_KEY: json.dumps(record)}, threads,
                             codec_from_config(codec_config))
 

@@ -221,8 +221,9 @@ def compress_file(
     """
     started = time.perf_counter()
     if isinstance(source, (bytes, memoryview)):
-        if base is not None or scheduler is not None or digest:
-            raise TensorzipError("compressing bytes takes no base, scheduler or digest")
+        if base is not None or scheduler is not None or digest or max_abs_error is not None or \
+                max_rel_error is not None:
+            raise TensorzipError("compressing bytes takes no base, scheduler, digest or error target")
         return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress)
     bounds = targets_per_tensor(max_abs_error, max_rel_error)
     if bounds is not None and (base is not None or scheduler is not None or digest):

@@ -365,8 +365,9 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         against = f", identical to {report.against}" if report.against else ""
         if report.against and getattr(report, "bounded_tensors", 0):
-            against = (f", identical to {report.against} except its {report.bounded_tensors} tensors stored within an "
-                       "error bound, each within its bound on every element")
+            count = report.bounded_tensors
+            against = (f", identical to {report.against} except its {count} tensor{'s' if count != 1 else ''} stored "
+                       "within an error bound, each within its bound on every element")
         if getattr(report, "digest", None):
             against = ", the restored file matches the digest of the original recorded at compression"
         if found.is_layer:  # its stored parts are not the data: their count and size say nothing
@@ -511,12 +512,12 @@ def add_commands(commands: argparse._SubParsersAction,
                      help="record the BLAKE2b-256 of the .safetensors input, so `tensorzip verify` proves a restore "
                           "identical without the original (hashed beside the encoder; off by default)")
     bound = sub.add_mutually_exclusive_group()
-    bound.add_argument("--max-abs-error", type=number_in(float, 0.0, float("inf"), low_open=True,
+    bound.add_argument("--max-abs-error", type=number_in(float, 0.0, 1e300, low_open=True,
                                                          flag="--max-abs-error"), metavar="E",
                        help="store every float tensor within E of the original on every element (checked on every "
                             "element; decompress gives a .safetensors of the same layout, verify --against checks "
                             "the bound); integer tensors stay exact")
-    bound.add_argument("--max-rel-error", type=number_in(float, 0.0, float("inf"), low_open=True,
+    bound.add_argument("--max-rel-error", type=number_in(float, 0.0, 1e300, low_open=True,
                                                          flag="--max-rel-error"), metavar="R",
                        help="as --max-abs-error with E = R x each tensor's RMS")
     cli_lossy.add_arguments(sub)

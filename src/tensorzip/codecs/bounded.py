@@ -185,7 +185,8 @@ def grid_values(symbols: np.ndarray, step: float, stride: int, chunk_elements: i
     for start in range(0, symbols.size, run):
         piece = symbols[start : start + run]
         _native.grid_decode(piece, piece.itemsize, step, stride, chunk_elements, wide[: piece.size], 8, threads)
-        out[start : start + piece.size] = wide[: piece.size]  # rounded to the dtype once
+        with np.errstate(over="ignore"):  # beyond the dtype's range: infinity, which the encoder's check refuses
+            out[start : start + piece.size] = wide[: piece.size]  # rounded to the dtype once
     return out
 
 
@@ -251,10 +252,10 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
     original = None if native else np.ascontiguousarray(array).reshape(-1).astype(np.float64)
     # Decoding rounds q * step to the dtype, adding up to half its spacing at the largest
     # magnitude: leave that room from the start (the check below still decides).
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # the spacing at the dtype's largest value overflows
         reach = np.abs(array).max(initial=0)
-    rounding = 0.5 * float(np.spacing(np.asarray(reach, dtype=array.dtype)).astype(np.float64)) if np.isfinite(
-        float(reach)) else 0.0
+        rounding = 0.5 * float(np.spacing(np.asarray(reach, dtype=array.dtype)).astype(np.float64)) if np.isfinite(
+            float(reach)) else 0.0
     step = 2.0 * (bound - rounding) * _SHRINK if rounding < bound / 2 else 2.0 * bound
     # A step beyond twice the largest magnitude rounds everything to 0 anyway; capping it
     # keeps a huge bound (1e308) from overflowing the step to infinity.
