@@ -18,3 +18,10 @@ def cpu_model() -> str:
 def describe() -> str:
     """CPU model and the number of cores this process may use."""
     return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores"
+
+
+def package_version(package: str) -> str:
+    """The installed version of ``package``, for the tables' machine lines."""
+    from importlib.metadata import version
+
+    return version(package)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(BENCH))
 
 import tensorzip as tz  # noqa: E402
 from activation_data import prepare_activations  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, package_version  # noqa: E402
 from results_file import write_section  # noqa: E402
 
 RELATIVE = (1e-2, 1e-3, 1e-4)
@@ -187,8 +187,8 @@ def main() -> None:
     text = "\n".join([
         "## Error-bounded: activations, attention, gradients (`benchmarks/run_bounded.py`, issue 21)",
         "",
-        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; pysz {_version('pysz')}, zfpy "
-        f"{_version('zfpy')}, numcodecs {_version('numcodecs')}.",
+        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; pysz {package_version('pysz')}, zfpy "
+        f"{package_version('zfpy')}, numcodecs {package_version('numcodecs')}.",
         "- Data: `activation_data.py`, all-MiniLM-L6-v2 on real text (float32). Bound: max-abs error = the "
         "column's fraction x the array's RMS. Max error: measured on every element after decoding, over the "
         "RMS; \"over\": the method missed the bound (casts and int8 reach what they reach). x ours: bytes over "
@@ -209,11 +209,6 @@ def main() -> None:
     ])
     write_section(BENCH / "RESULTS.md", "bounded", text)
 
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 if __name__ == "__main__":

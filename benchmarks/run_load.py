@@ -40,7 +40,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 
 import tensorzip as tz  # noqa: E402
 from data import DATA_DIR  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, package_version  # noqa: E402
 from range_server import range_server  # noqa: E402
 from results_file import write_section  # noqa: E402
 from scale_data import make_scale_checkpoint  # noqa: E402
@@ -271,12 +271,12 @@ def _write(rows: list[str], cores: int, args: argparse.Namespace) -> None:
         "",
         f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}.",
         "- MiniLM: the real all-MiniLM-L6-v2 into `transformers.AutoModel` (transformers "
-        f"{_version('transformers')}): `AutoModel.from_pretrained(folder)` against "
+        f"{package_version('transformers')}): `AutoModel.from_pretrained(folder)` against "
         "`tensorzip.hf.transformers.from_pretrained(AutoModel, folder.tzip)`; over HTTP, the folder downloaded "
         "then loaded, against our loader given the archive's URL. Scale: the scale benchmark's checkpoint "
         "(`scale_data.py`) as a raw state dict, `safetensors.torch.load_file` (safetensors "
-        f"{_version('safetensors')}) against `tensorzip.hf.safetensors.load_file`; over HTTP, the file downloaded "
-        "into memory then `safetensors.torch.load`, against `load_file(URL)`.",
+        f"{package_version('safetensors')}) against `tensorzip.hf.safetensors.load_file`; over HTTP, the file "
+        "downloaded into memory then `safetensors.torch.load`, against `load_file(URL)`.",
         "- Seconds: wall time of the load call and a CRC-32C of every loaded tensor (so every byte is really read: "
         "safetensors hands out memory maps that read nothing until touched) in a fresh interpreter (imports, "
         "transformers' lazy ones and fsspec's HTTP filesystem included, before the clock; `HF_HUB_OFFLINE=1`), "
@@ -293,11 +293,6 @@ def _write(rows: list[str], cores: int, args: argparse.Namespace) -> None:
     ])
     write_section(BENCH / "RESULTS.md", "load", text)
 
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 import tensorzip as tz  # noqa: E402
 from lora_data import CASTS, prepare_lora  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, package_version  # noqa: E402
 from results_file import write_section  # noqa: E402
 from tensorzip import sample_data  # noqa: E402
 from tensorzip.writing import plan  # noqa: E402
@@ -125,8 +125,8 @@ def main() -> None:
     text = "\n".join([
         "## Small files (`benchmarks/run_small_files.py`, issue 22)",
         "",
-        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; zipnn {_version('zipnn')}, "
-        f"zstandard {_version('zstandard')}.",
+        f"- Machine: {describe()}; {datetime.now(timezone.utc):%Y-%m-%d}; zipnn {package_version('zipnn')}, "
+        f"zstandard {package_version('zstandard')}.",
         "- Files: LoRA adapters of all-MiniLM-L6-v2 (`lora_data.py`: rank 8 and 16 on all six projections of "
         "each layer, a seeded 60-step fine-tune, FP32 cast to BF16 and FP16) and MiniLM's 63 biases and "
         "LayerNorm vectors alone, as .safetensors.",
@@ -144,11 +144,6 @@ def main() -> None:
     ])
     write_section(BENCH / "RESULTS.md", "small-files", text)
 
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 if __name__ == "__main__":
