@@ -218,7 +218,7 @@ def choose(array: np.ndarray, max_abs_error: float, *, strides: Sequence[int] | 
     found = _meeting_step(array, float(max_abs_error)) if array.size else None
     if found is None:
         return Choice(choose_codec(array, spec), 0.0, True)
-    step, achieved = found
+    step, achieved, searched = found
     if strides is None:
         last = array.shape[-1] if array.ndim >= 2 else 0
         strides = [s for s in (0, last, 1) if s == 0 or 1 <= s <= min(array.size - 1, MAX_STRIDE)]
@@ -237,17 +237,20 @@ def choose(array: np.ndarray, max_abs_error: float, *, strides: Sequence[int] | 
         return Choice(choose_codec(array, spec), 0.0, True)
     stride = best[1]
     chunk = _chunk_elements(stride)
-    codes, _, largest = grid_codes(array, step, stride, chunk)
+    if stride == 0:  # the step search coded exactly this already
+        codes, largest = searched, int(searched.max(initial=0))
+    else:
+        codes, _, largest = grid_codes(array, step, stride, chunk)
     symbols = "uint8" if largest < 1 << 8 else "uint16" if largest < 1 << 16 else "uint32"
     codec = BoundedCodec(max_abs_error, step, symbols, stride, chunk, achieved)
     codec._prepared = (array, codes.astype(SYMBOL_DTYPES[symbols]))  # the encoder's symbols, computed once
     return Choice(codec, achieved, False)
 
 
-def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None:
-    """(step, achieved max error) for the largest step tried whose decoded values, in the
-    array's dtype, are all within ``bound``; None if none is (non-finite values, or a bound so
-    fine against the values that the integers leave 30 bits)."""
+def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float, np.ndarray] | None:
+    """(step, achieved max error, the codes without prediction) for the largest step tried
+    whose decoded values, in the array's dtype, are all within ``bound``; None if none is
+    (non-finite values, or a bound so fine against the values that the integers leave 30 bits)."""
     native = array.dtype in (np.float32, np.float64)
     original = None if native else np.ascontiguousarray(array).reshape(-1).astype(np.float64)
     # Decoding rounds q * step to the dtype, adding up to half its spacing at the largest
@@ -268,7 +271,7 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float] | None
             decoded = grid_values(codes, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS, array.dtype).astype(np.float64)
             error = float(np.abs(decoded - original).max(initial=0.0))
         if error <= bound:
-            return step, error
+            return step, error, codes
         # The grid's own rounding is at most step/2; the rest is the dtype's rounding of the
         # decoded value: leave room for it (and a little more, so one more pass usually does).
         excess = error - step / 2
