@@ -9,10 +9,14 @@ of the CPython documentation (``pydoc_data.topics``, installed with Python), 128
   (passages, heads, 128, 128);
 - ``gradients.npy``: the gradients of every encoder weight matrix after one step of the
   sentence-transformers objective (in-batch negatives over neighbouring chunks), float32,
-  concatenated flat and reshaped to (-1, 384).
+  concatenated flat and reshaped to (-1, 384);
+- ``exp-avg.npy``: AdamW's first moment (``exp_avg``) of every encoder weight matrix at the
+  last step of the checkpoint benchmark's MiniLM run (``checkpoint_data.py``, FP32, 200 steps;
+  made first if missing), concatenated and reshaped the same way.
 
 Outputs land in the git-ignored ``benchmarks/.data/activations/``; a run that finds them does
-nothing. Seeded; about half a minute on two CPU cores.
+nothing. Seeded; about half a minute on two CPU cores (the checkpoint run, if it has not run:
+several minutes).
 
     python benchmarks/activation_data.py
 """
@@ -31,7 +35,7 @@ PASSAGES = 192
 ATTENTION_PASSAGES = 12
 TOKENS = 128
 LAYERS = (0, 3, 6)
-NAMES = [f"hidden-{layer}" for layer in LAYERS] + ["attention-2", "gradients"]
+NAMES = [f"hidden-{layer}" for layer in LAYERS] + ["attention-2", "gradients", "exp-avg"]
 
 
 def _texts(count: int) -> list[str]:
@@ -42,8 +46,26 @@ def _texts(count: int) -> list[str]:
     return [" ".join(words[i : i + step]) for i in range(0, count * step, step)]
 
 
+def prepare_exp_avg(path: Path) -> None:
+    """AdamW's exp_avg of the encoder's weight matrices at the checkpoint run's last step."""
+    import torch
+
+    from checkpoint_data import STEPS, prepare_checkpoints
+
+    state = torch.load(prepare_checkpoints()[("fp32", STEPS)], weights_only=True, map_location="cpu")
+    # The optimizer's state is indexed by its parameter groups' order, not by name: the encoder's
+    # matrices are the ones of these shapes (the embedding tables are the other 2-D ones).
+    shapes = {(384, 384), (1536, 384), (384, 1536)}
+    moments = [entry["exp_avg"] for _, entry in sorted(state["optimizer"]["state"].items())
+               if tuple(entry["exp_avg"].shape) in shapes]
+    np.save(path, torch.cat([m.reshape(-1) for m in moments]).numpy().astype(np.float32).reshape(-1, 384))
+
+
 def prepare_activations() -> dict[str, Path]:
     paths = {name: OUT_DIR / f"{name}.npy" for name in NAMES}
+    if not paths["exp-avg"].exists():
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        prepare_exp_avg(paths["exp-avg"])
     if all(p.exists() for p in paths.values()):
         return paths
     import torch

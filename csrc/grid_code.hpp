@@ -17,12 +17,19 @@ struct GridEncodeResult {
 // before it in its chunk (chunks of chunk_elements, a multiple of stride); zigzag-coded into
 // codes[i] (uint32: the caller narrows). x is float32 (is_double false) or float64. The
 // decoded value the decoder will produce, (T)((double)q * step), is compared with x.
-// Integers beyond +-2^30 are clamped in the codes and make max_error infinite.
+// With period > 0, offsets[i % period] (the element's column; |offset| < 2^30) is subtracted
+// from each q before the prediction: a per-channel centre, so channels with different means
+// share one entropy model.
+// Integers (q, or q less its offset) beyond +-2^30 are clamped in the codes and make
+// max_error infinite.
 GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double step, size_t stride,
-                             size_t chunk_elements, uint32_t* codes, int threads);
+                             size_t chunk_elements, const int32_t* offsets, size_t period, uint32_t* codes,
+                             int threads);
 
-// The inverse: codes of `symbol_bytes` (1, 2 or 4) to values (float32 or float64 out).
+// The inverse: codes of `symbol_bytes` (1, 2 or 4) to values (float32 or float64 out), the
+// same offsets added back.
 void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double step, size_t stride,
-                 size_t chunk_elements, void* out, bool out_double, int threads);
+                 size_t chunk_elements, const int32_t* offsets, size_t period, void* out, bool out_double,
+                 int threads);
 
 }  // namespace tensorzip

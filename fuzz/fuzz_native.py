@@ -422,8 +422,8 @@ def op_buffers(fdp: atheris.FuzzedDataProvider) -> None:
 
 
 def op_grid(fdp: atheris.FuzzedDataProvider) -> None:
-    """The error-bounded codec's grid kernels: any values, step, stride and chunking encode
-    without a crash and decode back to the grid values the encoder measured its error on."""
+    """The error-bounded codec's grid kernels: any values, step, stride, chunking and channel
+    offsets encode without a crash and decode back to the grid values the encoder measured its error on."""
     value_bytes = 8 if fdp.ConsumeBool() else 4
     n = fdp.ConsumeIntInRange(0, 3000)
     values = np.frombuffer(_fill(fdp, n * value_bytes), np.float64 if value_bytes == 8 else np.float32)
@@ -432,17 +432,22 @@ def op_grid(fdp: atheris.FuzzedDataProvider) -> None:
     chunk = fdp.ConsumeIntInRange(0, 500) * (stride or 1) if fdp.ConsumeProbability() < 0.9 else \
         fdp.ConsumeIntInRange(0, 600)
     threads = fdp.ConsumeIntInRange(1, 3)
+    period = fdp.ConsumeIntInRange(0, 50) if fdp.ConsumeBool() else 0
+    offsets = np.array([fdp.ConsumeIntInRange(-(1 << 31), (1 << 31) - 1) if fdp.ConsumeProbability() < 0.1
+                        else fdp.ConsumeIntInRange(-1000, 1000) for _ in range(period)], dtype=np.int32)
     codes = np.empty(values.size, np.uint32)
     try:
-        error, largest, finite = _native.grid_encode(values, value_bytes, step, stride, chunk, codes, threads)
+        error, largest, finite = _native.grid_encode(values, value_bytes, step, stride, chunk, offsets, codes,
+                                                     threads)
     except CLEAN:
         return
     assert chunk >= 1 and step > 0 and (stride == 0 or chunk % stride == 0)
+    assert all(-(1 << 30) < int(v) < 1 << 30 for v in offsets)
     if not finite or not math.isfinite(error):
         return
     assert largest == int(codes.max(initial=0))
     out = np.empty(values.size, values.dtype)
-    _native.grid_decode(codes, 4, step, stride, chunk, out, value_bytes, threads)
+    _native.grid_decode(codes, 4, step, stride, chunk, offsets, out, value_bytes, threads)
     with np.errstate(invalid="ignore", over="ignore"):
         measured = float(np.abs(out.astype(np.float64) - values.astype(np.float64)).max(initial=0.0))
     assert measured == error, "grid_decode disagrees with the error grid_encode measured"

@@ -20,6 +20,7 @@ from tensorzip.errors import HeaderError, TensorzipError
 
 from .conftest import flip, rewrite_header, split_tzip
 
+NONE = np.empty(0, np.int32)  # no channel offsets
 FLOATS = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
 
 
@@ -138,51 +139,119 @@ def test_native_kernels_agree_with_the_arithmetic_they_document():
     x = (rng.standard_normal(5000) * 3).astype(np.float32)
     step = 0.01
     codes = np.empty(x.size, np.uint32)
-    error, largest, finite = _native.grid_encode(x, 4, step, 0, 1024, codes, 1)
+    error, largest, finite = _native.grid_encode(x, 4, step, 0, 1024, NONE, codes, 1)
     q = np.rint(x.astype(np.float64) / step).astype(np.int64)
     assert np.array_equal(codes.astype(np.int64), (q << 1) ^ (q >> 63))
     decoded = (q.astype(np.float64) * step).astype(np.float32)
     assert error == max_error(decoded, x) and finite and largest == int(codes.max())
     out = np.empty(x.size, np.float32)
-    _native.grid_decode(codes, 4, step, 0, 1024, out, 4, 2)
+    _native.grid_decode(codes, 4, step, 0, 1024, NONE, out, 4, 2)
     assert out.tobytes() == decoded.tobytes()
     strided = np.empty(x.size, np.uint32)
-    _native.grid_encode(x, 4, step, 10, 1000, strided, 2)
-    _native.grid_decode(strided, 4, step, 10, 1000, out, 4, 1)
+    _native.grid_encode(x, 4, step, 10, 1000, NONE, strided, 2)
+    _native.grid_decode(strided, 4, step, 10, 1000, NONE, out, 4, 1)
     assert out.tobytes() == decoded.tobytes()
     with pytest.raises(ValueError, match="multiple of stride"):
-        _native.grid_encode(x, 4, step, 7, 1000, strided, 1)
+        _native.grid_encode(x, 4, step, 7, 1000, NONE, strided, 1)
+
+
+def test_native_kernels_subtract_each_columns_offset_across_chunks_and_threads():
+    rng = np.random.default_rng(3)
+    columns, step = 7, 0.01
+    x = (rng.standard_normal(5000) + np.tile(np.arange(columns) * 40.0, 5000 // columns + 1)[:5000]).astype(np.float32)
+    offsets = (np.arange(columns) * 4000 - 7).astype(np.int32)
+    q = np.rint(x.astype(np.float64) / step).astype(np.int64)
+    stored = q - offsets[np.arange(x.size) % columns]
+    for threads in (1, 3):  # chunks of 1000 start mid-row: each starts at its own column
+        codes = np.empty(x.size, np.uint32)
+        error, _, _ = _native.grid_encode(x, 4, step, 0, 1000, offsets, codes, threads)
+        assert np.array_equal(codes.astype(np.int64), (stored << 1) ^ (stored >> 63))
+        out = np.empty(x.size, np.float32)
+        _native.grid_decode(codes, 4, step, 0, 1000, offsets, out, 4, threads)
+        assert out.tobytes() == (q * step).astype(np.float32).tobytes() and error == max_error(out, x)
+        strided = np.empty(x.size, np.uint32)  # with a prediction too
+        _native.grid_encode(x, 4, step, 5, 1000, offsets, strided, threads)
+        _native.grid_decode(strided, 4, step, 5, 1000, offsets, out, 4, threads)
+        assert out.tobytes() == (q * step).astype(np.float32).tobytes()
+    with pytest.raises(ValueError, match="offsets"):
+        _native.grid_encode(x, 4, step, 0, 1000, np.array([1 << 30], np.int32), codes, 1)
+    with pytest.raises(ValueError, match="int32"):
+        _native.grid_decode(codes, 4, step, 0, 1000, np.zeros(3, np.uint8), out, 4, 1)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_channel_offsets_are_kept_where_channels_sit_apart_and_the_bound_holds(dtype, monkeypatch):
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal(96) * 3  # channels of different means, as in hidden states
+    x = (rng.standard_normal((400, 96)) * 0.2 + centres).astype(dtype)
+    bound = 0.02
+    choice = choose(x, bound)
+    assert choice.codec.offsets is not None and len(choice.codec.offsets) == 96
+    blob = tz.compress(x, max_abs_error=bound)
+    assert split_tzip(blob)[2]["tensors"][0]["codec"]["offsets"] == choice.codec.offsets.tolist()
+    y = tz.decompress(blob)
+    assert y.dtype == x.dtype and max_error(y, x) <= bound
+    with monkeypatch.context() as patched:
+        patched.setattr(bounded, "OFFSET_GAIN", 1.0)  # offsets never pay
+        without = tz.compress(x, max_abs_error=bound)
+    assert "offsets" not in split_tzip(without)[2]["tensors"][0]["codec"]
+    assert len(blob) < 0.97 * len(without)
+    centred = (rng.standard_normal((400, 96)) * 0.2).astype(dtype)
+    assert choose(centred, bound).codec.offsets is None  # nothing to gain: no header list
+
+
+def test_offsets_in_a_header_are_checked():
+    x = (np.random.default_rng(5).standard_normal((300, 40)) + np.arange(40)).astype(np.float32)
+    blob = tz.compress(x, max_abs_error=0.01)
+    assert "offsets" in split_tzip(blob)[2]["tensors"][0]["codec"]
+    for bad in ([], [1.5] * 40, [1 << 31] * 40, "x", [True] * 40):
+        edited = rewrite_header(blob, lambda h, bad=bad: h["tensors"][0]["codec"].update(offsets=bad))
+        with pytest.raises((HeaderError, TensorzipError), match="offsets"):
+            tz.decompress(edited)
+    shifted = rewrite_header(blob, lambda h: h["tensors"][0]["codec"].update(
+        offsets=[v + 1 for v in h["tensors"][0]["codec"]["offsets"]]))
+    assert not np.array_equal(tz.decompress(shifted), tz.decompress(blob))  # the offsets are what decoding adds
 
 
 def test_codec_config_round_trips():
     codec = BoundedCodec(0.01, 0.019, "uint16", 384, 384 * 100, 0.0099)
     assert codec_from_config(codec.get_config()) == codec
+    with_offsets = BoundedCodec(0.01, 0.019, "uint16", 0, 384 * 100, 0.0099, [3, -2, 0])
+    assert codec_from_config(with_offsets.get_config()).get_config() == with_offsets.get_config()
     assert codec.lossy
 
 
-GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "bounded_codec_v1"
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
+GOLDEN_DIRS = ["bounded_codec_v1", "bounded_offsets_v1"]
 
 
-def _golden_inputs():
+def _golden_inputs(directory: str):
     import runpy
 
-    return runpy.run_path(str(GOLDEN / "make_golden.py"))["inputs"]()
+    return runpy.run_path(str(GOLDEN / directory / "make_golden.py"))["inputs"]()
 
 
-def test_golden_bounded_files_decode_to_the_same_values_within_their_bounds():
-    with np.load(GOLDEN / "expected.npz") as expected:
-        for name, (x, bound) in _golden_inputs().items():
-            y = tz.decompress((GOLDEN / f"{name}.tzip").read_bytes())
+@pytest.mark.parametrize("directory", GOLDEN_DIRS)
+def test_golden_bounded_files_decode_to_the_same_values_within_their_bounds(directory):
+    with np.load(GOLDEN / directory / "expected.npz") as expected:
+        for name, (x, bound) in _golden_inputs(directory).items():
+            y = tz.decompress((GOLDEN / directory / f"{name}.tzip").read_bytes())
             assert np.ascontiguousarray(y).view(np.uint8).tobytes() == expected[name].tobytes(), name
             assert max_error(y, x) <= bound, name
-    strides = {name: split_tzip((GOLDEN / f"{name}.tzip").read_bytes())[2]["tensors"][0]["codec"].get("stride")
-               for name in ("rows_f32", "noise_f64")}
-    assert strides == {"rows_f32": 64, "noise_f64": 0}
+    configs = {name: split_tzip((GOLDEN / directory / f"{name}.tzip").read_bytes())[2]["tensors"][0]["codec"]
+               for name in _golden_inputs(directory)}
+    if directory == "bounded_codec_v1":
+        assert {name: configs[name].get("stride") for name in ("rows_f32", "noise_f64")} == {"rows_f32": 64,
+                                                                                             "noise_f64": 0}
+    else:  # every file keeps its channels' offsets
+        assert all(len(config["offsets"]) == config_shape for config, config_shape in
+                   zip(configs.values(), (48, 40), strict=True))
 
 
-def test_the_encoder_writes_the_golden_bounded_files_again():
-    for name, (x, bound) in _golden_inputs().items():
-        assert tz.compress(x, max_abs_error=bound) == (GOLDEN / f"{name}.tzip").read_bytes(), name
+@pytest.mark.parametrize("directory", GOLDEN_DIRS)
+def test_the_encoder_writes_the_golden_bounded_files_again(directory):
+    for name, (x, bound) in _golden_inputs(directory).items():
+        assert tz.compress(x, max_abs_error=bound) == (GOLDEN / directory / f"{name}.tzip").read_bytes(), name
 
 
 def test_numcodecs_and_zarr_take_the_same_targets(tmp_path):

@@ -1,7 +1,9 @@
 """Floats within a stated error on every element (``tz.compress(x, max_abs_error=E)``; issue 21).
 
 The tensor is rounded to a uniform grid of step ``step`` (integers ``q = rint(x / step)``);
-optionally each integer is predicted by the one ``stride`` elements before it in its chunk
+optionally each integer less its channel's offset (``offsets[i % len(offsets)]``: the median
+integer of each column of the last axis, where activations carry channels of different means)
+and optionally each integer is predicted by the one ``stride`` elements before it in its chunk
 (the previous token of a sequence, the previous row: activations correlate along some axis)
 and only the difference is kept; the integers are zigzag-coded to the narrowest unsigned
 symbols and coded with the byte-plane codec. Decoding is ``(q * step)`` in float64, rounded
@@ -44,6 +46,14 @@ WIDE_BLOCK_ELEMENTS = 1 << 22
 SAMPLE_ELEMENTS = 1 << 18
 # Longest prediction stride (a chunk holds whole rows of it).
 MAX_STRIDE = 1 << 16
+# Most channels given offsets (each costs a few header bytes), and the fewest rows of the
+# sample their medians are taken over.
+MAX_OFFSET_COLUMNS = 1 << 14
+MIN_OFFSET_ROWS = 32
+OFFSET_ROWS = 2048  # rows, spread over the tensor, the medians are taken over
+# Offsets are kept where the sample's coded size shrinks by more than this fraction: a
+# per-channel centre that changes nothing is not worth a header list.
+OFFSET_GAIN = 0.002
 # Shrinking steps tried when the output dtype's rounding breaks the bound.
 _SHRINK = 1.0 - 2.0**-16
 _SHRINK_TRIES = 64
@@ -56,7 +66,8 @@ class BoundedCodec(Codec):
     lossy: ClassVar[bool] = True
 
     def __init__(self, max_abs_error: float, step: float, symbols: str = "uint16", stride: int = 0,
-                 chunk_elements: int = DEFAULT_CHUNK_ROWS_ELEMENTS, achieved_max_abs_error: float | None = None):
+                 chunk_elements: int = DEFAULT_CHUNK_ROWS_ELEMENTS, achieved_max_abs_error: float | None = None,
+                 offsets: Sequence[int] | None = None):
         if not _positive_number(step):
             raise TensorzipError(f"step must be a positive finite number, got {step!r}")
         if not _positive_number(max_abs_error):
@@ -73,6 +84,11 @@ class BoundedCodec(Codec):
             raise TensorzipError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
         if stride and chunk_elements % stride:
             raise TensorzipError(f"chunk_elements ({chunk_elements}) must be a multiple of stride ({stride})")
+        if offsets is not None and not (
+                isinstance(offsets, (list, tuple)) and 1 <= len(offsets) <= MAX_OFFSET_COLUMNS
+                and all(isinstance(v, int) and not isinstance(v, bool) and -(1 << 30) < v < 1 << 30 for v in offsets)):
+            raise TensorzipError(f"offsets must be a list of 1 to {MAX_OFFSET_COLUMNS} integers within +-2^30")
+        self.offsets = None if offsets is None else np.asarray(offsets, dtype=np.int32)
         self.max_abs_error = float(max_abs_error)
         self.step = float(step)
         self.symbols = symbols
@@ -88,6 +104,8 @@ class BoundedCodec(Codec):
                                   "chunk_elements": self.inner.chunk_elements}
         if self.achieved_max_abs_error is not None:
             config["achieved_max_abs_error"] = self.achieved_max_abs_error
+        if self.offsets is not None:
+            config["offsets"] = self.offsets.tolist()
         return config
 
     def chunk_count(self, elements: int) -> int | None:
@@ -103,7 +121,7 @@ class BoundedCodec(Codec):
         prepared = getattr(self, "_prepared", None)
         if prepared is not None and prepared[0] is array:
             return prepared[1]  # computed by ``choose`` for this very array
-        codes, _, _ = grid_codes(array, self.step, self.stride, self.inner.chunk_elements, threads)
+        codes, _, _ = grid_codes(array, self.step, self.stride, self.inner.chunk_elements, threads, self.offsets)
         return codes.astype(SYMBOL_DTYPES[self.symbols])
 
     def _symbol_spec(self) -> dtypes.DTypeSpec:
@@ -143,7 +161,7 @@ class BoundedCodec(Codec):
         BytePlanesCodec.decode_batch(inner_jobs, threads, verify_checksums)
         for job, symbols in zip(jobs, symbol_outs, strict=True):
             grid_values(symbols, job.codec.step, job.codec.stride, job.codec.inner.chunk_elements, job.out.dtype,
-                        threads, out=job.out.reshape(-1))
+                        threads, out=job.out.reshape(-1), offsets=job.codec.offsets)
 
 
 def _positive_number(value: Any) -> bool:
@@ -156,35 +174,45 @@ def _working(array: np.ndarray) -> np.ndarray:
     return flat if flat.dtype in (np.float32, np.float64) else flat.astype(np.float32)
 
 
+_NO_OFFSETS = np.empty(0, dtype=np.int32)
+
+
 def grid_codes(array: np.ndarray, step: float, stride: int, chunk_elements: int,
-               threads: int = 0) -> tuple[np.ndarray, float, int]:
-    """(uint32 zigzag codes of the grid integers, predicted with ``stride`` within chunks; the
-    max error of the decoded values where the array is float32/float64 (inf: out of range;
-    NaN: a value is not finite); the largest code), in one native pass."""
+               threads: int = 0, offsets: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+    """(uint32 zigzag codes of the grid integers less their column's offset, predicted with
+    ``stride`` within chunks; the max error of the decoded values where the array is
+    float32/float64 (inf: out of range; NaN: a value is not finite); the largest code), in one
+    native pass."""
     values = _working(array)
     codes = np.empty(values.size, dtype=np.uint32)
-    error, largest, finite = _native.grid_encode(values, values.itemsize, step, stride, chunk_elements, codes,
-                                                 threads)
+    error, largest, finite = _native.grid_encode(values, values.itemsize, step, stride, chunk_elements,
+                                                 _NO_OFFSETS if offsets is None else offsets, codes, threads)
     return codes, (error if finite else math.nan), int(largest)
 
 
 def grid_values(symbols: np.ndarray, step: float, stride: int, chunk_elements: int, dtype: np.dtype,
-                threads: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-    """``(q * step)`` in float64 rounded once to ``dtype``, q from the stored symbols: the
+                threads: int = 0, out: np.ndarray | None = None, offsets: np.ndarray | None = None) -> np.ndarray:
+    """``(q * step)`` in float64 rounded once to ``dtype``, q from the stored symbols (their
+    column's offset added back): the
     decoder's arithmetic (native for float32/float64, straight into ``out``; FP16/BF16 rounded
     from float64 a run of chunks at a time, so the float64 values never exceed ~32 MB)."""
     symbols = np.ascontiguousarray(symbols)
     dtype = np.dtype(dtype)
+    offsets = _NO_OFFSETS if offsets is None else offsets
     if out is None:
         out = np.empty(symbols.size, dtype=dtype)
     if dtype in (np.float32, np.float64):
-        _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, out, dtype.itemsize, threads)
+        _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, offsets, out, dtype.itemsize,
+                            threads)
         return out
-    run = max(1, WIDE_BLOCK_ELEMENTS // chunk_elements) * chunk_elements  # whole chunks: predictions restart
+    # Whole chunks (predictions restart) that start at column 0 (the offsets restart).
+    unit = math.lcm(chunk_elements, offsets.size) if offsets.size else chunk_elements
+    run = max(1, WIDE_BLOCK_ELEMENTS // unit) * unit
     wide = np.empty(min(run, symbols.size), dtype=np.float64)
     for start in range(0, symbols.size, run):
         piece = symbols[start : start + run]
-        _native.grid_decode(piece, piece.itemsize, step, stride, chunk_elements, wide[: piece.size], 8, threads)
+        _native.grid_decode(piece, piece.itemsize, step, stride, chunk_elements, offsets, wide[: piece.size], 8,
+                            threads)
         with np.errstate(over="ignore"):  # beyond the dtype's range: infinity, which the encoder's check refuses
             out[start : start + piece.size] = wide[: piece.size]  # rounded to the dtype once
     return out
@@ -230,19 +258,24 @@ def choose(array: np.ndarray, max_abs_error: float, *, strides: Sequence[int] | 
         if best is None or size < best[0]:
             best = (size, stride)
     assert best is not None
+    centred = _paying_offsets(array, sample, step, best[0], size_of) if 0 in strides else None
+    offsets, grid_bytes = (None, best[0]) if centred is None else centred
     lossless = choose_codec(sample, spec)
-    if size_of is None and best[0] >= _lossless_bytes(sample, lossless):
+    if size_of is None and grid_bytes >= _lossless_bytes(sample, lossless):
         # The grid costs more than the values themselves (a bound far below the dtype's
         # spacing: the integers need more bits than the dtype): store them exactly.
         return Choice(choose_codec(array, spec), 0.0, True)
-    stride = best[1]
+    stride = 0 if offsets is not None else best[1]
     chunk = _chunk_elements(stride)
-    if stride == 0:  # the step search coded exactly this already
+    if offsets is not None:
+        codes, _, largest = grid_codes(array, step, 0, chunk, offsets=offsets)
+    elif stride == 0:  # the step search coded exactly this already
         codes, largest = searched, int(searched.max(initial=0))
     else:
         codes, _, largest = grid_codes(array, step, stride, chunk)
     symbols = "uint8" if largest < 1 << 8 else "uint16" if largest < 1 << 16 else "uint32"
-    codec = BoundedCodec(max_abs_error, step, symbols, stride, chunk, achieved)
+    codec = BoundedCodec(max_abs_error, step, symbols, stride, chunk, achieved,
+                         None if offsets is None else offsets.tolist())
     codec._prepared = (array, codes.astype(SYMBOL_DTYPES[symbols]))  # the encoder's symbols, computed once
     return Choice(codec, achieved, False)
 
@@ -277,6 +310,31 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float, np.nda
         excess = error - step / 2
         step = 2.0 * (bound - excess) * _SHRINK if 0 < excess < bound / 2 else step * 0.5
     return None
+
+
+def _paying_offsets(array: np.ndarray, sample: np.ndarray, step: float, best_bytes: float,
+                    size_of: Callable[[int, np.ndarray], float] | None) -> tuple[np.ndarray, float] | None:
+    """Per-channel offsets (the median grid integer of each column of the last axis, over rows
+    spread across the tensor) where, without a prediction, they code the sample smaller than the
+    best of the predictions (``best_bytes``) by more than OFFSET_GAIN, the header list counted:
+    (offsets, the sample's size with them); else None."""
+    columns = array.shape[-1] if array.ndim >= 2 else 0
+    rows = sample.size // columns if columns else 0
+    if not (2 <= columns <= MAX_OFFSET_COLUMNS and rows >= MIN_OFFSET_ROWS):
+        return None
+    table = np.ascontiguousarray(array).reshape(-1, columns)
+    spread = table[:: max(1, table.shape[0] // OFFSET_ROWS)]  # rows from the whole tensor, not one batch's
+    with np.errstate(invalid="ignore", over="ignore"):
+        medians = np.median(np.rint(spread.astype(np.float64) / step), axis=0)
+    if not np.all(np.abs(medians) < 1 << 29):
+        return None
+    offsets = medians.astype(np.int32)
+    if not offsets.any():
+        return None
+    codes, _, _ = grid_codes(sample, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS, offsets=offsets)
+    size = size_of(0, codes) if size_of is not None else _order0_bytes(codes)
+    header = len(",".join(map(str, offsets.tolist()))) * sample.size / max(array.size, 1)  # per sample element
+    return (offsets, size + header) if size + header < best_bytes * (1.0 - OFFSET_GAIN) else None
 
 
 def _lossless_bytes(sample: np.ndarray, codec: Codec) -> float:
