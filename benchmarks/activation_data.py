@@ -50,9 +50,12 @@ def prepare_exp_avg(path: Path) -> None:
     """AdamW's exp_avg of the encoder's weight matrices at the checkpoint run's last step."""
     import torch
 
-    from checkpoint_data import STEPS, prepare_checkpoints
+    from checkpoint_data import STEPS, _train_minilm, checkpoint_paths
 
-    state = torch.load(prepare_checkpoints()[("fp32", STEPS)], weights_only=True, map_location="cpu")
+    checkpoints = checkpoint_paths()
+    if not checkpoints[("fp32", STEPS)].exists():
+        _train_minilm(checkpoints)  # the MiniLM run only (the GPT-2 one is the checkpoint benchmark's)
+    state = torch.load(checkpoints[("fp32", STEPS)], weights_only=True, map_location="cpu")
     # The optimizer's state is indexed by its parameter groups' order, not by name: the encoder's
     # matrices are the ones of these shapes (the embedding tables are the other 2-D ones).
     shapes = {(384, 384), (1536, 384), (384, 1536)}

@@ -279,10 +279,11 @@ size_t offset_period(const ByteView& offsets, const char* what) {
 }
 
 py::tuple grid_encode_py(const py::object& x, int value_bytes, double step, size_t stride, size_t chunk_elements,
-                         const py::object& offsets, const py::object& codes, int threads) {
+                         const py::object& offsets, const py::object& codes, int threads, int decoded) {
   ByteView vx(x, false), vc(codes, true), voff(offsets, false);
   const size_t period = offset_period(voff, "grid_encode");
   if (value_bytes != 4 && value_bytes != 8) throw InvalidArgumentError("grid_encode: values are float32 or float64");
+  const GridType type = decoded < 0 ? (value_bytes == 8 ? GridType::kFloat64 : GridType::kFloat32) : grid_type(decoded);
   const size_t count = vx.size() / static_cast<size_t>(value_bytes);
   if (vx.size() % static_cast<size_t>(value_bytes) != 0 || vc.size() != count * sizeof(uint32_t))
     throw InvalidArgumentError("grid_encode: codes must hold one uint32 per value");
@@ -290,25 +291,25 @@ py::tuple grid_encode_py(const py::object& x, int value_bytes, double step, size
   {
     py::gil_scoped_release release;
     result = grid_encode(vx.data(), value_bytes == 8, count, step, stride, chunk_elements,
-                         reinterpret_cast<const int32_t*>(voff.data()), period, reinterpret_cast<uint32_t*>(vc.data()),
-                         threads);
+                         reinterpret_cast<const int32_t*>(voff.data()), period, type,
+                         reinterpret_cast<uint32_t*>(vc.data()), threads);
   }
   return py::make_tuple(result.max_error, result.max_code, result.finite);
 }
 
 void grid_decode_py(const py::object& codes, int symbol_bytes, double step, size_t stride, size_t chunk_elements,
-                    const py::object& offsets, const py::object& out, int value_bytes, int threads) {
+                    const py::object& offsets, const py::object& out, int out_type, int threads) {
   ByteView vc(codes, false), vo(out, true), voff(offsets, false);
   const size_t period = offset_period(voff, "grid_decode");
-  if (value_bytes != 4 && value_bytes != 8) throw InvalidArgumentError("grid_decode: values are float32 or float64");
+  const GridType type = grid_type(out_type);
   if (symbol_bytes != 1 && symbol_bytes != 2 && symbol_bytes != 4)
     throw InvalidArgumentError("grid_decode: symbols are 1, 2 or 4 bytes");
   const size_t count = vc.size() / static_cast<size_t>(symbol_bytes);
-  if (vc.size() % static_cast<size_t>(symbol_bytes) != 0 || vo.size() != count * static_cast<size_t>(value_bytes))
+  if (vc.size() % static_cast<size_t>(symbol_bytes) != 0 || vo.size() != count * grid_type_bytes(type))
     throw InvalidArgumentError("grid_decode: out must hold one value per symbol");
   py::gil_scoped_release release;
   grid_decode(vc.data(), symbol_bytes, count, step, stride, chunk_elements,
-              reinterpret_cast<const int32_t*>(voff.data()), period, vo.data(), value_bytes == 8, threads);
+              reinterpret_cast<const int32_t*>(voff.data()), period, vo.data(), type, threads);
 }
 
 }  // namespace
@@ -359,13 +360,15 @@ PYBIND11_MODULE(_native, m) {
   m.def("unzigzag_to_float", &unzigzag_to_float_py, py::arg("symbols"), py::arg("symbol_bytes"), py::arg("out"),
         "out[i] = unzigzag(symbols[i]) as float32 (uint8 or uint16 codes).");
   m.def("grid_encode", &grid_encode_py, py::arg("x"), py::arg("value_bytes"), py::arg("step"), py::arg("stride"),
-        py::arg("chunk_elements"), py::arg("offsets"), py::arg("codes"), py::arg("threads"),
+        py::arg("chunk_elements"), py::arg("offsets"), py::arg("codes"), py::arg("threads"), py::arg("decoded") = -1,
         "Grid integers of float32/float64 values, less offsets[i % len(offsets)] (int32; empty: none), predicted "
         "by the one `stride` before in each chunk, zigzag-coded into uint32 codes: (max error of the decoded "
-        "values in the input type, max code, all finite).");
+        "values rounded to `decoded` (0 float32, 1 float64, 2 bfloat16, 3 float16; -1: the input's type), max "
+        "code, all finite).");
   m.def("grid_decode", &grid_decode_py, py::arg("codes"), py::arg("symbol_bytes"), py::arg("step"), py::arg("stride"),
-        py::arg("chunk_elements"), py::arg("offsets"), py::arg("out"), py::arg("value_bytes"), py::arg("threads"),
-        "The inverse of grid_encode (the same offsets): codes (1, 2 or 4 bytes) to float32/float64 values.");
+        py::arg("chunk_elements"), py::arg("offsets"), py::arg("out"), py::arg("out_type"), py::arg("threads"),
+        "The inverse of grid_encode (the same offsets): codes (1, 2 or 4 bytes) to values of out_type (0 float32, "
+        "1 float64, 2 bfloat16, 3 float16; the 16-bit types as their bit patterns).");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
   m.def(
       "simd_paths",

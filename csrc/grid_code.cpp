@@ -20,6 +20,81 @@ inline uint32_t zigzag(int64_t value) {
 
 inline int64_t unzigzag(uint32_t code) { return static_cast<int64_t>(code >> 1) ^ -static_cast<int64_t>(code & 1); }
 
+// A double rounded once, to nearest with ties to even, to a binary format of E exponent and M
+// mantissa bits (bfloat16: 8, 7; float16: 5, 10): its bits, by integer arithmetic on the
+// double's bits (no floating-point mode can change it). Beyond the range: infinity; below
+// half the smallest subnormal: zero.
+template <int E, int M>
+uint16_t narrow_bits(double v) {
+  constexpr int bias = (1 << (E - 1)) - 1, emin = 1 - bias;
+  constexpr uint64_t infinity = ((uint64_t{1} << E) - 1) << M;
+  constexpr int kShift = 52 - M;
+  uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const uint16_t sign = static_cast<uint16_t>((u >> 48) & 0x8000);
+  const int field64 = static_cast<int>((u >> 52) & 0x7FF);
+  const uint64_t fraction = u & ((uint64_t{1} << 52) - 1);
+  const int exponent = field64 - 1023;
+  if (__builtin_expect(exponent >= emin && field64 != 0x7FF, 1)) {  // a normal value: the common case
+    uint64_t t = fraction >> kShift;
+    const uint64_t rest = fraction & ((uint64_t{1} << kShift) - 1), half = uint64_t{1} << (kShift - 1);
+    t += (rest > half) | ((rest == half) & t);  // to nearest, ties to even
+    t += static_cast<uint64_t>(exponent - emin + 1) << M;  // the exponent field; a carry adds to it
+    return static_cast<uint16_t>(sign | (t >= infinity ? infinity : t));
+  }
+  if (field64 == 0x7FF) return static_cast<uint16_t>(sign | infinity | (fraction ? uint64_t{1} << (M - 1) : 0));
+  if (field64 == 0) return sign;  // zero or a float64 subnormal: far below any narrow value
+  const int shift = kShift + (emin - exponent);  // subnormal: the implicit bit becomes a fraction bit
+  if (shift > 63) return sign;
+  const uint64_t bits = fraction | (uint64_t{1} << 52);
+  uint64_t t = bits >> shift;
+  const uint64_t rest = bits & ((uint64_t{1} << shift) - 1), half = uint64_t{1} << (shift - 1);
+  t += (rest > half) | ((rest == half) & t);
+  return static_cast<uint16_t>(sign | t);
+}
+
+// The value of those bits, exactly, as a double.
+template <int E, int M>
+double widen_bits(uint16_t bits) {
+  constexpr int bias = (1 << (E - 1)) - 1;
+  const int field = (bits >> M) & ((1 << E) - 1);
+  const uint64_t fraction = bits & ((1u << M) - 1);
+  uint64_t u = static_cast<uint64_t>(bits & 0x8000) << 48;
+  if (field == (1 << E) - 1) {
+    u |= (uint64_t{0x7FF} << 52) | (fraction << (52 - M));
+  } else if (field != 0) {
+    u |= (static_cast<uint64_t>(field - bias + 1023) << 52) | (fraction << (52 - M));
+  } else {
+    static const double kSubnormal = std::ldexp(1.0, 1 - bias - M);
+    const double a = static_cast<double>(fraction) * kSubnormal;  // exact: a power of two
+    return (bits & 0x8000) ? -a : a;
+  }
+  double v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// How a decoded value (q * step, in double) becomes the tensor's element: Out is what is
+// stored, value() what it is worth (for the encoder's error check).
+struct ToFloat32 {
+  using Out = float;
+  static Out store(double v) { return static_cast<float>(v); }
+  static double value(Out o) { return o; }
+};
+struct ToFloat64 {
+  using Out = double;
+  static Out store(double v) { return v; }
+  static double value(Out o) { return o; }
+};
+template <int E, int M>
+struct ToNarrow {
+  using Out = uint16_t;
+  static Out store(double v) { return narrow_bits<E, M>(v); }
+  static double value(Out o) { return widen_bits<E, M>(o); }
+};
+using ToBFloat16 = ToNarrow<8, 7>;
+using ToFloat16 = ToNarrow<5, 10>;
+
 // The offsets of a chunk: offsets[column] for each element, the column running from the
 // chunk's first element's (the tensor's flat index modulo the period) and wrapping.
 struct Columns {
@@ -34,7 +109,7 @@ struct Columns {
   }
 };
 
-template <typename T>
+template <typename T, typename To>
 GridEncodeResult encode_chunk(const T* x, size_t count, double step, size_t stride, Columns columns, uint32_t* codes,
                               std::vector<int64_t>& previous) {
   GridEncodeResult result{0.0, 0, true};
@@ -54,7 +129,7 @@ GridEncodeResult encode_chunk(const T* x, size_t count, double step, size_t stri
       q = 0;
     } else {
       q = static_cast<int64_t>(scaled);
-      const double decoded = static_cast<double>(static_cast<T>(static_cast<double>(q) * step));
+      const double decoded = To::value(To::store(static_cast<double>(q) * step));
       result.max_error = std::max(result.max_error, std::fabs(decoded - value));
       q -= offset;
       if (!(q < kMaxInteger && q > -kMaxInteger)) {  // the stored integer must stay in range too
@@ -75,17 +150,17 @@ GridEncodeResult encode_chunk(const T* x, size_t count, double step, size_t stri
   return result;
 }
 
-template <typename S, typename T>
-void decode_chunk(const S* codes, size_t count, double step, size_t stride, Columns columns, T* out,
+template <typename S, typename To>
+void decode_chunk(const S* codes, size_t count, double step, size_t stride, Columns columns, typename To::Out* out,
                   std::vector<int64_t>& previous) {
   if (!stride && !columns.period) {
     for (size_t i = 0; i < count; ++i)
-      out[i] = static_cast<T>(static_cast<double>(unzigzag(static_cast<uint32_t>(codes[i]))) * step);
+      out[i] = To::store(static_cast<double>(unzigzag(static_cast<uint32_t>(codes[i]))) * step);
     return;
   }
   if (!stride) {
     for (size_t i = 0; i < count; ++i)
-      out[i] = static_cast<T>(static_cast<double>(unzigzag(static_cast<uint32_t>(codes[i])) + columns.next()) * step);
+      out[i] = To::store(static_cast<double>(unzigzag(static_cast<uint32_t>(codes[i])) + columns.next()) * step);
     return;
   }
   std::fill(previous.begin(), previous.end(), 0);
@@ -93,7 +168,7 @@ void decode_chunk(const S* codes, size_t count, double step, size_t stride, Colu
   for (size_t i = 0; i < count; ++i) {
     const int64_t q = unzigzag(static_cast<uint32_t>(codes[i])) + previous[lane];
     previous[lane] = q;
-    out[i] = static_cast<T>(static_cast<double>(q + columns.next()) * step);
+    out[i] = To::store(static_cast<double>(q + columns.next()) * step);
     if (++lane == stride) lane = 0;
   }
 }
@@ -111,9 +186,12 @@ void check_layout(size_t stride, size_t chunk_elements, double step, const int32
 }  // namespace
 
 GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double step, size_t stride,
-                             size_t chunk_elements, const int32_t* offsets, size_t period, uint32_t* codes,
-                             int threads) {
+                             size_t chunk_elements, const int32_t* offsets, size_t period, GridType decoded,
+                             uint32_t* codes, int threads) {
   check_layout(stride, chunk_elements, step, offsets, period);
+  if (is_double != (decoded == GridType::kFloat64))
+    throw InvalidArgumentError("grid_encode: float64 values decode to float64; float32 values to float32, "
+                               "bfloat16 or float16 (the narrow types widened)");
   const size_t chunks = (count + chunk_elements - 1) / chunk_elements;
   std::vector<GridEncodeResult> results(chunks);
   const size_t workers = worker_count(chunks, threads);
@@ -121,10 +199,22 @@ GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double
   parallel_for(chunks, threads, [&](size_t c, size_t worker) {
     const size_t start = c * chunk_elements, n = std::min(chunk_elements, count - start);
     const Columns columns{offsets, period, period ? start % period : 0};
-    results[c] = is_double ? encode_chunk(static_cast<const double*>(x) + start, n, step, stride, columns,
-                                          codes + start, previous[worker])
-                           : encode_chunk(static_cast<const float*>(x) + start, n, step, stride, columns,
-                                          codes + start, previous[worker]);
+    const float* floats = static_cast<const float*>(x) + start;
+    switch (decoded) {
+      case GridType::kFloat64:
+        results[c] = encode_chunk<double, ToFloat64>(static_cast<const double*>(x) + start, n, step, stride, columns,
+                                                     codes + start, previous[worker]);
+        break;
+      case GridType::kFloat32:
+        results[c] = encode_chunk<float, ToFloat32>(floats, n, step, stride, columns, codes + start, previous[worker]);
+        break;
+      case GridType::kBFloat16:
+        results[c] = encode_chunk<float, ToBFloat16>(floats, n, step, stride, columns, codes + start, previous[worker]);
+        break;
+      case GridType::kFloat16:
+        results[c] = encode_chunk<float, ToFloat16>(floats, n, step, stride, columns, codes + start, previous[worker]);
+        break;
+    }
   });
   GridEncodeResult total{0.0, 0, true};
   for (const GridEncodeResult& r : results) {
@@ -136,7 +226,7 @@ GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double
 }
 
 void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double step, size_t stride,
-                 size_t chunk_elements, const int32_t* offsets, size_t period, void* out, bool out_double,
+                 size_t chunk_elements, const int32_t* offsets, size_t period, void* out, GridType out_type,
                  int threads) {
   check_layout(stride, chunk_elements, step, offsets, period);
   if (symbol_bytes != 1 && symbol_bytes != 2 && symbol_bytes != 4)
@@ -147,21 +237,35 @@ void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double st
   parallel_for(chunks, threads, [&](size_t c, size_t worker) {
     const size_t start = c * chunk_elements, n = std::min(chunk_elements, count - start);
     const Columns columns{offsets, period, period ? start % period : 0};
-    auto run = [&](auto* typed_out) {
+    auto run = [&](auto to) {
+      using To = decltype(to);
+      typename To::Out* typed_out = static_cast<typename To::Out*>(out) + start;
       if (symbol_bytes == 1)
-        decode_chunk(codes + start, n, step, stride, columns, typed_out + start, previous[worker]);
+        decode_chunk<uint8_t, To>(codes + start, n, step, stride, columns, typed_out, previous[worker]);
       else if (symbol_bytes == 2)
-        decode_chunk(reinterpret_cast<const uint16_t*>(codes) + start, n, step, stride, columns, typed_out + start,
-                     previous[worker]);
+        decode_chunk<uint16_t, To>(reinterpret_cast<const uint16_t*>(codes) + start, n, step, stride, columns,
+                                   typed_out, previous[worker]);
       else
-        decode_chunk(reinterpret_cast<const uint32_t*>(codes) + start, n, step, stride, columns, typed_out + start,
-                     previous[worker]);
+        decode_chunk<uint32_t, To>(reinterpret_cast<const uint32_t*>(codes) + start, n, step, stride, columns,
+                                   typed_out, previous[worker]);
     };
-    if (out_double)
-      run(static_cast<double*>(out));
-    else
-      run(static_cast<float*>(out));
+    switch (out_type) {
+      case GridType::kFloat32: run(ToFloat32{}); break;
+      case GridType::kFloat64: run(ToFloat64{}); break;
+      case GridType::kBFloat16: run(ToBFloat16{}); break;
+      case GridType::kFloat16: run(ToFloat16{}); break;
+    }
   });
+}
+
+size_t grid_type_bytes(GridType type) {
+  return type == GridType::kFloat64 ? 8 : type == GridType::kFloat32 ? 4 : 2;
+}
+
+GridType grid_type(int code) {
+  if (code < 0 || code > 3) throw InvalidArgumentError("grid code: the value type is 0 (float32), 1 (float64), "
+                                                       "2 (bfloat16) or 3 (float16)");
+  return static_cast<GridType>(code);
 }
 
 }  // namespace tensorzip

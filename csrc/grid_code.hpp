@@ -7,6 +7,11 @@
 
 namespace tensorzip {
 
+// The type decoded values are rounded to (once, to nearest even, from q * step in double).
+enum class GridType : int { kFloat32 = 0, kFloat64 = 1, kBFloat16 = 2, kFloat16 = 3 };
+GridType grid_type(int code);  // checked
+size_t grid_type_bytes(GridType type);
+
 struct GridEncodeResult {
   double max_error;      // max |decoded - x| over every element, the decoded value rounded to the input type
   uint64_t max_code;     // the largest zigzag code written
@@ -16,20 +21,22 @@ struct GridEncodeResult {
 // q[i] = nearbyint(x[i] / step) (in double); with stride > 0, each q minus the q `stride`
 // before it in its chunk (chunks of chunk_elements, a multiple of stride); zigzag-coded into
 // codes[i] (uint32: the caller narrows). x is float32 (is_double false) or float64. The
-// decoded value the decoder will produce, (T)((double)q * step), is compared with x.
+// decoded value the decoder will produce, (double)q * step rounded to `decoded` (float64 for
+// float64 x; float32, bfloat16 or float16 for float32 x: the narrow types come widened), is
+// compared with x.
 // With period > 0, offsets[i % period] (the element's column; |offset| < 2^30) is subtracted
 // from each q before the prediction: a per-channel centre, so channels with different means
 // share one entropy model.
 // Integers (q, or q less its offset) beyond +-2^30 are clamped in the codes and make
 // max_error infinite.
 GridEncodeResult grid_encode(const void* x, bool is_double, size_t count, double step, size_t stride,
-                             size_t chunk_elements, const int32_t* offsets, size_t period, uint32_t* codes,
-                             int threads);
+                             size_t chunk_elements, const int32_t* offsets, size_t period, GridType decoded,
+                             uint32_t* codes, int threads);
 
-// The inverse: codes of `symbol_bytes` (1, 2 or 4) to values (float32 or float64 out), the
-// same offsets added back.
+// The inverse: codes of `symbol_bytes` (1, 2 or 4) to values of `out_type` (bfloat16 and
+// float16 as their 16-bit patterns), the same offsets added back.
 void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double step, size_t stride,
-                 size_t chunk_elements, const int32_t* offsets, size_t period, void* out, bool out_double,
+                 size_t chunk_elements, const int32_t* offsets, size_t period, void* out, GridType out_type,
                  int threads);
 
 }  // namespace tensorzip

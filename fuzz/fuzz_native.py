@@ -447,7 +447,7 @@ def op_grid(fdp: atheris.FuzzedDataProvider) -> None:
         return
     assert largest == int(codes.max(initial=0))
     out = np.empty(values.size, values.dtype)
-    _native.grid_decode(codes, 4, step, stride, chunk, offsets, out, value_bytes, threads)
+    _native.grid_decode(codes, 4, step, stride, chunk, offsets, out, 1 if value_bytes == 8 else 0, threads)
     with np.errstate(invalid="ignore", over="ignore"):
         measured = float(np.abs(out.astype(np.float64) - values.astype(np.float64)).max(initial=0.0))
     assert measured == error, "grid_decode disagrees with the error grid_encode measured"

@@ -145,14 +145,28 @@ def test_native_kernels_agree_with_the_arithmetic_they_document():
     decoded = (q.astype(np.float64) * step).astype(np.float32)
     assert error == max_error(decoded, x) and finite and largest == int(codes.max())
     out = np.empty(x.size, np.float32)
-    _native.grid_decode(codes, 4, step, 0, 1024, NONE, out, 4, 2)
+    _native.grid_decode(codes, 4, step, 0, 1024, NONE, out, 0, 2)
     assert out.tobytes() == decoded.tobytes()
     strided = np.empty(x.size, np.uint32)
     _native.grid_encode(x, 4, step, 10, 1000, NONE, strided, 2)
-    _native.grid_decode(strided, 4, step, 10, 1000, NONE, out, 4, 1)
+    _native.grid_decode(strided, 4, step, 10, 1000, NONE, out, 0, 1)
     assert out.tobytes() == decoded.tobytes()
     with pytest.raises(ValueError, match="multiple of stride"):
         _native.grid_encode(x, 4, step, 7, 1000, NONE, strided, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+def test_native_rounding_to_16_bit_floats_is_numpys_cast_of_the_float64_value(dtype):
+    rng = np.random.default_rng(6)
+    q = rng.integers(-(1 << 29), 1 << 29, 200_000)
+    q[:4] = [0, 1, -1, (1 << 29) - 1]
+    for step in (1e-12, 3e-9, 1.7e-5, 0.01, 0.375, 7.0, 1e30):  # subnormals, halfway cases, overflow to infinity
+        codes = ((q << 1) ^ (q >> 63)).astype(np.uint32)
+        out = np.empty(q.size, dtype)
+        _native.grid_decode(codes, 4, step, 0, 1 << 16, NONE, out, 2 if dtype is ml_dtypes.bfloat16 else 3, 2)
+        with np.errstate(over="ignore"):
+            expected = (q.astype(np.float64) * step).astype(dtype)
+        assert out.view(np.uint16).tobytes() == expected.view(np.uint16).tobytes(), step
 
 
 def test_native_kernels_subtract_each_columns_offset_across_chunks_and_threads():
@@ -167,16 +181,16 @@ def test_native_kernels_subtract_each_columns_offset_across_chunks_and_threads()
         error, _, _ = _native.grid_encode(x, 4, step, 0, 1000, offsets, codes, threads)
         assert np.array_equal(codes.astype(np.int64), (stored << 1) ^ (stored >> 63))
         out = np.empty(x.size, np.float32)
-        _native.grid_decode(codes, 4, step, 0, 1000, offsets, out, 4, threads)
+        _native.grid_decode(codes, 4, step, 0, 1000, offsets, out, 0, threads)
         assert out.tobytes() == (q * step).astype(np.float32).tobytes() and error == max_error(out, x)
         strided = np.empty(x.size, np.uint32)  # with a prediction too
         _native.grid_encode(x, 4, step, 5, 1000, offsets, strided, threads)
-        _native.grid_decode(strided, 4, step, 5, 1000, offsets, out, 4, threads)
+        _native.grid_decode(strided, 4, step, 5, 1000, offsets, out, 0, threads)
         assert out.tobytes() == (q * step).astype(np.float32).tobytes()
     with pytest.raises(ValueError, match="offsets"):
         _native.grid_encode(x, 4, step, 0, 1000, np.array([1 << 30], np.int32), codes, 1)
     with pytest.raises(ValueError, match="int32"):
-        _native.grid_decode(codes, 4, step, 0, 1000, np.zeros(3, np.uint8), out, 4, 1)
+        _native.grid_decode(codes, 4, step, 0, 1000, np.zeros(3, np.uint8), out, 0, 1)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

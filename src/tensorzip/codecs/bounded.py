@@ -40,8 +40,6 @@ SYMBOL_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32}
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Symbols per chunk (a multiple of every stride used, so a prediction restarts with each chunk).
 DEFAULT_CHUNK_ROWS_ELEMENTS = 1 << 18
-# FP16/BF16 decode through float64 values, this many at a time (32 MB).
-WIDE_BLOCK_ELEMENTS = 1 << 22
 # Elements the prediction choice is measured on (a prefix of the tensor).
 SAMPLE_ELEMENTS = 1 << 18
 # Longest prediction stride (a chunk holds whole rows of it).
@@ -175,46 +173,41 @@ def _working(array: np.ndarray) -> np.ndarray:
 
 
 _NO_OFFSETS = np.empty(0, dtype=np.int32)
+# The native kernels' codes for the type decoded values are rounded to.
+_GRID_TYPES = {"float32": 0, "float64": 1, "bfloat16": 2, "float16": 3}
+
+
+def _grid_type(dtype: np.dtype) -> int:
+    return _GRID_TYPES[dtypes.by_numpy(np.dtype(dtype)).name]
 
 
 def grid_codes(array: np.ndarray, step: float, stride: int, chunk_elements: int,
-               threads: int = 0, offsets: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+               threads: int = 0, offsets: np.ndarray | None = None,
+               decoded: np.dtype | None = None) -> tuple[np.ndarray, float, int]:
     """(uint32 zigzag codes of the grid integers less their column's offset, predicted with
-    ``stride`` within chunks; the max error of the decoded values where the array is
-    float32/float64 (inf: out of range; NaN: a value is not finite); the largest code), in one
+    ``stride`` within chunks; the max error of the decoded values in ``decoded`` (default: the
+    array's dtype; a float32 ``array`` may hold a BF16/FP16 tensor widened), as the decoder
+    rounds them (inf: out of range; NaN: a value is not finite); the largest code), in one
     native pass."""
     values = _working(array)
     codes = np.empty(values.size, dtype=np.uint32)
     error, largest, finite = _native.grid_encode(values, values.itemsize, step, stride, chunk_elements,
-                                                 _NO_OFFSETS if offsets is None else offsets, codes, threads)
+                                                 _NO_OFFSETS if offsets is None else offsets, codes, threads,
+                                                 _grid_type(array.dtype if decoded is None else decoded))
     return codes, (error if finite else math.nan), int(largest)
 
 
 def grid_values(symbols: np.ndarray, step: float, stride: int, chunk_elements: int, dtype: np.dtype,
                 threads: int = 0, out: np.ndarray | None = None, offsets: np.ndarray | None = None) -> np.ndarray:
-    """``(q * step)`` in float64 rounded once to ``dtype``, q from the stored symbols (their
-    column's offset added back): the
-    decoder's arithmetic (native for float32/float64, straight into ``out``; FP16/BF16 rounded
-    from float64 a run of chunks at a time, so the float64 values never exceed ~32 MB)."""
+    """``(q * step)`` in float64 rounded once (to nearest even) to ``dtype``, q from the stored
+    symbols (their column's offset added back): the decoder's arithmetic, native, straight
+    into ``out``."""
     symbols = np.ascontiguousarray(symbols)
     dtype = np.dtype(dtype)
-    offsets = _NO_OFFSETS if offsets is None else offsets
     if out is None:
         out = np.empty(symbols.size, dtype=dtype)
-    if dtype in (np.float32, np.float64):
-        _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements, offsets, out, dtype.itemsize,
-                            threads)
-        return out
-    # Whole chunks (predictions restart) that start at column 0 (the offsets restart).
-    unit = math.lcm(chunk_elements, offsets.size) if offsets.size else chunk_elements
-    run = max(1, WIDE_BLOCK_ELEMENTS // unit) * unit
-    wide = np.empty(min(run, symbols.size), dtype=np.float64)
-    for start in range(0, symbols.size, run):
-        piece = symbols[start : start + run]
-        _native.grid_decode(piece, piece.itemsize, step, stride, chunk_elements, offsets, wide[: piece.size], 8,
-                            threads)
-        with np.errstate(over="ignore"):  # beyond the dtype's range: infinity, which the encoder's check refuses
-            out[start : start + piece.size] = wide[: piece.size]  # rounded to the dtype once
+    _native.grid_decode(symbols, symbols.itemsize, step, stride, chunk_elements,
+                        _NO_OFFSETS if offsets is None else offsets, out, _grid_type(dtype), threads)
     return out
 
 
@@ -284,8 +277,6 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float, np.nda
     """(step, achieved max error, the codes without prediction) for the largest step tried
     whose decoded values, in the array's dtype, are all within ``bound``; None if none is
     (non-finite values, or a bound so fine against the values that the integers leave 30 bits)."""
-    native = array.dtype in (np.float32, np.float64)
-    original = None if native else np.ascontiguousarray(array).reshape(-1).astype(np.float64)
     # Decoding rounds q * step to the dtype, adding up to half its spacing at the largest
     # magnitude: leave that room from the start (the check below still decides).
     with np.errstate(invalid="ignore", over="ignore"):  # the spacing at the dtype's largest value overflows
@@ -296,13 +287,11 @@ def _meeting_step(array: np.ndarray, bound: float) -> tuple[float, float, np.nda
     # A step beyond twice the largest magnitude rounds everything to 0 anyway; capping it
     # keeps a huge bound (1e308) from overflowing the step to infinity.
     step = min(step, 4.0 * max(float(reach) if np.isfinite(float(reach)) else 0.0, 1e-300))
+    values = _working(array)  # BF16/FP16 widened once, not on every try
     for _ in range(_SHRINK_TRIES):
-        codes, error, _ = grid_codes(array, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS)
+        codes, error, _ = grid_codes(values, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS, decoded=array.dtype)
         if math.isnan(error) or math.isinf(error):
             return None
-        if not native:  # FP16/BF16: the decoder's rounding to the dtype, checked here
-            decoded = grid_values(codes, step, 0, DEFAULT_CHUNK_ROWS_ELEMENTS, array.dtype).astype(np.float64)
-            error = float(np.abs(decoded - original).max(initial=0.0))
         if error <= bound:
             return step, error, codes
         # The grid's own rounding is at most step/2; the rest is the dtype's rounding of the
