@@ -231,7 +231,7 @@ def half_rows(name: str, x32: np.ndarray) -> list[str]:
                 results[method] = (size, error, c, d)
             ours_size = results["tensorzip"][0]
             for method, (size, error, c, d) in results.items():
-                ok = "ok" if error <= bound else "over"
+                ok = "ok" if error <= bound else "NaN: failed" if math.isnan(error) else "over"
                 rows.append(f"| {name} {label} | {relative:g} | {method} | {size:,} | {x.nbytes / size:.2f} | "
                             f"{error / rms:.3g} ({ok}) | {size / ours_size:.3f} | {x.nbytes / c / 1e6:,.0f} / "
                             f"{x.nbytes / d / 1e6:,.0f} |")
@@ -265,7 +265,7 @@ def main() -> None:
                     task_rows.append(f"| {relative:g} | {method} | {size:,} | {low:.6f} | {mean:.6f} |")
             ours_size = results["tensorzip"][0]
             for method, (size, error, c, d) in results.items():
-                ok = "ok" if error <= bound else "over"
+                ok = "ok" if error <= bound else "NaN: failed" if math.isnan(error) else "over"
                 rows.append(f"| {name} {tuple(x.shape)} | {relative:g} | {method} | {size:,} | {x.nbytes / size:.2f} | "
                             f"{error / rms:.3g} ({ok}) | {size / ours_size:.3f} | {x.nbytes / c / 1e6:,.0f} / "
                             f"{x.nbytes / d / 1e6:,.0f} |")
