@@ -406,6 +406,49 @@ def test_compress_file_and_the_cli_take_error_targets(tmp_path, capsys):
     assert report.compressed_bytes < (tmp_path / "m.tzip").stat().st_size
 
 
+def test_cli_takes_targets_per_tensor_by_pattern(tmp_path, capsys):
+    from safetensors.numpy import load_file as load_safetensors
+    from safetensors.numpy import save_file as save_safetensors
+
+    from tensorzip.cli.main import main
+
+    tensors = {"encoder.w": activations((120, 64)), "encoder.b": activations((4, 64), seed=5),
+               "head.w": activations((30, 64), seed=6)}
+    source = tmp_path / "m.safetensors"
+    save_safetensors(tensors, str(source))
+
+    def codecs(path):
+        return {e["name"]: (e.get("codec", {}).get("id"), e.get("codec", {}).get("max_abs_error"))
+                for e in split_tzip(path.read_bytes())[2]["tensors"]}
+
+    out = tmp_path / "rules.tzip"
+    assert main(["compress", str(source), "-o", str(out), "--max-abs-error", "encoder.w=0.1",
+                 "--max-abs-error", "encoder.*=0.01"]) == 0
+    assert "0.1 for encoder.w, 0.01 for encoder.*" in capsys.readouterr().out
+    got = codecs(out)
+    assert got["encoder.w"] == ("tensorzip.bounded", 0.1) and got["encoder.b"] == ("tensorzip.bounded", 0.01)
+    assert got["head.w"][0] != "tensorzip.bounded"  # no target: exact
+    assert main(["decompress", str(out), "-o", str(tmp_path / "back.safetensors")]) == 0
+    back = load_safetensors(str(tmp_path / "back.safetensors"))
+    assert max_error(back["encoder.w"], tensors["encoder.w"]) <= 0.1
+    assert max_error(back["encoder.b"], tensors["encoder.b"]) <= 0.01
+    assert back["head.w"].tobytes() == tensors["head.w"].tobytes()
+    assert main(["verify", str(out), "--against", str(source)]) == 0
+    capsys.readouterr()
+    rest = tmp_path / "rest.tzip"
+    assert main(["compress", str(source), "-o", str(rest), "--max-rel-error", "head.*=0.05",
+                 "--max-rel-error", "1e-3"]) == 0
+    assert {name: codec[0] for name, codec in codecs(rest).items()} == dict.fromkeys(tensors, "tensorzip.bounded")
+    capsys.readouterr()
+    assert main(["compress", str(source), "-o", str(tmp_path / "x.tzip"), "--max-abs-error", "1e-3",
+                 "--max-abs-error", "0.1"]) == 1
+    assert "2 bounds for all tensors" in capsys.readouterr().err
+    for bad in ("=0.1", "encoder.*=x", "encoder.*=-1"):
+        with pytest.raises(SystemExit):
+            main(["compress", str(source), "--max-abs-error", bad])
+        assert "--max-abs-error" in capsys.readouterr().err
+
+
 def test_cli_bounds_and_byte_sources_refuse_what_they_cannot_meet(tmp_path, capsys):
     from tensorzip.cli.main import main
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .codecs.bounded import BoundedCodec, targets_per_tensor
+from .codecs.bounded import BoundedCodec, Target, targets_per_tensor
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.decoded_targets import DecodedTargets
@@ -183,14 +183,15 @@ def compress_file(
     base: str | os.PathLike[str] | None = None,
     scheduler: Any = None,
     digest: bool = False,
-    max_abs_error: float | None = None,
-    max_rel_error: float | None = None,
+    max_abs_error: Target = None,
+    max_rel_error: Target = None,
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
 
     With ``max_abs_error`` / ``max_rel_error`` (issue 21), every float tensor is stored within
     that error of the original on every element instead (relative: x each tensor's RMS; the
-    error-bounded codec), and decompressing gives a .safetensors of the same layout whose
+    error-bounded codec; per tensor: a mapping of names, or a ``TargetRules`` of glob patterns,
+    where a tensor given no target is stored exactly), and decompressing gives a .safetensors of the same layout whose
     values are within it; ``verify_file(against=original)`` then checks the bound.
 
     ``source`` may also be a folder of safetensors shards (a Hugging Face

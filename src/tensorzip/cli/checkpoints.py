@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import files, folders, kv, sample_data
 from ..analysis import tensor_bounds
+from ..codecs.bounded import TargetRules
 from ..container.kinds import Kind, identify, require
 from ..container.reader import TzipReader
 from ..container.records import TORCH_SOURCE, TORCH_ZIP_SOURCE
@@ -136,8 +137,43 @@ def _refuse_streams(args: argparse.Namespace) -> None:
                              "(they point at the header); write to a file, then stream that")
 
 
+def _bound_words(absolute: float | TargetRules | None, relative: float | TargetRules | None) -> str:
+    target, unit = (absolute, "") if absolute is not None else (relative, " x each tensor's RMS")
+    if isinstance(target, TargetRules):
+        return f"float tensors within their bound ({target}{unit}; tensors given none stored exactly)"
+    return f"every float tensor within {target:g}{unit}"
+
+
+def _error_target(flag: str) -> Any:
+    """An argparse type for ``[PATTERN=]E``: (the glob pattern or None, the bound)."""
+    number = number_in(float, 0.0, 1e300, low_open=True, flag=flag)
+
+    def parse(text: str) -> tuple[str | None, float]:
+        pattern, equals, value = text.rpartition("=")
+        if equals and not pattern:
+            raise argparse.ArgumentTypeError(f"{text!r}: the pattern before '=' is empty ({flag} PATTERN=E)")
+        return (pattern if equals else None), number(value)
+
+    parse.__name__ = "error target"
+    return parse
+
+
+def _combined_target(given: list[tuple[str | None, float]] | None, flag: str) -> float | TargetRules | None:
+    """One bound for every tensor (a bare E), or the rules of PATTERN=E (a bare E: the rest)."""
+    if not given:
+        return None
+    bare = [value for pattern, value in given if pattern is None]
+    if len(bare) > 1:
+        raise TensorzipError(f"{flag} was given {len(bare)} bounds for all tensors; give one, and PATTERN=E for the "
+                             "tensors that differ")
+    rules = tuple((pattern, value) for pattern, value in given if pattern is not None)
+    return TargetRules(rules, bare[0] if bare else None) if rules else bare[0]
+
+
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     _refuse_streams(args)
+    args.max_abs_error = _combined_target(args.max_abs_error, "--max-abs-error")
+    args.max_rel_error = _combined_target(args.max_rel_error, "--max-rel-error")
     if (args.max_abs_error is not None or args.max_rel_error is not None) and args.lossy:
         raise TensorzipError("--lossy (a byte budget) and --max-abs-error / --max-rel-error (an error bound) are two "
                              "lossy modes: choose one")
@@ -165,10 +201,9 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         _print_compression(report, args.verbose)
         if args.max_abs_error is not None or args.max_rel_error is not None:
-            bound = (f"{args.max_abs_error:g}" if args.max_abs_error is not None
-                     else f"{args.max_rel_error:g} x each tensor's RMS")
-            print(f"  lossy: every float tensor within {bound} of the original on every element (checked); "
-                  "decompress restores the layout with those values, verify --against checks the bound")
+            print(f"  lossy: {_bound_words(args.max_abs_error, args.max_rel_error)} of the original on every "
+                  "element (checked); decompress restores the layout with those values, verify --against checks "
+                  "the bound")
         if not Path(args.input).is_dir() and looks_like_torch_file(args.input):
             if is_torch_zip(args.input):
                 print(f"  a PyTorch checkpoint: every storage coded, everything else kept; decompress restores "
@@ -512,14 +547,15 @@ def add_commands(commands: argparse._SubParsersAction,
                      help="record the BLAKE2b-256 of the .safetensors input, so `tensorzip verify` proves a restore "
                           "identical without the original (hashed beside the encoder; off by default)")
     bound = sub.add_mutually_exclusive_group()
-    bound.add_argument("--max-abs-error", type=number_in(float, 0.0, 1e300, low_open=True,
-                                                         flag="--max-abs-error"), metavar="E",
+    bound.add_argument("--max-abs-error", type=_error_target("--max-abs-error"), action="append",
+                       metavar="[PATTERN=]E",
                        help="store every float tensor within E of the original on every element (checked on every "
                             "element; decompress gives a .safetensors of the same layout, verify --against checks "
-                            "the bound); integer tensors stay exact")
-    bound.add_argument("--max-rel-error", type=number_in(float, 0.0, 1e300, low_open=True,
-                                                         flag="--max-rel-error"), metavar="R",
-                       help="as --max-abs-error with E = R x each tensor's RMS")
+                            "the bound); integer tensors stay exact. Per tensor: PATTERN=E (a glob on tensor "
+                            "names, e.g. 'encoder.*=1e-3'; repeat the flag; the first pattern that matches wins, "
+                            "a bare E covers the rest, tensors with no target stay exact)")
+    bound.add_argument("--max-rel-error", type=_error_target("--max-rel-error"), action="append",
+                       metavar="[PATTERN=]R", help="as --max-abs-error with E = R x each tensor's RMS")
     cli_lossy.add_arguments(sub)
 
     sub = add("decompress", _each_input(cmd_decompress), "restore what a .tzip (or a compressed folder) holds: the "

@@ -24,6 +24,7 @@ kept only where the measured size says it pays.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -348,15 +349,41 @@ def _order0_bytes(codes: np.ndarray) -> float:
     return sum(order0_bits(planes[:, k]) for k in range(width)) / 8.0
 
 
-def targets_per_tensor(max_abs_error: float | Mapping[str, float] | None,
-                       max_rel_error: float | Mapping[str, float] | None) -> Any:
-    """``error_bound(name, array)`` for the write plan from targets for all tensors or per name;
-    None when no target is given."""
+@dataclass(frozen=True)
+class TargetRules:
+    """Error targets by tensor name, as the command line gives them (``--max-abs-error
+    'encoder.*=1e-3'``): the first glob pattern that matches a name gives its target; a name no
+    pattern matches gets ``default`` (None: stored exactly)."""
+
+    rules: tuple[tuple[str, float], ...]
+    default: float | None = None
+
+    def __call__(self, name: str) -> float | None:
+        for pattern, value in self.rules:
+            if fnmatch.fnmatchcase(name, pattern):
+                return value
+        return self.default
+
+    def __str__(self) -> str:
+        parts = [f"{value:g} for {pattern}" for pattern, value in self.rules]
+        if self.default is not None:
+            parts.append(f"{self.default:g} for the rest")
+        return ", ".join(parts)
+
+
+Target = float | Mapping[str, float] | Callable[[str], float | None] | None
+
+
+def targets_per_tensor(max_abs_error: Target, max_rel_error: Target) -> Any:
+    """``error_bound(name, array)`` for the write plan from targets for all tensors, per name
+    (a mapping) or by rule (a callable such as ``TargetRules``); None when no target is given."""
     if max_abs_error is None and max_rel_error is None:
         return None
 
-    def pick(target: float | Mapping[str, float] | None, name: str) -> float | None:
-        return target.get(name) if isinstance(target, Mapping) else target
+    def pick(target: Target, name: str) -> float | None:
+        if isinstance(target, Mapping):
+            return target.get(name)
+        return target(name) if callable(target) else target
 
     return lambda name, array: error_bound(array, pick(max_abs_error, name), pick(max_rel_error, name))
 
