@@ -140,7 +140,8 @@ def _refuse_streams(args: argparse.Namespace) -> None:
 def _bound_words(absolute: float | TargetRules | None, relative: float | TargetRules | None) -> str:
     target, unit = (absolute, "") if absolute is not None else (relative, " x each tensor's RMS")
     if isinstance(target, TargetRules):
-        return f"float tensors within their bound ({target}{unit}; tensors given none stored exactly)"
+        scale = f"{unit.strip()}: " if unit else ""
+        return f"float tensors within their bound ({scale}{target}; tensors given none stored exactly)"
     return f"every float tensor within {target:g}{unit}"
 
 
