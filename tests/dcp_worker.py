@@ -1,8 +1,8 @@
 """One rank of a real 2-process torch.distributed group (gloo, CPU), for tests/test_dcp.py:
-``python dcp_worker.py RANK WORLD PORT save|load PATH``. The state is the same on every run
+``python dcp_worker.py RANK WORLD PORT save|save-plain|load PATH``. The state is the same on every run
 (seeded): a model and its AdamW state (replicated), a DTensor sharded across the ranks, and
-plain values. ``save`` writes it with TensorzipWriter; ``load`` reads it back into zeroed
-tensors with TensorzipReader and exits non-zero unless every tensor is identical."""
+plain values. ``save`` writes it with TensorzipWriter (``save-plain``: DCP's own writer);
+``load`` reads it back into zeroed tensors with TensorzipReader and exits non-zero unless every tensor is identical."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def main() -> None:
     state["embedding"] = distribute_tensor(state["embedding"], mesh, [Shard(0)])  # each rank holds its rows
     if mode == "save":
         dcp.save(state, storage_writer=TensorzipWriter(path, threads=1, base=base))
+    elif mode == "save-plain":  # DCP's own writer: what `tensorzip compress FOLDER` converts
+        dcp.save(state, storage_writer=dcp.FileSystemWriter(path))
     else:
         target = {"model": {k: torch.zeros_like(v) for k, v in state["model"].items()},
                   "embedding": distribute_tensor(torch.zeros(512, 32, dtype=torch.bfloat16), mesh, [Shard(0)]),

@@ -188,11 +188,77 @@ def test_every_command_knows_dcp_folders(tmp_path, capsys):
     assert main(["info", str(tmp_path / "plain")]) == 0
     assert "TensorzipWriter(path)" in capsys.readouterr().out
     for command in ("compress", "decompress", "verify", "ls"):
-        for folder, hint in (("plain", "TensorzipWriter(path)"), ("coded", "TensorzipReader(path)")):
+        for folder, hint in (("plain", "tensorzip compress"), ("coded", "TensorzipReader(path)")):
+            if (command, folder) == ("compress", "plain"):
+                continue  # converted: test_a_plain_dcp_folder_compresses_and_comes_back_byte_for_byte
             assert main([command, str(tmp_path / folder)]) != 0
             err = capsys.readouterr().err
             assert "torch.distributed.checkpoint (DCP) folder" in err and hint in err, (command, folder, err)
+    assert main(["compress", str(tmp_path / "plain"), "--archive"]) != 0
+    assert "compresses to a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coded", "plain"]  # nothing written
+
+
+def _same_files(a: Path, b: Path) -> None:
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*"))
+    for name in names:
+        if (a / name).is_file():
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_a_plain_dcp_folder_compresses_and_comes_back_byte_for_byte(tmp_path, capsys):
+    """DCP's own writer on two ranks; `tensorzip compress` makes a compressed folder (each rank
+    file a .tzip, .metadata copied unread); decompress gives every file back byte for byte, and
+    DCP loads the restored folder (resharded into one process)."""
+    from tensorzip.cli.main import main
+    from tensorzip.container.kinds import Kind, identify
+
+    plain = tmp_path / "plain"
+    _ranks("save-plain", plain)
+    original = sum(p.stat().st_size for p in plain.iterdir())
+    assert main(["compress", str(plain), "-o", str(tmp_path / "plain.tzip")]) == 0
+    assert "__0_0.distcp" in capsys.readouterr().out
+    compressed = tmp_path / "plain.tzip"
+    assert identify(compressed).kind is Kind.COMPRESSED_FOLDER
+    assert {p.name for p in compressed.iterdir()} >= {".metadata", "__0_0.tzip", "__1_0.tzip"}
+    assert sum(p.stat().st_size for p in compressed.iterdir()) < 0.9 * original
+    assert main(["verify", str(compressed)]) == 0
+    assert main(["info", str(compressed)]) == 0 and main(["ls", str(compressed / "__0_0.tzip")]) == 0
+    capsys.readouterr()
+    assert main(["decompress", str(compressed), "-o", str(tmp_path / "back")]) == 0
+    _same_files(plain, tmp_path / "back")
+    assert identify(tmp_path / "back").kind is Kind.DCP_FOLDER
+    expected = expected_state()
+    target = {"model": {k: torch.zeros_like(v) for k, v in expected["model"].items()},
+              "embedding": torch.zeros(512, 32, dtype=torch.bfloat16), "step": 0}
+    dcp.load(target, storage_reader=dcp.FileSystemReader(tmp_path / "back"), no_dist=True)
+    assert target["step"] == 3 and torch.equal(target["embedding"].view(torch.int16),
+                                               expected["embedding"].view(torch.int16))
+    assert all(torch.equal(target["model"][k], v) for k, v in expected["model"].items())
+
+
+def test_dcp_rank_files_keep_what_is_not_a_weights_only_item(tmp_path):
+    """Items weights-only refuses (a pickled object), a false end-of-zip signature inside a
+    tensor's bytes and bytes after the last item all come back exactly; only storages of items
+    that pass are coded as tensors."""
+    import tensorzip as tz
+    from tensorzip.inputs.dcp_file import DistcpFile
+
+    signature = torch.frombuffer(bytearray(b"PK\x05\x06" + bytes(range(256)) * 64), dtype=torch.uint8).clone()
+    state = {"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(4)), "trap": signature,
+             "when": __import__("datetime").date(2026, 12, 3), "step": 9}
+    folder = tmp_path / "ck"
+    dcp.save(state, storage_writer=dcp.FileSystemWriter(folder), no_dist=True)
+    rank_file = folder / "__0_0.distcp"
+    with open(rank_file, "ab") as handle:
+        handle.write(b"trailing bytes DCP never wrote")
+    parsed = DistcpFile(rank_file)
+    assert parsed.kept_items >= 1 and {s.dtype for s in parsed.storages} >= {"float32", "uint8"}
+    parsed.close()
+    tz.compress_file(rank_file, tmp_path / "r.tzip")
+    tz.decompress_file(tmp_path / "r.tzip", tmp_path / "r.distcp")
+    assert (tmp_path / "r.distcp").read_bytes() == rank_file.read_bytes()
 
 
 def test_chains_stop_at_a_keyframe_and_bad_bases_are_refused(tmp_path, monkeypatch):
@@ -242,3 +308,20 @@ def test_a_damaged_item_coded_against_a_base_is_refused_by_name(tmp_path):
         ItemReader(tmp_path / "b").decode(memoryview(damaged), "item")
     with pytest.raises(CorruptDataError, match="frame of an item coded against a base is damaged"):
         ItemReader(tmp_path / "b").decode(memoryview(b"B" + (5).to_bytes(4, "little") + b"{nope"), "item")
+
+
+def test_golden_dcp_rank_file_restores_byte_for_byte(tmp_path):
+    import tensorzip as tz
+
+    from .conftest import rewrite_header, split_tzip
+
+    golden = Path(__file__).parent / "golden" / "dcp_rank_file_v1"
+    blob = (golden / "__0_0.tzip").read_bytes()
+    source = split_tzip(blob)[2]["source"]
+    assert source["format"] == "torch-zip" and source["container"] == "dcp" and source["file"] == "__0_0.distcp"
+    tz.decompress_file(golden / "__0_0.tzip", tmp_path / "__0_0.distcp")
+    assert (tmp_path / "__0_0.distcp").read_bytes() == (golden / "__0_0.distcp").read_bytes()
+    bad = tmp_path / "bad.tzip"
+    bad.write_bytes(rewrite_header(blob, lambda h: h["source"].update(container="tar")))
+    with pytest.raises(tz.TensorzipError, match="container"):
+        tz.decompress_file(bad, tmp_path / "x.distcp")

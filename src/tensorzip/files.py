@@ -52,6 +52,7 @@ from .errors import (
     TensorzipError,
 )
 from .inputs import CheckpointInput
+from .inputs.dcp_file import DistcpFile, is_dcp_rank_file
 from .inputs.digest import DigestSink, FileDigest
 from .inputs.frameworks import to_numpy, to_torch
 from .inputs.safetensors import SafetensorsFile, build_header, check_layout_matches, parse_header, write_prefix
@@ -267,15 +268,20 @@ Checkpoint = CheckpointInput
 MIN_BASE_SAVING = 0.01
 
 
-COMPRESSIBLE = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER)
+COMPRESSIBLE = (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER, Kind.DCP_FOLDER)
 
 
 def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
     """A folder of shards, a PyTorch file (by name, or by its first bytes), or a .safetensors file;
     any other kind (a .tzip already, a .npy) is refused naming the command that takes it."""
-    require(source, "tensorzip compress", COMPRESSIBLE, unknown_ok=True)
+    found = require(source, "tensorzip compress", COMPRESSIBLE, unknown_ok=True)
+    if found.kind is Kind.DCP_FOLDER:
+        raise InputFileError(f"{source}: a torch.distributed.checkpoint folder compresses to a folder, each rank file "
+                             "a .tzip (tensorzip compress FOLDER, without --archive; tz.compress_folder in Python)")
     if os.path.isdir(source):
         return ShardedCheckpoint(source)
+    if is_dcp_rank_file(source):
+        return DistcpFile(source)
     if looks_like_torch_file(source):
         return TorchZipCheckpoint(source) if is_torch_zip(source) else TorchFile(source)
     return SafetensorsFile(source)

@@ -12,6 +12,9 @@ The compressed folder mirrors the original (docs/format.md, "Model folders"):
 - a ``*.safetensors.index.json`` (or ``pytorch_model*.bin.index.json``) is rewritten
   so its ``weight_map`` names the ``.tzip`` shards, and keeps its original text
   under ``"tensorzip": {"format": 1, "original_index": TEXT}``;
+- a torch.distributed.checkpoint folder's rank files (``__0_0.distcp`` beside its
+  ``.metadata``) become ``.tzip`` files too (``inputs/dcp_file.py``: each item's storages
+  coded, the rest kept), restored byte for byte; ``.metadata`` is copied unread;
 - every other file (config, tokenizer, README, subfolders) is copied unchanged.
 
 Decompressing undoes each step, so the folder comes back byte for byte. Both
@@ -39,6 +42,7 @@ from typing import Any
 from .container import TzipReader
 from .container.format import MAGIC, PREAMBLE_SIZE
 from .container.records import (
+    DCP_SUFFIX,
     FOLDER_MANIFEST,
     GUARD_DIFFUSERS,
     GUARD_TRANSFORMERS,
@@ -59,6 +63,7 @@ from .files import (
     decompress_file,
     verify_file,
 )
+from .inputs.dcp_file import is_dcp_rank_file
 from .inputs.shards import MAX_INDEX_BYTES
 from .inputs.torch_file import TORCH_SUFFIXES, is_torch_path, is_torch_zip, load_weights_only, looks_like_torch_file
 from .inputs.tree import PERMISSION_BITS, walk_tree
@@ -209,7 +214,8 @@ def _compression_plan(root: Path) -> _Plan:
                 raise InputFileError(f"{root / folder / name}: a .tzip file beside the weights; a compressed "
                                      "folder's .tzip files are its shards, so this one would be taken for a shard "
                                      "when decompressing: move it out, or use --archive (which keeps it as a file)")
-            if is_safetensors_shard(name) or is_torch_shard(name) or _is_torch_checkpoint(root / folder / name):
+            if is_safetensors_shard(name) or is_torch_shard(name) or _is_torch_checkpoint(root / folder / name) \
+                    or is_dcp_rank_file(root / folder / name):
                 out = name.rsplit(".", 1)[0] + SHARD_SUFFIX
                 clash = next((s for s, o in shards.items() if o == out), None)
                 if clash is not None:
@@ -228,7 +234,7 @@ def _compression_plan(root: Path) -> _Plan:
             else:
                 items.append(dataclasses.replace(item, output=item.source))
     if not found_shard:
-        raise InputFileError(f"{root}: no .safetensors (or pytorch_model*.bin) files in the folder")
+        raise InputFileError(f"{root}: no .safetensors (or pytorch_model*.bin, or DCP .distcp) files in the folder")
     plan.items = items
     return plan
 
@@ -253,6 +259,8 @@ def _restored_name(path: Path) -> tuple[str, bool]:
     if is_folder_source(source):
         raise InputFileError(f"{path}: a whole-folder archive, not one shard; decompress it on its own")
     stem = path.name[: -len(SHARD_SUFFIX)]
+    if is_torch_source(source) and source.get("container") == "dcp":
+        return stem + DCP_SUFFIX, True
     if is_torch_source(source):
         recorded = source.get("file")
         suffix = os.path.splitext(recorded)[1] if isinstance(recorded, str) else ""

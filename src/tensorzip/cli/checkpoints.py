@@ -428,7 +428,11 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
         if doc.get("base"):
             print(f"  coded against the DCP checkpoint {doc['base']!r} (loading needs it beside this folder, or "
                   "TensorzipReader(path, base=...))")
-        print(f"  {'load' if doc['kind'] == 'dcp-compressed' else 'save it compressed'} with: {doc['read_with']}")
+        if doc["kind"] == "dcp-compressed":
+            print(f"  load with: {doc['read_with']}")
+        else:
+            print(f"  compress it with: tensorzip compress {doc['file']} (a compressed folder, restored byte for byte "
+                  f"by decompress); or save it compressed, loadable as it is, with: {doc['read_with']}")
         return doc
     if doc["stored_bytes"] is None:
         print(f"{doc['file']}: {doc['what']}, {_mb(doc['original_bytes'])}; compress it with "

@@ -82,7 +82,8 @@ READERS: Mapping[Kind, Readers] = {
     Kind.MANIFEST: Readers("the manifest of a compressed model folder (the files it holds, checked by verify and "
                            "decompress)", "tensorzip verify (or info, ls, decompress) on the folder around it",
                            "tz.decompress_folder on the folder"),
-    Kind.DCP_FOLDER: Readers("a torch.distributed.checkpoint (DCP) folder (not compressed)", "",
+    Kind.DCP_FOLDER: Readers("a torch.distributed.checkpoint (DCP) folder (not compressed)",
+                             "tensorzip compress (to a compressed folder; decompress restores it byte for byte)",
                              "dcp.save(state_dict, storage_writer=tensorzip.dcp.TensorzipWriter(path))"),
     Kind.DCP_COMPRESSED: Readers("a torch.distributed.checkpoint (DCP) folder compressed by tensorzip", "",
                                  "dcp.load(state_dict, storage_reader=tensorzip.dcp.TensorzipReader(path))"),

@@ -163,6 +163,8 @@ def check_source(source: Any, tensor_count: int, where: str) -> None:
                 or len(storages) != tensor_count):
             raise HeaderError(f"{where}: torch-zip source record needs file, size, skeleton, skeleton_bytes, flat, "
                               "and one storage per tensor")
+        if source.get("container", "dcp") != "dcp":  # a DCP rank file: torch.save zips one after another
+            raise HeaderError(f"{where}: torch-zip source record has an unknown container {source['container']!r}")
     elif kind == TORCH_SOURCE:
         if not isinstance(source.get("file", ""), str) or not isinstance(source.get("size", 0), int):
             raise HeaderError(f"{where}: torch source record needs a file name and a size")

@@ -96,7 +96,7 @@ class TorchZipCheckpoint:
 
     def _read_layout(self) -> tuple[PickleStructure, list[Storage], bool]:
         try:
-            source = _ViewFile(self._map) if isinstance(self._map, memoryview) else self.where
+            source = ViewFile(self._map) if isinstance(self._map, memoryview) else self.where
             with zipfile.ZipFile(source) as archive:
                 records = archive.infolist()
                 pickles = [r for r in records if r.filename.endswith("/data.pkl") and r.filename.count("/") == 1]
@@ -238,12 +238,7 @@ class TorchZipCheckpoint:
         return b"".join(pieces)
 
     def source_record(self) -> dict[str, Any]:
-        skeleton = self.skeleton()
-        return {"format": TORCH_ZIP_SOURCE, "file": os.path.basename(self.where), "size": self.size,
-                "skeleton": base64.b64encode(zlib.compress(skeleton, 9)).decode("ascii"),
-                "skeleton_bytes": len(skeleton), "storages": [[s.name, s.offset] for s in self.storages],
-                "flat": self.flat, "views": self.views,
-                "top_level": [str(k)[:200] for k in self.structure.top_level[:1000]]}
+        return dict(skeleton_record(self), top_level=[str(k)[:200] for k in self.structure.top_level[:1000]])
 
     def close(self) -> None:
         """Unmap the file (left to the arrays that still view it, if any)."""
@@ -253,7 +248,17 @@ class TorchZipCheckpoint:
         self._map = None
 
 
-class _ViewFile(io.RawIOBase):
+def skeleton_record(checkpoint: TorchZipCheckpoint) -> dict[str, Any]:
+    """The ``torch-zip`` source record of a file whose storages are coded as tensors: its
+    skeleton, deflated, and where each storage goes back (``restore_plan`` reads it)."""
+    skeleton = checkpoint.skeleton()
+    return {"format": TORCH_ZIP_SOURCE, "file": os.path.basename(checkpoint.where), "size": checkpoint.size,
+            "skeleton": base64.b64encode(zlib.compress(skeleton, 9)).decode("ascii"),
+            "skeleton_bytes": len(skeleton), "storages": [[s.name, s.offset] for s in checkpoint.storages],
+            "flat": checkpoint.flat, "views": checkpoint.views}
+
+
+class ViewFile(io.RawIOBase):
     """A read-only, seekable file over bytes in memory, without the copy ``io.BytesIO`` makes
     of a memoryview (a DCP item's bytes are the size of its tensor)."""
 
