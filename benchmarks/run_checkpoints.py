@@ -259,6 +259,8 @@ def measure(variant: str, step: int, base_step: int | None, work: Path, *, again
         if method == "tensorzip DCP":
             _check_dcp(state, folder)
         sizes[method] = dcp_parts(folder)
+        if method == "DCP":  # the plain folder, converted by the CLI's path and restored byte for byte
+            sizes["tensorzip compress (DCP folder)"] = compressed_dcp_folder(folder)
         if method != "tensorzip DCP":  # kept: a later checkpoint is coded against it
             shutil.rmtree(folder)
     if previous is not None:
@@ -278,6 +280,21 @@ def measure(variant: str, step: int, base_step: int | None, work: Path, *, again
     for figures in sizes.values():
         figures.setdefault("total", sum(figures.values()))
     return sizes
+
+
+def compressed_dcp_folder(folder: Path) -> dict[str, int]:
+    """``tensorzip compress FOLDER`` on DCP's own folder (what `tz.compress_folder` writes), its
+    total bytes; decompressed again and compared file by file."""
+    packed, back = folder.with_name(folder.name + ".tzip"), folder.with_name(folder.name + ".back")
+    tz.compress_folder(folder, packed)
+    tz.decompress_folder(packed, back)
+    for original in folder.iterdir():
+        if original.read_bytes() != (back / original.name).read_bytes():
+            raise RuntimeError(f"{original.name} differs after compress and decompress of {folder}")
+    total = sum(p.stat().st_size for p in packed.iterdir())
+    shutil.rmtree(packed)
+    shutil.rmtree(back)
+    return {"total": total}
 
 
 def _mb(n: int | None) -> str:
@@ -319,20 +336,28 @@ def compress_speed_rows(work: Path) -> list[str]:
     return rows
 
 
+TIMING_RUNS = 7
+
+
 def timing_rows(work: Path) -> list[str]:
-    """DCP save time and peak RSS, 1 and 2 ranks, per writer, on the late FP32 checkpoint."""
+    """DCP save time and peak RSS, 1 and 2 ranks, per writer, on the late FP32 checkpoint: the
+    writers alternate within each of ``TIMING_RUNS`` rounds (a shared machine drifts), median
+    and range of the slowest rank's wall time."""
     pt = checkpoint_paths()[("fp32", max(SAVED_AT))]
+    methods = ("DCP", "DCP+zstd", "tensorzip DCP")
     rows = []
     for ranks in (1, 2):
-        for method in ("DCP", "DCP+zstd", "tensorzip DCP"):
-            runs = []
-            for attempt in range(3):
+        runs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for attempt in range(TIMING_RUNS):
+            for method in methods:
                 folder = work / f"timing-{ranks}-{method.replace(' ', '-')}-{attempt}"
-                runs.append(_ranks_save(pt, folder, method, ranks))
+                runs[method].append(_ranks_save(pt, folder, method, ranks))
                 shutil.rmtree(folder)
-            seconds = sorted(r[0] for r in runs)[1]
-            peak = max(r[1] for r in runs)
-            rows.append(f"| {ranks} | {method} | {seconds:.2f} | {peak:,.0f} |")
+        for method in methods:
+            seconds = sorted(r[0] for r in runs[method])
+            peak = max(r[1] for r in runs[method])
+            rows.append(f"| {ranks} | {method} | {seconds[len(seconds) // 2]:.2f} ({seconds[0]:.2f}-{seconds[-1]:.2f}) "
+                        f"| {peak:,.0f} |")
     return rows
 
 
@@ -433,8 +458,9 @@ def _write(rows: list[str], timing: list[str], transforms: list[str], speed: lis
               "", "| transform | FP32 MB | coded as it is | coded transformed | kept |",
               "|---|---:|---:|---:|---|", *transforms]
     if timing:
-        lines += ["", "DCP save of the late FP32 checkpoint (median of 3 wall times of `dcp.save`, the slowest rank; "
-                  "peak RSS of the largest rank; torch threads 1 per rank, tensorzip threads 1 per rank):", "",
+        lines += ["", f"DCP save of the late FP32 checkpoint (median and range of {TIMING_RUNS} wall times of "
+                  "`dcp.save`, the writers alternating, the slowest rank; peak RSS of the largest rank; torch threads "
+                  "1 per rank, tensorzip threads 1 per rank):", "",
                   "| ranks | writer | seconds | peak MB |", "|---:|---|---:|---:|", *timing]
     if speed:
         lines += ["", "`tensorzip compress` from a PyTorch file against from a .safetensors file (file to file, "
