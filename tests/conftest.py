@@ -189,3 +189,14 @@ def packed_tzip(tmp_path: Path) -> Path:
     tensors["mask"] = random_bits(generator, "uint8", (40,))
     tz.save_file(tensors, path, metadata={"step": "8"})
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def pin_cache_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Remembered base pins go to a folder of this run, not the user's cache."""
+    from tensorzip.container import pin_cache
+
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pin_cache, "default_cache_dir", lambda: folder)
+        yield folder

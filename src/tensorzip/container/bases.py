@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..inputs.torch_file import is_torch_zip
 from ..inputs.torch_zip import Storage, TorchZipCheckpoint
 from . import records
 from .format import MAGIC
+from .pin_cache import PinCache, pin_cache_enabled
 
 MAX_CHAIN_LENGTH = 256  # links followed before a chain is taken for a loop
 
@@ -45,6 +47,8 @@ class BaseCheckpoint:
         self._readers: list[Any] = []  # open .tzip files (one, or a compressed folder's shards)
         self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
         self._torch: dict[str, tuple[TorchZipCheckpoint, Storage]] | None = None
+        self._pins: dict[str, PinCache] = {}  # file -> its remembered pins
+        self._pins_lock = threading.Lock()
         try:
             is_folder = self.path.is_dir()
         except OSError as error:  # a name over 255 bytes, a link loop
@@ -179,13 +183,36 @@ class BaseCheckpoint:
             )
         array = self.tensor(delta.base_tensor)
         assert array is not None
-        if digest(array) != delta.base_digest:
+        if self.pin(delta.base_tensor, array, delta.base_digest) != delta.base_digest:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
                 f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
                 f"(content hash {digest(array)}, expected {delta.base_digest}): wrong base?{self._chain_hint(expected)}"
             )
         return array
+
+    def pin(self, name: str, array: np.ndarray, expected: str | None = None) -> str:
+        """The content hash of base tensor ``name`` (``array``, its bytes): the one remembered
+        for this version of its file (``pin_cache``; mapped bases only: a .tzip base's tensors
+        are decoded anyway), if it is the ``expected`` one when one is given; else computed
+        from the bytes (and remembered). A remembered pin only ever confirms: a mismatch is
+        always the bytes' own hash."""
+        location = self.location(name) if pin_cache_enabled() else None
+        if location is None:
+            return digest(array)
+        with self._pins_lock:
+            cache = self._pins.get(location[0])
+            if cache is None:
+                try:
+                    cache = self._pins[location[0]] = PinCache(location[0])
+                except OSError:
+                    return digest(array)
+        known = cache.lookup(location[1], array.nbytes)
+        if known is not None and (expected is None or known == expected):
+            return known
+        computed = digest(array)
+        cache.remember(location[1], array.nbytes, computed)
+        return computed
 
     def _chain_hint(self, expected: str) -> str:
         """When the file given is not the one the header names: --base replaces only that one
@@ -196,6 +223,9 @@ class BaseCheckpoint:
                 "chain is looked for beside the link that names it: put it there)")
 
     def close(self) -> None:
+        for cache in self._pins.values():
+            cache.save()
+        self._pins.clear()
         if self._torch:
             next(iter(self._torch.values()))[0].close()
         for reader in self._readers:

@@ -7,13 +7,14 @@ threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
 import threading
 from collections import Counter, deque
 from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -338,8 +339,31 @@ class TzipReader:
         each entry's stored bytes, already read (``read_stored``). ``targets``: tensors
         decoded earlier in the caller's pass that others are coded against (and where this
         batch's such tensors are kept for later batches)."""
-        if any(entry.delta is not None for entry, _ in items):
-            self.base_checkpoint()  # a missing base fails before any work
+        with contextlib.ExitStack() as stack:
+            pins = self._verified_bases(items, stack)
+            self._decode_batch_into(items, stored, verify_checksums, targets, pins)
+
+    def _verified_bases(self, items: list[tuple[TensorEntry, np.ndarray]], stack: contextlib.ExitStack
+                        ) -> dict[str, Future[np.ndarray]]:
+        """Base tensors whose content hash (the pin) is checked on other threads while this
+        batch decodes: those of a mapped base (a .safetensors or .pt: views, no decoding and no
+        copy, so checking them all at once costs no memory). Empty for other bases, whose
+        tensors are decoded and checked one at a time after the batch."""
+        deltas = [(number, entry) for number, (entry, _) in enumerate(items) if entry.delta is not None]
+        if not deltas:
+            return {}
+        base = self.base_checkpoint()  # a missing base fails before any work
+        mapped = [(n, entry) for n, entry in deltas if base.location(entry.delta.base_tensor) is not None]
+        if not mapped:
+            return {}
+        workers = min(len(mapped), self.threads or os.cpu_count() or 1)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tensorzip-pin"))
+        return {n: pool.submit(base.tensor_for, entry.delta, self.where, entry.name, self.base_name or "",
+                               (entry.spec.name, entry.numel)) for n, entry in mapped}
+
+    def _decode_batch_into(self, items: list[tuple[TensorEntry, np.ndarray]], stored: list[Any] | None,
+                           verify_checksums: bool, targets: DecodedTargets | None,
+                           pins: dict[int, Future[np.ndarray]]) -> None:
         jobs: list[DecodeJob] = []
         job_entries: list[TensorEntry] = []  # whose chunks each job decodes (for error messages)
         group_chunks: dict[int, np.ndarray] = {}  # a group's chunk (by offset), decoded once for all its tensors
@@ -373,10 +397,11 @@ class TzipReader:
                 pieces = [group_chunks[c.offset] for c in entry.chunks]
                 span = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
                 out.reshape(-1)[:] = span[entry.packed.skip : entry.packed.skip + entry.numel]
-        for entry, out in items:
+        for number, (entry, out) in enumerate(items):
             if entry.delta is not None:
-                base = self.base_checkpoint().tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
-                                                         like=(entry.spec.name, entry.numel))
+                pinned = pins.get(number)
+                base = pinned.result() if pinned is not None else self.base_checkpoint().tensor_for(
+                    entry.delta, self.where, entry.name, self.base_name or "", like=(entry.spec.name, entry.numel))
                 if base.size != out.size or base.dtype != out.dtype:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")

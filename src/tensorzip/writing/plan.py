@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import dtypes
 from ..codecs import Codec, bounded, choose_codec
-from ..codecs.residual import Delta, Reference, choose_delta, codec_for, digest, residual
+from ..codecs.residual import Delta, Reference, choose_delta, codec_for, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
 from .references import ReferenceFinder
@@ -115,7 +115,8 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
         elif plan.delta_mode is not None:
             assert plan.base_array is not None
             stored = residual(array, plan.base_array, plan.delta_mode, plan.spec, writer.threads)
-            writer.add(name, stored, plan.codec, Delta(plan.delta_mode, name, digest(plan.base_array)))
+            assert base is not None
+            writer.add(name, stored, plan.codec, Delta(plan.delta_mode, name, base.pin(name, plan.base_array)))
         elif plan.reference is not None:
             assert plan.reference_array is not None
             stored = residual(array, plan.reference_array, plan.reference.mode, plan.spec, writer.threads)

@@ -1,0 +1,95 @@
+"""Base pins remembered per version of the base file (issue 20).
+
+Decoding a file coded against a base checks each base tensor's content hash (its pin,
+SHA-256) before using it: that is what makes a wrong or edited base an error instead of wrong
+output. Users decode many fine-tunes against one base, and hashing it again each time costs
+as much as the decoding. So the pins of a base file's tensors are remembered, per version of
+that file: its device, inode, size, modification time and change time (``st_ctime``, which
+every write to the file moves and which no user can set back). A base written since (even
+to the same size, with its modification time restored) is a new version, and its tensors are
+hashed again. What the cache cannot see is a change below the file system (a disk edited
+raw): ``TENSORZIP_PIN_CACHE=0`` turns it off, and ``tensorzip verify`` never uses it.
+
+One small JSON file per base path under ``$TENSORZIP_CACHE/pins/``, replaced atomically; a
+cache that cannot be read or written is no cache (never an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from ..outputs.cache_dir import default_cache_dir
+
+PIN_CACHE_ENV = "TENSORZIP_PIN_CACHE"  # "0": hash every base tensor every time
+MAX_CACHE_BYTES = 16 << 20  # a cache file larger than this is ignored (not ours, or damaged)
+
+
+def pin_cache_enabled() -> bool:
+    return os.environ.get(PIN_CACHE_ENV, "1") != "0"
+
+
+def _version(status: os.stat_result) -> list[int]:
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+
+
+class PinCache:
+    """The remembered pins of one base file, as of the version seen when it was opened."""
+
+    def __init__(self, file: str | os.PathLike[str], directory: Path | None = None):
+        self.file = os.path.realpath(file)
+        self.version = _version(os.stat(self.file))
+        folder = (directory or default_cache_dir()) / "pins"
+        self.path = folder / (hashlib.blake2b(self.file.encode(), digest_size=16).hexdigest() + ".json")
+        self._pins: dict[str, str] = self._load()
+        self._changed = False
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            if self.path.stat().st_size > MAX_CACHE_BYTES:
+                return {}
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not (isinstance(doc, dict) and doc.get("file") == self.file and doc.get("version") == self.version
+                and isinstance(doc.get("pins"), dict)):
+            return {}  # another file's, or another version of this one
+        return {k: v for k, v in doc["pins"].items() if isinstance(k, str) and isinstance(v, str)}
+
+    def lookup(self, offset: int, nbytes: int) -> str | None:
+        with self._lock:
+            return self._pins.get(f"{offset}:{nbytes}")
+
+    def remember(self, offset: int, nbytes: int, pin: str) -> None:
+        with self._lock:
+            self._pins[f"{offset}:{nbytes}"] = pin
+            self._changed = True
+
+    def save(self) -> None:
+        """Write what was learned, if the file is still the version it was hashed as."""
+        with self._lock:
+            if not self._changed:
+                return
+            try:
+                if _version(os.stat(self.file)) != self.version:
+                    return  # written to while we read it: what we hashed may be neither version
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                doc = {"file": self.file, "version": self.version, "pins": self._pins}
+                handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".pins-", suffix=".tmp")
+                try:
+                    with os.fdopen(handle, "w") as out:
+                        json.dump(doc, out)
+                    os.replace(temporary, self.path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
+                    raise
+            except OSError:
+                return  # a read-only or full cache folder: no cache
+            self._changed = False

@@ -1,0 +1,85 @@
+"""Base pins remembered per version of the base file: a second decode against the same base
+hashes nothing, and a base written since (same size, its modification time put back) is
+hashed again and refused when it differs; a damaged cache is no cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file as save_safetensors
+
+import tensorzip as tz
+from tensorzip.container import bases, pin_cache
+from tensorzip.errors import BaseMismatchError
+
+
+@pytest.fixture
+def family(tmp_path):
+    rng = np.random.default_rng(8)
+    base = {f"w{i}": rng.standard_normal((256, 128)).astype(np.float32) for i in range(4)}
+    tuned = {k: v + rng.standard_normal(v.shape).astype(np.float32) * 1e-3 for k, v in base.items()}
+    save_safetensors(base, str(tmp_path / "base.safetensors"))
+    save_safetensors(tuned, str(tmp_path / "tuned.safetensors"))
+    return tmp_path
+
+
+def _counting_digests(monkeypatch):
+    calls = []
+    original = bases.digest
+
+    def counted(array):
+        calls.append(array.nbytes)
+        return original(array)
+
+    monkeypatch.setattr(bases, "digest", counted)
+    return calls
+
+
+def test_a_second_decode_against_the_same_base_hashes_nothing(family, monkeypatch):
+    tz.compress_file(family / "tuned.safetensors", family / "tuned.tzip", base=family / "base.safetensors")
+    calls = _counting_digests(monkeypatch)
+    tz.decompress_file(family / "tuned.tzip", family / "a.safetensors", base=family / "base.safetensors")
+    first = len(calls)
+    tz.decompress_file(family / "tuned.tzip", family / "b.safetensors", base=family / "base.safetensors")
+    assert (family / "a.safetensors").read_bytes() == (family / "b.safetensors").read_bytes() == \
+        (family / "tuned.safetensors").read_bytes()
+    assert len(calls) == first  # compress remembered them already: nothing hashed either time
+    monkeypatch.setenv(pin_cache.PIN_CACHE_ENV, "0")
+    tz.decompress_file(family / "tuned.tzip", family / "c.safetensors", base=family / "base.safetensors")
+    assert len(calls) == first + 4  # off: every base tensor hashed
+
+
+def test_a_base_written_since_is_hashed_again_and_refused(family):
+    tz.compress_file(family / "tuned.safetensors", family / "tuned.tzip", base=family / "base.safetensors")
+    tz.decompress_file(family / "tuned.tzip", family / "a.safetensors", base=family / "base.safetensors")
+    base = family / "base.safetensors"
+    before = os.stat(base)
+    data = bytearray(base.read_bytes())
+    data[-10] ^= 0x40  # a bit of the last tensor, same size
+    base.write_bytes(bytes(data))
+    os.utime(base, ns=(before.st_atime_ns, before.st_mtime_ns))  # its modification time put back
+    with pytest.raises(BaseMismatchError, match="differs from the one it was made with"):
+        tz.decompress_file(family / "tuned.tzip", family / "b.safetensors", base=base)
+    assert not (family / "b.safetensors").exists()
+
+
+def test_a_damaged_or_foreign_cache_is_no_cache(family, monkeypatch):
+    tz.compress_file(family / "tuned.safetensors", family / "tuned.tzip", base=family / "base.safetensors")
+    cache = pin_cache.PinCache(family / "base.safetensors")
+    assert cache.path.is_file()
+    for damage in (b"{not json", b'{"file": "/elsewhere", "version": [], "pins": {}}', b"[1, 2]"):
+        cache.path.write_bytes(damage)
+        calls = _counting_digests(monkeypatch)
+        tz.decompress_file(family / "tuned.tzip", family / "x.safetensors", base=family / "base.safetensors")
+        assert len(calls) == 4 and (family / "x.safetensors").read_bytes() == \
+            (family / "tuned.safetensors").read_bytes()
+        monkeypatch.undo()
+    wrong = pin_cache.PinCache(family / "base.safetensors")  # remembered pins that do not match: the bytes decide
+    with wrong._lock:
+        wrong._pins = {key: "sha256:" + "0" * 32 for key in wrong._pins}
+        wrong._changed = True
+    wrong.save()
+    tz.decompress_file(family / "tuned.tzip", family / "y.safetensors", base=family / "base.safetensors")
+    assert (family / "y.safetensors").read_bytes() == (family / "tuned.safetensors").read_bytes()
