@@ -49,6 +49,9 @@ def test_a_second_decode_against_the_same_base_hashes_nothing(family, monkeypatc
     monkeypatch.setenv(pin_cache.PIN_CACHE_ENV, "0")
     tz.decompress_file(family / "tuned.tzip", family / "c.safetensors", base=family / "base.safetensors")
     assert len(calls) == first + 4  # off: every base tensor hashed
+    monkeypatch.delenv(pin_cache.PIN_CACHE_ENV)
+    tz.verify_file(family / "tuned.tzip", base=family / "base.safetensors")
+    assert len(calls) == first + 8  # verify hashes every base tensor, whatever is remembered
 
 
 def test_a_base_written_since_is_hashed_again_and_refused(family):

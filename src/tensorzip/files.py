@@ -801,6 +801,8 @@ def verify_file(
     if against is not None:  # by kind first: a FIFO or device is refused, never opened (it would block)
         require(against, "tensorzip verify --against", (Kind.SAFETENSORS, Kind.PYTORCH, Kind.MODEL_FOLDER))
     with TzipReader(source, threads=threads, base=base) as reader:
+        if reader.base_name:  # verify hashes every base tensor: it never trusts remembered pins
+            reader.base_checkpoint().remember_pins = False
         if against is not None:  # a lossy layer's stored parts are checked, but never compared with data
             refuse_layers(reader, "verify --against")
         recorded = (reader.metadata() or {}).get(SOURCE_DIGEST_KEY)

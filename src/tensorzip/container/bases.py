@@ -48,6 +48,7 @@ class BaseCheckpoint:
         self._tzip_of: dict[str, Any] = {}  # tensor name -> the .tzip reader holding it
         self._torch: dict[str, tuple[TorchZipCheckpoint, Storage]] | None = None
         self._pins: dict[str, PinCache] = {}  # file -> its remembered pins
+        self.remember_pins = True  # False: every pin hashed from the bytes (verify)
         self._pins_lock = threading.Lock()
         try:
             is_folder = self.path.is_dir()
@@ -197,7 +198,7 @@ class BaseCheckpoint:
         are decoded anyway), if it is the ``expected`` one when one is given; else computed
         from the bytes (and remembered). A remembered pin only ever confirms: a mismatch is
         always the bytes' own hash."""
-        location = self.location(name) if pin_cache_enabled() else None
+        location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
         if location is None:
             return digest(array)
         with self._pins_lock:

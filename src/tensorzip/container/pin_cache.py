@@ -8,7 +8,8 @@ that file: its device, inode, size, modification time and change time (``st_ctim
 every write to the file moves and which no user can set back). A base written since (even
 to the same size, with its modification time restored) is a new version, and its tensors are
 hashed again. What the cache cannot see is a change below the file system (a disk edited
-raw): ``TENSORZIP_PIN_CACHE=0`` turns it off, and ``tensorzip verify`` never uses it.
+raw): ``TENSORZIP_PIN_CACHE=0`` turns it off, and ``tensorzip verify`` hashes the tensors of
+the base it reads every time.
 
 One small JSON file per base path under ``$TENSORZIP_CACHE/pins/``, replaced atomically; a
 cache that cannot be read or written is no cache (never an error).
