@@ -80,6 +80,9 @@ WRITE_BATCH_BYTES = 16 * 1024 * 1024  # stored bytes decoded per batch when stre
 # the two buffers in flight keep peak memory where one batch of WRITE_BATCH_BYTES had it
 # (tests/test_bounded_memory.py: 87 MB above the interpreter against 86; 16 MiB batches 110).
 PIPELINED_WRITE_BATCH_BYTES = 4 * 1024 * 1024
+# ... and at most this many decoded bytes each: a file that stores little (a fine-tune against
+# its base, sparse or constant tensors) still gets batches small enough to overlap.
+PIPELINED_DECODED_BYTES = 16 * 1024 * 1024
 # Decoded bytes held at once when streaming, whatever a header declares: a tensor larger than
 # this is decoded a run of chunks at a time (TzipReader.pieces).
 WRITE_DECODED_BYTES = 64 * 1024 * 1024
@@ -732,7 +735,7 @@ def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes
     # the buffers are reused
     targets = DecodedTargets(entries, private_copies=True, budget_bytes=reader.targets_budget())
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-write") as writer:
-        batches = batched_by_stored_bytes(pieces, PIPELINED_WRITE_BATCH_BYTES, WRITE_DECODED_BYTES)
+        batches = batched_by_stored_bytes(pieces, PIPELINED_WRITE_BATCH_BYTES, PIPELINED_DECODED_BYTES)
         for index, batch in enumerate(batches):
             if len(writing) == len(buffers):
                 advance(writing.popleft().result())  # its buffer is free (or its write error is raised here)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs.residual import Delta, digest
+from ..dtypes import by_name
 from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
@@ -192,6 +193,26 @@ class BaseCheckpoint:
             )
         return array
 
+    def remembered_pin(self, name: str) -> str | None:
+        """Base tensor ``name``'s pin as remembered for this version of its file, if it is (no
+        bytes read)."""
+        location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
+        layout = self.layout(name) if location is not None else None
+        if location is None or layout is None:
+            return None
+        cache = self._cache_of(location[0])
+        return None if cache is None else cache.lookup(location[1], layout[1] * by_name(layout[0]).itemsize)
+
+    def _cache_of(self, file: str) -> PinCache | None:
+        with self._pins_lock:
+            cache = self._pins.get(file)
+            if cache is None:
+                try:
+                    cache = self._pins[file] = PinCache(file)
+                except OSError:
+                    return None
+            return cache
+
     def pin(self, name: str, array: np.ndarray, expected: str | None = None) -> str:
         """The content hash of base tensor ``name`` (``array``, its bytes): the one remembered
         for this version of its file (``pin_cache``; mapped bases only: a .tzip base's tensors
@@ -199,15 +220,9 @@ class BaseCheckpoint:
         from the bytes (and remembered). A remembered pin only ever confirms: a mismatch is
         always the bytes' own hash."""
         location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
-        if location is None:
+        cache = self._cache_of(location[0]) if location is not None else None
+        if location is None or cache is None:
             return digest(array)
-        with self._pins_lock:
-            cache = self._pins.get(location[0])
-            if cache is None:
-                try:
-                    cache = self._pins[location[0]] = PinCache(location[0])
-                except OSError:
-                    return digest(array)
         known = cache.lookup(location[1], array.nbytes)
         if known is not None and (expected is None or known == expected):
             return known

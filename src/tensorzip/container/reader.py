@@ -347,13 +347,14 @@ class TzipReader:
                         ) -> dict[str, Future[np.ndarray]]:
         """Base tensors whose content hash (the pin) is checked on other threads while this
         batch decodes: those of a mapped base (a .safetensors or .pt: views, no decoding and no
-        copy, so checking them all at once costs no memory). Empty for other bases, whose
-        tensors are decoded and checked one at a time after the batch."""
+        copy, so checking them all at once costs no memory) whose pin is not remembered. Empty
+        for other bases, whose tensors are decoded and checked one at a time after the batch."""
         deltas = [(number, entry) for number, (entry, _) in enumerate(items) if entry.delta is not None]
         if not deltas:
             return {}
         base = self.base_checkpoint()  # a missing base fails before any work
-        mapped = [(n, entry) for n, entry in deltas if base.location(entry.delta.base_tensor) is not None]
+        mapped = [(n, entry) for n, entry in deltas if base.location(entry.delta.base_tensor) is not None
+                  and base.remembered_pin(entry.delta.base_tensor) != entry.delta.base_digest]  # else: a lookup
         if not mapped:
             return {}
         workers = min(len(mapped), self.threads or os.cpu_count() or 1)
