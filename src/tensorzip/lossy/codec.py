@@ -30,14 +30,17 @@ from ..errors import FormatError, InputFileError, TargetUnreachableError, Tensor
 from ..files import DecompressionReport, SizeAndSpeed
 from ..inputs.safetensors import SafetensorsFile, parse_header, write_prefix
 from ..outputs.atomic import atomic_output, refuse_output_over_inputs
-from ..quantization import LayerFormat, TargetNotMet, bisect, read_layer, write_layer
-from .grid import GridMatrix, grid_steps, quantize_matrix
+from ..quantization import LayerFormat, TargetNotMet, bisect, layer_bytes, read_layer, write_layer
+from .grid import GridMatrix, grid_steps, matrix_errors, quantize_matrix
 
 FORMAT_VERSION = 1
 LAYER = LayerFormat(LOSSY_WEIGHTS_KEY, "a lossy checkpoint", FORMAT_VERSION, (FORMAT_VERSION,),
                     (("tensors", dict),))
 MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: they cost little
-_BISECTION_STEPS = 14  # ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget
+# ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget (the most measurements;
+# the size is nearly linear in log2 delta, so interpolating between the bracket's ends gets there in ~6)
+_BISECTION_STEPS = 14
+_FIT_ATTEMPTS = 3  # searches, each with what the error figures were found to add
 _BRACKET_OCTAVES = 36  # from the finest delta whose integers fit 31 bits to one that leaves almost nothing
 
 PathOrBytes = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -79,17 +82,14 @@ def _is_matrix(array: np.ndarray) -> bool:
     return spec.is_float and spec.itemsize >= 2 and array.ndim == 2 and min(array.shape) >= MIN_MATRIX_SIDE
 
 
-def _errors(original: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+def _errors(original: np.ndarray, q: GridMatrix) -> dict[str, float]:
     """The achieved errors; a decode that is not finite where the original is is refused
     here, before any file is written (a grid step that overflowed)."""
-    if not np.array_equal(np.isfinite(decoded), np.isfinite(original)):
+    relative, largest, finite = matrix_errors(original, q)
+    if not finite:
         raise TargetUnreachableError("the grid decodes to values that are not finite (a step that overflowed); "
                                      "scale the sensitivities or choose another budget")
-    a, b = original.astype(np.float64), decoded.astype(np.float64)
-    norm = float(np.linalg.norm(a))
-    diff = a - b
-    return {"relative_rms_error": float(np.linalg.norm(diff)) / norm if norm else 0.0,
-            "max_abs_error": float(np.abs(diff).max(initial=0.0))}
+    return {"relative_rms_error": relative, "max_abs_error": largest}
 
 
 def _rows_and_columns(given: Any, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -128,8 +128,13 @@ class _Encoder:
                 finest = max(finest, w / (float(r.min()) * float(c.min())))
         self.finest = math.log2(max(finest, 1e-30) * 2.2 / 2.0**30)  # log2 delta keeping integers in 31 bits
 
-    def encode(self, delta: float, budget: float, target: Any = None) -> tuple[int, dict[str, Any]]:
-        """The file for ``delta`` (written to ``target``, or only measured): its size and record."""
+    def encode(self, delta: float, budget: float, target: Any = None, errors: bool = True
+               ) -> tuple[int, dict[str, Any]]:
+        """The file for ``delta`` (written to ``target``, or only measured): its size and record.
+
+        ``errors=False`` (a trial of the search, never written): the matrices are not decoded
+        to measure their errors, which costs as much as quantizing them; the size returned is
+        the file's without those two figures (``errors_allowance`` estimates what they add)."""
         record: dict[str, Any] = {"format": FORMAT_VERSION, "delta": delta, "budget_bytes": budget,
                                   "source": {"format": "safetensors", "header": self.checkpoint.header_text},
                                   "tensors": {}}
@@ -140,8 +145,7 @@ class _Encoder:
             if e.name in self.matrices:
                 rows, columns = self.factors[e.name]
                 q = quantize_matrix(array, (rows * np.float32(delta)).astype(np.float32), columns)
-                decoded = q.decode().astype(array.dtype)
-                info.update(mode="grid", **_errors(array, decoded))
+                info.update(mode="grid", **(_errors(array, q) if errors else {}))
                 tensors += [(f"lossy/{e.name}/symbols", q.symbols), (f"lossy/{e.name}/row_offset", q.row_offset),
                             (f"lossy/{e.name}/row_step", q.row_step), (f"lossy/{e.name}/column_step", q.column_step)]
             else:
@@ -151,6 +155,18 @@ class _Encoder:
         size = write_layer(target if target is not None else io.BytesIO(), LAYER, record, tensors,
                            threads=self.threads)
         return size, record
+
+    def errors_allowance(self, budget: float) -> int:
+        """About what the matrices' two error figures add to the file: the header with
+        17-digit figures in their place against the header without (its compression counted)."""
+        record: dict[str, Any] = {"format": FORMAT_VERSION, "delta": 1.0, "budget_bytes": budget,
+                                  "source": {"format": "safetensors", "header": self.checkpoint.header_text},
+                                  "tensors": {e.name: {"dtype": e.spec.name, "shape": list(e.shape),
+                                                       "mode": "grid" if e.name in self.matrices else "exact"}
+                                              for e in self.entries}}
+        measured = {name: dict(info, relative_rms_error=0.12345678901234568, max_abs_error=1.2345678901234567e-05)
+                    if info["mode"] == "grid" else info for name, info in record["tensors"].items()}
+        return len(layer_bytes(LAYER, {**record, "tensors": measured}, [])) - len(layer_bytes(LAYER, record, []))
 
 
 def _limit(checkpoint: SafetensorsFile, budget: float | None, bits: float | None) -> float:
@@ -199,25 +215,39 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     if not encoder.matrices:
         raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
 
-    def size_at(delta: float) -> tuple[float, None]:
-        return encoder.encode(delta, limit)[0], None
+    # The search measures trials without the error figures (decoding every matrix to measure
+    # them costs as much as quantizing it); the file written must still fit with them: when
+    # the estimate of what they add fell short, search again with what they did add.
+    allowance = encoder.errors_allowance(limit)
+    for _ in range(_FIT_ATTEMPTS):
+        def size_at(delta: float, allowance: int = allowance) -> tuple[float, None]:
+            return encoder.encode(delta, limit, errors=False)[0] + allowance, None
 
-    try:
-        found = bisect(size_at, at_most=limit, feasible_end=encoder.finest + _BRACKET_OCTAVES,
-                       best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2", progress=progress)
-    except TargetNotMet as missed:
-        raise TargetUnreachableError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid takes "
-                                     f"{missed.figure:,.0f} bytes (the tensors kept exact and the header count too)"
-                                     ) from None
+        try:
+            found = bisect(size_at, at_most=limit, feasible_end=encoder.finest + _BRACKET_OCTAVES,
+                           best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2",
+                           progress=progress, tolerance=_BRACKET_OCTAVES / 2**_BISECTION_STEPS, interpolate=True)
+        except TargetNotMet as missed:
+            raise TargetUnreachableError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid "
+                                         f"takes {missed.figure:,.0f} bytes (the tensors kept exact and the header "
+                                         "count too)") from None
+        image = io.BytesIO()
+        size, record = encoder.encode(found.parameter, limit, image)
+        if size <= limit:
+            break
+        allowance += int(size - limit) + 16
+    else:  # pragma: no cover - the allowance grows by what was missed each time
+        raise TensorzipError(f"{source}: no file within the budget of {limit:,.0f} bytes was found (a bug: please "
+                             "report it)")
+    worst = max(record["tensors"].items(), key=lambda item: item[1].get("relative_rms_error", 0.0))
+    error = worst[1].get("relative_rms_error", 0.0)
+    if max_relative_error is not None and error > max_relative_error:
+        raise TargetUnreachableError(
+            f"{source}: at this budget tensor {worst[0]!r} would keep a relative RMS error of {error:.3f} "
+            f"(above {max_relative_error:g}: its weights would be mostly lost); give a larger budget (--budget, "
+            "--bits-per-weight), or accept it (--allow-large-errors; max_relative_error=None in Python)")
     with atomic_output(target, overwrite=overwrite) as handle:
-        size, record = encoder.encode(found.parameter, limit, handle)
-        worst = max(record["tensors"].items(), key=lambda item: item[1].get("relative_rms_error", 0.0))
-        error = worst[1].get("relative_rms_error", 0.0)
-        if max_relative_error is not None and error > max_relative_error:
-            raise TargetUnreachableError(
-                f"{source}: at this budget tensor {worst[0]!r} would keep a relative RMS error of {error:.3f} "
-                f"(above {max_relative_error:g}: its weights would be mostly lost); give a larger budget (--budget, "
-                "--bits-per-weight), or accept it (--allow-large-errors; max_relative_error=None in Python)")
+        handle.write(image.getbuffer())
     return LossyReport(source=str(source), target=str(target), original_bytes=checkpoint.size, compressed_bytes=size,
                        budget_bytes=limit, delta=found.parameter, seconds=time.perf_counter() - started,
                        tensors=record["tensors"])
