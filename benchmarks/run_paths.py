@@ -1,6 +1,6 @@
 """Every path a user takes, side by side with its reference, in one run on the same data.
 
-    python benchmarks/run_paths.py [--repeats 5] [--only calls|files|bases|embeddings]
+    python benchmarks/run_paths.py [--repeats 5] [--only calls|files|bases|embeddings|lossy]
 
 - **calls**: one ``tz.decompress`` / ``tz.compress`` call (and the numcodecs codec's
   ``decode``/``encode``) on a real tensor's bytes of 256 KiB, 1 MiB, 4 MiB and 16 MiB
@@ -287,10 +287,46 @@ def bench_embeddings(repeats: int) -> list[str]:
     return rows
 
 
+def _timed_command(arguments: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of a command, as a user runs it (a process of its own)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def bench_lossy(repeats: int) -> list[str]:
+    """`tensorzip compress --lossy --budget 0.15` on MiniLM FP32 against the lossless compress of
+    the same file: wall time and peak RSS of the command, the file and its worst error."""
+    source = DATA_DIR / "minilm-fp32.safetensors"
+    command = [sys.executable, "-m", "tensorzip", "compress", str(source), "--force"]
+    rows = ["| command | wall s (best of runs) | peak RSS MB | bytes | worst relative RMS error |",
+            "|---|---:|---:|---:|---:|"]
+    work = Path(tempfile.mkdtemp(dir=DATA_DIR))
+    try:
+        for label, extra, out in (("compress (lossless)", [], work / "m.tzip"),
+                                  ("compress --lossy --budget 0.15", ["--lossy", "--budget", "0.15"],
+                                   work / "m.lossy.tzip")):
+            runs = [_timed_command([*command, *extra, "-o", str(out)]) for _ in range(max(1, repeats // 2))]
+            worst = ""
+            if extra:
+                record = tz.lossy.describe(out)
+                worst = f"{max(t.get('relative_rms_error', 0.0) for t in record['tensors'].values()):.4f}"
+            rows.append(f"| `{label}` | {min(r[0] for r in runs):.2f} | {max(r[1] for r in runs):,.0f} | "
+                        f"{out.stat().st_size:,} | {worst} |")
+            print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=["calls", "files", "bases", "embeddings"])
+    parser.add_argument("--only", choices=["calls", "files", "bases", "embeddings", "lossy"])
     parser.add_argument("--scale-gigabytes", type=float, default=0,
                         help="also the scale checkpoint of this size in the files rows (made by scale_data.py)")
     args = parser.parse_args()
@@ -304,6 +340,8 @@ def main() -> None:
                   "encode >= 0.6)", lambda: bench_bases(args.repeats)),
         "embeddings": ("Embeddings: the solver, its targets on fresh queries, and search (30K x 384, MiniLM)",
                        lambda: bench_embeddings(args.repeats)),
+        "lossy": ("Lossy weights on a byte budget, the command a user runs (target: at most 10 s and 400 MB peak, "
+                  "same size and error within 1%)", lambda: bench_lossy(args.repeats)),
     }
     scale = None
     if args.scale_gigabytes and args.only in (None, "files"):

@@ -231,6 +231,27 @@ def test_bisection_without_the_best_end_and_with_a_tolerance():
     assert len(calls) == 1 + 10  # 8 / 2^10 < 0.01
 
 
+@pytest.mark.parametrize("figure_of", [lambda step: 400 - 16 * np.log2(step),  # an encoded size: ~linear in log2 step
+                                       lambda step: 400 - 16 * np.log2(step) + 9 * np.sin(np.log2(step)) ** 2,
+                                       lambda step: 1000 / step,  # far from a line
+                                       lambda step: 1000 / np.sqrt(step) if step > 3 else 5000.0])  # a cliff
+def test_interpolated_search_meets_the_target_within_the_tolerance_in_fewer_calls(figure_of):
+    found = {}
+    for interpolate in (False, True):
+        calls, measure = _recorded(figure_of)
+        found[interpolate] = (bisect(measure, at_most=100, feasible_end=np.log2(1e6), best_end=np.log2(0.01),
+                                     max_iterations=40, log_scale="log2", tolerance=1e-3, interpolate=interpolate),
+                              len(calls))
+    (plain, plain_calls), (guessed, guessed_calls) = found[False], found[True]
+    assert guessed.figure <= 100 and guessed.missed_coordinate is not None
+    assert guessed.missed_coordinate - guessed.coordinate <= 1e-3  # the boundary, to the tolerance
+    assert abs(guessed.coordinate - plain.coordinate) <= 1e-3
+    assert guessed_calls <= plain_calls + 2
+    with pytest.raises(ValueError, match="tolerance"):
+        bisect(_recorded(figure_of)[1], at_most=100, feasible_end=10.0, best_end=1.0, max_iterations=5,
+               log_scale="log2", interpolate=True)
+
+
 def test_bisection_refuses_what_even_the_feasible_end_misses():
     calls, measure = _recorded(lambda step: 1000 / step)
     with pytest.raises(TargetNotMet) as refused:

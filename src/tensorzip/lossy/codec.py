@@ -40,7 +40,10 @@ MIN_MATRIX_SIDE = 16  # smaller matrices (and every non-matrix) are kept exact: 
 # ~0.002 octaves of delta over the 36-octave bracket: within ~1% of the budget (the most measurements;
 # the size is nearly linear in log2 delta, so interpolating between the bracket's ends gets there in ~6)
 _BISECTION_STEPS = 14
-_FIT_ATTEMPTS = 3  # searches, each with what the error figures were found to add
+_FIT_ATTEMPTS = 4  # searches, each with what the error figures were found to add
+_NEAR_OCTAVES = 0.25  # a search again looks this far either side of the last file
+_ALLOWANCE_SLACK = 8  # bytes the error figures' length may vary by from one step to the next
+_ALLOWANCE_SHARE = 1e-4  # of the budget, left unused rather than searched for again
 _BRACKET_OCTAVES = 36  # from the finest delta whose integers fit 31 bits to one that leaves almost nothing
 
 PathOrBytes = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -164,8 +167,10 @@ class _Encoder:
                                   "tensors": {e.name: {"dtype": e.spec.name, "shape": list(e.shape),
                                                        "mode": "grid" if e.name in self.matrices else "exact"}
                                               for e in self.entries}}
-        measured = {name: dict(info, relative_rms_error=0.12345678901234568, max_abs_error=1.2345678901234567e-05)
-                    if info["mode"] == "grid" else info for name, info in record["tensors"].items()}
+        digits = np.random.default_rng(0).random((len(record["tensors"]), 2))  # 17 digits each, none repeated
+        measured = {name: dict(info, relative_rms_error=float(a) / 7, max_abs_error=float(b) / 70)
+                    if info["mode"] == "grid" else info
+                    for (name, info), (a, b) in zip(record["tensors"].items(), digits, strict=True)}
         return len(layer_bytes(LAYER, {**record, "tensors": measured}, [])) - len(layer_bytes(LAYER, record, []))
 
 
@@ -216,29 +221,42 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
         raise InputFileError(f"{source}: no float matrix of at least {MIN_MATRIX_SIDE}x{MIN_MATRIX_SIDE} to quantize")
 
     # The search measures trials without the error figures (decoding every matrix to measure
-    # them costs as much as quantizing it); the file written must still fit with them: when
-    # the estimate of what they add fell short, search again with what they did add.
+    # them costs as much as quantizing it), plus an allowance for what they add; the file is
+    # then written with them and the allowance replaced by what they did add there, until the
+    # file fits and the search assumed no more than that (so it lands where measuring every
+    # trial whole would have, to a few bytes).
     allowance = encoder.errors_allowance(limit)
+    bracket = (encoder.finest + _BRACKET_OCTAVES, encoder.finest)
+    fitting: tuple[Any, io.BytesIO, int, dict[str, Any]] | None = None  # the finest file that fits so far
     for _ in range(_FIT_ATTEMPTS):
         def size_at(delta: float, allowance: int = allowance) -> tuple[float, None]:
             return encoder.encode(delta, limit, errors=False)[0] + allowance, None
 
         try:
-            found = bisect(size_at, at_most=limit, feasible_end=encoder.finest + _BRACKET_OCTAVES,
-                           best_end=encoder.finest, max_iterations=_BISECTION_STEPS, log_scale="log2",
-                           progress=progress, tolerance=_BRACKET_OCTAVES / 2**_BISECTION_STEPS, interpolate=True)
+            found = bisect(size_at, at_most=limit, feasible_end=bracket[0], best_end=bracket[1],
+                           max_iterations=_BISECTION_STEPS, log_scale="log2", progress=progress,
+                           tolerance=_BRACKET_OCTAVES / 2**_BISECTION_STEPS, interpolate=True)
         except TargetNotMet as missed:
+            if bracket[0] < encoder.finest + _BRACKET_OCTAVES:  # the narrowed bracket: the whole one again
+                bracket = (encoder.finest + _BRACKET_OCTAVES, encoder.finest)
+                continue
             raise TargetUnreachableError(f"a budget of {limit:,.0f} bytes cannot be met: even the coarsest grid "
                                          f"takes {missed.figure:,.0f} bytes (the tensors kept exact and the header "
                                          "count too)") from None
         image = io.BytesIO()
         size, record = encoder.encode(found.parameter, limit, image)
-        if size <= limit:
+        added = size - int(found.figure - allowance)  # what the error figures added to this file
+        if size <= limit and (fitting is None or found.coordinate < fitting[0].coordinate):
+            fitting = (found, image, size, record)
+        slack = max(_ALLOWANCE_SLACK, _ALLOWANCE_SHARE * limit)  # bytes of budget the allowance may leave unused
+        if size <= limit and added >= allowance - slack:
             break
-        allowance += int(size - limit) + 16
-    else:  # pragma: no cover - the allowance grows by what was missed each time
+        allowance = added + (_ALLOWANCE_SLACK if size > limit else 0)
+        bracket = (found.coordinate + _NEAR_OCTAVES, found.coordinate - _NEAR_OCTAVES)
+    if fitting is None:  # pragma: no cover - each search fits what the last file was found to need
         raise TensorzipError(f"{source}: no file within the budget of {limit:,.0f} bytes was found (a bug: please "
                              "report it)")
+    found, image, size, record = fitting
     worst = max(record["tensors"].items(), key=lambda item: item[1].get("relative_rms_error", 0.0))
     error = worst[1].get("relative_rms_error", 0.0)
     if max_relative_error is not None and error > max_relative_error:

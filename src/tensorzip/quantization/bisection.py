@@ -14,6 +14,7 @@ parameter ends up in their files, so not one bit of it may change).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -60,6 +61,12 @@ def parameter_at(coordinate: float, log_scale: LogScale | None) -> float:
     raise ValueError(f"log_scale must be None, 'log2' or 'ln', got {log_scale!r}")
 
 
+def _on_lattice(steps: float) -> float:
+    """A lattice index as computed in floats: the whole number it is meant to be, when it is one."""
+    nearest = round(steps)
+    return float(nearest) if abs(steps - nearest) < 1e-6 else steps
+
+
 def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, best_end: float,
            at_most: float | None = None, at_least: float | None = None, max_iterations: int,
            tolerance: float = 0.0, log_scale: LogScale | None = None, try_best_end: bool = True,
@@ -75,11 +82,15 @@ def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, 
     ``interpolate``: for a figure that is nearly linear in the coordinate (an encoded size
     against log2 of the step: about one bit per value per octave), each next point is where
     the line through the bracket's ends meets the target (the Illinois variant of regula
-    falsi, so both ends move), not the midpoint: the same ``tolerance`` in a third of the
-    measurements. Needs a ``tolerance``.
+    falsi, so both ends move), not the midpoint, rounded to the lattice of whole
+    ``tolerance`` steps from ``feasible_end`` that bisection probes: for a monotone figure the
+    same answer as bisecting to that tolerance, in a third of the measurements. Needs a
+    ``tolerance``.
     """
     if (at_most is None) == (at_least is None):
         raise ValueError("give exactly one of at_most and at_least")
+    if interpolate and not (try_best_end and tolerance > 0):
+        raise ValueError("interpolate needs the best end measured (try_best_end) and a tolerance")
 
     def meets(figure: float) -> bool:
         return figure <= at_most if at_most is not None else figure >= at_least  # type: ignore[operator]
@@ -105,20 +116,30 @@ def bisect(measure: Callable[[float], tuple[float, T]], *, feasible_end: float, 
             return Found(parameter_at(best_end, log_scale), best_end, best_figure, best_result, calls)
     good, bad = feasible_end, best_end
     bad_tried = try_best_end
-    if interpolate and not (try_best_end and tolerance > 0):
-        raise ValueError("interpolate needs the best end measured (try_best_end) and a tolerance")
     target = at_most if at_most is not None else at_least
     # Illinois: the figures the line is drawn through; one halved each time the same end stays.
     weights = [figure - target, best_figure - target] if interpolate else [0.0, 0.0]  # type: ignore[operator]
     kept = 0  # +1: good stayed last time, -1: bad stayed
+    widths = [abs(bad - good)] * 2  # the bracket's width two steps back and one step back
     for _ in range(max_iterations):
-        if abs(bad - good) <= tolerance:
+        width = abs(bad - good)
+        if width <= tolerance:
             break
         middle = (good + bad) / 2
-        if interpolate and weights[0] != weights[1]:
-            point = good + (bad - good) * weights[0] / (weights[0] - weights[1])
-            edge = tolerance / 2  # never on an end: a step that would not shrink the bracket
-            middle = min(max(point, min(good, bad) + edge), max(good, bad) - edge)
+        # Interpolate, unless the last two steps did not halve the bracket (a figure far from a
+        # line there): then a midpoint, so it is never slower than bisecting by much.
+        slow = width > widths[0] / 2
+        widths = [widths[1], width]
+        if interpolate and weights[0] != weights[1] and not slow:
+            middle = good + (bad - good) * weights[0] / (weights[0] - weights[1])
+        if interpolate:
+            # On the lattice bisection probes (the feasible end plus whole tolerances), strictly
+            # inside the bracket: the search ends where bisecting would have, in fewer steps.
+            low, high = sorted(_on_lattice((end - feasible_end) / tolerance) for end in (good, bad))
+            steps = min(max(round((middle - feasible_end) / tolerance), math.floor(low) + 1), math.ceil(high) - 1)
+            if not low < steps < high:
+                break
+            middle = feasible_end + steps * tolerance
         trial_figure, trial_result = at(middle)
         if meets(trial_figure):
             good, figure, result = middle, trial_figure, trial_result
