@@ -226,6 +226,8 @@ def test_a_plain_dcp_folder_compresses_and_comes_back_byte_for_byte(tmp_path, ca
     assert main(["verify", str(compressed)]) == 0
     assert main(["info", str(compressed)]) == 0 and main(["ls", str(compressed / "__0_0.tzip")]) == 0
     capsys.readouterr()
+    assert main(["info", str(compressed / "__0_0.tzip")]) == 0
+    assert "torch.distributed.checkpoint rank file of" in capsys.readouterr().out
     assert main(["decompress", str(compressed), "-o", str(tmp_path / "back")]) == 0
     _same_files(plain, tmp_path / "back")
     assert identify(tmp_path / "back").kind is Kind.DCP_FOLDER

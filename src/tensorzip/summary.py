@@ -86,16 +86,21 @@ def _torch_parts(source: dict[str, Any] | None, tensors: list[dict[str, Any]]) -
     part (model, each optimizer state, the rest), so a user sees where the bytes are."""
     if source_format(source) != TORCH_ZIP_SOURCE or source is None:
         return {}
+    dcp = source.get("container") == "dcp"  # a DCP rank file: its items, by dtype (names are item numbers)
     parts: dict[str, dict[str, Any]] = {}
     for tensor in tensors:
-        part = parts.setdefault(checkpoint_part(tensor["name"], bool(source.get("flat"))),
-                                {"tensors": 0, "original_bytes": 0, "stored_bytes": 0})
+        name = f"{tensor.get('dtype', '?')} storages" if dcp else checkpoint_part(tensor["name"],
+                                                                                  bool(source.get("flat")))
+        part = parts.setdefault(name, {"tensors": 0, "original_bytes": 0, "stored_bytes": 0})
         part["tensors"] += 1
         part["original_bytes"] += tensor["original_bytes"]
         part["stored_bytes"] += tensor["stored_bytes"]
     top = source.get("top_level")
-    return {"top_level": top if isinstance(top, list) else [], "parts": parts,
-            "kept_bytes": source.get("skeleton_bytes")}
+    found = {"top_level": top if isinstance(top, list) else [], "parts": parts,
+             "kept_bytes": source.get("skeleton_bytes")}
+    if dcp:
+        found |= {"dcp_items": source.get("items"), "dcp_kept_items": source.get("kept_items")}
+    return found
 
 
 def _lossy_weights(found: PathKind) -> dict[str, Any]:

@@ -288,7 +288,9 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         print(f"{report.source} -> {report.target}: {_mb(report.output_bytes)} "
               f"at {report.megabytes_per_second:,.0f} MB/s ({report.threads} threads)")
-        if whole_torch and target.suffix.lower() != ".safetensors":
+        if whole_torch and target.suffix.lower() == ".distcp":
+            print("  the torch.distributed.checkpoint rank file, byte for byte")
+        elif whole_torch and target.suffix.lower() != ".safetensors":
             print("  the PyTorch checkpoint, byte for byte")
         elif whole_torch:
             print("  the checkpoint's state dict as .safetensors, tensors bit-exact (without -o: the .pt itself)")
@@ -452,8 +454,13 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {label}: " + ", ".join(f"{k} {_figure(v)}" for k, v in doc[label].items() if v is not None))
     if doc.get("parts"):
         top = ", ".join(doc["top_level"][:20]) + (", ..." if len(doc["top_level"]) > 20 else "")
-        print(f"  a PyTorch checkpoint holding: {top or '(not a dict)'}; restored byte for byte "
-              f"({_mb(doc['kept_bytes'] or 0)} of it kept as it is: the pickle and the zip's records)")
+        if doc.get("dcp_items") is not None:
+            print(f"  a torch.distributed.checkpoint rank file of {doc['dcp_items']} items ({doc['dcp_kept_items']} "
+                  f"kept as bytes: not weights-only data); restored byte for byte ({_mb(doc['kept_bytes'] or 0)} of "
+                  "it kept as it is: the items' pickles and zip records)")
+        else:
+            print(f"  a PyTorch checkpoint holding: {top or '(not a dict)'}; restored byte for byte "
+                  f"({_mb(doc['kept_bytes'] or 0)} of it kept as it is: the pickle and the zip's records)")
         for part, figures in doc["parts"].items():
             ratio = figures["original_bytes"] / max(1, figures["stored_bytes"])
             print(f"    {part[:40]:40} {figures['tensors']:>6} tensors {_mb(figures['original_bytes']):>12} "
