@@ -297,6 +297,24 @@ py::tuple grid_encode_py(const py::object& x, int value_bytes, double step, size
   return py::make_tuple(result.max_error, result.max_code, result.finite);
 }
 
+py::tuple grid_columns_py(const py::object& x, size_t rows, size_t columns, const py::object& steps,
+                          const py::object& codes_t, int threads) {
+  ByteView vx(x, false), vs(steps, false), vc(codes_t, true);
+  if (vx.size() != rows * columns * sizeof(float) || vs.size() != columns * sizeof(float) ||
+      vc.size() != rows * columns * sizeof(uint32_t))
+    throw InvalidArgumentError("grid_columns: x must be rows x columns float32, steps one float32 per column, "
+                               "codes_t one uint32 per value");
+  bool in_range = true;
+  uint64_t largest;
+  {
+    py::gil_scoped_release release;
+    largest = grid_columns(reinterpret_cast<const float*>(vx.data()), rows, columns,
+                           reinterpret_cast<const float*>(vs.data()), reinterpret_cast<uint32_t*>(vc.data()),
+                           in_range, threads);
+  }
+  return py::make_tuple(largest, in_range);
+}
+
 void grid_decode_py(const py::object& codes, int symbol_bytes, double step, size_t stride, size_t chunk_elements,
                     const py::object& offsets, const py::object& out, int out_type, int threads) {
   ByteView vc(codes, false), vo(out, true), voff(offsets, false);
@@ -365,6 +383,10 @@ PYBIND11_MODULE(_native, m) {
         "by the one `stride` before in each chunk, zigzag-coded into uint32 codes: (max error of the decoded "
         "values rounded to `decoded` (0 float32, 1 float64, 2 bfloat16, 3 float16; -1: the input's type), max "
         "code, all finite).");
+  m.def("grid_columns", &grid_columns_py, py::arg("x"), py::arg("rows"), py::arg("columns"), py::arg("steps"),
+        py::arg("codes_t"), py::arg("threads"),
+        "codes_t[c, r] = zigzag(rint(x[r, c] / steps[c])) in float32 arithmetic, transposed: (largest code, "
+        "every scaled value finite and within +-2^30).");
   m.def("grid_decode", &grid_decode_py, py::arg("codes"), py::arg("symbol_bytes"), py::arg("step"), py::arg("stride"),
         py::arg("chunk_elements"), py::arg("offsets"), py::arg("out"), py::arg("out_type"), py::arg("threads"),
         "The inverse of grid_encode (the same offsets): codes (1, 2 or 4 bytes) to values of out_type (0 float32, "

@@ -258,6 +258,40 @@ void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double st
   });
 }
 
+uint64_t grid_columns(const float* x, size_t rows, size_t columns, const float* steps, uint32_t* codes_t,
+                      bool& in_range, int threads) {
+  constexpr size_t kTile = 64;  // rows per tile: its columns' codes are written 64 at a time
+  const size_t tiles = (rows + kTile - 1) / kTile;
+  const size_t workers = worker_count(tiles, threads);
+  std::vector<uint64_t> largest(workers, 0);
+  std::vector<char> fine(workers, 1);
+  constexpr float kLimit = static_cast<float>(kMaxInteger);
+  parallel_for(tiles, threads, [&](size_t tile, size_t worker) {
+    const size_t first = tile * kTile, last = std::min(rows, first + kTile);
+    uint64_t most = largest[worker];
+    bool ok = fine[worker] != 0;
+    for (size_t c = 0; c < columns; ++c) {
+      const float step = steps[c];
+      uint32_t* out = codes_t + c * rows;
+      for (size_t r = first; r < last; ++r) {
+        const float scaled = x[r * columns + c] / step;
+        if (!(scaled < kLimit && scaled > -kLimit)) {  // NaN fails too
+          ok = false;
+          out[r] = 0;
+          continue;
+        }
+        const uint32_t code = zigzag(static_cast<int64_t>(std::nearbyint(scaled)));
+        out[r] = code;
+        most = std::max<uint64_t>(most, code);
+      }
+    }
+    largest[worker] = most;
+    fine[worker] = ok ? 1 : 0;
+  });
+  in_range = std::all_of(fine.begin(), fine.end(), [](char f) { return f != 0; });
+  return *std::max_element(largest.begin(), largest.end());
+}
+
 size_t grid_type_bytes(GridType type) {
   return type == GridType::kFloat64 ? 8 : type == GridType::kFloat32 ? 4 : 2;
 }

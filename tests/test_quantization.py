@@ -346,3 +346,36 @@ def test_blockwise_dequantize_is_identical_to_one_pass(step_kind):
     blocked = grid.dequantize(symbols, step, offset, shift)
     whole = grid._dequantize(symbols, step, offset, shift)
     assert blocked.dtype == whole.dtype and blocked.tobytes() == whole.tobytes()
+
+
+def test_quantize_columns_is_quantize_transposed_in_one_native_pass():
+    from tensorzip.quantization import SymbolRangeError, quantize, quantize_columns
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((3001, 37)) * rng.uniform(0.1, 40, 37)).astype(np.float32)
+    x[:5, 0] = [0.5, -0.5, 1.5, -2.5, 0.0]  # ties round to even, as np.rint does
+    step = rng.uniform(0.05, 2.0, 37).astype(np.float32)
+    step[0] = 1.0
+    expected = quantize(x, step, precision=np.float32, max_bits=16).symbols
+    got = quantize_columns(x, step, max_bits=16)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected.T)
+    for bad in (np.float32(np.nan), np.float32(2.0**31)):
+        y = x.copy()
+        y[7, 3] = bad
+        with pytest.raises(SymbolRangeError):
+            quantize_columns(y, step)
+    with pytest.raises(SymbolRangeError):  # symbols wider than max_bits
+        quantize_columns(x, step * np.float32(1e-4), max_bits=8)
+
+
+def test_screening_norms_from_coordinates_match_the_decoded_ones():
+    from tensorzip.embeddings.code import fit_basis, project, uniform_code
+    from tensorzip.embeddings.transform_search import CodeScorer
+
+    rng = np.random.default_rng(13)
+    vectors = (rng.standard_normal((2000, 48)) @ rng.standard_normal((48, 48)) + 0.3).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for rotation in (True, False):
+        code = uniform_code(project(vectors, fit_basis(vectors, rotation, seed=0)), 1e-4, 0.5)
+        exact, screened = CodeScorer(code), CodeScorer(code, exact_norms=False)
+        assert np.allclose(screened._divisor, exact._divisor, rtol=1e-4)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TensorzipError
-from ..quantization import SymbolRangeError, dequantize, quantize, to_symbols
+from ..quantization import SymbolRangeError, dequantize, quantize_columns, to_symbols
 
 DECODE_BLOCK_ROWS = 8192  # vectors decoded at a time: bounds memory in search
 
@@ -177,10 +177,10 @@ def uniform_code(projection: Projection, level: float, emphasis: float = 0.0) ->
     directions, axes, y = projection.kept(kept)
     step = np.sqrt(12.0 * np.maximum(distortion[:kept], 1e-30)).astype(np.float32)
     try:
-        symbols = quantize(y, step, precision=np.float32, max_bits=16).symbols
+        symbols = quantize_columns(y, step, max_bits=16)  # (kept, count): a column's codes contiguous
     except SymbolRangeError:
         raise TensorzipError(_TOO_FINE) from None
-    return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, symbols.T,
+    return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, symbols,
                          projection.unit_norm)
 
 

@@ -59,8 +59,9 @@ class HeldOut:
         return recall_at_k(found, self.truth)
 
     def screen(self, code: EmbeddingCode, threads: int | None = None) -> float:
-        """``recall`` without ranking (``recall_by_threshold``): what the bisection compares."""
-        scored = CodeScorer(code, threads).score_blocks(self.queries, self.metric)
+        """``recall`` without ranking (``recall_by_threshold``), the norms from the coordinates:
+        what the bisection compares (the recall recorded is ``recall``, on the decoded vectors)."""
+        scored = CodeScorer(code, threads, exact_norms=False).score_blocks(self.queries, self.metric)
         return recall_by_threshold(scored, self.truth, exclude=self.rows)
 
     def bound(self, recall: float) -> float:

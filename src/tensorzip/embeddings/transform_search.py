@@ -38,11 +38,35 @@ NATIVE_BLOCK_ROWS = 65536
 class CodeScorer:
     """Scores (higher is better) of queries against every vector of ``code``."""
 
-    def __init__(self, code: EmbeddingCode, threads: int | None = None):
+    def __init__(self, code: EmbeddingCode, threads: int | None = None, exact_norms: bool = True):
+        """``exact_norms=False`` (the solver's screen of a candidate, never a recorded figure):
+        each decoded vector's norm from its coordinates, ``|y|^2 + 2 y.(D^T m) + |m|^2``, which
+        holds for orthonormal directions D up to float rounding, instead of decoding it."""
         self.code = code
         self.threads = checked_threads(threads)
         self._symbols = np.ascontiguousarray(code.symbols)
         self._directions = None if code.directions is None else code.directions.astype(np.float32)
+        unscaled = self._exact_norms() if exact_norms else self._norms_from_coordinates()
+        norms = np.sqrt(unscaled)
+        # What the decoded vectors' scores are divided by, and their squared norms as decoded.
+        self._divisor = (np.where(norms > 0, norms, 1.0) if code.unit_norm else np.ones_like(norms)).astype(np.float32)
+        self._squared = (np.where(norms > 0, 1.0, 0.0) if code.unit_norm else unscaled).astype(np.float32)
+
+    def _norms_from_coordinates(self) -> np.ndarray:
+        code = self.code
+        mean = np.asarray(code.mean, dtype=np.float64)
+        towards_mean = (self._directions.T.astype(np.float64) @ mean if self._directions is not None
+                        else mean[code.dims]).astype(np.float32)
+        unscaled = np.empty(code.count, dtype=np.float64)
+        for start in range(0, code.count, DECODE_BLOCK_ROWS):
+            stop = min(code.count, start + DECODE_BLOCK_ROWS)
+            y = code.coordinates(start, stop)
+            unscaled[start:stop] = np.einsum("ij,ij->i", y, y, dtype=np.float64) + 2.0 * (y @ towards_mean)
+        return np.maximum(unscaled + float(mean @ mean), 0.0)
+
+    def _exact_norms(self) -> np.ndarray:
+        """Squared norms of the decoded vectors (before unit-norm scaling), as decoded."""
+        code = self.code
         unscaled = np.empty(code.count, dtype=np.float64)
         # The decoded vectors (before unit-norm scaling) block by block, as EmbeddingCode.decode
         # computes them, into one reused buffer: fresh memory per block cost the solver a tenth.
@@ -58,10 +82,7 @@ class CodeScorer:
                 block[...] = code.mean
                 block[:, code.dims] += y
             unscaled[start:stop] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
-        norms = np.sqrt(unscaled)
-        # What the decoded vectors' scores are divided by, and their squared norms as decoded.
-        self._divisor = (np.where(norms > 0, norms, 1.0) if code.unit_norm else np.ones_like(norms)).astype(np.float32)
-        self._squared = (np.where(norms > 0, 1.0, 0.0) if code.unit_norm else unscaled).astype(np.float32)
+        return unscaled
 
     def _weights(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w, c) with q . x_unscaled = c + w . z for every stored vector."""

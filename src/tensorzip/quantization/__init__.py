@@ -19,7 +19,17 @@ precision of the division, the symbol width allowed), it is an explicit paramete
 
 from .bisection import Found, TargetNotMet, bisect
 from .entropy import bits_of_counts, order0_bits
-from .grid import GridCode, SymbolRangeError, dequantize, quantize, to_symbols, unzigzag, unzigzag_float32, zigzag
+from .grid import (
+    GridCode,
+    SymbolRangeError,
+    dequantize,
+    quantize,
+    quantize_columns,
+    to_symbols,
+    unzigzag,
+    unzigzag_float32,
+    zigzag,
+)
 from .layer_file import LayerFormat, layer_bytes, open_layer, read_layer, write_layer
 
 __all__ = [
@@ -35,6 +45,7 @@ __all__ = [
     "open_layer",
     "order0_bits",
     "quantize",
+    "quantize_columns",
     "read_layer",
     "to_symbols",
     "unzigzag",

@@ -95,6 +95,24 @@ def quantize(x: Any, step: Any, *, precision: type[np.floating] = np.float32, of
     return GridCode(narrowest(_zigzag32(n - offset), max_bits), offset)
 
 
+def quantize_columns(x: np.ndarray, step: np.ndarray, max_bits: int = 16, threads: int = 0) -> np.ndarray:
+    """``quantize(x, step, precision=np.float32, max_bits=...).symbols`` of a [rows, columns]
+    matrix with one step per column, transposed ([columns, rows]: each column's symbols
+    contiguous, as the embedding codes store them), in one native pass: the same float32
+    division and rounding, the same SymbolRangeError. Why: the embedding solver quantizes the
+    whole collection for every candidate, and the NumPy passes were a third of its time."""
+    values = np.ascontiguousarray(x, dtype=np.float32)
+    steps = np.ascontiguousarray(step, dtype=np.float32).reshape(-1)
+    rows, columns = values.shape
+    if steps.size != columns:
+        raise ValueError(f"quantize_columns: {steps.size} steps for {columns} columns")
+    codes = np.empty((columns, rows), dtype=np.uint32)
+    _, in_range = _native.grid_columns(values, rows, columns, steps, codes, threads)
+    if not in_range:
+        raise SymbolRangeError("the step is too fine for these values (integers beyond 30 bits)")
+    return narrowest(codes, max_bits)
+
+
 def _zigzag32(r: np.ndarray) -> np.ndarray:
     """``zigzag`` of int32 integers as uint32 codes (exact for every int32)."""
     return (r.view(np.uint32) << np.uint32(1)) ^ (r >> 31).view(np.uint32)
