@@ -125,6 +125,22 @@ TEST(grid_code, narrow_outputs_round_once_to_nearest_even) {
   check_narrow<5, 10>(GridType::kFloat16);
 }
 
+TEST(grid_code, columns_transposed_with_one_step_each) {
+  // 3 rows x 2 columns; steps 0.5 and 2: q = rint(x / step), ties to even; codes_t is [column][row].
+  const std::vector<float> x = {0.25f, 3.0f, -0.75f, -1.0f, 1.0f, 5.0f};
+  const std::vector<float> steps = {0.5f, 2.0f};
+  std::vector<uint32_t> codes_t(6);
+  bool in_range = false;
+  // column 0: 0.5 -> 0, -1.5 -> -2, 2 -> 2; column 1: 1.5 -> 2, -0.5 -> -0, 2.5 -> 2
+  const uint64_t largest = grid_columns(x.data(), 3, 2, steps.data(), codes_t.data(), in_range, 2);
+  CHECK(in_range);
+  CHECK(codes_t == (std::vector<uint32_t>{0, 3, 4, 4, 0, 4}));
+  CHECK(largest == 4);
+  const std::vector<float> bad = {0.0f, std::numeric_limits<float>::quiet_NaN()};
+  grid_columns(bad.data(), 1, 2, steps.data(), codes_t.data(), in_range, 1);
+  CHECK(!in_range);
+}
+
 TEST(grid_code, non_finite_and_bad_layouts) {
   const std::vector<float> x = {1.0f, std::numeric_limits<float>::quiet_NaN()};
   std::vector<uint32_t> codes(2);
