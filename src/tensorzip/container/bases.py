@@ -196,22 +196,9 @@ class BaseCheckpoint:
     def remembered_pin(self, name: str) -> str | None:
         """Base tensor ``name``'s pin as remembered for this version of its file, if it is (no
         bytes read)."""
-        location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
-        layout = self.layout(name) if location is not None else None
-        if location is None or layout is None:
-            return None
-        cache = self._cache_of(location[0])
-        return None if cache is None else cache.lookup(location[1], layout[1] * by_name(layout[0]).itemsize)
-
-    def _cache_of(self, file: str) -> PinCache | None:
-        with self._pins_lock:
-            cache = self._pins.get(file)
-            if cache is None:
-                try:
-                    cache = self._pins[file] = PinCache(file)
-                except OSError:
-                    return None
-            return cache
+        layout = self.layout(name)
+        slot = self._pin_slot(name) if layout is not None else None
+        return None if slot is None else slot[0].lookup(slot[1], layout[1] * by_name(layout[0]).itemsize)
 
     def pin(self, name: str, array: np.ndarray, expected: str | None = None) -> str:
         """The content hash of base tensor ``name`` (``array``, its bytes): the one remembered
@@ -219,16 +206,31 @@ class BaseCheckpoint:
         are decoded anyway), if it is the ``expected`` one when one is given; else computed
         from the bytes (and remembered). A remembered pin only ever confirms: a mismatch is
         always the bytes' own hash."""
-        location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
-        cache = self._cache_of(location[0]) if location is not None else None
-        if location is None or cache is None:
+        slot = self._pin_slot(name)
+        if slot is None:
             return digest(array)
-        known = cache.lookup(location[1], array.nbytes)
+        cache, offset = slot
+        known = cache.lookup(offset, array.nbytes)
         if known is not None and (expected is None or known == expected):
             return known
         computed = digest(array)
-        cache.remember(location[1], array.nbytes, computed)
+        cache.remember(offset, array.nbytes, computed)
         return computed
+
+    def _pin_slot(self, name: str) -> tuple[PinCache, int] | None:
+        """(the remembered pins of the file holding base tensor ``name``, its offset there), or
+        None where pins are not remembered (off, verify, a .tzip base, an unreadable file)."""
+        location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
+        if location is None:
+            return None
+        with self._pins_lock:
+            cache = self._pins.get(location[0])
+            if cache is None:
+                try:
+                    cache = self._pins[location[0]] = PinCache(location[0])
+                except OSError:
+                    return None
+        return cache, location[1]
 
     def _chain_hint(self, expected: str) -> str:
         """When the file given is not the one the header names: --base replaces only that one

@@ -344,11 +344,12 @@ class TzipReader:
             self._decode_batch_into(items, stored, verify_checksums, targets, pins)
 
     def _verified_bases(self, items: list[tuple[TensorEntry, np.ndarray]], stack: contextlib.ExitStack
-                        ) -> dict[str, Future[np.ndarray]]:
-        """Base tensors whose content hash (the pin) is checked on other threads while this
-        batch decodes: those of a mapped base (a .safetensors or .pt: views, no decoding and no
-        copy, so checking them all at once costs no memory) whose pin is not remembered. Empty
-        for other bases, whose tensors are decoded and checked one at a time after the batch."""
+                        ) -> dict[int, Future[np.ndarray]]:
+        """Base tensors (by their entry's place in ``items``) whose content hash (the pin) is
+        checked on other threads while this batch decodes: those of a mapped base (a
+        .safetensors or .pt: views, no decoding and no copy, so checking them all at once costs
+        no memory) whose pin is not remembered. Empty for other bases, whose tensors are
+        decoded and checked one at a time after the batch."""
         deltas = [(number, entry) for number, (entry, _) in enumerate(items) if entry.delta is not None]
         if not deltas:
             return {}

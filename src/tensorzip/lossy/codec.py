@@ -138,35 +138,36 @@ class _Encoder:
         ``errors=False`` (a trial of the search, never written): the matrices are not decoded
         to measure their errors, which costs as much as quantizing them; the size returned is
         the file's without those two figures (``errors_allowance`` estimates what they add)."""
-        record: dict[str, Any] = {"format": FORMAT_VERSION, "delta": delta, "budget_bytes": budget,
-                                  "source": {"format": "safetensors", "header": self.checkpoint.header_text},
-                                  "tensors": {}}
+        record = self._record(delta, budget)
         tensors: list[tuple[str, np.ndarray]] = []
         for e in self.entries:
             array = self.checkpoint.array(e)
-            info: dict[str, Any] = {"dtype": e.spec.name, "shape": list(e.shape)}
+            info = record["tensors"][e.name]
             if e.name in self.matrices:
                 rows, columns = self.factors[e.name]
                 q = quantize_matrix(array, (rows * np.float32(delta)).astype(np.float32), columns)
-                info.update(mode="grid", **(_errors(array, q) if errors else {}))
+                info.update(_errors(array, q) if errors else {})
                 tensors += [(f"lossy/{e.name}/symbols", q.symbols), (f"lossy/{e.name}/row_offset", q.row_offset),
                             (f"lossy/{e.name}/row_step", q.row_step), (f"lossy/{e.name}/column_step", q.column_step)]
             else:
-                info.update(mode="exact", relative_rms_error=0.0, max_abs_error=0.0)
                 tensors.append((f"exact/{e.name}", array))
-            record["tensors"][e.name] = info
         size = write_layer(target if target is not None else io.BytesIO(), LAYER, record, tensors,
                            threads=self.threads)
         return size, record
 
+    def _record(self, delta: float, budget: float) -> dict[str, Any]:
+        """The file's record before the matrices' error figures are measured."""
+        exact = {"mode": "exact", "relative_rms_error": 0.0, "max_abs_error": 0.0}
+        return {"format": FORMAT_VERSION, "delta": delta, "budget_bytes": budget,
+                "source": {"format": "safetensors", "header": self.checkpoint.header_text},
+                "tensors": {e.name: {"dtype": e.spec.name, "shape": list(e.shape),
+                                     **({"mode": "grid"} if e.name in self.matrices else exact)}
+                            for e in self.entries}}
+
     def errors_allowance(self, budget: float) -> int:
         """About what the matrices' two error figures add to the file: the header with
         17-digit figures in their place against the header without (its compression counted)."""
-        record: dict[str, Any] = {"format": FORMAT_VERSION, "delta": 1.0, "budget_bytes": budget,
-                                  "source": {"format": "safetensors", "header": self.checkpoint.header_text},
-                                  "tensors": {e.name: {"dtype": e.spec.name, "shape": list(e.shape),
-                                                       "mode": "grid" if e.name in self.matrices else "exact"}
-                                              for e in self.entries}}
+        record = self._record(1.0, budget)
         digits = np.random.default_rng(0).random((len(record["tensors"]), 2))  # 17 digits each, none repeated
         measured = {name: dict(info, relative_rms_error=float(a) / 7, max_abs_error=float(b) / 70)
                     if info["mode"] == "grid" else info
