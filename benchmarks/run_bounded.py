@@ -73,60 +73,49 @@ def zfp(x, bound):
     return len(blob), y, c, d
 
 
-def bitround_zstd(x, bound):
+def _then_zstd(x, rounded):
+    """``rounded()`` (an array of x's shape and item size: x with some bits rounded away), then
+    zstd-3, as a Zarr user chains a filter and a compressor: (bytes, decoded, c s, d s)."""
     import zstandard
+
+    blob, c = timed(lambda: zstandard.ZstdCompressor(level=3).compress(rounded().tobytes()))
+    y, d = timed(lambda: np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), x.dtype).reshape(x.shape))
+    return len(blob), y, c, d
+
+
+def bitround_zstd(x, bound):
     from numcodecs import BitRound
 
     reach = float(np.abs(x.astype(np.float64)).max())
     mantissa = int(np.finfo(x.dtype).nmant)
     keep = next((k for k in range(mantissa) if reach * 2.0 ** -(k + 1) <= bound), mantissa)
-    codec = BitRound(keepbits=keep)
-
-    def encode():
-        return zstandard.ZstdCompressor(level=3).compress(codec.encode(x).tobytes())
-
-    blob, c = timed(encode)
-    y, d = timed(lambda: np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), x.dtype).reshape(x.shape))
-    return len(blob), y, c, d
+    return _then_zstd(x, lambda: BitRound(keepbits=keep).encode(x))
 
 
 def quantize_zstd(x, bound):
     """numcodecs' Quantize at the fewest decimal digits whose step meets the bound (its
-    precision is 2^-ceil(log2(10^digits))), then zstd-3, as a Zarr user would chain them."""
-    import zstandard
+    precision is 2^-ceil(log2(10^digits))), then zstd-3."""
     from numcodecs import Quantize
 
     digits = next(d for d in range(1, 30) if 0.5 * 2.0 ** -math.ceil(math.log2(10.0**d)) <= bound)
-    codec = Quantize(digits=digits, dtype=str(x.dtype))
-
-    def encode():
-        return zstandard.ZstdCompressor(level=3).compress(codec.encode(x).tobytes())
-
-    blob, c = timed(encode)
-    y, d = timed(lambda: np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), x.dtype).reshape(x.shape))
-    return len(blob), y, c, d
+    return _then_zstd(x, lambda: Quantize(digits=digits, dtype=str(x.dtype)).encode(x))
 
 
 def bitround_bf16_zstd(x, bound):
     """BitRound on bfloat16 (numcodecs takes float16/32/64 only): the same round-to-nearest-even
     of the mantissa to the fewest bits that meet the bound, on the bfloat16 bits, then zstd-3."""
-    import zstandard
-
     reach = float(np.abs(x.astype(np.float32)).max())
     keep = next((k for k in range(8) if reach * 2.0 ** -(k + 1) <= bound), 7)
     drop = 7 - keep
 
-    def encode():
+    def rounded():
         bits = x.view(np.uint16).astype(np.uint32)
         if drop:
             half = (1 << (drop - 1)) - 1
             bits = (bits + half + ((bits >> drop) & 1)) & ~np.uint32((1 << drop) - 1)
-        return zstandard.ZstdCompressor(level=3).compress(bits.astype(np.uint16).tobytes())
+        return bits.astype(np.uint16)
 
-    blob, c = timed(encode)
-    y, d = timed(lambda: np.frombuffer(zstandard.ZstdDecompressor().decompress(blob), np.uint16)
-                 .view(x.dtype).reshape(x.shape))
-    return len(blob), y, c, d
+    return _then_zstd(x, rounded)
 
 
 def cast(dtype):
