@@ -20,6 +20,7 @@
 #include "crc32c.hpp"
 #include "delta.hpp"
 #include "errors.hpp"
+#include "file_writeback.hpp"
 #include "frequency_table.hpp"
 #include "grid_code.hpp"
 #include "symbol_scores.hpp"
@@ -392,6 +393,15 @@ PYBIND11_MODULE(_native, m) {
         "The inverse of grid_encode (the same offsets): codes (1, 2 or 4 bytes) to values of out_type (0 float32, "
         "1 float64, 2 bfloat16, 3 float16; the 16-bit types as their bit patterns).");
   m.def("crc32c", &crc32c_py, py::arg("data"), py::arg("previous") = 0, "CRC-32C of a buffer.");
+  m.def(
+      "start_writeback",
+      [](int fd, std::int64_t offset, std::int64_t length) {
+        py::gil_scoped_release release;
+        start_writeback(fd, offset, length);
+      },
+      py::arg("fd"), py::arg("offset"), py::arg("length"),
+      "Start writing a just-written range of a file to its device without waiting (advice; fsync still "
+      "reports errors).");
   m.def(
       "simd_paths",
       [] {

@@ -320,3 +320,45 @@ def test_decompress_refuses_multi_tensor_files(tmp_path, three):
     blob = write(tmp_path / "m.tzip", three)
     with pytest.raises(tz.FormatError, match="3 tensors"):
         tz.decompress(blob)
+
+
+def test_read_ahead_reuses_buffers_without_mixing_batches(tmp_path, rng):
+    """More batches than read buffers: each batch's stored bytes are its own chunks' bytes
+    when it is taken (the buffer it lies in is reused only after the caller moved on), and
+    every tensor decodes bit-exact."""
+    path = tmp_path / "many.tzip"
+    tensors = {f"t{i}": rng.standard_normal(3000 + 100 * i).astype(np.float32) for i in range(12)}
+    tz.save_file(tensors, path)
+    raw = path.read_bytes()
+    with TzipReader(path) as reader:
+        entries = [reader.entry(name) for name in tensors]
+        batches = [[entry] for entry in entries]
+        taken = 0
+        for batch, stored in reader.read_ahead(batches):
+            (entry,), (data,) = batch, stored
+            start = entry.chunks[0].offset
+            assert bytes(data) == raw[start : start + entry.stored_bytes], entry.name
+            taken += 1
+        assert taken == len(batches)
+        for name, array in reader.iter_tensors(batch_bytes=1):
+            assert_bit_equal(array, tensors[name])
+
+
+def test_writeback_advice_is_harmless_on_pipes_and_memory(tmp_path, rng):
+    """Streamed decompression to a pipe and to memory gets no write-back advice and the
+    same bytes as the file written to disk."""
+    from tensorzip.outputs.atomic import WriteBack
+
+    array = {"w": rng.standard_normal(50_000).astype(np.float32)}
+    path = tmp_path / "w.tzip"
+    tz.save_file(array, path)
+    on_disk = tmp_path / "w.safetensors"
+    tz.decompress_file(path, on_disk)
+    memory = io.BytesIO()
+    WriteBack(memory).written(10)  # no descriptor: nothing to advise
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as pipe_file:
+        WriteBack(pipe_file).written(10)  # a pipe: not a regular file, no advice
+    os.close(read_end)
+    tz.decompress_file(path, memory)
+    assert memory.getvalue() == on_disk.read_bytes()

@@ -245,7 +245,7 @@ def test_a_reference_target_is_decoded_once_per_pass(tmp_path, monkeypatch):
         read = []
         original = reader.read_stored
         monkeypatch.setattr(reader, "read_stored",
-                            lambda entries: read.extend(e.name for e in entries) or original(entries))
+                            lambda entries, *rest: read.extend(e.name for e in entries) or original(entries, *rest))
         got = dict(reader.iter_tensors(batch_bytes=1))
     assert sorted(read) == sorted(tensors), "some tensor was read more than once"
     for name, array in tensors.items():
@@ -283,7 +283,7 @@ def test_targets_over_the_memory_budget_are_decoded_again_not_kept(tmp_path, mon
         read = []
         original = reader.read_stored
         monkeypatch.setattr(reader, "read_stored",
-                            lambda entries: read.extend(e.name for e in entries) or original(entries))
+                            lambda entries, *rest: read.extend(e.name for e in entries) or original(entries, *rest))
         got = dict(reader.iter_tensors(batch_bytes=1))
     assert len(read) > len(tensors), "targets were kept beyond the budget"
     assert {n: a.tobytes() for n, a in got.items()} == {n: a.tobytes() for n, a in tensors.items()}

@@ -68,7 +68,7 @@ from .inputs.torch_file import (
 )
 from .inputs.torch_zip import TorchZipCheckpoint, restore_plan
 from .inputs.tree import PERMISSION_BITS, Tree
-from .outputs.atomic import atomic_directory, atomic_output, refuse_output_over_inputs, same_file
+from .outputs.atomic import WriteBack, atomic_directory, atomic_output, refuse_output_over_inputs, same_file
 from .outputs.memory_file import MemoryFile
 from .writing.cluster import add_tensors_on_cluster, connect
 from .writing.plan import add_tensors
@@ -705,7 +705,7 @@ def _write_torch_zip(reader: TzipReader, target: PathOrStream, overwrite: bool,
 
 
 def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.ndarray, position: int,
-                       targets: DecodedTargets) -> int:
+                       targets: DecodedTargets, stored: list[bytes | memoryview] | None = None) -> int:
     """Decode a batch of tensors back to back into ``buffer`` (uint8) from ``position``;
     returns the bytes written. This is how the tensors lie in a safetensors file.
     ``targets``: the pass's tensors that others are coded against (see DecodedTargets)."""
@@ -713,7 +713,7 @@ def _decode_batch_into(reader: TzipReader, batch: list[TensorEntry], buffer: np.
     for entry in batch:
         items.append((entry, buffer[position : position + entry.nbytes].view(entry.spec.numpy_dtype)))
         position += entry.nbytes
-    reader.decode_into(items, targets=targets)
+    reader.decode_into(items, targets=targets, stored=stored)
     return sum(e.nbytes for e in batch)
 
 
@@ -734,25 +734,28 @@ def _write_tensors(reader: TzipReader, entries: list[TensorEntry], header: bytes
     pieces = (piece for entry in entries for piece in reader.pieces(entry, WRITE_DECODED_BYTES))
     # the buffers are reused
     targets = DecodedTargets(entries, private_copies=True, budget_bytes=reader.targets_budget())
+    writeback = WriteBack(handle)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-write") as writer:
-        batches = batched_by_stored_bytes(pieces, PIPELINED_WRITE_BATCH_BYTES, PIPELINED_DECODED_BYTES)
-        for index, batch in enumerate(batches):
+        batches = list(batched_by_stored_bytes(pieces, PIPELINED_WRITE_BATCH_BYTES, PIPELINED_DECODED_BYTES))
+        for index, (batch, stored) in enumerate(reader.read_ahead(batches)):
             if len(writing) == len(buffers):
                 advance(writing.popleft().result())  # its buffer is free (or its write error is raised here)
             slot = index % len(buffers)
             size = sum(e.nbytes for e in batch)
             if buffers[slot].size < size:
                 buffers[slot] = np.empty(size, dtype=np.uint8)
-            _decode_batch_into(reader, batch, buffers[slot], 0, targets)
-            writing.append(writer.submit(_write_out, handle, memoryview(buffers[slot][:size])))
+            _decode_batch_into(reader, batch, buffers[slot], 0, targets, stored)
+            del stored
+            writing.append(writer.submit(_write_out, handle, memoryview(buffers[slot][:size]), writeback))
             done += size
         while writing:
             advance(writing.popleft().result())
     return 8 + len(header) + done
 
 
-def _write_out(handle: BinaryIO, data: memoryview) -> int:
+def _write_out(handle: BinaryIO, data: memoryview, writeback: WriteBack) -> int:
     handle.write(data)
+    writeback.written(data.nbytes)  # the device writes this batch while the next ones decode
     return data.nbytes
 
 

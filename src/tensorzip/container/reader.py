@@ -148,14 +148,22 @@ class TzipReader:
         if self._fd is None:
             raise InputFileError(f"{self.where}: reader is closed")
         data = bytearray(length)
-        view = memoryview(data)
+        self._read_into(offset, memoryview(data))
+        return data
+
+    def _read_into(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` from the local file at ``offset`` (checked against the size first)."""
+        if offset + view.nbytes > self.size:
+            raise TruncatedFileError(
+                f"{self.where}: needs bytes up to offset {offset + view.nbytes} but the file has {self.size}")
+        if self._fd is None:
+            raise InputFileError(f"{self.where}: reader is closed")
         done = 0
-        while done < length:
+        while done < view.nbytes:
             got = os.preadv(self._fd, [view[done:]], offset + done)
             if got == 0:
                 raise TruncatedFileError(f"{self.where}: file shrank while reading at offset {offset + done}")
             done += got
-        return data
 
     def _read_header(self) -> Header:
         preamble = Preamble.unpack(bytes(self.read_range(0, min(self.size, PREAMBLE_SIZE))), self.where)
@@ -243,18 +251,31 @@ class TzipReader:
             batch_bytes = self.pipeline_batch_bytes()
         batches = list(batched_by_stored_bytes(entries, batch_bytes))
         targets = DecodedTargets(entries, private_copies=False, budget_bytes=self.targets_budget())
-        if len(batches) <= 1:  # one tensor, or a small file: nothing to overlap
-            yield from self._decode_batch(batches[0] if batches else [], None, verify_checksums, targets)
+        for batch, stored in self.read_ahead(batches):
+            yield from self._decode_batch(batch, stored, verify_checksums, targets)
+            del stored
+
+    def read_ahead(self, batches: list[list[TensorEntry]]
+                   ) -> Iterator[tuple[list[TensorEntry], list[bytes | memoryview] | None]]:
+        """Each batch with its stored bytes, the next batches' read on a thread while the
+        caller decodes this one (``read_stored``), so reading costs its transfer time, not
+        transfer plus decode. ``None``: one batch, nothing to overlap; the decoder reads it.
+        A batch's stored bytes are valid until the caller takes the next one (their memory
+        is reused)."""
+        if len(batches) <= 1:  # one tensor, or a small file
+            yield from ((batch, None) for batch in batches)
             return
         depth = self.prefetch_depth()
+        buffers = ReadBuffers(depth + 1)  # the batch taken, and those read ahead of it
         prefetch = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="tensorzip-read")
         try:
-            pending = deque(prefetch.submit(self.read_stored, b) for b in batches[:depth])
+            pending = deque(prefetch.submit(self.read_stored, b, buffers, i) for i, b in enumerate(batches[:depth]))
             for index, batch in enumerate(batches):
                 stored = pending.popleft().result()
-                if index + depth < len(batches):
-                    pending.append(prefetch.submit(self.read_stored, batches[index + depth]))
-                yield from self._decode_batch(batch, stored, verify_checksums, targets)
+                if index + depth < len(batches):  # into the slot of the batch before this one: done with
+                    ahead = index + depth
+                    pending.append(prefetch.submit(self.read_stored, batches[ahead], buffers, ahead % len(buffers)))
+                yield batch, stored
                 del stored
         finally:  # a consumer that stops early does not wait for batches it will not take
             prefetch.shutdown(wait=True, cancel_futures=True)
@@ -284,25 +305,37 @@ class TzipReader:
         overlap their round trips (small batches keep the bytes in flight few)."""
         return REMOTE_PREFETCH_DEPTH if self._remote is not None else 1
 
-    def read_stored(self, entries: list[TensorEntry]) -> list[bytes | memoryview]:
+    def read_stored(self, entries: list[TensorEntry], into: ReadBuffers | None = None, slot: int = 0
+                    ) -> list[bytes | memoryview]:
         """The stored bytes of each entry, ranges that lie close together read in one request
-        (one ``pread`` or one HTTP range for a run of small tensors)."""
-        order = sorted(range(len(entries)), key=lambda i: entries[i].data_offset)
+        (one ``pread`` or one HTTP range for a run of small tensors). ``into``: a local file
+        is read into its reused buffer ``slot`` (memory touched before is several times
+        faster to fill than fresh pages); the views are valid until that slot is reused."""
+        order = sorted((i for i, entry in enumerate(entries) if entry.stored_bytes),
+                       key=lambda i: entries[i].data_offset)
+        runs: list[list[int]] = []
+        for index in order:
+            last = runs[-1][-1] if runs else None
+            if (last is None or entries[index].data_offset > _end(entries[last]) + COALESCE_GAP_BYTES
+                    or entries[index].data_offset < entries[last].data_offset):
+                runs.append([])
+            runs[-1].append(index)
+        spans = [(entries[run[0]].data_offset, max(_end(entries[i]) for i in run)) for run in runs]
+        buffer = None
+        if into is not None and self._fd is not None and self._buffer is None and self._remote is None:
+            buffer = into.take(slot, sum(end - start for start, end in spans))
         found: list[bytes | memoryview] = [b""] * len(entries)
-        run: list[int] = []
-        for index in [*order, None]:
-            if index is not None and entries[index].stored_bytes == 0:
-                continue
-            if run and (index is None or entries[index].data_offset > _end(entries[run[-1]]) + COALESCE_GAP_BYTES
-                        or entries[index].data_offset < entries[run[-1]].data_offset):
-                start = entries[run[0]].data_offset
-                span = memoryview(self.read_range(start, max(_end(entries[i]) for i in run) - start))
-                for i in run:
-                    offset = entries[i].data_offset - start
-                    found[i] = span[offset : offset + entries[i].stored_bytes]
-                run = []
-            if index is not None:
-                run.append(index)
+        used = 0
+        for run, (start, end) in zip(runs, spans, strict=True):
+            if buffer is None:
+                span = memoryview(self.read_range(start, end - start))
+            else:
+                span = buffer[used : used + end - start]
+                self._read_into(start, span)
+                used += end - start
+            for i in run:
+                offset = entries[i].data_offset - start
+                found[i] = span[offset : offset + entries[i].stored_bytes]
         return found
 
     def targets_budget(self) -> int:
@@ -546,6 +579,23 @@ def batched_by_stored_bytes(entries: Iterable[TensorEntry], batch_bytes: int,
             batch, stored, decoded = [], 0, 0
     if batch:
         yield batch
+
+
+class ReadBuffers:
+    """A few reused buffers for stored bytes, one per batch in flight. Why: reading into
+    memory touched before runs at about 4 GB/s here, into fresh pages at about 1.5 GB/s."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots: list[np.ndarray] = [np.empty(0, dtype=np.uint8) for _ in range(slots)]
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def take(self, slot: int, nbytes: int) -> memoryview:
+        """``nbytes`` of slot ``slot``'s buffer (grown when short: earlier views keep the old one alive)."""
+        if self._slots[slot].size < nbytes:
+            self._slots[slot] = np.empty(nbytes, dtype=np.uint8)
+        return memoryview(self._slots[slot])[:nbytes]
 
 
 def _end(entry: TensorEntry) -> int:

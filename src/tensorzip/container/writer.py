@@ -22,7 +22,7 @@ from .. import _native, dtypes
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, checked_threads, choose_codec
 from ..codecs.residual import Delta, Reference, can_convert
 from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
-from ..outputs.atomic import atomic_output
+from ..outputs.atomic import WriteBack, atomic_output
 from . import records
 from .format import DATA_START, DEFAULT_MAX_HEADER_BYTES, PREAMBLE_SIZE, Preamble, pack_header
 from .header import FileEntry, GroupEntry, Header, Packed, TensorEntry
@@ -118,6 +118,7 @@ class TzipWriter:
             self.where = getattr(target, "name", "<stream>")
             self._file = target
             self._base = target.tell()
+        self._writeback = WriteBack(self._file)
         self._file.write(bytes(PREAMBLE_SIZE))  # placeholder until the header is known
         self._offset = DATA_START
 
@@ -239,6 +240,7 @@ class TzipWriter:
             results = self._encoders[cls]([self._pending[i][1] for i in indices])  # type: ignore[misc]
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
+        written_from = self._offset
         for index, (name, job, delta, same_as, mode) in enumerate(self._pending):
             if job is None and same_as is None:
                 self._place_packed(name)
@@ -253,6 +255,7 @@ class TzipWriter:
                 self._header.files[name] = FileEntry(name, mode, entry)
                 continue
             self._write_tensor(name, job.spec, tuple(job.array.shape), job.codec, encoded[index], delta)
+        self._writeback.written(self._offset - written_from)  # the device writes while the next batch codes
         self._pending.clear()
         self._pending_bytes = 0
 

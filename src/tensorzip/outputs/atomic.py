@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import _native
 from ..errors import OutputFileError, TensorzipError
 
 
@@ -222,3 +224,25 @@ def remove_abandoned_temporaries(target: Path) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+class WriteBack:
+    """Write-back advice for a file being written in large batches (see
+    ``_native.start_writeback``): each batch just written is sent to the device at once,
+    so the closing fsync waits for the last batch, not the whole file. Nothing for pipes
+    and in-memory streams."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._number: int | None = None
+        try:
+            number = handle.fileno()
+            if stat.S_ISREG(os.fstat(number).st_mode):
+                self._number = number
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def written(self, nbytes: int) -> None:
+        """The ``nbytes`` just written end at the handle's position."""
+        if self._number is not None and nbytes > 0:
+            _native.start_writeback(self._number, self._handle.tell() - nbytes, nbytes)
