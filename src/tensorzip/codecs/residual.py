@@ -31,6 +31,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 import numpy as np
 
 from .. import _native
@@ -40,7 +41,17 @@ from . import BytePlanesCodec, Codec, choose_codec
 from .policy import sample_of, stored_size
 
 MODES = ("xor", "sub")
-DIGEST_PREFIX = "sha256-128:"
+# A pin names its hash: "sha256-128:" (files before the ``blake3-pins`` feature) or
+# "blake3-128:" (what new files record: BLAKE3 runs about 4x faster than SHA-256 here, 5
+# against 1.15 GB/s on one core, and a base's first use hashes every tensor it lends).
+# Both are cryptographic, truncated to 128 bits, so a wrong base cannot pass by accident.
+SHA256_PINS = "sha256-128:"
+BLAKE3_PINS = "blake3-128:"
+PIN_SCHEMES = (SHA256_PINS, BLAKE3_PINS)
+NEW_PINS = BLAKE3_PINS
+# Arrays at least this large are hashed on every core (BLAKE3 splits its tree); smaller ones
+# on the calling thread, which callers already run several of.
+_THREADED_HASH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -63,16 +74,32 @@ class Delta:
             raise HeaderError(f"{where}: unknown delta mode {mode!r} (known: {', '.join(MODES)})")
         if not isinstance(tensor, str):
             raise HeaderError(f"{where}: delta base_tensor must be a string")
-        if not (isinstance(digest_text, str) and digest_text.startswith(DIGEST_PREFIX)
-                and len(digest_text) == len(DIGEST_PREFIX) + 32):
-            raise HeaderError(f"{where}: delta base_digest must be '{DIGEST_PREFIX}' and 32 hex digits")
+        scheme = pin_scheme(digest_text) if isinstance(digest_text, str) else None
+        if scheme is None or len(digest_text) != len(scheme) + 32 or not _is_hex(digest_text[len(scheme):]):
+            raise HeaderError(f"{where}: delta base_digest must be one of {', '.join(map(repr, PIN_SCHEMES))} "
+                              "and 32 hex digits")
         return cls(mode, tensor, digest_text)
 
 
-def digest(array: np.ndarray) -> str:
-    """Content hash of a tensor's bytes (SHA-256, first 128 bits): what pins a base tensor."""
-    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    return DIGEST_PREFIX + hashlib.sha256(memoryview(flat)).hexdigest()[:32]
+def pin_scheme(pin: str) -> str | None:
+    """The hash a pin names (one of PIN_SCHEMES), or None."""
+    return next((scheme for scheme in PIN_SCHEMES if pin.startswith(scheme)), None)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def digest(array: np.ndarray, scheme: str = NEW_PINS) -> str:
+    """Content hash of a tensor's bytes, first 128 bits: what pins a base tensor. ``scheme``:
+    one of PIN_SCHEMES (a pin is checked with the hash it names)."""
+    flat = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    if scheme == BLAKE3_PINS:
+        threads = blake3.blake3.AUTO if flat.nbytes >= _THREADED_HASH_BYTES else 1
+        return BLAKE3_PINS + blake3.blake3(flat, max_threads=threads).hexdigest(16)
+    if scheme == SHA256_PINS:
+        return SHA256_PINS + hashlib.sha256(flat).hexdigest()[:32]
+    raise ValueError(f"unknown pin scheme {scheme!r}")
 
 
 @dataclass(frozen=True)

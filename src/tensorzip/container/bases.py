@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.residual import Delta, digest
+from ..codecs.residual import NEW_PINS, Delta, digest, pin_scheme
 from ..dtypes import by_name
 from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
 from ..inputs.safetensors import SafetensorsFile
@@ -189,32 +189,34 @@ class BaseCheckpoint:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
                 f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
-                f"(content hash {digest(array)}, expected {delta.base_digest}): wrong base?{self._chain_hint(expected)}"
+                f"(content hash {digest(array, pin_scheme(delta.base_digest) or NEW_PINS)}, expected "
+                f"{delta.base_digest}): wrong base?{self._chain_hint(expected)}"
             )
         return array
 
-    def remembered_pin(self, name: str) -> str | None:
-        """Base tensor ``name``'s pin as remembered for this version of its file, if it is (no
-        bytes read)."""
+    def remembered_pin(self, name: str, scheme: str) -> str | None:
+        """Base tensor ``name``'s pin by hash ``scheme`` as remembered for this version of its
+        file, if it is (no bytes read)."""
         layout = self.layout(name)
         slot = self._pin_slot(name) if layout is not None else None
-        return None if slot is None else slot[0].lookup(slot[1], layout[1] * by_name(layout[0]).itemsize)
+        return None if slot is None else slot[0].lookup(slot[1], layout[1] * by_name(layout[0]).itemsize, scheme)
 
     def pin(self, name: str, array: np.ndarray, expected: str | None = None) -> str:
         """The content hash of base tensor ``name`` (``array``, its bytes): the one remembered
         for this version of its file (``pin_cache``; mapped bases only: a .tzip base's tensors
         are decoded anyway), if it is the ``expected`` one when one is given; else computed
         from the bytes (and remembered). A remembered pin only ever confirms: a mismatch is
-        always the bytes' own hash."""
+        always the bytes' own hash. The hash is the one ``expected`` names (new pins: NEW_PINS)."""
+        scheme = (pin_scheme(expected) if expected is not None else None) or NEW_PINS
         slot = self._pin_slot(name)
         if slot is None:
-            return digest(array)
+            return digest(array, scheme)
         cache, offset = slot
-        known = cache.lookup(offset, array.nbytes)
+        known = cache.lookup(offset, array.nbytes, scheme)
         if known is not None and (expected is None or known == expected):
             return known
-        computed = digest(array)
-        cache.remember(offset, array.nbytes, computed)
+        computed = digest(array, scheme)
+        cache.remember(offset, array.nbytes, computed, scheme)
         return computed
 
     def _pin_slot(self, name: str) -> tuple[PinCache, int] | None:

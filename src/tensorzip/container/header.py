@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import dtypes
 from ..codecs import ChunkRef
-from ..codecs.residual import Delta, Reference, can_convert
+from ..codecs.residual import BLAKE3_PINS, Delta, Reference, can_convert
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError, LimitExceededError, UnsupportedDtypeError
 from . import records
@@ -206,6 +206,9 @@ class Header:
         required = list(self.required_features)
         if any(t.reference is not None for t in self.tensors.values()) and records.REFERENCE_FEATURE not in required:
             required.append(records.REFERENCE_FEATURE)
+        if (any(t.delta is not None and t.delta.base_digest.startswith(BLAKE3_PINS) for t in self.tensors.values())
+                and records.BLAKE3_PINS_FEATURE not in required):
+            required.append(records.BLAKE3_PINS_FEATURE)
         if self.groups:
             doc["groups"] = [g.to_json() for g in self.groups]
             required += [records.PACKED_FEATURE] if records.PACKED_FEATURE not in required else []
@@ -265,6 +268,9 @@ class Header:
                 continue
             if entry.delta is not None and base is None:
                 raise HeaderError(f"{where}: tensor {entry.name!r} is coded against a base the header does not name")
+            if entry.delta is not None and entry.delta.base_digest.startswith(BLAKE3_PINS):
+                _require(records.BLAKE3_PINS_FEATURE in required, f"{where}: tensor #{index}", "has a BLAKE3 pin but "
+                         f"the header does not declare the feature {records.BLAKE3_PINS_FEATURE!r}")
             if entry.reference is not None:
                 _check_reference(entry, header.tensors, required, f"{where}: tensor #{index}")
             for number, chunk in enumerate(entry.chunks):

@@ -1,15 +1,15 @@
 """Base pins remembered per version of the base file (issue 20).
 
-Decoding a file coded against a base checks each base tensor's content hash (its pin,
-SHA-256) before using it: that is what makes a wrong or edited base an error instead of wrong
-output. Users decode many fine-tunes against one base, and hashing it again each time costs
-as much as the decoding. So the pins of a base file's tensors are remembered, per version of
-that file: its device, inode, size, modification time and change time (``st_ctime``, which
-every write to the file moves and which no user can set back). A base written since (even
-to the same size, with its modification time restored) is a new version, and its tensors are
-hashed again. What the cache cannot see is a change below the file system (a disk edited
-raw): ``TENSORZIP_PIN_CACHE=0`` turns it off, and ``tensorzip verify`` hashes the tensors of
-the base it reads every time.
+Decoding a file coded against a base checks each base tensor's content hash (its pin:
+BLAKE3, or SHA-256 in older files) before using it: that is what makes a wrong or edited
+base an error instead of wrong output. Users decode many fine-tunes against one base, and
+hashing it again each time costs as much as the decoding. So the pins of a base file's
+tensors are remembered, per version of that file: its device, inode, size, modification time
+and change time (``st_ctime``, which every write to the file moves and which no user can set
+back). A base written since (even to the same size, with its modification time restored) is
+a new version, and its tensors are hashed again. What the cache cannot see is a change below
+the file system (a disk edited raw): ``TENSORZIP_PIN_CACHE=0`` turns it off, and ``tensorzip
+verify`` hashes the tensors of the base it reads every time.
 
 One small JSON file per base path under ``$TENSORZIP_CACHE/pins/``, replaced atomically; a
 cache that cannot be read or written is no cache (never an error).
@@ -39,6 +39,11 @@ def _version(status: os.stat_result) -> list[int]:
     return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
 
 
+def _key(offset: int, nbytes: int, scheme: str) -> str:
+    # SHA-256 pins keep the key they had before BLAKE3 pins existed.
+    return f"{offset}:{nbytes}" if scheme == "sha256-128:" else f"{offset}:{nbytes}:{scheme}"
+
+
 class PinCache:
     """The remembered pins of one base file, as of the version seen when it was opened."""
 
@@ -63,13 +68,15 @@ class PinCache:
             return {}  # another file's, or another version of this one
         return {k: v for k, v in doc["pins"].items() if isinstance(k, str) and isinstance(v, str)}
 
-    def lookup(self, offset: int, nbytes: int) -> str | None:
+    def lookup(self, offset: int, nbytes: int, scheme: str) -> str | None:
+        """The remembered pin by hash ``scheme`` (its prefix, e.g. "blake3-128:") of the tensor
+        at ``offset`` (``nbytes`` long), or None."""
         with self._lock:
-            return self._pins.get(f"{offset}:{nbytes}")
+            return self._pins.get(_key(offset, nbytes, scheme))
 
-    def remember(self, offset: int, nbytes: int, pin: str) -> None:
+    def remember(self, offset: int, nbytes: int, pin: str, scheme: str) -> None:
         with self._lock:
-            self._pins[f"{offset}:{nbytes}"] = pin
+            self._pins[_key(offset, nbytes, scheme)] = pin
             self._changed = True
 
     def save(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _native
 from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, checked_threads, codec_from_config
-from ..codecs.residual import convert, restore
+from ..codecs.residual import convert, pin_scheme, restore
 from ..errors import (
     BaseMismatchError,
     BaseRequiredError,
@@ -388,7 +388,8 @@ class TzipReader:
             return {}
         base = self.base_checkpoint()  # a missing base fails before any work
         mapped = [(n, entry) for n, entry in deltas if base.location(entry.delta.base_tensor) is not None
-                  and base.remembered_pin(entry.delta.base_tensor) != entry.delta.base_digest]  # else: a lookup
+                  and base.remembered_pin(entry.delta.base_tensor, pin_scheme(entry.delta.base_digest) or "")
+                  != entry.delta.base_digest]  # else: a lookup
         if not mapped:
             return {}
         workers = min(len(mapped), self.threads or os.cpu_count() or 1)

@@ -89,7 +89,10 @@ FILES_FEATURE = "files"  # a folder archive keeps the folder's other files (head
 REFERENCE_FEATURE = "reference"  # a tensor coded against another tensor of the file (tensor "reference")
 # Small tensors of one dtype coded together in a group (header "groups", tensor "packed"; issue 22).
 PACKED_FEATURE = "packed"
-KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset({FILES_FEATURE, REFERENCE_FEATURE, PACKED_FEATURE})
+# Base pins by BLAKE3 ("blake3-128:"): readers before it know only SHA-256 pins.
+BLAKE3_PINS_FEATURE = "blake3-pins"
+KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset(
+    {FILES_FEATURE, REFERENCE_FEATURE, PACKED_FEATURE, BLAKE3_PINS_FEATURE})
 
 
 def load_json(raw: bytes | str, where: str, what: str, error: type[TensorzipError] = HeaderError) -> Any:
