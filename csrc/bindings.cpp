@@ -263,6 +263,85 @@ void symbol_scores_py(const py::object& symbols, int symbol_bytes, size_t dims, 
                 queries, reinterpret_cast<float*>(vo.data()), threads);
 }
 
+// The packed layout is checked whole before any native code reads it: widths at most 16,
+// rows in order, each starting where the previous one ends or later, the last one ending
+// kPackedPadding bytes before the buffer does.
+struct PackedLayout {
+  const uint8_t* widths;
+  const uint64_t* row_starts;
+};
+
+PackedLayout check_packed(const ByteView& packed, const ByteView& widths, const ByteView& row_starts, size_t dims,
+                          size_t count, const char* where) {
+  const std::string name(where);
+  if (widths.size() != dims) throw InvalidArgumentError(name + ": widths must hold one uint8 per row");
+  if (row_starts.size() != dims * sizeof(uint64_t)) throw InvalidArgumentError(name + ": row_starts must be dims uint64");
+  const auto* w = widths.data();
+  const auto* starts = reinterpret_cast<const uint64_t*>(row_starts.data());
+  uint64_t end = 0;
+  for (size_t j = 0; j < dims; ++j) {
+    if (w[j] > 16) throw InvalidArgumentError(name + ": a row is wider than 16 bits");
+    if (starts[j] < end) throw InvalidArgumentError(name + ": rows overlap or are out of order");
+    if (count > (UINT64_MAX - 7) / 16 || starts[j] > packed.size())
+      throw InvalidArgumentError(name + ": a row starts past the buffer");
+    end = starts[j] + packed_row_bytes(count, w[j]);
+  }
+  if (end + kPackedPadding > packed.size())
+    throw InvalidArgumentError(name + ": the rows (and their padding) run past the buffer");
+  return {w, starts};
+}
+
+void pack_rows_py(const py::object& symbols, int symbol_bytes, size_t dims, size_t count, const py::object& widths,
+                  const py::object& row_starts, const py::object& out) {
+  ByteView vs(symbols, false), vw(widths, false), vr(row_starts, false), vo(out, true);
+  if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("pack_rows: symbols are 1 or 2 bytes");
+  if (dims != 0 && count > vs.size() / dims / static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("pack_rows: symbols hold fewer than dims x count values");
+  if (vs.size() != dims * count * static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("pack_rows: symbols must hold exactly dims x count values");
+  const PackedLayout layout = check_packed(vo, vw, vr, dims, count, "pack_rows");
+  py::gil_scoped_release release;
+  pack_rows(vs.data(), symbol_bytes, dims, count, layout.widths, layout.row_starts, vo.data());
+}
+
+void unpack_rows_py(const py::object& packed, const py::object& widths, const py::object& row_starts, size_t dims,
+                    size_t count, size_t start, size_t stop, int symbol_bytes, const py::object& out, int threads) {
+  ByteView vp(packed, false), vw(widths, false), vr(row_starts, false), vo(out, true);
+  if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("unpack_rows: symbols are 1 or 2 bytes");
+  if (start > stop || stop > count) throw InvalidArgumentError("unpack_rows: vectors [start, stop) out of range");
+  if (dims != 0 && stop - start > vo.size() / dims / static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("unpack_rows: out holds fewer than dims x (stop - start) values");
+  if (vo.size() != dims * (stop - start) * static_cast<size_t>(symbol_bytes))
+    throw InvalidArgumentError("unpack_rows: out must hold exactly dims x (stop - start) values");
+  const PackedLayout layout = check_packed(vp, vw, vr, dims, count, "unpack_rows");
+  if (symbol_bytes == 1)
+    for (size_t j = 0; j < dims; ++j)
+      if (layout.widths[j] > 8) throw InvalidArgumentError("unpack_rows: a row wider than 8 bits needs 2-byte symbols");
+  py::gil_scoped_release release;
+  unpack_rows(vp.data(), layout.widths, layout.row_starts, dims, count, start, stop, symbol_bytes, vo.data(),
+              threads);
+}
+
+void packed_symbol_scores_py(const py::object& packed, const py::object& widths, const py::object& row_starts,
+                             size_t dims, size_t count, size_t start, size_t stop, const py::object& weights,
+                             size_t queries, const py::object& out, int threads) {
+  ByteView vp(packed, false), vw(widths, false), vr(row_starts, false), vq(weights, false), vo(out, true);
+  if (start > stop || stop > count) throw InvalidArgumentError("packed_symbol_scores: vectors [start, stop) out of range");
+  if (queries != 0 && dims > vq.size() / sizeof(float) / queries)
+    throw InvalidArgumentError("packed_symbol_scores: weights hold fewer than queries x dims float32");
+  if (vq.size() != queries * dims * sizeof(float))
+    throw InvalidArgumentError("packed_symbol_scores: weights must be queries x dims float32");
+  if (queries != 0 && stop - start > vo.size() / sizeof(float) / queries)
+    throw InvalidArgumentError("packed_symbol_scores: out holds fewer than queries x (stop - start) float32");
+  if (vo.size() != queries * (stop - start) * sizeof(float))
+    throw InvalidArgumentError("packed_symbol_scores: out must be queries x (stop - start) float32");
+  const PackedLayout layout = check_packed(vp, vw, vr, dims, count, "packed_symbol_scores");
+  py::gil_scoped_release release;
+  packed_symbol_scores(vp.data(), layout.widths, layout.row_starts, dims, count, start, stop,
+                       reinterpret_cast<const float*>(vq.data()), queries, reinterpret_cast<float*>(vo.data()),
+                       threads);
+}
+
 void unzigzag_to_float_py(const py::object& symbols, int symbol_bytes, const py::object& out) {
   ByteView vs(symbols, false), vo(out, true);
   if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("unzigzag_to_float: symbols are 1 or 2 bytes");
@@ -376,6 +455,17 @@ PYBIND11_MODULE(_native, m) {
         py::arg("threads"),
         "out[q, i - start] = sum_j weights[q, j] * unzigzag(symbols[j, i]) for i in [start, stop): scores "
         "without decoding the vectors.");
+  m.def("pack_rows", &pack_rows_py, py::arg("symbols"), py::arg("symbol_bytes"), py::arg("dims"), py::arg("count"),
+        py::arg("widths"), py::arg("row_starts"), py::arg("out"),
+        "Rows of uint8/uint16 symbols bit-packed at widths[j] bits from byte row_starts[j] of out (zeroed; "
+        "16 bytes of padding after the last row).");
+  m.def("unpack_rows", &unpack_rows_py, py::arg("packed"), py::arg("widths"), py::arg("row_starts"),
+        py::arg("dims"), py::arg("count"), py::arg("start"), py::arg("stop"), py::arg("symbol_bytes"),
+        py::arg("out"), py::arg("threads"), "The symbols of vectors [start, stop) of every packed row, as dims x (stop - start).");
+  m.def("packed_symbol_scores", &packed_symbol_scores_py, py::arg("packed"), py::arg("widths"),
+        py::arg("row_starts"), py::arg("dims"), py::arg("count"), py::arg("start"), py::arg("stop"),
+        py::arg("weights"), py::arg("queries"), py::arg("out"), py::arg("threads"),
+        "symbol_scores over packed rows: the same floats.");
   m.def("unzigzag_to_float", &unzigzag_to_float_py, py::arg("symbols"), py::arg("symbol_bytes"), py::arg("out"),
         "out[i] = unzigzag(symbols[i]) as float32 (uint8 or uint16 codes).");
   m.def("grid_encode", &grid_encode_py, py::arg("x"), py::arg("value_bytes"), py::arg("step"), py::arg("stride"),

@@ -49,6 +49,20 @@ SCRIPT = textwrap.dedent(
         out = np.empty((3, count - 10), np.float32)
         _native.symbol_scores(symbols, width, dims, count, 3, count - 7, weights, 3, out, 2)
         scores.update(out.tobytes())
+    # The packed rows of an open collection (every width 0-16): the same symbols and scores.
+    from tensorzip.embeddings.packed_symbols import PackedSymbols
+    limits = np.array([0, *[(1 << w) - 1 for w in range(1, 17)]] * 2)
+    symbols = (rng.random((34, 3_001)) * (limits[:, None] + 1)).astype(np.uint16)
+    packed = PackedSymbols(symbols)
+    assert np.array_equal(packed.rows(0, 3_001), symbols)
+    assert np.array_equal(packed.rows(13, 2_999), symbols[:, 13:2_999])
+    weights = rng.standard_normal((2, 34)).astype(np.float32)
+    out = np.empty((2, 2_990), np.float32)
+    packed.scores(8, 2_998, weights, out, 2)
+    plain = np.empty_like(out)
+    _native.symbol_scores(symbols, 2, 34, 3_001, 8, 2_998, weights, 2, plain, 2)
+    assert out.tobytes() == plain.tobytes()
+    scores.update(out.tobytes())
     print(hashlib.sha256(blob).hexdigest() + scores.hexdigest())
     """
 )

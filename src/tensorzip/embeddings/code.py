@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import TensorzipError
 from ..quantization import SymbolRangeError, dequantize, quantize_columns, to_symbols
+from .packed_symbols import PackedSymbols
 
 DECODE_BLOCK_ROWS = 8192  # vectors decoded at a time: bounds memory in search
 
@@ -71,7 +72,8 @@ class EmbeddingCode:
     dims: np.ndarray  # (d',) int32: the kept original axes when directions is None
     offset: np.ndarray  # (d',) float32
     step: np.ndarray  # (d',) float32
-    symbols: np.ndarray  # (d', N) uint8 or uint16, zigzag-coded integers
+    # (d', N) uint8 or uint16, zigzag-coded integers; an opened collection's rows bit-packed
+    symbols: np.ndarray | PackedSymbols
     # The collection's vectors all have norm 1: decoded vectors are scaled back to it,
     # which removes the quantization error along each vector's length (it raised recall@10
     # at equal bytes in a probe on MiniLM embeddings).

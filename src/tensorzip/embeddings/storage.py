@@ -5,6 +5,7 @@ record saying how it was made and what recall it measured (docs/format.md,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -15,6 +16,7 @@ from ..container.records import EMBEDDINGS_KEY
 from ..errors import FormatError
 from ..quantization import LayerFormat, layer_bytes, open_layer, write_layer
 from .code import EmbeddingCode
+from .packed_symbols import PackedSymbols
 
 FORMAT_VERSION = 1
 LAYER = LayerFormat(EMBEDDINGS_KEY, "an embedding collection", FORMAT_VERSION, (FORMAT_VERSION,),
@@ -75,6 +77,8 @@ def read(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
     code = EmbeddingCode(tensors["mean"], tensors.get("directions"), tensors.get("dims", np.zeros(0, np.int32)),
                          tensors["offset"], tensors["step"], tensors["symbols"], bool(record.get("unit_norm")))
     _check(code, reader.where)
+    # Kept open for search: each dimension's row at the bits its symbols need (packed_symbols.py).
+    code = dataclasses.replace(code, symbols=PackedSymbols(tensors.pop("symbols")))
     _check_sizes(record, (code.count, code.dim), reader.where)
     return StoredCollection(record, code, None)
 

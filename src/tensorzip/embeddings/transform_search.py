@@ -26,6 +26,7 @@ from ..codecs import checked_threads
 from ..errors import TensorzipError
 from ..quantization import unzigzag_float32
 from .code import DECODE_BLOCK_ROWS, EmbeddingCode
+from .packed_symbols import PackedSymbols
 from .search import METRICS
 
 # Up to this many queries, scores come from the native kernel over the stored symbols;
@@ -44,7 +45,8 @@ class CodeScorer:
         holds for orthonormal directions D up to float rounding, instead of decoding it."""
         self.code = code
         self.threads = checked_threads(threads)
-        self._symbols = np.ascontiguousarray(code.symbols)
+        # The packed rows of an opened collection, or a candidate's plain symbols in the solver.
+        self._symbols = code.symbols if isinstance(code.symbols, PackedSymbols) else np.ascontiguousarray(code.symbols)
         self._directions = None if code.directions is None else code.directions.astype(np.float32)
         unscaled = self._exact_norms() if exact_norms else self._norms_from_coordinates()
         norms = np.sqrt(unscaled)
@@ -108,8 +110,11 @@ class CodeScorer:
             stop = min(code.count, start + rows)
             if native:
                 dots = np.empty((len(q), stop - start), dtype=np.float32)
-                _native.symbol_scores(self._symbols, self._symbols.itemsize, self._symbols.shape[0], code.count,
-                                      start, stop, weights, len(q), dots, self.threads)
+                if isinstance(self._symbols, PackedSymbols):
+                    self._symbols.scores(start, stop, weights, dots, self.threads)
+                else:
+                    _native.symbol_scores(self._symbols, self._symbols.itemsize, self._symbols.shape[0], code.count,
+                                          start, stop, weights, len(q), dots, self.threads)
                 dots += constants[:, None]
                 dots /= self._divisor[None, start:stop]
             else:
