@@ -20,6 +20,7 @@ inline int resolve_threads(int requested) {
 }
 
 inline size_t worker_count(size_t count, int threads) {
+  if (count <= 1) return 1;  // one task: no need to ask the OS for its cores (a syscall per call)
   return std::max<size_t>(1, std::min<size_t>(count, static_cast<size_t>(resolve_threads(threads))));
 }
 

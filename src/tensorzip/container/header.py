@@ -254,7 +254,7 @@ class Header:
         packed_ranges: list[list[tuple[int, int, str]]] = [[] for _ in header.groups]
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):
-            entry = _parse_tensor(item, f"{where}: tensor #{index}", limits)
+            entry = _parse_tensor(item, where, limits, index=index)
             if entry.name in header.tensors:
                 raise HeaderError(f"{where}: tensor {entry.name!r} appears twice")
             if entry.same_as is not None:
@@ -268,9 +268,10 @@ class Header:
                 continue
             if entry.delta is not None and base is None:
                 raise HeaderError(f"{where}: tensor {entry.name!r} is coded against a base the header does not name")
-            if entry.delta is not None and entry.delta.base_digest.startswith(BLAKE3_PINS):
-                _require(records.BLAKE3_PINS_FEATURE in required, f"{where}: tensor #{index}", "has a BLAKE3 pin but "
-                         f"the header does not declare the feature {records.BLAKE3_PINS_FEATURE!r}")
+            if (entry.delta is not None and entry.delta.base_digest.startswith(BLAKE3_PINS)
+                    and records.BLAKE3_PINS_FEATURE not in required):
+                raise HeaderError(f"{where}: tensor #{index}: has a BLAKE3 pin but the header does not declare the "
+                                  f"feature {records.BLAKE3_PINS_FEATURE!r}")
             if entry.reference is not None:
                 _check_reference(entry, header.tensors, required, f"{where}: tensor #{index}")
             for number, chunk in enumerate(entry.chunks):
@@ -453,15 +454,22 @@ def _check_reference(entry: TensorEntry, earlier: dict[str, TensorEntry], requir
 _STORED_KEYS = {"name", "dtype", "shape", "codec", "chunks"}
 _SHARED_KEYS = {"name", "dtype", "shape", "same_as"}
 _PACKED_KEYS = {"name", "dtype", "shape", "packed"}
+_TENSOR_KEY_SETS = (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS, _PACKED_KEYS)
 
 
-def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = True) -> TensorEntry:
+def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = True,
+                  index: int | None = None) -> TensorEntry:
+    """One tensor entry, checked. ``index``: its place in the header's list (named in
+    errors after ``where``, as "tensor #N")."""
+    if index is not None:
+        where = f"{where}: tensor #{index}"
+    # Messages are built only on failure: this runs per tensor per file opened (a Zarr chunk
+    # opens one file per call), and formatting them eagerly cost more than the checks.
     _require(isinstance(item, dict), where, "must be an object")
-    keys = set(item)
-    _require(keys in (_STORED_KEYS, _STORED_KEYS | {"delta"}, _STORED_KEYS | {"reference"}, _SHARED_KEYS,
-                      _PACKED_KEYS), where,
-             "must have the keys name, dtype, shape, codec, chunks (and optionally delta or reference), "
-             f"or name, dtype, shape, same_as, or name, dtype, shape, packed (has {sorted(item)})")
+    if set(item) not in _TENSOR_KEY_SETS:
+        raise HeaderError(f"{where}: must have the keys name, dtype, shape, codec, chunks (and optionally delta or "
+                          f"reference), or name, dtype, shape, same_as, or name, dtype, shape, packed "
+                          f"(has {sorted(item)})")
     name = item["name"]
     _require(isinstance(name, str), where, "name must be a string")
     where = f"{where} ({name!r})" if named else where
@@ -472,9 +480,10 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = Tr
     shape = item["shape"]
     _require(isinstance(shape, list) and all(_is_uint(d) for d in shape), where,
              "shape must be a list of non-negative integers")
-    _require(len(shape) <= MAX_DIMENSIONS, where, f"shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
-    _require(math.prod(d for d in shape if d) * spec.itemsize < 1 << 62, where,
-             f"shape {shape} is too large to exist in memory")
+    if len(shape) > MAX_DIMENSIONS:
+        raise HeaderError(f"{where}: shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
+    if math.prod(d for d in shape if d) * spec.itemsize >= 1 << 62:
+        raise HeaderError(f"{where}: shape {shape} is too large to exist in memory")
     nbytes = math.prod(shape) * spec.itemsize
     if nbytes > limits.max_tensor_bytes:
         raise LimitExceededError(

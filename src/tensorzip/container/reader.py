@@ -232,7 +232,12 @@ class TzipReader:
 
     def get_tensor(self, name: str, *, verify_checksums: bool = True) -> np.ndarray:
         """Decode one tensor, reading only its own chunks."""
-        return next(iter(self.iter_tensors([name], verify_checksums=verify_checksums)))[1]
+        entry = self.entry(name)
+        if entry.reference is not None:  # needs the tensor it is coded against: a pass
+            return next(iter(self.iter_tensors([name], verify_checksums=verify_checksums)))[1]
+        # One tensor alone, in one native call: what a Zarr chunk or tz.decompress pays per call.
+        self.check_fits_in_memory(entry.nbytes, f"tensor {name!r}")
+        return next(self._decode_batch([entry], None, verify_checksums, None))[1]
 
     def iter_tensors(
         self,
@@ -281,7 +286,7 @@ class TzipReader:
             prefetch.shutdown(wait=True, cancel_futures=True)
 
     def _decode_batch(self, batch: list[TensorEntry], stored: list[bytes | memoryview] | None,
-                      verify_checksums: bool, targets: DecodedTargets) -> Iterator[tuple[str, np.ndarray]]:
+                      verify_checksums: bool, targets: DecodedTargets | None) -> Iterator[tuple[str, np.ndarray]]:
         try:
             outs = [np.empty(e.shape, dtype=e.spec.numpy_dtype) for e in batch]
         except MemoryError:
