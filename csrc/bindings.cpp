@@ -377,18 +377,19 @@ py::tuple grid_encode_py(const py::object& x, int value_bytes, double step, size
   return py::make_tuple(result.max_error, result.max_code, result.finite);
 }
 
-py::tuple grid_columns_py(const py::object& x, size_t rows, size_t columns, const py::object& steps,
-                          const py::object& codes_t, int threads) {
+py::tuple grid_columns_py(const py::object& x, size_t rows, size_t columns, size_t row_stride,
+                          const py::object& steps, const py::object& codes_t, int threads) {
   ByteView vx(x, false), vs(steps, false), vc(codes_t, true);
-  if (vx.size() != rows * columns * sizeof(float) || vs.size() != columns * sizeof(float) ||
-      vc.size() != rows * columns * sizeof(uint32_t))
-    throw InvalidArgumentError("grid_columns: x must be rows x columns float32, steps one float32 per column, "
-                               "codes_t one uint32 per value");
+  if (row_stride < columns || (rows != 0 && row_stride > vx.size() / sizeof(float) / rows) ||
+      vx.size() != rows * row_stride * sizeof(float) || vs.size() != columns * sizeof(float) ||
+      (rows != 0 && columns > vc.size() / sizeof(uint32_t) / rows) || vc.size() != rows * columns * sizeof(uint32_t))
+    throw InvalidArgumentError("grid_columns: x must be rows x row_stride float32 (row_stride >= columns), steps "
+                               "one float32 per column, codes_t one uint32 per value");
   bool in_range = true;
   uint64_t largest;
   {
     py::gil_scoped_release release;
-    largest = grid_columns(reinterpret_cast<const float*>(vx.data()), rows, columns,
+    largest = grid_columns(reinterpret_cast<const float*>(vx.data()), rows, columns, row_stride,
                            reinterpret_cast<const float*>(vs.data()), reinterpret_cast<uint32_t*>(vc.data()),
                            in_range, threads);
   }
@@ -474,10 +475,10 @@ PYBIND11_MODULE(_native, m) {
         "by the one `stride` before in each chunk, zigzag-coded into uint32 codes: (max error of the decoded "
         "values rounded to `decoded` (0 float32, 1 float64, 2 bfloat16, 3 float16; -1: the input's type), max "
         "code, all finite).");
-  m.def("grid_columns", &grid_columns_py, py::arg("x"), py::arg("rows"), py::arg("columns"), py::arg("steps"),
-        py::arg("codes_t"), py::arg("threads"),
-        "codes_t[c, r] = zigzag(rint(x[r, c] / steps[c])) in float32 arithmetic, transposed: (largest code, "
-        "every scaled value finite and within +-2^30).");
+  m.def("grid_columns", &grid_columns_py, py::arg("x"), py::arg("rows"), py::arg("columns"), py::arg("row_stride"),
+        py::arg("steps"), py::arg("codes_t"), py::arg("threads"),
+        "codes_t[c, r] = zigzag(rint(x[r, c] / steps[c])) in float32 arithmetic for the first `columns` columns of "
+        "a rows x row_stride matrix, transposed: (largest code, every scaled value finite and within +-2^30).");
   m.def("grid_decode", &grid_decode_py, py::arg("codes"), py::arg("symbol_bytes"), py::arg("step"), py::arg("stride"),
         py::arg("chunk_elements"), py::arg("offsets"), py::arg("out"), py::arg("out_type"), py::arg("threads"),
         "The inverse of grid_encode (the same offsets): codes (1, 2 or 4 bytes) to values of out_type (0 float32, "
@@ -500,6 +501,7 @@ PYBIND11_MODULE(_native, m) {
         paths["rans_decode"] = path_name(rans_decode_path());
         paths["crc32c"] = path_name(crc32c_path());
         paths["symbol_scores"] = symbol_scores_path();
+        paths["grid_columns"] = grid_columns_path();
         return paths;
       },
       "The instruction-set path each SIMD-dispatched kernel takes in this process (CPU and TENSORZIP_SIMD): "

@@ -6,8 +6,13 @@
 #include <limits>
 #include <vector>
 
+#include "cpu_features.hpp"
 #include "errors.hpp"
 #include "parallel.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 namespace tensorzip {
 namespace {
@@ -258,33 +263,124 @@ void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double st
   });
 }
 
-uint64_t grid_columns(const float* x, size_t rows, size_t columns, const float* steps, uint32_t* codes_t,
-                      bool& in_range, int threads) {
-  constexpr size_t kTile = 64;  // rows per tile: its columns' codes are written 64 at a time
-  const size_t tiles = (rows + kTile - 1) / kTile;
+namespace {
+
+constexpr size_t kColumnsTile = 64;  // rows per task: its columns' codes are written 64 at a time
+
+// Rows [first, last) x columns [c0, columns): the portable path, and the AVX2 path's edges.
+void grid_columns_scalar(const float* x, size_t rows, size_t columns, size_t row_stride, const float* steps,
+                         uint32_t* codes_t, size_t first, size_t last, size_t c0, uint64_t& most, bool& ok) {
+  constexpr float kLimit = static_cast<float>(kMaxInteger);
+  for (size_t c = c0; c < columns; ++c) {
+    const float step = steps[c];
+    uint32_t* out = codes_t + c * rows;
+    for (size_t r = first; r < last; ++r) {
+      const float scaled = x[r * row_stride + c] / step;
+      if (!(scaled < kLimit && scaled > -kLimit)) {  // NaN fails too
+        ok = false;
+        out[r] = 0;
+        continue;
+      }
+      const uint32_t code = zigzag(static_cast<int64_t>(std::nearbyint(scaled)));
+      out[r] = code;
+      most = std::max<uint64_t>(most, code);
+    }
+  }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) inline void transpose8(__m256i* v) {
+  const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+  const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+  const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+  const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+  v[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+  v[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+  v[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+  v[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+  v[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+  v[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+  v[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+  v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+// The same codes as grid_columns_scalar: IEEE division, rounding to nearest even (what
+// nearbyint does in the default mode), out-of-range values coded 0 and reported.
+__attribute__((target("avx2"))) void grid_columns_avx2(const float* x, size_t rows, size_t columns,
+                                                       size_t row_stride, const float* steps, uint32_t* codes_t,
+                                                       size_t first, size_t last, uint64_t& most, bool& ok) {
+  const __m256 limit = _mm256_set1_ps(static_cast<float>(kMaxInteger));
+  const __m256 negative_limit = _mm256_set1_ps(-static_cast<float>(kMaxInteger));
+  __m256i largest = _mm256_setzero_si256();
+  __m256i all_fine = _mm256_set1_epi32(-1);
+  const size_t wide = columns / 8 * 8;
+  size_t r0 = first;
+  for (; r0 + 8 <= last; r0 += 8) {
+    for (size_t c0 = 0; c0 < wide; c0 += 8) {
+      const __m256 step = _mm256_loadu_ps(steps + c0);
+      __m256i v[8];
+      for (int k = 0; k < 8; ++k) {
+        const __m256 scaled = _mm256_div_ps(_mm256_loadu_ps(x + (r0 + k) * row_stride + c0), step);
+        const __m256i fine = _mm256_castps_si256(_mm256_and_ps(_mm256_cmp_ps(scaled, limit, _CMP_LT_OQ),
+                                                               _mm256_cmp_ps(scaled, negative_limit, _CMP_GT_OQ)));
+        all_fine = _mm256_and_si256(all_fine, fine);
+        const __m256i n = _mm256_cvtps_epi32(_mm256_round_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m256i code = _mm256_and_si256(
+            _mm256_xor_si256(_mm256_slli_epi32(n, 1), _mm256_srai_epi32(n, 31)), fine);
+        largest = _mm256_max_epu32(largest, code);
+        v[k] = code;
+      }
+      transpose8(v);
+      for (int k = 0; k < 8; ++k)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes_t + (c0 + k) * rows + r0), v[k]);
+    }
+    grid_columns_scalar(x, rows, columns, row_stride, steps, codes_t, r0, r0 + 8, wide, most, ok);
+  }
+  grid_columns_scalar(x, rows, columns, row_stride, steps, codes_t, r0, last, 0, most, ok);
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), largest);
+  for (uint32_t lane : lanes) most = std::max<uint64_t>(most, lane);
+  if (_mm256_movemask_epi8(all_fine) != -1) ok = false;
+}
+#endif
+
+bool grid_columns_avx2_enabled() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_features().avx2 && simd_cap() >= SimdCap::kAvx2;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+const char* grid_columns_path() { return grid_columns_avx2_enabled() ? "avx2" : "portable"; }
+
+uint64_t grid_columns(const float* x, size_t rows, size_t columns, size_t row_stride, const float* steps,
+                      uint32_t* codes_t, bool& in_range, int threads) {
+  const size_t tiles = (rows + kColumnsTile - 1) / kColumnsTile;
   const size_t workers = worker_count(tiles, threads);
   std::vector<uint64_t> largest(workers, 0);
   std::vector<char> fine(workers, 1);
-  constexpr float kLimit = static_cast<float>(kMaxInteger);
+  const bool avx2 = grid_columns_avx2_enabled();
   parallel_for(tiles, threads, [&](size_t tile, size_t worker) {
-    const size_t first = tile * kTile, last = std::min(rows, first + kTile);
+    const size_t first = tile * kColumnsTile, last = std::min(rows, first + kColumnsTile);
     uint64_t most = largest[worker];
     bool ok = fine[worker] != 0;
-    for (size_t c = 0; c < columns; ++c) {
-      const float step = steps[c];
-      uint32_t* out = codes_t + c * rows;
-      for (size_t r = first; r < last; ++r) {
-        const float scaled = x[r * columns + c] / step;
-        if (!(scaled < kLimit && scaled > -kLimit)) {  // NaN fails too
-          ok = false;
-          out[r] = 0;
-          continue;
-        }
-        const uint32_t code = zigzag(static_cast<int64_t>(std::nearbyint(scaled)));
-        out[r] = code;
-        most = std::max<uint64_t>(most, code);
-      }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (avx2) {
+      grid_columns_avx2(x, rows, columns, row_stride, steps, codes_t, first, last, most, ok);
+    } else {
+      grid_columns_scalar(x, rows, columns, row_stride, steps, codes_t, first, last, 0, most, ok);
     }
+#else
+    (void)avx2;
+    grid_columns_scalar(x, rows, columns, row_stride, steps, codes_t, first, last, 0, most, ok);
+#endif
     largest[worker] = most;
     fine[worker] = ok ? 1 : 0;
   });

@@ -39,12 +39,17 @@ void grid_decode(const uint8_t* codes, int symbol_bytes, size_t count, double st
                  size_t chunk_elements, const int32_t* offsets, size_t period, void* out, GridType out_type,
                  int threads);
 
-// A row-major float32 matrix [rows, columns] on a grid of one step per column, as the
+// A row-major float32 matrix [rows, columns] (rows `row_stride` floats apart, at least
+// `columns`: the first columns of a wider matrix) on a grid of one step per column, as the
 // embedding codes quantize it: q = nearbyint(x[r, c] / steps[c]) in float32 arithmetic (what
 // NumPy computes), zigzag-coded into codes_t[c * rows + r] (transposed: a column's codes
 // contiguous). Returns the largest code; `in_range` false when some scaled value is not
-// finite or reaches +-2^30 (the codes are then meaningless).
-uint64_t grid_columns(const float* x, size_t rows, size_t columns, const float* steps, uint32_t* codes_t,
-                      bool& in_range, int threads);
+// finite or reaches +-2^30 (the codes are then meaningless, and 0 where that happened).
+// AVX2 path: blocks of 8 rows x 8 columns, transposed in registers; the same codes.
+uint64_t grid_columns(const float* x, size_t rows, size_t columns, size_t row_stride, const float* steps,
+                      uint32_t* codes_t, bool& in_range, int threads);
+
+// The path grid_columns takes under the current cap (csrc/cpu_features.hpp): "avx2" or "portable".
+const char* grid_columns_path();
 
 }  // namespace tensorzip

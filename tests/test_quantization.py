@@ -359,11 +359,16 @@ def test_quantize_columns_is_quantize_transposed_in_one_native_pass():
     expected = quantize(x, step, precision=np.float32, max_bits=16).symbols
     got = quantize_columns(x, step, max_bits=16)
     assert got.dtype == expected.dtype and np.array_equal(got, expected.T)
+    prefix = quantize_columns(x, step[:21], max_bits=16)  # the first columns, read in place
+    assert np.array_equal(prefix, quantize(x[:, :21], step[:21], precision=np.float32, max_bits=16).symbols.T)
+    with pytest.raises(ValueError, match="38 steps for 37 columns"):
+        quantize_columns(x, np.ones(38, np.float32))
     for bad in (np.float32(np.nan), np.float32(2.0**31)):
-        y = x.copy()
-        y[7, 3] = bad
-        with pytest.raises(SymbolRangeError):
-            quantize_columns(y, step)
+        for row, column in ((7, 3), (3000, 36)):  # inside a block of 8 x 8, and on both edges
+            y = x.copy()
+            y[row, column] = bad
+            with pytest.raises(SymbolRangeError):
+                quantize_columns(y, step)
     with pytest.raises(SymbolRangeError):  # symbols wider than max_bits
         quantize_columns(x, step * np.float32(1e-4), max_bits=8)
 

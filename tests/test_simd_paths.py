@@ -63,6 +63,10 @@ SCRIPT = textwrap.dedent(
     _native.symbol_scores(symbols, 2, 34, 3_001, 8, 2_998, weights, 2, plain, 2)
     assert out.tobytes() == plain.tobytes()
     scores.update(out.tobytes())
+    # The embedding solver's quantizer: the same codes on every path (blocks of 8 x 8 and edges).
+    from tensorzip.quantization import quantize_columns
+    coordinates = (rng.standard_normal((1_003, 45)) * 7).astype(np.float32)
+    scores.update(quantize_columns(coordinates, rng.uniform(0.01, 1.0, 29).astype(np.float32)).tobytes())
     print(hashlib.sha256(blob).hexdigest() + scores.hexdigest())
     """
 )
@@ -110,12 +114,12 @@ def native_paths(cap: str | None) -> dict[str, str]:
 def test_scalar_switch_puts_every_kernel_on_its_portable_path():
     # CRC-32C included: without this, its table path never ran on x86 CI machines.
     assert native_paths("scalar") == {"rans_encode": "scalar", "rans_decode": "scalar", "crc32c": "portable",
-                                      "symbol_scores": "portable"}
+                                      "symbol_scores": "portable", "grid_columns": "portable"}
 
 
 def test_avx2_switch_caps_only_what_is_above_avx2():
     default, avx2 = native_paths(None), native_paths("avx2")
-    assert set(default) == {"rans_encode", "rans_decode", "crc32c", "symbol_scores"}
+    assert set(default) == {"rans_encode", "rans_decode", "crc32c", "symbol_scores", "grid_columns"}
     assert default["rans_encode"] in {"avx2", "scalar"}
     assert default["rans_decode"] in {"avx512", "avx2", "scalar"}
     assert default["crc32c"] in {"sse4.2", "portable"}
@@ -123,4 +127,5 @@ def test_avx2_switch_caps_only_what_is_above_avx2():
     assert avx2["rans_encode"] == default["rans_encode"]
     assert avx2["crc32c"] == default["crc32c"]
     assert avx2["symbol_scores"] == default["symbol_scores"] in {"avx2", "portable"}
+    assert avx2["grid_columns"] == default["grid_columns"] in {"avx2", "portable"}
     assert avx2["rans_decode"] == ("avx2" if default["rans_decode"] == "avx512" else default["rans_decode"])

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "cpu_features.hpp"
 #include "errors.hpp"
 #include "grid_code.hpp"
 
@@ -132,13 +133,57 @@ TEST(grid_code, columns_transposed_with_one_step_each) {
   std::vector<uint32_t> codes_t(6);
   bool in_range = false;
   // column 0: 0.5 -> 0, -1.5 -> -2, 2 -> 2; column 1: 1.5 -> 2, -0.5 -> -0, 2.5 -> 2
-  const uint64_t largest = grid_columns(x.data(), 3, 2, steps.data(), codes_t.data(), in_range, 2);
+  const uint64_t largest = grid_columns(x.data(), 3, 2, 2, steps.data(), codes_t.data(), in_range, 2);
   CHECK(in_range);
   CHECK(codes_t == (std::vector<uint32_t>{0, 3, 4, 4, 0, 4}));
   CHECK(largest == 4);
   const std::vector<float> bad = {0.0f, std::numeric_limits<float>::quiet_NaN()};
-  grid_columns(bad.data(), 1, 2, steps.data(), codes_t.data(), in_range, 1);
+  grid_columns(bad.data(), 1, 2, 2, steps.data(), codes_t.data(), in_range, 1);
   CHECK(!in_range);
+}
+
+TEST(grid_code, columns_every_path_gives_the_same_codes) {
+  // 203 rows x 21 of 27 columns (blocks of 8 x 8 and both edges), values on and between grid
+  // points, one NaN inside a block and one on an edge: every SIMD path, the same codes.
+  tztest::Rng rng(77);
+  const size_t rows = 203, columns = 21, stride = 27;
+  std::vector<float> x(rows * stride), steps(columns);
+  for (float& v : x) v = static_cast<float>(static_cast<int>(rng.next() % 20001) - 10000) * 0.01f;
+  for (size_t c = 0; c < columns; ++c) steps[c] = 0.05f * static_cast<float>(c + 1);
+  x[9 * stride + 3] = 1.5f * steps[3];  // a tie: to even
+  std::vector<uint32_t> first;
+  bool first_range = true;
+  uint64_t first_largest = 0;
+  for (const bool poisoned : {false, true}) {
+    if (poisoned) {
+      x[10 * stride + 4] = std::numeric_limits<float>::quiet_NaN();
+      x[201 * stride + 20] = 3e12f;
+    }
+    bool have = false;
+    tztest::for_each_simd_cap([&](SimdCap) {
+      std::vector<uint32_t> codes(rows * columns, 7);
+      bool in_range = true;
+      const uint64_t largest = grid_columns(x.data(), rows, columns, stride, steps.data(), codes.data(), in_range, 2);
+      CHECK(in_range == !poisoned);
+      if (!poisoned) {
+        for (size_t r = 0; r < rows; r += 17)
+          for (size_t c = 0; c < columns; ++c) {
+            const int64_t q = static_cast<int64_t>(std::nearbyint(x[r * stride + c] / steps[c]));
+            CHECK_EQ(codes[c * rows + r], static_cast<uint32_t>(q >= 0 ? 2 * q : -2 * q - 1));
+          }
+      } else {
+        CHECK_EQ(codes[4 * rows + 10], 0u);
+        CHECK_EQ(codes[20 * rows + 201], 0u);
+      }
+      if (!have) {
+        first = codes, first_range = in_range, first_largest = largest, have = true;
+      } else {
+        CHECK(codes == first);
+        CHECK(in_range == first_range);
+        CHECK(largest == first_largest);
+      }
+    });
+  }
 }
 
 TEST(grid_code, non_finite_and_bad_layouts) {

@@ -176,10 +176,11 @@ def uniform_code(projection: Projection, level: float, emphasis: float = 0.0) ->
         relative = np.where(variances > 0, variances / top, np.inf)
         distortion = level * relative ** -emphasis
     kept = max(1, int(np.count_nonzero(variances > distortion)))
-    directions, axes, y = projection.kept(kept)
+    directions, axes, _ = projection.kept(kept)
     step = np.sqrt(12.0 * np.maximum(distortion[:kept], 1e-30)).astype(np.float32)
     try:
-        symbols = quantize_columns(y, step, max_bits=16)  # (kept, count): a column's codes contiguous
+        # (kept, count): a column's codes contiguous; read from the whole matrix, not a copy of y
+        symbols = quantize_columns(projection.coordinates, step, max_bits=16)
     except SymbolRangeError:
         raise TensorzipError(_TOO_FINE) from None
     return EmbeddingCode(projection.basis.mean, directions, axes, np.zeros(kept, np.float32), step, symbols,
