@@ -86,3 +86,21 @@ def test_a_damaged_or_foreign_cache_is_no_cache(family, monkeypatch):
     wrong.save()
     tz.decompress_file(family / "tuned.tzip", family / "y.safetensors", base=family / "base.safetensors")
     assert (family / "y.safetensors").read_bytes() == (family / "tuned.safetensors").read_bytes()
+
+
+def test_only_the_most_recent_bases_are_kept(tmp_path, monkeypatch):
+    """The pins folder does not grow without end: past MAX_CACHED_BASES files, the least
+    recently written go."""
+    monkeypatch.setattr(pin_cache, "MAX_CACHED_BASES", 3)
+    folder = tmp_path / "cache"
+    written = []
+    for number in range(5):
+        base = tmp_path / f"base{number}.bin"
+        base.write_bytes(b"x" * 8)
+        cache = pin_cache.PinCache(base, folder)
+        cache.remember(0, 8, "blake3-128:" + "0" * 32, "blake3-128:")
+        cache.save()
+        os.utime(cache.path, ns=(number * 10**9, number * 10**9))  # a clear order, whatever the clock
+        written.append(cache.path)
+    kept = sorted(p.name for p in (folder / "pins").iterdir())
+    assert len(kept) == 3 and written[-1].name in kept and written[0].name not in kept

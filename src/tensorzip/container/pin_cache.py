@@ -29,6 +29,10 @@ from ..outputs.cache_dir import default_cache_dir
 
 PIN_CACHE_ENV = "TENSORZIP_PIN_CACHE"  # "0": hash every base tensor every time
 MAX_CACHE_BYTES = 16 << 20  # a cache file larger than this is ignored (not ours, or damaged)
+# Base files whose pins are kept: when a new one is written past this, the least recently
+# written are removed (each is a few KB; a user who has decoded against hundreds of bases
+# keeps the most recent ones).
+MAX_CACHED_BASES = 256
 
 
 def pin_cache_enabled() -> bool:
@@ -98,6 +102,20 @@ class PinCache:
                     with contextlib.suppress(OSError):
                         os.unlink(temporary)
                     raise
+                _evict_oldest(self.path.parent, keep=MAX_CACHED_BASES)
             except OSError:
                 return  # a read-only or full cache folder: no cache
             self._changed = False
+
+
+def _evict_oldest(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written pin files of ``folder`` (best effort:
+    another process may be removing them too)."""
+    files = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                files.append((entry.stat().st_mtime_ns, entry.path))
+    for _, path in sorted(files, reverse=True)[keep:]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
