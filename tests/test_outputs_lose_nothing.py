@@ -178,3 +178,21 @@ def test_a_base_given_for_a_deeper_link_says_how_chains_are_found(tmp_path):
     (tmp_path / "b0.safetensors").rename(tmp_path / "moved.safetensors")
     with pytest.raises(tz.BaseMismatchError, match="replaces that file"):
         tz.load_file(tmp_path / "b2.tzip", base=tmp_path / "moved.safetensors")
+
+
+def test_a_file_that_appears_while_writing_is_not_replaced_without_force(tmp_path):
+    """Two commands writing one name at once: the check before writing passed for both, so
+    the commit itself must refuse to replace what the other one put there."""
+    from tensorzip.errors import OutputFileError
+    from tensorzip.outputs.atomic import atomic_output
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(OutputFileError, match="appeared while this ran"):
+        with atomic_output(target, overwrite=False) as handle:
+            handle.write(b"mine")
+            target.write_bytes(b"theirs")  # the other command finished first
+    assert target.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temporary left
+    with atomic_output(target, overwrite=True) as handle:
+        handle.write(b"mine")
+    assert target.read_bytes() == b"mine"

@@ -61,6 +61,7 @@ from .inputs.torch_file import (
     STATE_DICT_KEY,
     TorchFile,
     import_torch,
+    is_npz,
     is_torch_path,
     is_torch_zip,
     looks_like_torch_file,
@@ -278,6 +279,8 @@ def open_checkpoint(source: str | os.PathLike[str]) -> Checkpoint:
     """A folder of shards, a PyTorch file (by name, or by its first bytes), or a .safetensors file;
     any other kind (a .tzip already, a .npy) is refused naming the command that takes it."""
     found = require(source, "tensorzip compress", COMPRESSIBLE, unknown_ok=True)
+    if found.kind is Kind.UNKNOWN and is_npz(source):  # a zip, but not torch.save's: say what it is
+        raise found.refuse("tensorzip compress")
     if found.kind is Kind.DCP_FOLDER:
         raise InputFileError(f"{source}: a torch.distributed.checkpoint folder compresses to a folder, each rank file "
                              "a .tzip (tensorzip compress FOLDER, without --archive; tz.compress_folder in Python)")
@@ -545,6 +548,7 @@ def decompress_file(
             written = _decode_in_place(reader, _safetensors_prefix(reader), target, progress)
         else:
             header = _safetensors_prefix(reader)
+            reader.check_base_pins(entries)  # a stream cannot be taken back: refuse a wrong base first
             written = _write_tensors(reader, entries, header, target, _counter(_nbytes(entries), progress))
         return DecompressionReport(
             source=reader.where, target=_name(target), compressed_bytes=reader.size,
@@ -554,7 +558,7 @@ def decompress_file(
 
 def extract_file(
     source: str | os.PathLike[str],
-    target: str | os.PathLike[str],
+    target: PathOrStream,
     patterns: Iterable[str],
     *,
     threads: int | None = None,
@@ -563,7 +567,8 @@ def extract_file(
 ) -> DecompressionReport:
     """Write only the tensors whose names match one of ``patterns`` (shell globs: ``*``,
     ``?``, ``[...]``) as a new .safetensors file, in storage order, decoding nothing else.
-    The user's metadata is kept; tensorzip's reserved keys are not (they describe the whole)."""
+    The user's metadata is kept; tensorzip's reserved keys are not (they describe the whole).
+    ``target``: a path (written atomically) or a binary stream (standard output)."""
     started = time.perf_counter()
     patterns = list(patterns)
     with open_data(source, "tensorzip decompress --tensor", threads=threads, base=base) as reader:
@@ -575,9 +580,13 @@ def extract_file(
         refuse_output_over_inputs(target, source, *reader.base_files())
         metadata = {k: v for k, v in (reader.metadata() or {}).items() if not k.startswith(RESERVED_PREFIX)}
         header = build_header(((e.name, e.spec, e.shape) for e in chosen), metadata)
-        with atomic_output(target, overwrite=overwrite) as handle:
-            written = _write_tensors(reader, chosen, header, handle, lambda _: None)
-        return DecompressionReport(source=reader.where, target=str(target), compressed_bytes=reader.size,
+        if isinstance(target, (str, os.PathLike)):
+            with atomic_output(target, overwrite=overwrite) as handle:
+                written = _write_tensors(reader, chosen, header, handle, lambda _: None)
+        else:
+            reader.check_base_pins(chosen)  # a stream cannot be taken back: refuse a wrong base first
+            written = _write_tensors(reader, chosen, header, target, lambda _: None)
+        return DecompressionReport(source=reader.where, target=_name(target), compressed_bytes=reader.size,
                                    output_bytes=written, seconds=time.perf_counter() - started,
                                    threads=_resolve_threads(threads))
 

@@ -68,9 +68,10 @@ def salvage_file(
     nothing, when the header cannot be read or no tensor survives."""
     started = time.perf_counter()
     with _open(source, threads, base) as reader:
-        refuse_output_over_inputs(target, source)
-        if any(entry.delta is not None for entry in reader.header.tensors.values()):
-            reader.base_checkpoint()  # a missing base fails the whole salvage, before anything is written
+        # A missing base fails the whole salvage, before anything is written; an output may
+        # replace neither the file nor any base down its chain (they are what is being read).
+        coded_against_base = any(entry.delta is not None for entry in reader.header.tensors.values())
+        refuse_output_over_inputs(target, source, *(reader.base_files() if coded_against_base else []))
         good: list[TensorEntry] = []
         lost: dict[str, str] = {}
         for entry in reader.header.tensors.values():

@@ -73,7 +73,7 @@ def _folder_output(given: str | None, source: str, compress: bool, force: bool) 
             given = str(path.with_name(path.name[: -len(".tzip")]))
         else:
             raise OutputFileError(f"{source}: its name does not end in .tzip; name the output folder with -o")
-    return _output_path(given, source, "", force)
+    return _output_path(given, source, "", force, folder=True)
 
 
 def _print_folder(report: folders.FolderReport, compressed: bool, verbose: bool) -> None:
@@ -229,7 +229,8 @@ _FILE_SUFFIXES = (".safetensors", *TORCH_SUFFIXES, ".npy", ".npz", ".tzip")
 def _check_output_name(found: Any, output: str | None) -> None:
     if output is None:
         return
-    _output_path(output, found.path, "", True)  # the output is never the input: said first
+    folder = found.kind in (Kind.FOLDER_ARCHIVE, Kind.COMPRESSED_FOLDER)  # these restore to a folder
+    _output_path(output, found.path, "", True, folder=folder)  # the output is never the input: said first
     suffix = Path(output).suffix.lower()
     if found.kind in (Kind.FOLDER_ARCHIVE, Kind.COMPRESSED_FOLDER):
         if suffix in _FILE_SUFFIXES:
@@ -281,7 +282,7 @@ def cmd_decompress(args: argparse.Namespace) -> dict[str, Any]:
     from_torch = found.source_format == TORCH_SOURCE
     whole_torch = found.source_format == TORCH_ZIP_SOURCE
     default = "" if holds_folder else _torch_suffix(args.input) if whole_torch else ".safetensors"
-    target = _output_path(args.output, args.input, default, args.force)
+    target = _output_path(args.output, args.input, default, args.force, folder=holds_folder)
     with _progress("decompress", not args.json) as progress:
         report = files.decompress_file(args.input, target, threads=args.threads, progress=progress,
                                             base=args.base)
@@ -337,9 +338,15 @@ def _decompress_to_stdout(args: argparse.Namespace, found: Any) -> dict[str, Any
                              "output (-o -); name an output")
     if args.json:
         raise TensorzipError("-o - writes the checkpoint to standard output, so --json has nowhere to go")
+    if sys.stdout is None:
+        raise TensorzipError("-o - writes to standard output, which is closed; name an output instead")
     if sys.stdout.isatty():
         raise TensorzipError("-o - would write binary data to the terminal; redirect or pipe it")
-    report = files.decompress_file(args.input, sys.stdout.buffer, threads=args.threads, base=args.base)
+    if args.tensor:
+        report = files.extract_file(args.input, sys.stdout.buffer, args.tensor, threads=args.threads,
+                                    base=args.base)
+    else:
+        report = files.decompress_file(args.input, sys.stdout.buffer, threads=args.threads, base=args.base)
     sys.stdout.buffer.flush()
     print(f"{report.source} -> standard output: {_mb(report.output_bytes)}", file=sys.stderr)
     return report.to_json()

@@ -98,22 +98,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": {"code": "MemoryError", "message": message}}, indent=2))
         return 1
     except KeyboardInterrupt:
-        print("tensorzip: interrupted; no output was left behind", file=sys.stderr)
+        print(f"tensorzip: interrupted; {_what_is_left(args)}", file=sys.stderr)
         return 130
     except Stopped as stop:
-        print(f"tensorzip: stopped by {signal.Signals(stop.signum).name}; no output was left behind",
-              file=sys.stderr)
+        print(f"tensorzip: stopped by {signal.Signals(stop.signum).name}; {_what_is_left(args)}", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:  # `tensorzip info x | head`: the reader is gone, nothing to say
         _silence_stdout()
         return 128 + signal.SIGPIPE
     except OSError as error:  # writing to standard output failed (`-o - > /dev/full`): one line, not a traceback
-        print(f"tensorzip: error: {error.strerror or error}", file=sys.stderr)
+        where = "writing to standard output failed: " if getattr(args, "output", None) == "-" else ""
+        print(f"tensorzip: error: {where}{error.strerror or error}", file=sys.stderr)
         _silence_stdout()
         return 1
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _what_is_left(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: files are written whole or not at all; a stream
+    (``-o -``) cannot be taken back."""
+    if getattr(args, "output", None) == "-":
+        return "the output written to standard output so far is incomplete: discard it"
+    return "no output was left behind"
 
 
 def _silence_stdout() -> None:

@@ -21,7 +21,14 @@ import numpy as np
 
 from ..codecs.residual import NEW_PINS, Delta, digest, pin_scheme
 from ..dtypes import by_name
-from ..errors import BaseMismatchError, BaseRequiredError, InputFileError
+from ..errors import (
+    BaseMismatchError,
+    BaseRequiredError,
+    CorruptDataError,
+    FormatError,
+    InputFileError,
+    LimitExceededError,
+)
 from ..inputs.safetensors import SafetensorsFile
 from ..inputs.shards import ShardedCheckpoint
 from ..inputs.torch_file import is_torch_zip
@@ -81,7 +88,12 @@ class BaseCheckpoint:
             self._torch = {s.name: (checkpoint, s) for s in checkpoint.storages}
             self._entries = dict.fromkeys(self._torch)
         else:
-            single = SafetensorsFile(self.path)
+            try:
+                single = SafetensorsFile(self.path)
+            except (FormatError, CorruptDataError, LimitExceededError) as error:  # not a safetensors file
+                numpy = " (a NumPy array)" if magic.startswith(b"\x93NUMPY") else ""
+                raise type(error)(f"base {self.path}{numpy} is not a checkpoint a base can be: a .safetensors "
+                                  f"or .tzip checkpoint, a PyTorch file or a folder of shards ({error})") from None
             self._safetensors = {e.name: (single, e) for e in single.entries}
             self._entries = dict.fromkeys(self._safetensors)
 
@@ -263,12 +275,16 @@ PASS_IT = "pass it (base=... in Python, --base on the command line)"
 
 
 def locate_base(recorded: str, given: str | os.PathLike[str] | None, next_to: str | os.PathLike[str] | None,
-                where: str) -> str | os.PathLike[str]:
+                where: str, *, link: bool = False) -> str | os.PathLike[str]:
     """Where the base a header names is: ``given``, else beside the file that names it.
-    Raises BaseRequiredError, naming the expected base, when it is not there."""
+    Raises BaseRequiredError, naming the expected base, when it is not there. ``link``: the
+    file is itself a base down a chain, whose base only its place can give (--base gives the
+    first file's)."""
     if given is None and next_to is None:
         raise BaseRequiredError(f"{where}: coded against base {recorded!r}; {PASS_IT}")
     path = given if given is not None else Path(next_to).parent / recorded  # type: ignore[arg-type]
     if not os.path.exists(path):
-        raise BaseRequiredError(f"{where}: coded against base {recorded!r}, which is not at {path}; {PASS_IT}")
+        advice = (f"put {recorded!r} beside {where} (a base further down a chain is looked for beside the link "
+                  "that names it; --base replaces only the first file's base)") if link else PASS_IT
+        raise BaseRequiredError(f"{where}: coded against base {recorded!r}, which is not at {path}; {advice}")
     return path

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, InputFileError, WrongKindError
-from ..inputs.torch_file import has_torch_magic
+from ..inputs.torch_file import has_torch_magic, is_npz
 from . import records
 from .format import MAGIC
 from .reader import TzipReader
@@ -219,9 +219,10 @@ def identify(path: str | os.PathLike[str]) -> PathKind:
                 if handle.read() == guard:
                     return PathKind(where, Kind.GUARD)
         return PathKind(where, Kind.SAFETENSORS)
-    if has_torch_magic(head):  # by content only: a random file named .bin is not a PyTorch file
+    if has_torch_magic(head) and not is_npz(path):  # by content only: a random .bin is not a PyTorch file
         return PathKind(where, Kind.PYTORCH)
     return PathKind(where, Kind.UNKNOWN)
+
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -273,9 +274,14 @@ def _unknown_words(path: str) -> str:
     if os.path.isdir(path):
         return "a folder with no weights" if any(os.scandir(path)) else "an empty folder"
     try:
-        return "an empty file" if os.path.getsize(path) == 0 else "not a kind of file tensorzip knows"
+        if os.path.getsize(path) == 0:
+            return "an empty file"
     except OSError:
         return "not a kind of file tensorzip knows"
+    if is_npz(path):
+        return ("a NumPy .npz archive (save each array with np.save as a .npy, or the dict with "
+                "safetensors.numpy.save_file as a .safetensors)")
+    return "not a kind of file tensorzip knows"
 
 
 def load_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:

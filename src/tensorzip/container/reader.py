@@ -381,6 +381,22 @@ class TzipReader:
             pins = self._verified_bases(items, stack)
             self._decode_batch_into(items, stored, verify_checksums, targets, pins)
 
+    def check_base_pins(self, entries: Iterable[TensorEntry]) -> None:
+        """Check the pin of every base tensor ``entries`` are coded against, before any is
+        decoded: for outputs that cannot be taken back (a stream), where finding a wrong base
+        halfway would leave the reader of the stream a partial file. Remembered pins make it
+        free; otherwise it costs one hash of each base tensor, which decoding then reuses
+        (the pins are remembered)."""
+        deltas = [entry for entry in entries if entry.delta is not None]
+        if not deltas:
+            return
+        base = self.base_checkpoint()
+        for entry in deltas:
+            if base.remembered_pin(entry.delta.base_tensor, pin_scheme(entry.delta.base_digest) or "") \
+                    != entry.delta.base_digest:
+                base.tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
+                                (entry.spec.name, entry.numel))
+
     def _verified_bases(self, items: list[tuple[TensorEntry, np.ndarray]], stack: contextlib.ExitStack
                         ) -> dict[int, Future[np.ndarray]]:
         """Base tensors (by their entry's place in ``items``) whose content hash (the pin) is
@@ -534,7 +550,7 @@ class TzipReader:
                 recorded = self.base_name
                 if recorded is None:
                     raise BaseRequiredError(f"{self.where}: the file names no base")
-                path = locate_base(recorded, self._base_given, self._path, self.where)
+                path = locate_base(recorded, self._base_given, self._path, self.where, link=len(self._chain) > 1)
                 self._base = open_base(path, threads=self.threads, chain=self._chain)
                 self._owns_base = True
             return self._base

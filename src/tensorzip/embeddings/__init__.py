@@ -187,9 +187,15 @@ def compress_file(source: str | os.PathLike[str], target: str | os.PathLike[str]
     started = time.perf_counter()
     refuse_output_over_inputs(target, source, queries)
     vectors = load_npy(source, "vectors")
-    if isinstance(queries, (str, os.PathLike)):
-        queries = load_npy(queries, "queries")
-    record = save_file(vectors, target, queries=queries, overwrite=overwrite, **options)
+    named = queries if isinstance(queries, (str, os.PathLike)) else None
+    if named is not None:
+        queries = load_npy(named, "queries")
+    try:
+        record = save_file(vectors, target, queries=queries, overwrite=overwrite, **options)
+    except TensorzipError as error:
+        if named is not None and "queries" in str(error) and str(named) not in str(error):
+            raise type(error)(f"{named}: {error}") from None  # the queries file is what is wrong: name it
+        raise
     size = record.pop("stored_bytes")
     record.pop("bytes_per_vector")
     return EmbeddingsReport(str(source), str(target), os.path.getsize(source), size, time.perf_counter() - started,
@@ -237,7 +243,10 @@ def _encode(vectors: Any, recall: float | None, k: int, metric: str, mode: str, 
         return {**record, "recall_at_k": 1.0}, None, np.ascontiguousarray(array)
     vectors32 = array.astype(np.float32)
     if queries is not None:
-        q = _checked(queries)
+        try:
+            q = _checked(queries)
+        except TensorzipError as error:
+            raise type(error)(f"the queries: {error}") from None
         if q.shape[1] != vectors32.shape[1]:
             raise TensorzipError(f"queries have {q.shape[1]} dimensions, the vectors {vectors32.shape[1]}")
         held = given_queries(vectors32, q, k, metric)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -76,10 +77,13 @@ class EmbeddingCollection:
         With ``rescore=R`` and ``originals`` (the float vectors, e.g. a memory-mapped
         .npy the user keeps), the top R candidates are re-ranked by their exact scores.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.count:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or not 1 <= k <= self.count:
             raise TensorzipError(f"k must be an integer from 1 to the collection's {self.count} rows, got {k!r}")
-        if rescore is not None and (not isinstance(rescore, int) or isinstance(rescore, bool) or rescore < 1):
+        k = int(k)  # NumPy integers too (k taken from an array's shape or a config)
+        if rescore is not None and (not isinstance(rescore, numbers.Integral) or isinstance(rescore, bool)
+                                    or rescore < 1):
             raise TensorzipError(f"rescore must be a positive integer, got {rescore!r}")
+        rescore = None if rescore is None else int(rescore)
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]

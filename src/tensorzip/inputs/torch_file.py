@@ -60,7 +60,21 @@ def looks_like_torch_file(path: str | os.PathLike[str]) -> bool:
             head = handle.read(4)
     except OSError:
         return False
-    return has_torch_magic(head)
+    return has_torch_magic(head) and not is_npz(path)
+
+
+def is_npz(path: str | os.PathLike[str]) -> bool:
+    """A NumPy .npz archive (np.savez): a zip like torch.save's, whose first member is a .npy
+    (torch.save's first member is its pickle, ``<name>/data.pkl``)."""
+    try:
+        with open(path, "rb") as handle:
+            local = handle.read(30 + 4096)
+    except OSError:
+        return False
+    if len(local) < 30 or local[:4] != _ZIP_MAGIC:
+        return False
+    name_length = int.from_bytes(local[26:28], "little")
+    return local[30 : 30 + name_length].endswith(b".npy")
 
 
 def has_torch_magic(head: bytes) -> bool:

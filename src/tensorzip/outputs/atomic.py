@@ -123,7 +123,29 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = True) -> It
         handle.flush()
         os.fsync(handle.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            _commit_new(temporary, target)
+
+
+def _commit_new(temporary: str, target: Path) -> None:
+    """Put the finished file at ``target`` only if nothing is there now: the check before
+    writing does not cover a file that appeared meanwhile (two commands writing one name at
+    once), so the commit itself refuses to replace one (a hard link fails on an existing
+    name; where the file system has no hard links, checked just before the rename)."""
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise OutputFileError(f"{target} already exists: it appeared while this ran (use --force to replace "
+                              "it)") from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        if os.path.lexists(target):
+            raise OutputFileError(f"{target} already exists: it appeared while this ran (use --force to replace "
+                                  "it)") from None
         os.replace(temporary, target)
+        return
+    os.unlink(temporary)
 
 
 @contextlib.contextmanager
