@@ -104,3 +104,21 @@ def test_only_the_most_recent_bases_are_kept(tmp_path, monkeypatch):
         written.append(cache.path)
     kept = sorted(p.name for p in (folder / "pins").iterdir())
     assert len(kept) == 3 and written[-1].name in kept and written[0].name not in kept
+
+
+def test_a_base_replaced_after_it_was_mapped_is_checked_by_its_own_bytes(tmp_path):
+    """Pins are keyed on the file as mapped: a different file renamed onto the base's path
+    after it was opened (whose pins are remembered) cannot confirm the bytes still mapped."""
+    rng = np.random.default_rng(3)
+    first = {"w": rng.standard_normal(5000).astype(np.float32)}
+    second = {"w": first["w"] + np.float32(1e-3)}
+    path, other = tmp_path / "base.safetensors", tmp_path / "other.safetensors"
+    save_safetensors(first, str(path))
+    save_safetensors(second, str(other))
+    with bases.BaseCheckpoint(other, open_tzip=None) as remembered:  # the other file's pin, remembered
+        other_pin = remembered.pin("w", remembered.tensor("w"))
+    with bases.BaseCheckpoint(path, open_tzip=None) as opened:  # maps the first file
+        os.replace(other, path)  # the path now names the other file, whose pin is remembered
+        with bases.BaseCheckpoint(path, open_tzip=None) as again:
+            assert again.pin("w", again.tensor("w")) == other_pin  # remembered under its own version
+        assert opened.pin("w", opened.tensor("w"), other_pin) != other_pin  # the mapped bytes' own hash

@@ -237,11 +237,16 @@ class BaseCheckpoint:
         location = self.location(name) if self.remember_pins and pin_cache_enabled() else None
         if location is None:
             return None
+        holder = self._torch[name][0] if self._torch is not None and name in self._torch else \
+            self._safetensors[name][0] if self._safetensors is not None else None
+        status = getattr(holder, "mapped_status", None)
+        if status is None:  # not mapped from a file we opened: nothing to key remembered pins on
+            return None
         with self._pins_lock:
             cache = self._pins.get(location[0])
             if cache is None:
                 try:
-                    cache = self._pins[location[0]] = PinCache(location[0])
+                    cache = self._pins[location[0]] = PinCache(location[0], status=status)
                 except OSError:
                     return None
         return cache, location[1]

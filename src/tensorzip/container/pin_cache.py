@@ -51,9 +51,13 @@ def _key(offset: int, nbytes: int, scheme: str) -> str:
 class PinCache:
     """The remembered pins of one base file, as of the version seen when it was opened."""
 
-    def __init__(self, file: str | os.PathLike[str], directory: Path | None = None):
+    def __init__(self, file: str | os.PathLike[str], directory: Path | None = None,
+                 status: os.stat_result | None = None):
+        """``status``: the file as the caller mapped it (fstat of the descriptor it mapped), so
+        pins are keyed on the bytes actually read even if the path was replaced since; without
+        it, the path as it is now."""
         self.file = os.path.realpath(file)
-        self.version = _version(os.stat(self.file))
+        self.version = _version(status if status is not None else os.stat(self.file))
         folder = (directory or default_cache_dir()) / "pins"
         self.path = folder / (hashlib.blake2b(self.file.encode(), digest_size=16).hexdigest() + ".json")
         self._pins: dict[str, str] = self._load()

@@ -98,8 +98,9 @@ class SafetensorsFile:
     def __init__(self, path: str | os.PathLike[str]):
         self.where = str(path)
         try:
-            size = os.path.getsize(path)
-            with open(path, "rb") as handle:
+            with open(path, "rb") as handle:  # one open: the header read and the bytes mapped are one file
+                status = os.fstat(handle.fileno())
+                size = status.st_size
                 prefix = handle.read(8)
                 if len(prefix) < 8:
                     raise InputFileError(f"{self.where}: not a safetensors file (only {size} bytes)")
@@ -114,6 +115,7 @@ class SafetensorsFile:
                         f"{self.where}: safetensors header runs past the end of the file (truncated?)"
                     )
                 raw = handle.read(header_length)
+                self._map = np.memmap(handle, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
         except FileNotFoundError:
             raise InputFileError(f"{self.where}: no such file") from None
         except IsADirectoryError:
@@ -125,7 +127,8 @@ class SafetensorsFile:
         self.header_text = raw.decode("utf-8", errors="replace")
         self.entries, self.metadata = parse_header(raw, self.where, size - self.data_start)
         self._by_name = {e.name: e for e in self.entries}
-        self._map = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        # The file as mapped (not as its path says now): what remembered pins are keyed on.
+        self.mapped_status = status
 
     @property
     def tensor_bytes(self) -> int:

@@ -71,13 +71,16 @@ class TorchZipCheckpoint:
         if not (saved_here and in_memory):
             load_weights_only(path)  # torch itself must accept it as weights (and the zip be whole)
         self._map: mmap.mmap | memoryview | None = None
+        # The file as mapped (not as its path says now): what remembered pins are keyed on.
+        self.mapped_status: os.stat_result | None = None
         if in_memory:
             self._map = memoryview(path).cast("B")
             self.size = len(self._map)
         else:
-            self.size = os.path.getsize(path)
-            if self.size:
-                with open(path, "rb") as handle:
+            with open(path, "rb") as handle:
+                self.mapped_status = os.fstat(handle.fileno())
+                self.size = self.mapped_status.st_size
+                if self.size:
                     self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             self.structure, self.storages, self.little_endian = self._read_layout()
