@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds tensorzip._native for fuzzing, apart from the normal install:
 #
-#   fuzz/.venv/      Python with atheris, numpy, ml_dtypes, pybind11, cmake, ninja
+#   fuzz/.venv/      Python with atheris, numpy, ml_dtypes, blake3, pybind11, cmake, ninja
 #   fuzz/.build/     CMake build with -DTENSORZIP_FUZZ=ON: clang, ASan + UBSan (every
 #                    finding fatal), libFuzzer coverage of the C++ (fuzzer-no-link)
 #   fuzz/.build/site/tensorzip/
@@ -43,11 +43,11 @@ if ! command -v clang++ >/dev/null || ! clang_runtime_present; then
 fi
 
 VENV="$FUZZ/.venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import atheris, numpy, ml_dtypes, pybind11, numcodecs, safetensors" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import atheris, numpy, ml_dtypes, pybind11, numcodecs, safetensors, blake3" 2>/dev/null; then
   echo "fuzz: creating $VENV"
   "${PYTHON:-python3}" -m venv "$VENV"
   if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "atheris==3.0.0" "numpy>=1.24" "ml_dtypes>=0.4" "tqdm>=4.60" "pybind11>=2.12" numcodecs safetensors \
+    "atheris==3.0.0" "numpy>=1.24" "ml_dtypes>=0.4" "tqdm>=4.60" "blake3>=0.4" "pybind11>=2.12" numcodecs safetensors \
     cmake ninja \
     >"$VENV/pip.log" 2>&1; then
     cat "$VENV/pip.log" >&2

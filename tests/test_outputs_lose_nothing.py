@@ -187,10 +187,10 @@ def test_a_file_that_appears_while_writing_is_not_replaced_without_force(tmp_pat
     from tensorzip.outputs.atomic import atomic_output
 
     target = tmp_path / "out.bin"
-    with pytest.raises(OutputFileError, match="appeared while this ran"):
-        with atomic_output(target, overwrite=False) as handle:
-            handle.write(b"mine")
-            target.write_bytes(b"theirs")  # the other command finished first
+    with pytest.raises(OutputFileError, match="appeared while this ran"), \
+            atomic_output(target, overwrite=False) as handle:
+        handle.write(b"mine")
+        target.write_bytes(b"theirs")  # the other command finished first
     assert target.read_bytes() == b"theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temporary left
     with atomic_output(target, overwrite=True) as handle:
