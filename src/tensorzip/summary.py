@@ -127,7 +127,8 @@ def _embeddings(found: PathKind) -> dict[str, Any]:
     original = record["count"] * record["dim"] * np.dtype(dtypes.by_name(record["dtype"]).numpy_dtype).itemsize
     lossless = record.get("mode") == "lossless"
     target = {} if lossless or record.get("target_recall") is None else {"recall_at_k": record["target_recall"],
-                                                                          "k": record.get("k")}
+                                                                          "k": record.get("k"),
+                                                                          "metric": record.get("metric")}
     achieved = {"recall_at_k": 1.0 if lossless else record.get("recall_at_k"), "k": record.get("k"),
                 "measured_on": record.get("recall_measured_on"), "queries": record.get("recall_queries")}
     if record.get("recall_lower_bound") is not None:  # files of the solver that meets targets with confidence
@@ -246,8 +247,11 @@ def contents(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         shape = doc["shape"]
         itemsize = np.dtype(dtypes.by_name(doc["dtype"]).numpy_dtype).itemsize if found.kind is Kind.EMBEDDINGS \
             else np.dtype(doc["dtype"]).itemsize
-        return [{"name": "vectors" if found.kind is Kind.EMBEDDINGS else "array", "dtype": doc["dtype"],
-                 "shape": shape, "original_bytes": math.prod(shape) * itemsize}]
+        row = {"name": "vectors" if found.kind is Kind.EMBEDDINGS else "array", "dtype": doc["dtype"],
+               "shape": shape, "original_bytes": math.prod(shape) * itemsize}
+        if found.kind is Kind.EMBEDDINGS:  # the whole file holds the one collection
+            row["stored_bytes"] = doc["stored_bytes"]
+        return [row]
     if found.kind is Kind.KV_CACHE:
         doc = info(root)
         itemsize = np.dtype(dtypes.by_name(doc["dtype"]).numpy_dtype).itemsize
