@@ -134,9 +134,12 @@ def _embeddings(found: PathKind) -> dict[str, Any]:
     if record.get("recall_lower_bound") is not None:  # files of the solver that meets targets with confidence
         achieved["lower_bound"] = record["recall_lower_bound"]
         achieved["confidence"] = record.get("recall_confidence")
-    return {"lossy": not lossless, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
-            "shape": [record["count"], record["dim"]], "dtype": record["dtype"], "mode": record.get("mode"),
-            "target": target, "achieved": achieved}
+    doc = {"lossy": not lossless, "original_bytes": original, "stored_bytes": os.path.getsize(found.path),
+           "shape": [record["count"], record["dim"]], "dtype": record["dtype"], "mode": record.get("mode"),
+           "target": target, "achieved": achieved}
+    if not lossless and record["dtype"] != "float32":  # a lossy collection decodes to float32 vectors
+        doc["decodes_to"] = "float32"
+    return doc
 
 
 def _kv_cache(found: PathKind) -> dict[str, Any]:

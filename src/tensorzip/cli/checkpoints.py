@@ -455,7 +455,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
               f"{_mb(doc['stored_bytes'])}" + (f" (ratio {doc['ratio']:.4f})" if doc["ratio"] else ""))
     if "shape" in doc:
         print(f"  data: {' x '.join(map(str, doc['shape']))} {doc.get('dtype', '')}"
-              + (f", values {' x '.join(map(str, doc['values_shape']))}" if doc.get("values_shape") else ""))
+              + (f", values {' x '.join(map(str, doc['values_shape']))}" if doc.get("values_shape") else "")
+              + (f" (decodes to {doc['decodes_to']})" if doc.get("decodes_to") else ""))
     for label in ("target", "achieved"):
         if doc.get(label):
             print(f"  {label}: " + ", ".join(f"{k} {_figure(v)}" for k, v in doc[label].items() if v is not None))
