@@ -241,23 +241,23 @@ void delta_restore_py(const py::object& stored, const py::object& base, int widt
   delta_restore(vs.data(), vb.data(), vs.size() / width, width, m, is_float, threads);
 }
 
+// A buffer that must hold exactly rows x columns items of `item` bytes (checked without
+// overflow: the products are compared by division first).
+void check_matrix(const ByteView& view, size_t rows, size_t columns, size_t item, const std::string& what) {
+  if ((rows != 0 && columns > view.size() / item / rows) || view.size() != rows * columns * item)
+    throw InvalidArgumentError(what);
+}
+
 void symbol_scores_py(const py::object& symbols, int symbol_bytes, size_t dims, size_t count, size_t start,
                       size_t stop, const py::object& weights, size_t queries, const py::object& out, int threads) {
   ByteView vs(symbols, false), vw(weights, false), vo(out, true);
   if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("symbol_scores: symbols are 1 or 2 bytes");
-  if (dims != 0 && count > vs.size() / dims / static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("symbol_scores: symbols hold fewer than dims x count values");
-  if (vs.size() != dims * count * static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("symbol_scores: symbols must hold exactly dims x count values");
+  check_matrix(vs, dims, count, static_cast<size_t>(symbol_bytes),
+               "symbol_scores: symbols must hold exactly dims x count values");
   if (start > stop || stop > count) throw InvalidArgumentError("symbol_scores: vectors [start, stop) out of range");
-  if (queries != 0 && dims > vw.size() / sizeof(float) / queries)
-    throw InvalidArgumentError("symbol_scores: weights hold fewer than queries x dims float32");
-  if (vw.size() != queries * dims * sizeof(float))
-    throw InvalidArgumentError("symbol_scores: weights must be queries x dims float32");
-  if (queries != 0 && stop - start > vo.size() / sizeof(float) / queries)
-    throw InvalidArgumentError("symbol_scores: out holds fewer than queries x (stop - start) float32");
-  if (vo.size() != queries * (stop - start) * sizeof(float))
-    throw InvalidArgumentError("symbol_scores: out must be queries x (stop - start) float32");
+  check_matrix(vw, queries, dims, sizeof(float), "symbol_scores: weights must be queries x dims float32");
+  check_matrix(vo, queries, stop - start, sizeof(float),
+               "symbol_scores: out must be queries x (stop - start) float32");
   py::gil_scoped_release release;
   symbol_scores(vs.data(), symbol_bytes, dims, count, start, stop, reinterpret_cast<const float*>(vw.data()),
                 queries, reinterpret_cast<float*>(vo.data()), threads);
@@ -275,7 +275,8 @@ PackedLayout check_packed(const ByteView& packed, const ByteView& widths, const 
                           size_t count, const char* where) {
   const std::string name(where);
   if (widths.size() != dims) throw InvalidArgumentError(name + ": widths must hold one uint8 per row");
-  if (row_starts.size() != dims * sizeof(uint64_t)) throw InvalidArgumentError(name + ": row_starts must be dims uint64");
+  if (row_starts.size() != dims * sizeof(uint64_t))
+    throw InvalidArgumentError(name + ": row_starts must be dims uint64");
   const auto* w = widths.data();
   const auto* starts = reinterpret_cast<const uint64_t*>(row_starts.data());
   uint64_t end = 0;
@@ -295,10 +296,8 @@ void pack_rows_py(const py::object& symbols, int symbol_bytes, size_t dims, size
                   const py::object& row_starts, const py::object& out) {
   ByteView vs(symbols, false), vw(widths, false), vr(row_starts, false), vo(out, true);
   if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("pack_rows: symbols are 1 or 2 bytes");
-  if (dims != 0 && count > vs.size() / dims / static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("pack_rows: symbols hold fewer than dims x count values");
-  if (vs.size() != dims * count * static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("pack_rows: symbols must hold exactly dims x count values");
+  check_matrix(vs, dims, count, static_cast<size_t>(symbol_bytes),
+               "pack_rows: symbols must hold exactly dims x count values");
   const PackedLayout layout = check_packed(vo, vw, vr, dims, count, "pack_rows");
   py::gil_scoped_release release;
   pack_rows(vs.data(), symbol_bytes, dims, count, layout.widths, layout.row_starts, vo.data());
@@ -309,10 +308,8 @@ void unpack_rows_py(const py::object& packed, const py::object& widths, const py
   ByteView vp(packed, false), vw(widths, false), vr(row_starts, false), vo(out, true);
   if (symbol_bytes != 1 && symbol_bytes != 2) throw InvalidArgumentError("unpack_rows: symbols are 1 or 2 bytes");
   if (start > stop || stop > count) throw InvalidArgumentError("unpack_rows: vectors [start, stop) out of range");
-  if (dims != 0 && stop - start > vo.size() / dims / static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("unpack_rows: out holds fewer than dims x (stop - start) values");
-  if (vo.size() != dims * (stop - start) * static_cast<size_t>(symbol_bytes))
-    throw InvalidArgumentError("unpack_rows: out must hold exactly dims x (stop - start) values");
+  check_matrix(vo, dims, stop - start, static_cast<size_t>(symbol_bytes),
+               "unpack_rows: out must hold exactly dims x (stop - start) values");
   const PackedLayout layout = check_packed(vp, vw, vr, dims, count, "unpack_rows");
   if (symbol_bytes == 1)
     for (size_t j = 0; j < dims; ++j)
@@ -326,15 +323,11 @@ void packed_symbol_scores_py(const py::object& packed, const py::object& widths,
                              size_t dims, size_t count, size_t start, size_t stop, const py::object& weights,
                              size_t queries, const py::object& out, int threads) {
   ByteView vp(packed, false), vw(widths, false), vr(row_starts, false), vq(weights, false), vo(out, true);
-  if (start > stop || stop > count) throw InvalidArgumentError("packed_symbol_scores: vectors [start, stop) out of range");
-  if (queries != 0 && dims > vq.size() / sizeof(float) / queries)
-    throw InvalidArgumentError("packed_symbol_scores: weights hold fewer than queries x dims float32");
-  if (vq.size() != queries * dims * sizeof(float))
-    throw InvalidArgumentError("packed_symbol_scores: weights must be queries x dims float32");
-  if (queries != 0 && stop - start > vo.size() / sizeof(float) / queries)
-    throw InvalidArgumentError("packed_symbol_scores: out holds fewer than queries x (stop - start) float32");
-  if (vo.size() != queries * (stop - start) * sizeof(float))
-    throw InvalidArgumentError("packed_symbol_scores: out must be queries x (stop - start) float32");
+  if (start > stop || stop > count)
+    throw InvalidArgumentError("packed_symbol_scores: vectors [start, stop) out of range");
+  check_matrix(vq, queries, dims, sizeof(float), "packed_symbol_scores: weights must be queries x dims float32");
+  check_matrix(vo, queries, stop - start, sizeof(float),
+               "packed_symbol_scores: out must be queries x (stop - start) float32");
   const PackedLayout layout = check_packed(vp, vw, vr, dims, count, "packed_symbol_scores");
   py::gil_scoped_release release;
   packed_symbol_scores(vp.data(), layout.widths, layout.row_starts, dims, count, start, stop,
@@ -462,7 +455,8 @@ PYBIND11_MODULE(_native, m) {
         "16 bytes of padding after the last row).");
   m.def("unpack_rows", &unpack_rows_py, py::arg("packed"), py::arg("widths"), py::arg("row_starts"),
         py::arg("dims"), py::arg("count"), py::arg("start"), py::arg("stop"), py::arg("symbol_bytes"),
-        py::arg("out"), py::arg("threads"), "The symbols of vectors [start, stop) of every packed row, as dims x (stop - start).");
+        py::arg("out"), py::arg("threads"),
+        "The symbols of vectors [start, stop) of every packed row, as dims x (stop - start).");
   m.def("packed_symbol_scores", &packed_symbol_scores_py, py::arg("packed"), py::arg("widths"),
         py::arg("row_starts"), py::arg("dims"), py::arg("count"), py::arg("start"), py::arg("stop"),
         py::arg("weights"), py::arg("queries"), py::arg("out"), py::arg("threads"),

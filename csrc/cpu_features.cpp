@@ -68,6 +68,14 @@ bool avx512_usable() {
 
 }  // namespace
 
+bool avx2_path_allowed() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return simd_cap() >= SimdCap::kAvx2 && cpu_features().avx2;
+#else
+  return false;
+#endif
+}
+
 RansPath rans_encode_path() { return avx2_usable() ? RansPath::kAvx2 : RansPath::kScalar; }
 
 RansPath rans_decode_path() {

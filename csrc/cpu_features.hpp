@@ -41,6 +41,11 @@ SimdCap set_simd_cap(SimdCap cap);
 enum class RansPath : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 enum class Crc32cPath : int { kPortable = 0, kSse42 = 1 };
 
+// Kernels with one AVX2 path beside the portable one (embedding scores, packed symbols, the
+// embedding quantizer): whether the AVX2 path runs: built (GCC/Clang on x86-64), on this CPU,
+// under the cap.
+bool avx2_path_allowed();
+
 RansPath rans_encode_path();  // AVX2 or scalar (there is no AVX-512 encoder)
 RansPath rans_decode_path();  // AVX-512, AVX2 or scalar (also the paired decoder)
 Crc32cPath crc32c_path();     // SSE4.2 crc32 instruction or the portable table

@@ -348,17 +348,9 @@ __attribute__((target("avx2"))) void grid_columns_avx2(const float* x, size_t ro
 }
 #endif
 
-bool grid_columns_avx2_enabled() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return cpu_features().avx2 && simd_cap() >= SimdCap::kAvx2;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
-const char* grid_columns_path() { return grid_columns_avx2_enabled() ? "avx2" : "portable"; }
+const char* grid_columns_path() { return avx2_path_allowed() ? "avx2" : "portable"; }
 
 uint64_t grid_columns(const float* x, size_t rows, size_t columns, size_t row_stride, const float* steps,
                       uint32_t* codes_t, bool& in_range, int threads) {
@@ -366,7 +358,7 @@ uint64_t grid_columns(const float* x, size_t rows, size_t columns, size_t row_st
   const size_t workers = worker_count(tiles, threads);
   std::vector<uint64_t> largest(workers, 0);
   std::vector<char> fine(workers, 1);
-  const bool avx2 = grid_columns_avx2_enabled();
+  const bool avx2 = avx2_path_allowed();
   parallel_for(tiles, threads, [&](size_t tile, size_t worker) {
     const size_t first = tile * kColumnsTile, last = std::min(rows, first + kColumnsTile);
     uint64_t most = largest[worker];

@@ -93,17 +93,9 @@ __attribute__((target("avx2"))) void avx2_slice(const uint8_t* symbols, int, siz
 }
 #endif
 
-bool use_avx2() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return cpu_features().avx2 && simd_cap() >= SimdCap::kAvx2;
-#else
-  return false;
-#endif
-}
-
 SliceKernel choose(int symbol_bytes) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  if (use_avx2()) return symbol_bytes == 1 ? &avx2_slice<uint8_t> : &avx2_slice<uint16_t>;
+  if (avx2_path_allowed()) return symbol_bytes == 1 ? &avx2_slice<uint8_t> : &avx2_slice<uint16_t>;
 #endif
   return symbol_bytes == 1 ? &portable_slice<uint8_t> : &portable_slice<uint16_t>;
 }
@@ -196,7 +188,7 @@ void unpack_slice(const uint8_t* row, int width, size_t first, size_t n, uint16_
   } else if (first % 8 != 0) {
     unpack_any(row, width, first, n, out);
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  } else if (use_avx2()) {
+  } else if (avx2_path_allowed()) {
     unpack_groups_avx2(row, width, first, n, out);
 #endif
   } else {
@@ -257,7 +249,8 @@ void packed_symbol_scores(const uint8_t* packed, const uint8_t* widths, const ui
     const size_t first = s * kPackedSlice;
     const size_t begin = start + first, n = std::min(stop, begin + kPackedSlice) - begin;
     uint16_t* rows = scratch[worker].data();
-    for (size_t j = 0; j < dims; ++j) unpack_slice(packed + row_starts[j], widths[j], begin, n, rows + j * kPackedSlice);
+    for (size_t j = 0; j < dims; ++j)
+      unpack_slice(packed + row_starts[j], widths[j], begin, n, rows + j * kPackedSlice);
     kernel(reinterpret_cast<const uint8_t*>(rows), 2, dims, kPackedSlice, weights, queries, out, width, first, 0, n);
   });
 }
@@ -271,7 +264,7 @@ void unzigzag_to_float(const uint8_t* symbols, int symbol_bytes, size_t count, f
   }
 }
 
-const char* symbol_scores_path() { return use_avx2() ? "avx2" : "portable"; }
+const char* symbol_scores_path() { return avx2_path_allowed() ? "avx2" : "portable"; }
 
 void symbol_scores(const uint8_t* symbols, int symbol_bytes, size_t dims, size_t count, size_t start, size_t stop,
                    const float* weights, size_t queries, float* out, int threads) {

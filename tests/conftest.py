@@ -147,6 +147,21 @@ def chunk_modes(chunk: bytes) -> list[int]:
     return [chunk[1 + 5 * k] for k in range(width)]
 
 
+def golden_arrays(folder: Path, file_name: str) -> dict[str, np.ndarray]:
+    """The decoded bytes (uint8) of each tensor of golden file ``file_name``, as its folder's
+    ``expected.npz`` holds them under ``FILE/TENSOR``."""
+    with np.load(folder / "expected.npz") as arrays:
+        return {key.split("/", 1)[1]: arrays[key] for key in arrays.files if key.startswith(f"{file_name}/")}
+
+
+def assert_decodes_to_golden(back: dict[str, Any], folder: Path, file_name: str) -> None:
+    """``back`` (tensors decoded from golden ``file_name``) is exactly what was recorded, every byte."""
+    expected = golden_arrays(folder, file_name)
+    assert set(back) == set(expected)
+    for name, array in back.items():
+        assert np.array_equal(np.ascontiguousarray(array).reshape(-1).view(np.uint8), expected[name]), name
+
+
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A generator seeded from the test's id, so every test is reproducible on its own."""

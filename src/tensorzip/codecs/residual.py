@@ -86,6 +86,11 @@ def pin_scheme(pin: str) -> str | None:
     return next((scheme for scheme in PIN_SCHEMES if pin.startswith(scheme)), None)
 
 
+def digest_like(array: np.ndarray, pin: str) -> str:
+    """``array``'s content hash by the hash ``pin`` names: the value to compare ``pin`` with."""
+    return digest(array, pin_scheme(pin) or NEW_PINS)
+
+
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 

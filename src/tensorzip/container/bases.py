@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.residual import NEW_PINS, Delta, digest, pin_scheme
+from ..codecs.residual import NEW_PINS, Delta, digest, digest_like, pin_scheme
 from ..dtypes import by_name
 from ..errors import (
     BaseMismatchError,
@@ -201,17 +201,19 @@ class BaseCheckpoint:
             raise BaseMismatchError(
                 f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
                 f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
-                f"(content hash {digest(array, pin_scheme(delta.base_digest) or NEW_PINS)}, expected "
+                f"(content hash {digest_like(array, delta.base_digest)}, expected "
                 f"{delta.base_digest}): wrong base?{self._chain_hint(expected)}"
             )
         return array
 
-    def remembered_pin(self, name: str, scheme: str) -> str | None:
-        """Base tensor ``name``'s pin by hash ``scheme`` as remembered for this version of its
-        file, if it is (no bytes read)."""
-        layout = self.layout(name)
-        slot = self._pin_slot(name) if layout is not None else None
-        return None if slot is None else slot[0].lookup(slot[1], layout[1] * by_name(layout[0]).itemsize, scheme)
+    def pin_is_remembered(self, delta: Delta) -> bool:
+        """Whether the base tensor ``delta`` names is remembered, for this version of its file,
+        to have the pin ``delta`` expects (no bytes read): then it needs no hashing."""
+        layout = self.layout(delta.base_tensor)
+        slot = self._pin_slot(delta.base_tensor) if layout is not None else None
+        scheme = pin_scheme(delta.base_digest) or NEW_PINS
+        return slot is not None and slot[0].lookup(
+            slot[1], layout[1] * by_name(layout[0]).itemsize, scheme) == delta.base_digest
 
     def pin(self, name: str, array: np.ndarray, expected: str | None = None) -> str:
         """The content hash of base tensor ``name`` (``array``, its bytes): the one remembered

@@ -224,7 +224,6 @@ def identify(path: str | os.PathLike[str]) -> PathKind:
     return PathKind(where, Kind.UNKNOWN)
 
 
-
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     if len(head) < 9:
         return False

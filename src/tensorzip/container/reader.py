@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _native
 from ..codecs import BUILTIN_CODECS, ChunkDecodeError, ChunkRef, Codec, DecodeJob, checked_threads, codec_from_config
-from ..codecs.residual import convert, pin_scheme, restore
+from ..codecs.residual import convert, restore
 from ..errors import (
     BaseMismatchError,
     BaseRequiredError,
@@ -145,10 +145,8 @@ class TzipReader:
             return self._buffer[offset : offset + length]
         if self._remote is not None:
             return self._remote.read(offset, length)
-        if self._fd is None:
-            raise InputFileError(f"{self.where}: reader is closed")
         data = bytearray(length)
-        self._read_into(offset, memoryview(data))
+        self._read_into(offset, memoryview(data))  # refuses a closed reader
         return data
 
     def _read_into(self, offset: int, view: memoryview) -> None:
@@ -392,8 +390,7 @@ class TzipReader:
             return
         base = self.base_checkpoint()
         for entry in deltas:
-            if base.remembered_pin(entry.delta.base_tensor, pin_scheme(entry.delta.base_digest) or "") \
-                    != entry.delta.base_digest:
+            if not base.pin_is_remembered(entry.delta):
                 base.tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
                                 (entry.spec.name, entry.numel))
 
@@ -409,8 +406,7 @@ class TzipReader:
             return {}
         base = self.base_checkpoint()  # a missing base fails before any work
         mapped = [(n, entry) for n, entry in deltas if base.location(entry.delta.base_tensor) is not None
-                  and base.remembered_pin(entry.delta.base_tensor, pin_scheme(entry.delta.base_digest) or "")
-                  != entry.delta.base_digest]  # else: a lookup
+                  and not base.pin_is_remembered(entry.delta)]  # else: a lookup
         if not mapped:
             return {}
         workers = min(len(mapped), self.threads or os.cpu_count() or 1)

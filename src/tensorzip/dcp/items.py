@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import dtypes
 from ..arrays import decompress
-from ..codecs.residual import NEW_PINS, Delta, digest, pin_scheme, restore
+from ..codecs.residual import Delta, digest_like, restore
 from ..container.records import DCP_RECORD, read_dcp_record
 from ..errors import BaseMismatchError, BaseRequiredError, CorruptDataError, InputFileError, TensorzipError
 
@@ -140,7 +140,7 @@ class ItemReader:
         base_reader = self.base()
         base = base_reader.decode(memoryview(base_reader.read(file, offset, length)),
                                   f"{base_reader.folder / file}@{offset}", depth + 1)
-        if base is None or digest(base, pin_scheme(pin.base_digest) or NEW_PINS) != pin.base_digest:
+        if base is None or digest_like(base, pin.base_digest) != pin.base_digest:
             raise BaseMismatchError(f"{where}: its base item ({base_reader.folder / file} at {offset}) differs from "
                                     "the one it was coded against: the base folder is not the checkpoint it was "
                                     "saved against; give the right base with base=")
