@@ -69,9 +69,9 @@ Tuple cast_job(const py::handle& item, const char* expected) {
   }
 }
 
-TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
+TensorLayout make_layout(int width, int rotate, long long chunk_elements, bool context = false) {
   if (chunk_elements < 1) throw InvalidArgumentError("chunk_elements must be at least 1");
-  TensorLayout layout{width, rotate, static_cast<size_t>(chunk_elements)};
+  TensorLayout layout{width, rotate, static_cast<size_t>(chunk_elements), context};
   validate_layout(layout);
   return layout;
 }
@@ -79,13 +79,19 @@ TensorLayout make_layout(int width, int rotate, long long chunk_elements) {
 std::vector<EncodeJob> encode_jobs(const py::list& jobs, std::vector<std::unique_ptr<ByteView>>& views) {
   std::vector<EncodeJob> native_jobs;
   for (const py::handle& item : jobs) {
-    const auto job = cast_job<std::tuple<py::object, int, int, long long>>(
-        item, "(data, width, rotate, chunk_elements)");
+    // The layout's last field, context planes (issue 22's max level), may be left out.
+    const bool with_context = py::isinstance<py::tuple>(item) && py::len(item) == 5;
+    const auto job = with_context
+        ? cast_job<std::tuple<py::object, int, int, long long, bool>>(
+              item, "(data, width, rotate, chunk_elements[, context_planes])")
+        : std::tuple_cat(cast_job<std::tuple<py::object, int, int, long long>>(
+                             item, "(data, width, rotate, chunk_elements[, context_planes])"),
+                         std::make_tuple(false));
     views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
     EncodeJob native;
     native.data = views.back()->data();
     native.length = views.back()->size();
-    native.layout = make_layout(std::get<1>(job), std::get<2>(job), std::get<3>(job));
+    native.layout = make_layout(std::get<1>(job), std::get<2>(job), std::get<3>(job), std::get<4>(job));
     native_jobs.push_back(native);
   }
   return native_jobs;
@@ -125,7 +131,7 @@ py::list encoded_result(const std::vector<EncodeJob>& jobs, EncodeArena& arena, 
   return result;
 }
 
-// jobs: [(data, width, rotate, chunk_elements)] -> per tensor ([chunk arrays], [crc32c], histograms).
+// jobs: [(data, width, rotate, chunk_elements[, context_planes])] -> per tensor ([chunk arrays], [crc32c], histograms).
 // The arrays own their bytes.
 py::list encode_tensors_py(const py::list& jobs, int threads) {
   std::vector<std::unique_ptr<ByteView>> views;
@@ -165,15 +171,18 @@ class StreamingEncoder {
   EncodeArena arena_;
 };
 
-// jobs: [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)]
+// jobs: [(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements[, context_planes])]
 void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums) {
   std::vector<std::unique_ptr<ByteView>> views;
   std::vector<DecodeJob> native_jobs;
   for (const py::handle& item : jobs) {
-    const auto job = cast_job<std::tuple<py::object,
-                                         std::vector<std::tuple<unsigned long long, unsigned long long, uint32_t>>,
-                                         py::object, int, int, long long>>(
-        item, "(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements)");
+    using Table = std::vector<std::tuple<unsigned long long, unsigned long long, uint32_t>>;
+    const char* expected = "(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements[, context_planes])";
+    const bool with_context = py::isinstance<py::tuple>(item) && py::len(item) == 7;
+    const auto job = with_context
+        ? cast_job<std::tuple<py::object, Table, py::object, int, int, long long, bool>>(item, expected)
+        : std::tuple_cat(cast_job<std::tuple<py::object, Table, py::object, int, int, long long>>(item, expected),
+                         std::make_tuple(false));
     DecodeJob native;
     views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
     native.source = views.back()->data();
@@ -182,7 +191,7 @@ void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums)
     views.push_back(std::make_unique<ByteView>(std::get<2>(job), true));
     native.out = views.back()->data();
     native.out_length = views.back()->size();
-    native.layout = make_layout(std::get<3>(job), std::get<4>(job), std::get<5>(job));
+    native.layout = make_layout(std::get<3>(job), std::get<4>(job), std::get<5>(job), std::get<6>(job));
     native_jobs.push_back(std::move(native));
   }
   py::gil_scoped_release release;

@@ -1,6 +1,7 @@
 #include "chunk_codec.hpp"
 
 #include <cmath>
+#include <optional>
 #include <cstring>
 #include <string>
 
@@ -67,8 +68,8 @@ PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch
 
 }  // namespace
 
-void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, ChunkScratch& scratch,
-                  std::vector<uint8_t>& out, ByteHistogram* histograms) {
+void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, bool context,
+                  ChunkScratch& scratch, std::vector<uint8_t>& out, ByteHistogram* histograms) {
   check_layout(width, rotate);
   require(count > 0, "a chunk holds at least one element");
   uint8_t* const plane_bytes = scratch.planes.reserve(count * width);
@@ -84,7 +85,13 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
   out[0] = static_cast<uint8_t>(width);
   for (int k = 0; k < width; ++k) {
     const size_t start = out.size();
-    const PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k], out);
+    PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k], out);
+    if (context && k == 1 && mode != PlaneMode::kConstant &&
+        encode_context_plane(planes[0], planes[1], count, out.size() - start, scratch.context)) {
+      out.resize(start);
+      out.insert(out.end(), scratch.context.body.begin(), scratch.context.body.end());
+      mode = PlaneMode::kContext;
+    }
     uint8_t* entry = out.data() + 1 + kDirectoryEntry * k;
     entry[0] = static_cast<uint8_t>(mode);
     put_u32(entry + 1, static_cast<uint32_t>(out.size() - start));
@@ -110,15 +117,16 @@ struct PreparedChunk {
   const uint8_t* bodies[8] = {};
   std::vector<RansDecoder> decoders;
   int decoder_of[8] = {};
+  std::optional<ContextPlaneDecoder> context_plane;  // plane 1 in mode 3, if it is
 
-  PreparedChunk(const uint8_t* chunk, size_t length, size_t count_, int width_, int rotate_, uint8_t* planes_,
-                uint32_t* slot_tables, uint8_t* elements_)
+  PreparedChunk(const uint8_t* chunk, size_t length, size_t count_, int width_, int rotate_, bool context,
+                uint8_t* planes_, uint32_t* slot_tables, ScratchBuffer<uint32_t>& context_slots, uint8_t* elements_)
       : count(count_), width(width_), rotate(rotate_), elements(elements_), planes(planes_) {
     check_layout(width, rotate);
     const size_t directory = 1 + kDirectoryEntry * static_cast<size_t>(width);
     require_stream(length >= directory, "chunk is shorter than its plane directory");
-    require_stream(chunk[0] == width, "chunk has " + std::to_string(chunk[0]) + " planes, expected " +
-                                          std::to_string(width));
+    require_stream_or(chunk[0] == width, [&] { return "chunk has " + std::to_string(chunk[0]) + " planes, expected " +
+                                          std::to_string(width); });
     const size_t block = std::min(count, kBlock);
     decoders.reserve(width);
     size_t offset = directory;
@@ -126,16 +134,16 @@ struct PreparedChunk {
       const uint8_t* entry = chunk + 1 + kDirectoryEntry * k;
       const uint8_t mode = entry[0];
       const size_t body_length = get_u32(entry + 1);
-      require_stream(body_length <= length - offset, "plane " + std::to_string(k) + " runs past the chunk end");
+      require_stream_or(body_length <= length - offset, [&] { return "plane " + std::to_string(k) + " runs past the chunk end"; });
       const uint8_t* body = chunk + offset;
       modes[k] = static_cast<PlaneMode>(mode);
       bodies[k] = body;
       switch (modes[k]) {
         case PlaneMode::kRaw:
-          require_stream(body_length == count, "raw plane " + std::to_string(k) + " has the wrong length");
+          require_stream_or(body_length == count, [&] { return "raw plane " + std::to_string(k) + " has the wrong length"; });
           break;
         case PlaneMode::kConstant:
-          require_stream(body_length == 1, "constant plane " + std::to_string(k) + " has the wrong length");
+          require_stream_or(body_length == 1, [&] { return "constant plane " + std::to_string(k) + " has the wrong length"; });
           std::memset(planes + k * block, body[0], block);
           break;
         case PlaneMode::kRans: {
@@ -146,6 +154,11 @@ struct PreparedChunk {
                                 slot_tables + static_cast<size_t>(k) * kProbScale);
           break;
         }
+        case PlaneMode::kContext:
+          require_stream_or(k == 1 && context, [&] { return "plane " + std::to_string(k) + " is coded given plane 0, which " +
+                                                (k == 1 ? "this tensor's codec config does not allow" : "only plane 1 may be"); });
+          context_plane.emplace(body, body_length, count, context_slots);
+          break;
         default:
           throw CorruptStreamError("plane " + std::to_string(k) + " has unknown mode " + std::to_string(mode));
       }
@@ -168,8 +181,14 @@ struct PreparedChunk {
     merge_planes(sources, n, width, rotate, elements + start * width);
   }
 
+  // Plane 1 of the block at `start` from its context, plane 0 (decoded by then).
+  void decode_context_plane(size_t start, size_t n) {
+    if (context_plane) context_plane->decode(plane_source(0, start), start, n, planes + block());
+  }
+
   void finish() const {
     for (const RansDecoder& d : decoders) d.finish();
+    if (context_plane) context_plane->finish();
   }
 };
 
@@ -218,24 +237,33 @@ void decode_chunks(const ChunkToDecode* chunks, int chunk_count, ChunkScratch& s
   prepared.reserve(chunk_count);
   for (int c = 0; c < chunk_count; ++c) {
     const ChunkToDecode& in = chunks[c];
-    prepared.emplace_back(in.bytes, in.length, in.count, in.width, in.rotate,
+    prepared.emplace_back(in.bytes, in.length, in.count, in.width, in.rotate, in.context,
                           planes + (c == 0 ? 0 : plane_bytes[0]), slot_tables + (c == 0 ? 0 : table_slots[0]),
-                          in.elements);
+                          scratch.context_slots[c], in.elements);
   }
   PreparedChunk* pointers[2] = {&prepared[0], chunk_count > 1 ? &prepared[1] : nullptr};
   const size_t longest = std::max(chunks[0].count, chunk_count > 1 ? chunks[1].count : 0);
   for (size_t start = 0; start < longest; start += kBlock) {
     decode_block_planes(pointers, chunk_count, start);
-    for (int c = 0; c < chunk_count; ++c) {
-      if (start < prepared[c].count) prepared[c].merge(start, std::min(kBlock, prepared[c].count - start));
+    const size_t n0 = start < prepared[0].count ? std::min(kBlock, prepared[0].count - start) : 0;
+    const size_t n1 = chunk_count > 1 && start < prepared[1].count ? std::min(kBlock, prepared[1].count - start) : 0;
+    if (n0 == n1 && prepared[0].context_plane && chunk_count > 1 && prepared[1].context_plane) {
+      decode_pair(*prepared[0].context_plane, prepared[0].plane_source(0, start), prepared[0].planes + prepared[0].block(),
+                  *prepared[1].context_plane, prepared[1].plane_source(0, start), prepared[1].planes + prepared[1].block(),
+                  start, n0);
+    } else {
+      if (n0) prepared[0].decode_context_plane(start, n0);
+      if (n1) prepared[1].decode_context_plane(start, n1);
     }
+    if (n0) prepared[0].merge(start, n0);
+    if (n1) prepared[1].merge(start, n1);
   }
   for (const PreparedChunk& p : prepared) p.finish();
 }
 
-void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
+void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate, bool context,
                   ChunkScratch& scratch, uint8_t* elements) {
-  const ChunkToDecode one{chunk, length, count, width, rotate, elements};
+  const ChunkToDecode one{chunk, length, count, width, rotate, context, elements};
   decode_chunks(&one, 1, scratch);
 }
 

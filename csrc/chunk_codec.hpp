@@ -6,33 +6,39 @@
 //   plane_count x { u8 mode, u32 body_length }
 //   the bodies, in plane order, with no gaps
 // Modes: 0 raw (body = the plane's bytes), 1 constant (body = the one byte value),
-//        2 rANS (body = frequency table, then the rANS payload).
+//        2 rANS (body = frequency table, then the rANS payload),
+//        3 rANS given plane 0 (plane 1 only, when the layout allows it: context_plane.hpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "context_plane.hpp"
 #include "frequency_table.hpp"
 #include "scratch_buffer.hpp"
 
 namespace tensorzip {
 
-enum class PlaneMode : uint8_t { kRaw = 0, kConstant = 1, kRans = 2 };
+enum class PlaneMode : uint8_t { kRaw = 0, kConstant = 1, kRans = 2, kContext = 3 };
 
 // Reusable per-thread buffers so coding a chunk allocates nothing in steady state.
 struct ChunkScratch {
   ScratchBuffer<uint8_t> planes;
   ScratchBuffer<uint32_t> slot_tables;  // one rANS decoder table per coded plane
   ScratchBuffer<uint16_t> words;        // the rANS encoder's output before it is framed
+  ContextPlaneScratch context;          // mode 3's encoder
+  ScratchBuffer<uint32_t> context_slots[2];  // mode 3's decoder tables, per chunk of a pair
 };
 
 // Also adds each plane's byte counts to histograms[k] (width entries), so the
-// caller gets the order-0 bound of what it coded without another pass.
-void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, ChunkScratch& scratch,
-                  std::vector<uint8_t>& out, ByteHistogram* histograms);
+// caller gets the order-0 bound of what it coded without another pass. With
+// `context`, plane 1 is also tried in mode 3 and coded so where that is smaller.
+void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, bool context,
+                  ChunkScratch& scratch, std::vector<uint8_t>& out, ByteHistogram* histograms);
 
-void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate,
+// `context`: whether mode 3 is allowed (the tensor's codec config says so).
+void decode_chunk(const uint8_t* chunk, size_t length, size_t count, int width, int rotate, bool context,
                   ChunkScratch& scratch, uint8_t* elements);
 
 struct ChunkToDecode {
@@ -41,6 +47,7 @@ struct ChunkToDecode {
   size_t count;  // elements
   int width;
   int rotate;
+  bool context;       // mode 3 allowed
   uint8_t* elements;  // out: count x width bytes
 };
 

@@ -21,6 +21,7 @@ CpuFeatures detect() {
   f.sse42 = __builtin_cpu_supports("sse4.2");
   f.popcnt = __builtin_cpu_supports("popcnt");
   f.avx2 = __builtin_cpu_supports("avx2");
+  f.bmi2 = __builtin_cpu_supports("bmi2");
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
@@ -71,6 +72,14 @@ bool avx512_usable() {
 bool avx2_path_allowed() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   return simd_cap() >= SimdCap::kAvx2 && cpu_features().avx2;
+#else
+  return false;
+#endif
+}
+
+bool bmi2_path_allowed() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return simd_cap() >= SimdCap::kAvx2 && cpu_features().bmi2;
 #else
   return false;
 #endif

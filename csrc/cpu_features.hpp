@@ -19,6 +19,7 @@ struct CpuFeatures {
   bool sse42 = false;
   bool popcnt = false;
   bool avx2 = false;
+  bool bmi2 = false;
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vl = false;
@@ -45,6 +46,10 @@ enum class Crc32cPath : int { kPortable = 0, kSse42 = 1 };
 // embedding quantizer): whether the AVX2 path runs: built (GCC/Clang on x86-64), on this CPU,
 // under the cap.
 bool avx2_path_allowed();
+
+// Kernels with a BMI2 path (pdep: the context plane's low bits) beside the portable one:
+// built, on this CPU, and under the AVX2 cap (the CPUs with AVX2 have BMI2 too).
+bool bmi2_path_allowed();
 
 RansPath rans_encode_path();  // AVX2 or scalar (there is no AVX-512 encoder)
 RansPath rans_decode_path();  // AVX-512, AVX2 or scalar (also the paired decoder)

@@ -19,6 +19,7 @@ size_t chunk_count(size_t elements, size_t chunk_elements) {
 void validate_layout(const TensorLayout& layout) {
   check_layout(layout.width, layout.rotate);
   require(layout.chunk_elements >= 1, "chunk_elements must be at least 1");
+  require(!layout.context || layout.width >= 2, "context planes need elements of at least two bytes");
   require(layout.chunk_elements <= kMaxChunkBytes / static_cast<size_t>(layout.width),
           "chunk_elements x element width must be at most 4 MiB");
 }
@@ -66,7 +67,7 @@ void encode_tensors(const std::vector<EncodeJob>& jobs, int threads, EncodeArena
     const size_t count = std::min(job.layout.chunk_elements, total_elements - first);
     EncodedChunk& chunk = arena.chunks[arena.first_chunk[tasks[i].job] + tasks[i].chunk];
     chunk.histograms.assign(job.layout.width, ByteHistogram{});
-    encode_chunk(job.data + first * job.layout.width, count, job.layout.width, job.layout.rotate,
+    encode_chunk(job.data + first * job.layout.width, count, job.layout.width, job.layout.rotate, job.layout.context,
                  arena.scratch[worker], chunk.bytes, chunk.histograms.data());
     chunk.crc32c = crc32c(chunk.bytes.data(), chunk.bytes.size());
   });
@@ -114,7 +115,7 @@ void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify
     if (verify_checksums && crc32c(bytes, stored.length) != stored.crc32c) {
       throw ChunkError("checksum mismatch (CRC-32C)", task.job, task.chunk);
     }
-    return ChunkToDecode{bytes, stored.length, count, job.layout.width, job.layout.rotate,
+    return ChunkToDecode{bytes, stored.length, count, job.layout.width, job.layout.rotate, job.layout.context,
                          job.out + first * job.layout.width};
   };
   auto decode_alone = [&](const ChunkTask& task, const ChunkToDecode& chunk, ChunkScratch& space) {

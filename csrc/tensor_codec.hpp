@@ -18,6 +18,7 @@ struct TensorLayout {
   int width = 1;              // bytes per element
   int rotate = 0;             // bits, see byte_planes.hpp
   size_t chunk_elements = 1;  // elements per chunk (the last chunk may be shorter)
+  bool context = false;       // plane 1 may be coded given plane 0 (mode 3; issue 22's max level)
 };
 
 struct EncodeJob {

@@ -31,7 +31,7 @@ std::vector<uint8_t> encode(const std::vector<uint8_t>& elements, int width, int
   ChunkScratch scratch;
   std::vector<uint8_t> out;
   std::vector<ByteHistogram> histograms(width, ByteHistogram{});
-  encode_chunk(elements.data(), elements.size() / width, width, rotate, scratch, out, histograms.data());
+  encode_chunk(elements.data(), elements.size() / width, width, rotate, false, scratch, out, histograms.data());
   uint64_t counted = 0;
   for (const ByteHistogram& h : histograms) {
     for (uint64_t c : h) counted += c;
@@ -43,7 +43,7 @@ std::vector<uint8_t> encode(const std::vector<uint8_t>& elements, int width, int
 std::vector<uint8_t> decode(const std::vector<uint8_t>& chunk, size_t count, int width, int rotate) {
   ChunkScratch scratch;
   std::vector<uint8_t> out(count * width + 1, 0xEE);
-  decode_chunk(chunk.data(), chunk.size(), count, width, rotate, scratch, out.data());
+  decode_chunk(chunk.data(), chunk.size(), count, width, rotate, false, scratch, out.data());
   CHECK_EQ(out.back(), 0xEE);
   out.pop_back();
   return out;
@@ -126,7 +126,7 @@ TEST(chunk_codec, corrupted_chunks_rejected) {
   auto decode_n = [&](const std::vector<uint8_t>& bytes, size_t n) {
     ChunkScratch scratch;
     std::vector<uint8_t> out(n * 2);
-    decode_chunk(bytes.data(), bytes.size(), n, 2, 1, scratch, out.data());
+    decode_chunk(bytes.data(), bytes.size(), n, 2, 1, false, scratch, out.data());
   };
   auto decodes = [&](const std::vector<uint8_t>& bytes) { decode_n(bytes, count); };
   decodes(chunk);  // the intact chunk decodes

@@ -1,0 +1,167 @@
+// The per-symbol steps of the interleaved rANS coder, shared by the order-0 coder
+// (rans.cpp) and the context-coded one (context_rans.cpp) so both write and read
+// exactly the stream layout docs/format.md describes. Internal to the core.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "frequency_table.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+namespace tensorzip {
+namespace rans_detail {
+
+constexpr uint32_t kStateLow = 1u << 15;  // states live in [kStateLow, kStateLow << 16)
+constexpr uint32_t kSlotMask = kProbScale - 1;
+
+// A decoder slot: symbol (8 bits) | frequency - 1 (12 bits) | slot - start (12 bits).
+static_assert(kProbBits == 12, "the packed slot word assumes 12-bit probabilities");
+
+inline uint32_t pack_slot(uint32_t symbol, uint32_t frequency, uint32_t offset) {
+  return symbol | ((frequency - 1) << 8) | (offset << 20);
+}
+
+// Fills kProbScale slot words of one table.
+inline void fill_slots(const FrequencyTable& table, uint32_t* slots) {
+  for (int s = 0; s < 256; ++s) {
+    const uint32_t f = table.frequency[s];
+    if (f == 0) continue;
+    const uint32_t word = pack_slot(s, f, 0);
+    uint32_t* run = slots + table.cumulative[s];
+    for (uint32_t k = 0; k < f; ++k) run[k] = word | (k << 20);  // vectorizes
+  }
+}
+
+// Per-symbol encoder constants: division by the frequency becomes a multiply
+// and shift (exact for states below 2^31).
+struct EncoderSymbol {
+  uint32_t renorm_limit;  // a state >= this sheds 16 bits before coding
+  uint32_t reciprocal;
+  uint32_t bias;
+  uint32_t complement;  // kProbScale - frequency
+  uint32_t shift;
+};
+
+inline EncoderSymbol make_encoder_symbol(uint32_t start, uint32_t frequency) {
+  EncoderSymbol e{};
+  e.renorm_limit = ((kStateLow >> kProbBits) << 16) * frequency;
+  e.complement = kProbScale - frequency;
+  if (frequency < 2) {
+    // q = x - 1 for every x >= 1, giving x * scale + start.
+    e.reciprocal = ~0u;
+    e.shift = 0;
+    e.bias = start + kProbScale - 1;
+  } else {
+    uint32_t shift = 0;
+    while (frequency > (1u << shift)) ++shift;
+    e.reciprocal = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + frequency - 1) / frequency);
+    e.shift = shift - 1;
+    e.bias = start;
+  }
+  return e;
+}
+
+// One symbol of one lane: writes the state's low word below ptr (keeping it
+// only when the state sheds it).
+inline void encode_one(uint32_t& state, const EncoderSymbol& e, uint16_t*& ptr) {
+  uint32_t x = state;
+  const uint32_t shed = x >= e.renorm_limit ? 1 : 0;
+  ptr[-1] = static_cast<uint16_t>(x);
+  ptr -= shed;
+  x >>= shed << 4;  // a shift rather than a select: GCC turns the select into an unpredictable branch
+  const uint32_t q = static_cast<uint32_t>((static_cast<uint64_t>(x) * e.reciprocal) >> 32) >> e.shift;
+  state = x + e.bias + q * e.complement;
+}
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// One symbol of one lane under the slot table `slots`; `in` must have two readable bytes.
+inline uint8_t decode_one(uint32_t& state, const uint32_t* slots, const uint8_t*& in) {
+  uint32_t x = state;
+  const uint32_t e = slots[x & kSlotMask];
+  x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
+  const uint32_t word = load_u16(in);
+  const bool refill = x < kStateLow;
+  x = refill ? (x << 16) | word : x;
+  in += refill ? 2 : 0;
+  state = x;
+  return static_cast<uint8_t>(e);
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+// For each 8-bit refill mask: for each lane, how many lanes below it refill too
+// (= the index of its word among the words read for this vector).
+struct RefillPermutations {
+  alignas(32) uint32_t index[256][8];
+  constexpr RefillPermutations() : index() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        index[m][lane] = static_cast<uint32_t>(n);
+        if (m & (1 << lane)) ++n;
+      }
+    }
+  }
+};
+inline constexpr RefillPermutations kRefill{};
+
+// One symbol in each of eight lanes (the states in x): lane j reads slot word
+// slots[table_offset_j + (x_j & kSlotMask)] (table_offset zero for one table),
+// refills from `in`, and writes its symbol byte to out[j].
+__attribute__((target("avx2,popcnt"))) inline __m256i decode_vector_avx2(__m256i x, __m256i table_offset,
+                                                                       const uint32_t* slots, const uint8_t*& in,
+                                                                       uint8_t* out) {
+  const __m256i slot_mask = _mm256_set1_epi32(static_cast<int>(kSlotMask));
+  const __m256i low = _mm256_set1_epi32(static_cast<int>(kStateLow));
+  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(slots),
+                                           _mm256_add_epi32(table_offset, _mm256_and_si256(x, slot_mask)), 4);
+  const __m256i frequency =
+      _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), slot_mask), _mm256_set1_epi32(1));
+  x = _mm256_add_epi32(_mm256_mullo_epi32(frequency, _mm256_srli_epi32(x, kProbBits)), _mm256_srli_epi32(e, 20));
+  const __m256i refill = _mm256_cmpgt_epi32(low, x);
+  const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(refill));
+  const __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
+  const __m256i placed = _mm256_permutevar8x32_epi32(
+      words, _mm256_load_si256(reinterpret_cast<const __m256i*>(kRefill.index[mask])));
+  x = _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), placed), refill);
+  in += 2 * _mm_popcnt_u32(static_cast<unsigned>(mask));
+  // The low byte of each slot word is the symbol: gather the eight into 8 bytes.
+  const __m256i bytes = _mm256_shuffle_epi8(
+      e, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+                          -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i packed = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(packed));
+  return x;
+}
+
+// AVX-512: sixteen lanes. vpexpandd places the refill words in the lanes that need
+// them (no permutation table) and vpmovdb packs the symbols.
+#define TZ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+
+TZ_AVX512 inline __m512i decode_vector_avx512(__m512i x, __m512i table_offset, const uint32_t* slots,
+                                              const uint8_t*& in, uint8_t* out) {
+  const __m512i slot_mask = _mm512_set1_epi32(static_cast<int>(kSlotMask));
+  const __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(table_offset, _mm512_and_si512(x, slot_mask)), slots, 4);
+  const __m512i frequency =
+      _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), slot_mask), _mm512_set1_epi32(1));
+  x = _mm512_add_epi32(_mm512_mullo_epi32(frequency, _mm512_srli_epi32(x, kProbBits)), _mm512_srli_epi32(e, 20));
+  const __mmask16 refill = _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(kStateLow)));
+  const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in)));
+  const __m512i placed = _mm512_maskz_expand_epi32(refill, words);
+  x = _mm512_mask_or_epi32(x, refill, _mm512_slli_epi32(x, 16), placed);
+  in += 2 * _mm_popcnt_u32(static_cast<unsigned>(refill));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(e));
+  return x;
+}
+#endif
+
+}  // namespace rans_detail
+}  // namespace tensorzip
