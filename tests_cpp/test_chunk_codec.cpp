@@ -108,8 +108,8 @@ TEST(chunk_codec, pairs_decode_like_singles) {
   const std::vector<uint8_t> cb = encode(b, 2, 1);
   tztest::for_each_simd_cap([&](SimdCap) {
     std::vector<uint8_t> oa(a.size()), ob(b.size());
-    const ChunkToDecode pair[2] = {{ca.data(), ca.size(), 20'001, 2, 1, oa.data()},
-                                   {cb.data(), cb.size(), 9'000, 2, 1, ob.data()}};
+    const ChunkToDecode pair[2] = {{ca.data(), ca.size(), 20'001, 2, 1, false, oa.data()},
+                                   {cb.data(), cb.size(), 9'000, 2, 1, false, ob.data()}};
     ChunkScratch scratch;
     decode_chunks(pair, 2, scratch);
     CHECK_BYTES(oa, a);

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from . import error_targets
-from .codecs import bounded
+from .codecs import bounded, choose_codec
 from .codecs.bounded import error_bound, targets_per_tensor
+from .codecs.policy import checked_level
 from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
 from .container.reader import open_base
 from .container.records import FRAMEWORK_KEY
 from .container.writer import one_tensor_image
+from .dtypes import by_numpy
 from .errors import FormatError, OutputFileError, TensorzipError
 from .inputs.frameworks import is_torch_tensor, to_numpy, to_torch
 from .outputs.atomic import refuse_output_over_inputs, same_file
@@ -40,7 +42,8 @@ def _wants_torch(framework: str | None, recorded: str | None) -> bool:
 
 
 def compress(array: Any, threads: int | None = None, *, max_abs_error: float | None = None,
-             max_rel_error: float | None = None, psnr: float | None = None, bits: float | None = None) -> bytes:
+             max_rel_error: float | None = None, psnr: float | None = None, bits: float | None = None,
+             level: str = "default") -> bytes:
     """Compress one numpy array or torch tensor into bytes: losslessly, or with
     ``max_abs_error=E`` within E of the original on every element (checked on every element
     in the array's dtype before anything is returned; the achieved maximum is recorded in
@@ -51,7 +54,11 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
     Or one of two targets met by searching the bound, measured on the decoded array and
     recorded: ``psnr=P`` (decibels, against the array's value range: 20 log10(range / RMSE))
     or ``bits=B`` (the whole blob at most B bits per element; ``TargetUnreachableError`` if
-    even the coarsest grid does not fit)."""
+    even the coarsest grid does not fit).
+
+    ``level``: ``"default"`` or ``"max"`` (lossless: smaller, slower to decode; see
+    ``compress_file``)."""
+    checked_level(level)
     data = to_numpy(array)
     metadata = {FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
     given = [name for name, value in (("max_abs_error", max_abs_error), ("max_rel_error", max_rel_error),
@@ -60,10 +67,9 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
         raise TensorzipError(f"give one error target, not {' and '.join(given)} together (not both)")
     if psnr is not None or bits is not None:
         return error_targets.compress_to_target(data, metadata, threads, psnr=psnr, bits=bits)
-    codec = None
     bound = error_bound(data, max_abs_error, max_rel_error)
-    if bound is not None:
-        codec = bounded.choose(data, bound).codec
+    lossless = bound is None
+    codec = choose_codec(data, by_numpy(data.dtype), level) if lossless else bounded.choose(data, bound).codec
     return one_tensor_image(data, metadata, threads, codec)
 
 
@@ -91,6 +97,7 @@ def save_file(
     *,
     max_abs_error: float | Mapping[str, float] | None = None,
     max_rel_error: float | Mapping[str, float] | None = None,
+    level: str = "default",
 ) -> None:
     """Write a dict of arrays/tensors to a .tzip file, atomically.
 
@@ -100,7 +107,9 @@ def save_file(
     ``max_abs_error`` / ``max_rel_error``: store float tensors within that error of the
     original on every element (as ``compress``; relative: x each tensor's RMS), one number
     for every float tensor or a mapping of tensor name -> bound (others stored exactly).
+    ``level``: ``"default"`` or ``"max"`` (see ``compress_file``).
     """
+    checked_level(level)
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
     if base is not None and same_file(path, base):
@@ -112,7 +121,7 @@ def save_file(
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,
                                                 base={"file": reference.name} if reference else None))
         add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference,
-                    targets_per_tensor(max_abs_error, max_rel_error))
+                    targets_per_tensor(max_abs_error, max_rel_error), level)
 
 
 def load_file(

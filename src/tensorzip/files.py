@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .codecs.bounded import BoundedCodec, Target, targets_per_tensor
+from .codecs.policy import checked_level
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
 from .container.decoded_targets import DecodedTargets
@@ -190,8 +191,13 @@ def compress_file(
     digest: bool = False,
     max_abs_error: Target = None,
     max_rel_error: Target = None,
+    level: str = "default",
 ) -> CompressionReport:
     """Compress a .safetensors file into .tzip, keeping what is needed to restore it byte for byte.
+
+    ``level``: ``"default"`` (speed first) or ``"max"``: the top mantissa bits coded given the
+    exponent where that is smaller, per chunk (about 0.5% smaller on BF16 weights, 0.2% on FP32;
+    decoding takes up to about twice as long). Lossless either way.
 
     With ``max_abs_error`` / ``max_rel_error`` (issue 21), every float tensor is stored within
     that error of the original on every element instead (relative: x each tensor's RMS; the
@@ -226,11 +232,13 @@ def compress_file(
     hands over for each item it writes).
     """
     started = time.perf_counter()
+    checked_level(level)
     if isinstance(source, (bytes, memoryview)):
         if base is not None or scheduler is not None or digest or max_abs_error is not None or \
                 max_rel_error is not None:
             raise TensorzipError("compressing bytes takes no base, scheduler, digest or error target")
-        return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress)
+        return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress,
+                                    level=level)
     bounds = targets_per_tensor(max_abs_error, max_rel_error)
     if bounds is not None and (base is not None or scheduler is not None or digest):
         raise TensorzipError("an error target (--max-abs-error / --max-rel-error) takes no base, scheduler or digest: "
@@ -247,19 +255,19 @@ def compress_file(
         if reference is not None:
             refuse_output_over_inputs(target, *reference.files())
         return _compress_paying_base(checkpoint, source, target, reference, threads, overwrite, progress, started,
-                                     scheduler, digest, error_bound=bounds)
+                                     scheduler, digest, error_bound=bounds, level=level)
 
 
 def compress_torch_bytes(data: bytes | memoryview, target: PathOrStream, *, threads: int | None = None,
                          overwrite: bool = True, progress: ProgressCallback | None = None,
-                         saved_here: bool = False) -> CompressionReport:
+                         saved_here: bool = False, level: str = "default") -> CompressionReport:
     """``compress_file`` of the bytes of a zip-format PyTorch file. ``saved_here``: they are
     what ``torch.save`` just wrote in this process (``tensorzip.dcp``'s items), so torch's
     weights-only load of them is skipped (see ``TorchZipCheckpoint``)."""
     started = time.perf_counter()
     checkpoint = TorchZipCheckpoint(data, saved_here=saved_here)
     try:
-        return _compress(checkpoint, "<bytes>", target, None, threads, overwrite, progress, started)
+        return _compress(checkpoint, "<bytes>", target, None, threads, overwrite, progress, started, level=level)
     finally:
         checkpoint.close()
 
@@ -333,7 +341,8 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
               target: PathOrStream, base: BaseCheckpoint | None, threads: int | None, overwrite: bool,
               progress: ProgressCallback | None, started: float, scheduler: Any = None,
               digest: bool = False, *, min_base_saving: float = 0.0,
-              error_bound: Callable[[str, np.ndarray], float | None] | None = None) -> CompressionReport:
+              error_bound: Callable[[str, np.ndarray], float | None] | None = None,
+              level: str = "default") -> CompressionReport:
     """``min_base_saving``: raise ``_BaseNotWorthIt`` (the writer drops its file) when the base
     saves under this fraction of the file's plain size. ``error_bound``: the write plan's (float
     tensors stored within it)."""
@@ -368,11 +377,12 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
     )
     with writer:
         if scheduler is None:
-            planner = add_tensors(writer, checkpoint.tensors(), base, error_bound)
+            planner = add_tensors(writer, checkpoint.tensors(), base, error_bound, level)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
 
             with connect(scheduler) as client:
-                planner, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
+                planner, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads,
+                                                          level=level)
         if min_base_saving > 0 and planner.base_savings:  # none used: the writer drops the base itself
             writer.flush()
             if planner.base_saved_bytes < min_base_saving * (writer.bytes_written + planner.base_saved_bytes):

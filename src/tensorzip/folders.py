@@ -487,9 +487,11 @@ def compress_folder(
     progress: ProgressCallback | None = None,
     scheduler: Any = None,
     base: str | os.PathLike[str] | None = None,
+    level: str = "default",
 ) -> FolderReport:
     """Compress a model folder into a folder of the same layout: each shard a .tzip of
-    the same stem, the index rewritten to name them, every other file copied.
+    the same stem, the index rewritten to name them, every other file copied (``level``: as
+    ``compress_file``'s, for every shard).
 
     With ``base`` (the model it was fine-tuned from: a folder, a compressed folder, a
     .safetensors or .tzip file), each shard's tensors are coded against the base's tensors
@@ -514,7 +516,7 @@ def compress_folder(
         def shard(path: Path, out: Path, item: _Item, progress: ProgressCallback | None) -> CompressionReport:
             remote = None if item.torch else client  # PyTorch shards are read (unpickled safely) here
             return compress_file(path, out, threads=threads, overwrite=False, progress=progress, scheduler=remote,
-                                 base=base)
+                                 base=base, level=level)
 
         if base is not None:
             _check_paths(Path(base), dst)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import files, folders, kv, sample_data
 from ..analysis import tensor_bounds
 from ..codecs.bounded import TargetRules
+from ..codecs.policy import LEVELS
 from ..container.kinds import Kind, identify, require
 from ..container.reader import TzipReader
 from ..container.records import TORCH_SOURCE, TORCH_ZIP_SOURCE
@@ -116,7 +117,7 @@ def _compress_folder(args: argparse.Namespace) -> dict[str, Any]:
     target = _folder_output(args.output, args.input, True, args.force)
     with _progress("compress", not args.json) as progress:
         report = folders.compress_folder(args.input, target, threads=args.threads, progress=progress,
-                                         scheduler=args.scheduler, base=args.base)
+                                         scheduler=args.scheduler, base=args.base, level=args.level)
     if not args.json:
         _print_folder(report, True, args.verbose)
     return report.to_json()
@@ -183,6 +184,9 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
             raise TensorzipError("--budget, --bits-per-weight and --calibration need --lossy")
         if args.digest:
             raise TensorzipError("--digest records the digest of a lossless copy; a --lossy file cannot restore it")
+        if args.level != "default":
+            raise TensorzipError("--level chooses how hard lossless coding works; --lossy meets a byte budget instead: "
+                                 "choose one")
         require(args.input, "tensorzip compress --lossy (a .safetensors file)", (Kind.SAFETENSORS,))
         # A name of its own, so a lossy file never takes (or collides with) the lossless default.
         return cli_lossy.cmd_compress(args, str(_output_path(args.output, args.input, ".lossy.tzip", args.force)))
@@ -198,7 +202,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     target = _output_path(args.output, args.input, ".tzip", args.force)
     with _progress("compress", not args.json) as progress:
         report = files.compress_file(args.input, target, threads=args.threads, progress=progress,
-                                          base=args.base, scheduler=args.scheduler, digest=args.digest, **targets)
+                                          base=args.base, scheduler=args.scheduler, digest=args.digest,
+                                          level=args.level, **targets)
     if not args.json:
         _print_compression(report, args.verbose)
         if args.max_abs_error is not None or args.max_rel_error is not None:
@@ -556,6 +561,11 @@ def add_commands(commands: argparse._SubParsersAction,
                           "file, empty folder and permission bit kept) instead of a folder with a .tzip per shard")
     sub.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     sub.add_argument("-v", "--verbose", action="store_true", help="per-tensor sizes and entropy bounds")
+    sub.add_argument("--level", choices=LEVELS, default="default",
+                     help="default: speed first; max: also code the top mantissa bits given the exponent where that "
+                          "is smaller (about 0.5%% smaller on BF16 weights, 0.2%% on FP32, none on FP16; decoding "
+                          "takes up to about twice as long; lossless either way; older tensorzip releases refuse such "
+                          "tensors by name)")
     sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip, or a folder of either, "
                                     "compressed or not): the model it was fine-tuned from, or the previous "
                                     "checkpoint of a run; not made a dependency when it saves under 1%%")

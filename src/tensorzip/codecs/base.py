@@ -43,6 +43,9 @@ class EncodedTensor:
     # they give (sum over planes of length x entropy), without a second pass.
     plane_histograms: np.ndarray
     order0_bound_bytes: float
+    # The codec to record when it is not the job's: a `max`-level codec none of whose chunks
+    # used its context model records the plain config, which every reader knows.
+    codec: Codec | None = None
 
     @property
     def stored_bytes(self) -> int:

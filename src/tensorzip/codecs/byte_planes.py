@@ -18,6 +18,14 @@ from ..errors import TensorzipError
 from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob
 
 DEFAULT_CHUNK_BYTES = 1 << 19  # bytes of input per chunk
+CONTEXT_PLANE_MODE = 3  # a chunk's plane 1 coded given plane 0 (docs/format.md)
+
+
+def uses_context_plane(chunk: Any) -> bool:
+    """Whether a chunk (its bytes) codes plane 1 given plane 0: its plane count is at least 2
+    and plane 1's directory entry (byte 6: after the count and plane 0's five bytes) says so."""
+    view = memoryview(chunk).cast("B")
+    return len(view) > 6 and view[0] >= 2 and view[6] == CONTEXT_PLANE_MODE
 
 
 class BytePlanesCodec(Codec):
@@ -32,21 +40,39 @@ class BytePlanesCodec(Codec):
 
     codec_id: ClassVar[str] = "tensorzip.byte_planes"
 
-    def __init__(self, rotate_bits: int = 0, chunk_elements: int = DEFAULT_CHUNK_BYTES):
+    def __init__(self, rotate_bits: int = 0, chunk_elements: int = DEFAULT_CHUNK_BYTES,
+                 context_planes: bool = False):
         if rotate_bits not in (0, 1) or isinstance(rotate_bits, bool):
             raise TensorzipError(f"rotate_bits must be 0 or 1, got {rotate_bits!r}")
         if not isinstance(chunk_elements, int) or isinstance(chunk_elements, bool) or chunk_elements < 1:
             raise TensorzipError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
+        if not isinstance(context_planes, bool):
+            raise TensorzipError(f"context_planes must be true or false, got {context_planes!r}")
         self.rotate_bits = rotate_bits
         self.chunk_elements = chunk_elements
+        # Plane 1 may be coded given plane 0 (the `max` level; docs/format.md, mode 3). Recorded
+        # only where a chunk uses it, so a reader that predates it refuses exactly those tensors.
+        self.context_planes = context_planes
 
     @classmethod
-    def for_dtype(cls, spec: DTypeSpec, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> BytePlanesCodec:
-        """The codec with the measured default layout of a dtype."""
-        return cls(rotate_bits=spec.rotate_bits, chunk_elements=max(1, chunk_bytes // spec.itemsize))
+    def for_dtype(cls, spec: DTypeSpec, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                  context_planes: bool = False) -> BytePlanesCodec:
+        """The codec with the measured default layout of a dtype (``context_planes``: the
+        ``max`` level's model, for elements of two bytes or more)."""
+        return cls(rotate_bits=spec.rotate_bits, chunk_elements=max(1, chunk_bytes // spec.itemsize),
+                   context_planes=context_planes and spec.itemsize >= 2)
 
     def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "rotate_bits": self.rotate_bits, "chunk_elements": self.chunk_elements}
+        config: dict[str, Any] = {"id": self.codec_id, "rotate_bits": self.rotate_bits,
+                                  "chunk_elements": self.chunk_elements}
+        if self.context_planes:
+            config["context_planes"] = True
+        return config
+
+    def without_context(self) -> BytePlanesCodec:
+        """The same layout without the context model: what a tensor none of whose chunks used
+        it records."""
+        return BytePlanesCodec(self.rotate_bits, self.chunk_elements)
 
     def chunk_count(self, elements: int) -> int | None:
         return -(-elements // self.chunk_elements)
@@ -62,26 +88,38 @@ class BytePlanesCodec(Codec):
             )
         return spec.itemsize, self.rotate_bits, self.chunk_elements
 
+    def _native_job_layout(self, spec: DTypeSpec) -> tuple[int, int, int, bool]:
+        return (*self._native_layout(spec), self.context_planes)
+
     @classmethod
-    def _native_jobs(cls, jobs: Sequence[EncodeJob]) -> list[tuple[Any, int, int, int]]:
+    def _native_jobs(cls, jobs: Sequence[EncodeJob]) -> list[tuple[Any, int, int, int, bool]]:
         native_jobs = []
         for job in jobs:
             flat = np.ascontiguousarray(job.array).reshape(-1).view(np.uint8)
-            native_jobs.append((flat, *job.codec._native_layout(job.spec)))
+            native_jobs.append((flat, *job.codec._native_job_layout(job.spec)))
         return native_jobs
+
+    @staticmethod
+    def _results(jobs: Sequence[EncodeJob], encoded: Any) -> list[EncodedTensor]:
+        results = []
+        for job, (chunks, crcs, hist, bound) in zip(jobs, encoded, strict=True):
+            codec = job.codec
+            recorded = None
+            if codec.context_planes and not any(uses_context_plane(chunk) for chunk in chunks):
+                recorded = codec.without_context()
+            results.append(EncodedTensor(list(chunks), list(crcs), hist, bound, recorded))
+        return results
 
     @classmethod
     def encode_batch(cls, jobs: Sequence[EncodeJob], threads: int) -> list[EncodedTensor]:
-        encoded = _native.encode_tensors(cls._native_jobs(jobs), threads)
-        return [EncodedTensor(list(chunks), list(crcs), hist, bound) for chunks, crcs, hist, bound in encoded]
+        return cls._results(jobs, _native.encode_tensors(cls._native_jobs(jobs), threads))
 
     @classmethod
     def batch_encoder(cls, threads: int) -> Callable[[Sequence[EncodeJob]], list[EncodedTensor]]:
         encoder = _native.StreamingEncoder(threads)
 
         def encode(jobs: Sequence[EncodeJob]) -> list[EncodedTensor]:
-            encoded = encoder.encode(cls._native_jobs(jobs))
-            return [EncodedTensor(list(chunks), list(crcs), hist, bound) for chunks, crcs, hist, bound in encoded]
+            return cls._results(jobs, encoder.encode(cls._native_jobs(jobs)))
 
         return encode
 
@@ -91,7 +129,7 @@ class BytePlanesCodec(Codec):
         for job in jobs:
             table = [(c.offset, c.length, c.crc32c) for c in job.chunks]
             flat = job.out.reshape(-1).view(np.uint8)
-            native_jobs.append((job.source, table, flat, *job.codec._native_layout(job.spec)))
+            native_jobs.append((job.source, table, flat, *job.codec._native_job_layout(job.spec)))
         try:
             _native.decode_tensors(native_jobs, threads, verify_checksums)
         except _native.ChunkError as error:

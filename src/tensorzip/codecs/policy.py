@@ -5,7 +5,9 @@
 2. A tensor of multi-byte elements whose sample is at least 20% zeros is coded
    both ways on that sample (``sparse`` and ``byte_planes``) and gets the
    smaller; trying costs two encodes of at most 64K elements.
-3. Everything else gets ``byte_planes`` with its dtype's measured layout.
+3. Everything else gets ``byte_planes`` with its dtype's measured layout; at the ``max`` level
+   with its context model allowed (plane 1 given plane 0, used per chunk where it codes
+   smaller; issue 22).
 
 The choice is recorded in the tensor's codec config, so files stay decodable
 whatever later policies choose.
@@ -16,10 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import DTypeSpec
+from ..errors import TensorzipError
 from .base import Codec, EncodeJob
 from .byte_planes import BytePlanesCodec
 from .narrowed_float import NarrowedFloatCodec, hides_narrower
 from .sparse import SparseCodec
+
+# Compression levels, like zstd's: `default` is speed first (plane 1 of 16-bit floats stored
+# raw); `max` codes the top mantissa bits given the exponent, smaller by 0.5% on BF16 weights
+# and slower to decode (benchmarks/RESULTS.md, "Levels"). A `fast` level was measured and
+# dropped: `default` already codes nothing but the exponent plane in 92-93% of MiniLM's chunks.
+LEVELS = ("default", "max")
+DEFAULT_LEVEL = "default"
 
 SPARSE_MIN_ZERO_FRACTION = 0.2
 SAMPLE_ELEMENTS = 1 << 16
@@ -41,15 +51,23 @@ def stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
     return encoded.stored_bytes
 
 
-def choose_codec(array: np.ndarray, spec: DTypeSpec) -> Codec:
+def checked_level(level: object) -> str:
+    """``level`` if it is one of LEVELS; else a clear error naming the choices."""
+    if level not in LEVELS:
+        raise TensorzipError(f"level must be one of {', '.join(LEVELS)} (--level), got {level!r}")
+    return level  # type: ignore[return-value]
+
+
+def choose_codec(array: np.ndarray, spec: DTypeSpec, level: str = DEFAULT_LEVEL) -> Codec:
     narrow = hides_narrower(array)
     if narrow is not None:
         return NarrowedFloatCodec.for_narrow_dtype(narrow)
-    planes = BytePlanesCodec.for_dtype(spec)
+    planes = BytePlanesCodec.for_dtype(spec, context_planes=checked_level(level) == "max")
     if spec.itemsize >= 2 and array.size and _zero_fraction(array, spec) >= SPARSE_MIN_ZERO_FRACTION:
         sample = np.ascontiguousarray(sample_of(array))
         sparse = SparseCodec(rotate_bits=planes.rotate_bits, chunk_elements=planes.chunk_elements)
-        if stored_size(sparse, sample, spec) < stored_size(planes, sample, spec):
+        planes_sample = planes.without_context()  # the comparison is about zeros, not the context model
+        if stored_size(sparse, sample, spec) < stored_size(planes_sample, sample, spec):
             return sparse
     return planes
 

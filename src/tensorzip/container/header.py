@@ -59,6 +59,11 @@ class Packed:
     share: int = 0  # the group's stored bytes in proportion to this tensor's elements (what it costs)
 
 
+def _uses_context_planes(config: dict[str, Any]) -> bool:
+    """Whether a codec config lets plane 1 be coded given plane 0 (the `max` level)."""
+    return config.get("context_planes") is True
+
+
 @dataclass(frozen=True)
 class TensorEntry:
     """One tensor as the header describes it."""
@@ -209,6 +214,9 @@ class Header:
         if (any(t.delta is not None and t.delta.base_digest.startswith(BLAKE3_PINS) for t in self.tensors.values())
                 and records.BLAKE3_PINS_FEATURE not in required):
             required.append(records.BLAKE3_PINS_FEATURE)
+        if (any(_uses_context_planes(t.codec_config) for t in self.tensors.values())
+                and records.CONTEXT_PLANES_FEATURE not in required):
+            required.append(records.CONTEXT_PLANES_FEATURE)
         if self.groups:
             doc["groups"] = [g.to_json() for g in self.groups]
             required += [records.PACKED_FEATURE] if records.PACKED_FEATURE not in required else []
@@ -274,6 +282,9 @@ class Header:
                                   f"feature {records.BLAKE3_PINS_FEATURE!r}")
             if entry.reference is not None:
                 _check_reference(entry, header.tensors, required, f"{where}: tensor #{index}")
+            if _uses_context_planes(entry.codec_config) and records.CONTEXT_PLANES_FEATURE not in required:
+                raise HeaderError(f"{where}: tensor {entry.name!r} codes planes given plane 0 but the header does not "
+                                  f"declare the feature {records.CONTEXT_PLANES_FEATURE!r}")
             for number, chunk in enumerate(entry.chunks):
                 if chunk.offset != expected_offset:
                     raise HeaderError(

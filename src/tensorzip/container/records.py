@@ -91,8 +91,10 @@ REFERENCE_FEATURE = "reference"  # a tensor coded against another tensor of the 
 PACKED_FEATURE = "packed"
 # Base pins by BLAKE3 ("blake3-128:"): readers before it know only SHA-256 pins.
 BLAKE3_PINS_FEATURE = "blake3-pins"
+# Chunks whose plane 1 is coded given plane 0 (the `max` level; codec config "context_planes").
+CONTEXT_PLANES_FEATURE = "context-planes"
 KNOWN_REQUIRED_FEATURES: frozenset[str] = frozenset(
-    {FILES_FEATURE, REFERENCE_FEATURE, PACKED_FEATURE, BLAKE3_PINS_FEATURE})
+    {FILES_FEATURE, REFERENCE_FEATURE, PACKED_FEATURE, BLAKE3_PINS_FEATURE, CONTEXT_PLANES_FEATURE})
 
 
 def load_json(raw: bytes | str, where: str, what: str, error: type[TensorzipError] = HeaderError) -> Any:

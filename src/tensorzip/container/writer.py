@@ -249,7 +249,8 @@ class TzipWriter:
                 self._record_shared(name, same_as)
                 continue
             if mode is not None:
-                entry = TensorEntry(name, job.spec, tuple(job.array.shape), job.codec.get_config(),
+                recorded = encoded[index].codec or job.codec
+                entry = TensorEntry(name, job.spec, tuple(job.array.shape), recorded.get_config(),
                                     self._write_chunks(encoded[index]))
                 self.files_order0_bound_bytes += encoded[index].order0_bound_bytes
                 self._header.files[name] = FileEntry(name, mode, entry)
@@ -282,8 +283,8 @@ class TzipWriter:
                       result: EncodedTensor, delta: Delta | Reference | None) -> None:
         reference = delta if isinstance(delta, Reference) else None
         base_delta = delta if isinstance(delta, Delta) else None
-        entry = TensorEntry(name, spec, shape, codec.get_config(), self._write_chunks(result), base_delta,
-                            reference=reference)
+        entry = TensorEntry(name, spec, shape, (result.codec or codec).get_config(), self._write_chunks(result),
+                            base_delta, reference=reference)
         self._header.tensors[name] = entry
         how = (f"+{delta.mode}" if base_delta is not None else "") + (
             f"+{reference.mode} of {reference.tensor}" if reference is not None else "")
@@ -336,7 +337,7 @@ class TzipWriter:
     def _write_group(self, spec: dtypes.DTypeSpec, members: list[tuple[str, tuple[int, ...], np.ndarray]],
                      job: EncodeJob, result: EncodedTensor) -> None:
         number = len(self._header.groups)
-        group = GroupEntry(spec, job.array.size, job.codec.get_config(), self._write_chunks(result))
+        group = GroupEntry(spec, job.array.size, (result.codec or job.codec).get_config(), self._write_chunks(result))
         self._header.groups.append(group)
         element = 0
         for name, shape, data in members:

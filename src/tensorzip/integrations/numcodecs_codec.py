@@ -49,8 +49,9 @@ from numcodecs.abc import Codec as NumcodecsCodec
 from numcodecs.compat import ensure_ndarray
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
-from ..codecs import bounded, checked_threads
+from ..codecs import bounded, checked_threads, choose_codec
 from ..codecs.bounded import error_bound
+from ..codecs.policy import checked_level
 from ..container import TzipWriter
 from ..container.header import TensorEntry
 from ..container.kinds import open_data
@@ -232,10 +233,14 @@ class Tensorzip(NumcodecsCodec):
     codec_id = "tensorzip"
 
     def __init__(self, threads: int | None = None, max_abs_error: float | None = None,
-                 max_rel_error: float | None = None):
+                 max_rel_error: float | None = None, level: str = "default"):
         """``max_abs_error`` / ``max_rel_error`` (issue 21): each float chunk within that error
-        of the original on every element (relative: x the chunk's RMS); lossless without."""
+        of the original on every element (relative: x the chunk's RMS); lossless without.
+        ``level``: ``"default"`` or ``"max"`` (lossless: smaller, slower to decode; issue 22)."""
         self.threads = _parse_threads(threads)
+        # Set only when not the default: the config of a default codec stays {"id", "threads"}.
+        if checked_level(level) != "default":
+            self.level = level
         if max_abs_error is not None and max_rel_error is not None:
             raise TensorzipError("give max_abs_error or max_rel_error, not both")
         # Set only when given: the config of a lossless codec stays {"id", "threads"}.
@@ -245,7 +250,8 @@ class Tensorzip(NumcodecsCodec):
             self.max_rel_error = _positive(max_rel_error, "max_rel_error")
 
     def __repr__(self) -> str:
-        targets = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "max_rel_error") if hasattr(self, k))
+        targets = "".join(f", {k}={getattr(self, k)!r}" for k in ("max_abs_error", "max_rel_error", "level")
+                          if hasattr(self, k))
         return f"{type(self).__name__}(threads={self.threads!r}{targets})"
 
     def encode(self, buf: Any) -> bytes:
@@ -267,6 +273,8 @@ class Tensorzip(NumcodecsCodec):
             bound = error_bound(stored, getattr(self, "max_abs_error", None), getattr(self, "max_rel_error", None))
             if bound is not None:
                 codec = bounded.choose(stored, bound).codec
+        if codec is None:
+            codec = choose_codec(stored, by_numpy(stored.dtype), getattr(self, "level", "default"))
         image = io.BytesIO()
         with TzipWriter(image, metadata=metadata, threads=self.threads) as writer:
             writer.add("", stored, codec)

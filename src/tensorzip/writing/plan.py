@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import dtypes
 from ..codecs import Codec, bounded, choose_codec
+from ..codecs.policy import DEFAULT_LEVEL, checked_level
 from ..codecs.residual import Delta, Reference, choose_delta, codec_for, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
@@ -58,13 +59,15 @@ class WritePlanner:
 
     def __init__(self, base: BaseCheckpoint | None, *, references: bool = True,
                  pack_max_bytes: int = PACK_MAX_TENSOR_BYTES,
-                 error_bound: Callable[[str, np.ndarray], float | None] | None = None):
+                 error_bound: Callable[[str, np.ndarray], float | None] | None = None,
+                 level: str = DEFAULT_LEVEL):
         """``references``: also code tensors against earlier tensors of the file where that
         pays (``writing/references.py``). ``pack_max_bytes``: tensors up to this size are
         coded together (0: none). ``error_bound(name, array)``: the max-abs error a float
         tensor may be stored within (None: exactly); such tensors get the error-bounded codec
         (``codecs/bounded.choose``), coded alone and against nothing."""
         self.base = base
+        self.level = checked_level(level)  # of tensors coded plainly and alone (codecs/policy.py)
         self.pack_max_bytes = pack_max_bytes
         self.error_bound = error_bound
         self.dedup = Deduplicator()
@@ -99,15 +102,16 @@ class WritePlanner:
             return TensorPlan(name, spec, codec=codec_for(mode, array, spec), delta_mode=mode,
                               base_array=base_array, base_saved_bytes=saved)
         packed = 0 < array.nbytes <= self.pack_max_bytes
-        return TensorPlan(name, spec, codec=choose_codec(array, spec), packed=packed)
+        return TensorPlan(name, spec, codec=choose_codec(array, spec, self.level), packed=packed)
 
 
 def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
                 base: BaseCheckpoint | None,
-                error_bound: Callable[[str, np.ndarray], float | None] | None = None) -> WritePlanner:
+                error_bound: Callable[[str, np.ndarray], float | None] | None = None,
+                level: str = DEFAULT_LEVEL) -> WritePlanner:
     """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
     threads). Returns the planner (what dedup and the base saved)."""
-    planner = WritePlanner(base, error_bound=error_bound)
+    planner = WritePlanner(base, error_bound=error_bound, level=level)
     for name, array in tensors:
         plan = planner.plan(name, array)
         if plan.same_as is not None:
