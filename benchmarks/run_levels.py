@@ -115,7 +115,7 @@ def main() -> None:
             d_size, d_compress, d_decode = ours(path, work, "default", args.repeats)
             m_size, m_compress, m_decode = ours(path, work, "max", args.repeats)
 
-            def rate(seconds: float) -> str:
+            def rate(seconds: float, total: int = total) -> str:
                 return f"{total / seconds / 1e6:,.0f}"
 
             rows.append(f"| {label} | {total:,} | {theirs:,} | {d_size:,} | {m_size:,} | "
