@@ -99,7 +99,7 @@ FrequencyTable table_of_counts(const uint64_t* counts, int symbols) {
     h[filler] = 1;
     if (present == 0) h[1 - filler] = 1;
   }
-  return FrequencyTable::from_histogram(h);
+  return FrequencyTable::from_histogram(h, kContextBits);
 }
 
 void pack_low_bits(const uint8_t* plane, size_t count, int low_bits, uint8_t* out) {
@@ -167,14 +167,14 @@ ContextPlaneDecoder::ContextPlaneDecoder(const uint8_t* body, size_t length, siz
   range_.own = body[2];
   require_stream(range_.first + range_.own <= 256, "context plane's own contexts run past context 255");
   size_t at = 3;
-  uint32_t* const slot_tables = slots.reserve((range_.own + 1) * size_t{kProbScale});
+  uint32_t* const slot_tables = slots.reserve((range_.own + 1) * size_t{kContextScale});
   for (size_t t = 0; t <= range_.own; ++t) {
     size_t used = 0;
-    const FrequencyTable table = FrequencyTable::parse(body + at, length - at, &used);
+    const FrequencyTable table = FrequencyTable::parse(body + at, length - at, &used, kContextBits);
     for (int s = 1 << k; s < 256; ++s) {
       require_stream(table.frequency[s] == 0, "context plane's table has a symbol above its top bits");
     }
-    fill_context_slots(table, slot_tables + t * kProbScale);
+    fill_context_slots(table, slot_tables + t * kContextScale);
     at += used;
   }
   require_stream(length - at >= 4, "context plane's stream length is missing");

@@ -25,7 +25,7 @@ size_t decode_rounds_scalar(uint32_t* state, const uint32_t* slots, ContextRange
   size_t r = 0;
   for (; r < rounds && end - in >= 2 * kRansLanes; ++r) {
     for (int lane = 0; lane < kRansLanes; ++lane) {
-      out[lane] = decode_one(state[lane], slots + (range.table(contexts[lane]) << kProbBits), in);
+      out[lane] = decode_one<kContextBits>(state[lane], slots + (range.table(contexts[lane]) << kContextBits), in);
     }
     out += kRansLanes;
     contexts += kRansLanes;
@@ -44,7 +44,7 @@ __attribute__((target("avx2"))) inline __m256i table_offsets(const RangeVectors&
   const __m256i context = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(contexts)));
   const __m256i d = _mm256_add_epi32(context, range.minus_first_plus_one);
   const __m256i inside = _mm256_cmpeq_epi32(_mm256_min_epu32(d, range.own), d);
-  return _mm256_slli_epi32(_mm256_and_si256(d, inside), kProbBits);
+  return _mm256_slli_epi32(_mm256_and_si256(d, inside), kContextBits);
 }
 
 __attribute__((target("avx2,popcnt"))) size_t decode_rounds_avx2(uint32_t* state, const uint32_t* slots,
@@ -62,10 +62,10 @@ __attribute__((target("avx2,popcnt"))) size_t decode_rounds_avx2(uint32_t* state
   const uint8_t* p = in;
   size_t r = 0;
   for (; r < rounds && end - p >= 2 * kRansLanes; ++r) {
-    x0 = decode_vector_avx2(x0, table_offsets(range, contexts + 0), slots, p, out + 0);
-    x1 = decode_vector_avx2(x1, table_offsets(range, contexts + 8), slots, p, out + 8);
-    x2 = decode_vector_avx2(x2, table_offsets(range, contexts + 16), slots, p, out + 16);
-    x3 = decode_vector_avx2(x3, table_offsets(range, contexts + 24), slots, p, out + 24);
+    x0 = decode_vector_avx2<kContextBits>(x0, table_offsets(range, contexts + 0), slots, p, out + 0);
+    x1 = decode_vector_avx2<kContextBits>(x1, table_offsets(range, contexts + 8), slots, p, out + 8);
+    x2 = decode_vector_avx2<kContextBits>(x2, table_offsets(range, contexts + 16), slots, p, out + 16);
+    x3 = decode_vector_avx2<kContextBits>(x3, table_offsets(range, contexts + 24), slots, p, out + 24);
     out += kRansLanes;
     contexts += kRansLanes;
   }
@@ -80,7 +80,7 @@ __attribute__((target("avx2,popcnt"))) size_t decode_rounds_avx2(uint32_t* state
 TZ_AVX512 inline __m512i table_offsets_avx512(__m512i minus_first_plus_one, __m512i own, const uint8_t* contexts) {
   const __m512i context = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(contexts)));
   const __m512i d = _mm512_add_epi32(context, minus_first_plus_one);
-  return _mm512_maskz_slli_epi32(_mm512_cmple_epu32_mask(d, own), d, kProbBits);
+  return _mm512_maskz_slli_epi32(_mm512_cmple_epu32_mask(d, own), d, kContextBits);
 }
 
 TZ_AVX512 size_t decode_rounds_avx512(uint32_t* state, const uint32_t* slots, ContextRange range,
@@ -93,8 +93,8 @@ TZ_AVX512 size_t decode_rounds_avx512(uint32_t* state, const uint32_t* slots, Co
   const uint8_t* p = in;  // a local cursor, as in decode_rounds_avx2
   size_t r = 0;
   for (; r < rounds && end - p >= 2 * kRansLanes; ++r) {
-    x0 = decode_vector_avx512(x0, table_offsets_avx512(minus_first_plus_one, own, contexts), slots, p, out);
-    x1 = decode_vector_avx512(x1, table_offsets_avx512(minus_first_plus_one, own, contexts + 16), slots, p,
+    x0 = decode_vector_avx512<kContextBits>(x0, table_offsets_avx512(minus_first_plus_one, own, contexts), slots, p, out);
+    x1 = decode_vector_avx512<kContextBits>(x1, table_offsets_avx512(minus_first_plus_one, own, contexts + 16), slots, p,
                               out + 16);
     out += kRansLanes;
     contexts += kRansLanes;
@@ -124,7 +124,7 @@ TZ_AVX512 size_t decode_pair_rounds_avx512(uint32_t* const* state, const uint32_
     const size_t at = r * kRansLanes;
     for (int v = 0; v < 2; ++v) {
       for (int s = 0; s < 2; ++s) {
-        x[s][v] = decode_vector_avx512(x[s][v], table_offsets_avx512(mf[s], own[s], contexts[s] + at + 16 * v),
+        x[s][v] = decode_vector_avx512<kContextBits>(x[s][v], table_offsets_avx512(mf[s], own[s], contexts[s] + at + 16 * v),
                                        slots[s], p[s], out[s] + at + 16 * v);
       }
     }
@@ -156,7 +156,7 @@ __attribute__((target("avx2,popcnt"))) size_t decode_pair_rounds_avx2(uint32_t* 
     const size_t at = r * kRansLanes;
     for (int v = 0; v < 4; ++v) {
       for (int s = 0; s < 2; ++s) {
-        x[s][v] = decode_vector_avx2(x[s][v], table_offsets(ranges[s], contexts[s] + at + 8 * v), slots[s], p[s],
+        x[s][v] = decode_vector_avx2<kContextBits>(x[s][v], table_offsets(ranges[s], contexts[s] + at + 8 * v), slots[s], p[s],
                                      out[s] + at + 8 * v);
       }
     }
@@ -179,7 +179,9 @@ bool context_rans_encode(const uint8_t* symbols, const uint8_t* contexts, size_t
   std::vector<EncoderSymbol> enc(tables.size() * 256);
   for (size_t t = 0; t < tables.size(); ++t) {
     for (int s = 0; s < 256; ++s) {
-      if (tables[t].frequency[s]) enc[t * 256 + s] = make_encoder_symbol(tables[t].cumulative[s], tables[t].frequency[s]);
+      if (tables[t].frequency[s]) {
+        enc[t * 256 + s] = make_encoder_symbol(tables[t].cumulative[s], tables[t].frequency[s], kContextBits);
+      }
     }
   }
   uint32_t offset_of[256];
@@ -235,8 +237,8 @@ void ContextRansDecoder::decode(const uint8_t* contexts, uint8_t* symbols, size_
   for (size_t i = done * kRansLanes; i < count; ++i) {
     const size_t lane = i % kRansLanes;
     uint32_t x = state_[lane];
-    const uint32_t e = slots_[(range_.table(contexts[i]) << kProbBits) + (x & kSlotMask)];
-    x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
+    const uint32_t e = slots_[(range_.table(contexts[i]) << kContextBits) + (x & (kContextScale - 1))];
+    x = (((e >> 8) & kSlotMask) + 1) * (x >> kContextBits) + (e >> 20);
     if (x < kStateLow) {
       require_stream(end_ - in_ >= 2, "context rANS payload is truncated");
       x = (x << 16) | load_u16(in_);

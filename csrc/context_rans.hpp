@@ -19,6 +19,13 @@
 
 namespace tensorzip {
 
+// The context tables' probabilities have 10 bits, not the order-0 coder's 12: a
+// chunk has up to a dozen tables, and at 1,024 slot words (4 KiB) each they stay in
+// L1 together. Measured on MiniLM BF16: the coarser tables cost under 0.01% of the
+// file, decoding is faster by a fifth.
+constexpr uint32_t kContextBits = 10;
+constexpr uint32_t kContextScale = 1u << kContextBits;
+
 // Which table a context byte selects: contexts first .. first + own - 1 have
 // tables 1 .. own of their own, every other context shares table 0. A range rather
 // than any set: the decoder computes the table from the context with a few vector
@@ -33,20 +40,21 @@ struct ContextRange {
   }
 };
 
-// Encodes symbols[i] under tables[range.table(contexts[i])] for i < count and
-// appends the stream to out (tables.size() == range.own + 1). Returns false (out
+// Encodes symbols[i] under tables[range.table(contexts[i])] (frequencies summing
+// to kContextScale) for i < count and appends the stream to out
+// (tables.size() == range.own + 1). Returns false (out
 // then holds an unspecified tail) once the stream would exceed max_payload bytes.
 // Every symbol must be present in its table.
 bool context_rans_encode(const uint8_t* symbols, const uint8_t* contexts, size_t count,
                          const std::vector<FrequencyTable>& tables, ContextRange range, size_t max_payload,
                          std::vector<uint8_t>& out, ScratchBuffer<uint16_t>& words);
 
-// Writes the decoder's kProbScale slot words of one table.
+// Writes the decoder's kContextScale slot words of one table (frequencies summing to kContextScale).
 void fill_context_slots(const FrequencyTable& table, uint32_t* slots);
 
 class ContextRansDecoder {
  public:
-  // slot_tables: range.own + 1 tables of kProbScale slot words each, filled by
+  // slot_tables: range.own + 1 tables of kContextScale slot words each, filled by
   // fill_context_slots; they must outlive the decoder.
   ContextRansDecoder(const uint8_t* payload, size_t length, ContextRange range, const uint32_t* slot_tables);
 

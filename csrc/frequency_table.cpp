@@ -69,7 +69,9 @@ void finish_cumulative(FrequencyTable& table) {
 
 }  // namespace
 
-FrequencyTable FrequencyTable::from_histogram(const ByteHistogram& counts) {
+FrequencyTable FrequencyTable::from_histogram(const ByteHistogram& counts, uint32_t scale_bits) {
+  require(scale_bits >= 8 && scale_bits <= kProbBits, "frequency tables have 8 to 12 bits of scale");
+  const uint32_t scale = 1u << scale_bits;
   FrequencyTable table;
   uint64_t n = 0;
   for (uint64_t c : counts) n += c;
@@ -78,7 +80,7 @@ FrequencyTable FrequencyTable::from_histogram(const ByteHistogram& counts) {
   int64_t assigned = 0;
   for (int s = 0; s < 256; ++s) {
     if (!counts[s]) continue;
-    const double exact = static_cast<double>(counts[s]) * kProbScale / static_cast<double>(n);
+    const double exact = static_cast<double>(counts[s]) * scale / static_cast<double>(n);
     uint32_t f = static_cast<uint32_t>(exact);
     if (f == 0) f = 1;
     table.frequency[s] = f;
@@ -86,7 +88,7 @@ FrequencyTable FrequencyTable::from_histogram(const ByteHistogram& counts) {
   }
   // Hand out (or take back) single units where they cost the fewest bits. Only
   // the symbol that changed needs its score recomputed.
-  int64_t missing = static_cast<int64_t>(kProbScale) - assigned;
+  int64_t missing = static_cast<int64_t>(scale) - assigned;
   const bool adding = missing > 0;
   auto score = [&](int s) -> double {
     const double f = table.frequency[s];
@@ -166,7 +168,8 @@ void FrequencyTable::serialize(std::vector<uint8_t>& out) const {
   out.insert(out.end(), freqs.begin(), freqs.end());
 }
 
-FrequencyTable FrequencyTable::parse(const uint8_t* data, size_t length, size_t* used) {
+FrequencyTable FrequencyTable::parse(const uint8_t* data, size_t length, size_t* used, uint32_t scale_bits) {
+  const uint32_t scale = 1u << scale_bits;
   FrequencyTable table;
   size_t pos = 0;
   require_stream(length >= 2, "frequency table truncated");
@@ -194,11 +197,11 @@ FrequencyTable FrequencyTable::parse(const uint8_t* data, size_t length, size_t*
   uint64_t sum = 0;
   for (int i = 0; i < present; ++i) {
     const uint32_t f = get_varint(data, length, &pos);
-    require_stream(f >= 1 && f < kProbScale, "frequency out of range in frequency table");
+    require_stream(f >= 1 && f < scale, "frequency out of range in frequency table");
     table.frequency[symbols[i]] = f;
     sum += f;
   }
-  require_stream(sum == kProbScale, "frequency table does not sum to the probability scale");
+  require_stream(sum == scale, "frequency table does not sum to the probability scale");
   finish_cumulative(table);
   *used = pos;
   return table;

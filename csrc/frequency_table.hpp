@@ -31,8 +31,9 @@ struct FrequencyTable {
 
   // Quantizes counts (at least two distinct symbols present) so that every
   // present symbol keeps a non-zero frequency and the coding cost is minimal
-  // among nearby quantizations (greedy by the marginal cost of each unit).
-  static FrequencyTable from_histogram(const ByteHistogram& counts);
+  // among nearby quantizations (greedy by the marginal cost of each unit). The
+  // frequencies sum to 2^scale_bits (the context coder's tables use 10 bits).
+  static FrequencyTable from_histogram(const ByteHistogram& counts, uint32_t scale_bits = kProbBits);
 
   // Compact form: either a symbol list (few symbols) or a 256-bit presence
   // bitmap, each followed by LEB128 frequencies; the shorter one is written.
@@ -40,8 +41,8 @@ struct FrequencyTable {
 
   // Reads the compact form from [data, data + length); returns the bytes used.
   // Throws CorruptStreamError unless the table is well formed and sums to
-  // kProbScale with at least two symbols.
-  static FrequencyTable parse(const uint8_t* data, size_t length, size_t* used);
+  // 2^scale_bits with at least two symbols.
+  static FrequencyTable parse(const uint8_t* data, size_t length, size_t* used, uint32_t scale_bits = kProbBits);
 
   // Ideal coded size in bits of a stream with these counts under this table.
   double cost_bits(const ByteHistogram& counts) const;

@@ -19,13 +19,16 @@ constexpr uint32_t kStateLow = 1u << 15;  // states live in [kStateLow, kStateLo
 constexpr uint32_t kSlotMask = kProbScale - 1;
 
 // A decoder slot: symbol (8 bits) | frequency - 1 (12 bits) | slot - start (12 bits).
-static_assert(kProbBits == 12, "the packed slot word assumes 12-bit probabilities");
+// Tables of fewer bits (the context coder's 10) fit the same word; every kernel
+// below takes the scale's bits as a template argument, 12 by default.
+static_assert(kProbBits == 12, "the packed slot word assumes at most 12-bit probabilities");
+static_assert(kStateLow % kProbScale == 0, "the state interval must be a multiple of the scale");
 
 inline uint32_t pack_slot(uint32_t symbol, uint32_t frequency, uint32_t offset) {
   return symbol | ((frequency - 1) << 8) | (offset << 20);
 }
 
-// Fills kProbScale slot words of one table.
+// Fills the slot words of one table (as many as its frequencies sum to).
 inline void fill_slots(const FrequencyTable& table, uint32_t* slots) {
   for (int s = 0; s < 256; ++s) {
     const uint32_t f = table.frequency[s];
@@ -46,15 +49,15 @@ struct EncoderSymbol {
   uint32_t shift;
 };
 
-inline EncoderSymbol make_encoder_symbol(uint32_t start, uint32_t frequency) {
+inline EncoderSymbol make_encoder_symbol(uint32_t start, uint32_t frequency, uint32_t bits = kProbBits) {
   EncoderSymbol e{};
-  e.renorm_limit = ((kStateLow >> kProbBits) << 16) * frequency;
-  e.complement = kProbScale - frequency;
+  e.renorm_limit = ((kStateLow >> bits) << 16) * frequency;
+  e.complement = (1u << bits) - frequency;
   if (frequency < 2) {
     // q = x - 1 for every x >= 1, giving x * scale + start.
     e.reciprocal = ~0u;
     e.shift = 0;
-    e.bias = start + kProbScale - 1;
+    e.bias = start + (1u << bits) - 1;
   } else {
     uint32_t shift = 0;
     while (frequency > (1u << shift)) ++shift;
@@ -84,10 +87,11 @@ inline uint16_t load_u16(const uint8_t* p) {
 }
 
 // One symbol of one lane under the slot table `slots`; `in` must have two readable bytes.
+template <uint32_t kBits = kProbBits>
 inline uint8_t decode_one(uint32_t& state, const uint32_t* slots, const uint8_t*& in) {
   uint32_t x = state;
-  const uint32_t e = slots[x & kSlotMask];
-  x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
+  const uint32_t e = slots[x & ((1u << kBits) - 1)];
+  x = (((e >> 8) & kSlotMask) + 1) * (x >> kBits) + (e >> 20);
   const uint32_t word = load_u16(in);
   const bool refill = x < kStateLow;
   x = refill ? (x << 16) | word : x;
@@ -116,16 +120,18 @@ inline constexpr RefillPermutations kRefill{};
 // One symbol in each of eight lanes (the states in x): lane j reads slot word
 // slots[table_offset_j + (x_j & kSlotMask)] (table_offset zero for one table),
 // refills from `in`, and writes its symbol byte to out[j].
+template <uint32_t kBits = kProbBits>
 __attribute__((target("avx2,popcnt"))) inline __m256i decode_vector_avx2(__m256i x, __m256i table_offset,
                                                                        const uint32_t* slots, const uint8_t*& in,
                                                                        uint8_t* out) {
   const __m256i slot_mask = _mm256_set1_epi32(static_cast<int>(kSlotMask));
   const __m256i low = _mm256_set1_epi32(static_cast<int>(kStateLow));
+  const __m256i index_mask = _mm256_set1_epi32(static_cast<int>((1u << kBits) - 1));
   const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(slots),
-                                           _mm256_add_epi32(table_offset, _mm256_and_si256(x, slot_mask)), 4);
+                                           _mm256_add_epi32(table_offset, _mm256_and_si256(x, index_mask)), 4);
   const __m256i frequency =
       _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 8), slot_mask), _mm256_set1_epi32(1));
-  x = _mm256_add_epi32(_mm256_mullo_epi32(frequency, _mm256_srli_epi32(x, kProbBits)), _mm256_srli_epi32(e, 20));
+  x = _mm256_add_epi32(_mm256_mullo_epi32(frequency, _mm256_srli_epi32(x, kBits)), _mm256_srli_epi32(e, 20));
   const __m256i refill = _mm256_cmpgt_epi32(low, x);
   const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(refill));
   const __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
@@ -146,13 +152,15 @@ __attribute__((target("avx2,popcnt"))) inline __m256i decode_vector_avx2(__m256i
 // them (no permutation table) and vpmovdb packs the symbols.
 #define TZ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
 
+template <uint32_t kBits = kProbBits>
 TZ_AVX512 inline __m512i decode_vector_avx512(__m512i x, __m512i table_offset, const uint32_t* slots,
                                               const uint8_t*& in, uint8_t* out) {
   const __m512i slot_mask = _mm512_set1_epi32(static_cast<int>(kSlotMask));
-  const __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(table_offset, _mm512_and_si512(x, slot_mask)), slots, 4);
+  const __m512i index_mask = _mm512_set1_epi32(static_cast<int>((1u << kBits) - 1));
+  const __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(table_offset, _mm512_and_si512(x, index_mask)), slots, 4);
   const __m512i frequency =
       _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(e, 8), slot_mask), _mm512_set1_epi32(1));
-  x = _mm512_add_epi32(_mm512_mullo_epi32(frequency, _mm512_srli_epi32(x, kProbBits)), _mm512_srli_epi32(e, 20));
+  x = _mm512_add_epi32(_mm512_mullo_epi32(frequency, _mm512_srli_epi32(x, kBits)), _mm512_srli_epi32(e, 20));
   const __mmask16 refill = _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(kStateLow)));
   const __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in)));
   const __m512i placed = _mm512_maskz_expand_epi32(refill, words);

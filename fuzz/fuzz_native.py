@@ -92,6 +92,16 @@ def _shaped(fdp: atheris.FuzzedDataProvider, count: int) -> np.ndarray:
     return raw
 
 
+def _weights(fdp: atheris.FuzzedDataProvider, elements: int, width: int) -> np.ndarray:
+    """Trained-weight-like floats (normal values) of 2, 4 or 8 bytes, whose plane 1 the max
+    level codes given plane 0: the input that reaches chunk plane mode 3."""
+    rng = np.random.default_rng(fdp.ConsumeIntInRange(0, 1 << 30))
+    values = rng.standard_normal(elements) * 10.0 ** -fdp.ConsumeIntInRange(0, 4)
+    if width == 2:
+        return (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+    return values.astype(np.float32 if width == 4 else np.float64).view(np.uint8)
+
+
 def _decode(jobs: list, threads: int, verify: bool) -> bool:
     try:
         _native.decode_tensors(jobs, threads, verify)
@@ -252,8 +262,9 @@ def _encode_batch(fdp: atheris.FuzzedDataProvider) -> tuple[list, list[np.ndarra
         width, rotate = fdp.PickValueInList(WIDTHS), fdp.ConsumeIntInRange(0, 1)
         chunk_elements = fdp.ConsumeIntInRange(1, 20000) if fdp.ConsumeBool() else fdp.ConsumeIntInRange(1, 200)
         elements = fdp.ConsumeIntInRange(0, 3 * min(chunk_elements, 8000) + 1)
-        data = _shaped(fdp, elements * width)
-        jobs.append((data, width, rotate, chunk_elements))
+        context = width >= 2 and fdp.ConsumeBool()  # the max level's plane 1 given plane 0 (mode 3)
+        data = _weights(fdp, elements, width) if context and fdp.ConsumeBool() else _shaped(fdp, elements * width)
+        jobs.append((data, width, rotate, chunk_elements, context))
         arrays.append(data)
     return jobs, arrays
 
@@ -268,7 +279,8 @@ def op_round_trip(fdp: atheris.FuzzedDataProvider) -> None:
         encoder.encode(list(reversed(jobs)))  # buffers reused by the call that counts
         encoded = encoder.encode(jobs)
     decode_jobs, outs = [], []
-    for (data, width, rotate, chunk_elements), (chunks, crcs, histograms, bound) in zip(jobs, encoded, strict=True):
+    for (data, width, rotate, chunk_elements, context), (chunks, crcs, histograms, bound) in zip(jobs, encoded,
+                                                                                                 strict=True):
         assert len(chunks) == (-(-(data.size // width) // chunk_elements) if data.size else 0)
         assert histograms.shape == (width, 256)
         assert (histograms.sum(axis=1) == data.size // width).all()
@@ -282,7 +294,7 @@ def op_round_trip(fdp: atheris.FuzzedDataProvider) -> None:
             offset += len(bytes(chunk))
         out = np.empty(data.size, np.uint8)
         outs.append(out)
-        decode_jobs.append((source, table, out, width, rotate, chunk_elements))
+        decode_jobs.append((source, table, out, width, rotate, chunk_elements, context))
     _native.decode_tensors(decode_jobs, threads, True)  # must not raise
     for data, out in zip(arrays, outs, strict=True):
         assert np.array_equal(data, out), "round trip changed the data"
@@ -292,7 +304,7 @@ def op_decode_mutated(fdp: atheris.FuzzedDataProvider) -> None:
     jobs, _ = _encode_batch(fdp)
     encoded = _native.encode_tensors(jobs, 1)
     decode_jobs = []
-    for (data, width, rotate, chunk_elements), (chunks, _, _, _) in zip(jobs, encoded, strict=True):
+    for (data, width, rotate, chunk_elements, context), (chunks, _, _, _) in zip(jobs, encoded, strict=True):
         pieces = [bytearray(bytes(c)) for c in chunks]
         for _ in range(fdp.ConsumeIntInRange(0, 6)):
             if not pieces:
@@ -313,7 +325,7 @@ def op_decode_mutated(fdp: atheris.FuzzedDataProvider) -> None:
         for piece in pieces:
             table.append((offset, len(piece), _native.crc32c(piece)))
             offset += len(piece)
-        decode_jobs.append((source, table, np.empty(data.size, np.uint8), width, rotate, chunk_elements))
+        decode_jobs.append((source, table, np.empty(data.size, np.uint8), width, rotate, chunk_elements, context))
     threads = fdp.ConsumeIntInRange(1, 2)
     if fdp.ConsumeBool():
         _decode(decode_jobs, threads, fdp.ConsumeBool())

@@ -74,6 +74,32 @@ def test_where_the_model_does_not_pay_max_writes_the_default_bytes(rng):
         assert "context_planes" not in header["tensors"][0]["codec"] and "features" not in header
 
 
+def test_max_codes_small_tensors_groups_with_the_context_model_too(rng, tmp_path):
+    """LoRA adapters: tensors of 12-48 KB, too small to pay for tables alone, coded together
+    (issue 22's groups) pay for one context model between them."""
+    tensors = {f"layer.{i}.lora_A": weights(rng, (16, 384), ml_dtypes.bfloat16, 0.02) for i in range(24)}
+    tz.save_file(tensors, tmp_path / "default.tzip")
+    tz.save_file(tensors, tmp_path / "max.tzip", level="max")
+    assert (tmp_path / "max.tzip").stat().st_size < (tmp_path / "default.tzip").stat().st_size
+    _, _, header = split_tzip((tmp_path / "max.tzip").read_bytes())
+    assert header["groups"][0]["codec"]["context_planes"] is True
+    back = tz.load_file(tmp_path / "max.tzip")
+    for name, array in tensors.items():
+        assert_bit_equal(back[name], array)
+
+
+def test_a_group_with_the_context_model_needs_the_feature(tmp_path):
+    def drop_feature(header):
+        header["features"]["required"].remove(records.CONTEXT_PLANES_FEATURE)
+        for tensor in header["tensors"]:
+            tensor.get("codec", {}).pop("context_planes", None)
+
+    bad = tmp_path / "bad.tzip"
+    bad.write_bytes(rewrite_header((GOLDEN / "max.tzip").read_bytes(), drop_feature))
+    with pytest.raises(HeaderError, match="a group codes planes given plane 0 but the header does not declare"):
+        TzipReader(bad)
+
+
 def test_default_level_never_writes_the_context_model(rng):
     array = weights(rng, (512, 1024), ml_dtypes.bfloat16)
     assert not any(uses_context_plane(c) for c in stored_chunks(tz.compress(array)))
@@ -91,6 +117,9 @@ def test_golden_max_file_decodes_to_its_source_byte_for_byte(tmp_path):
     assert configs["intermediate.dense.weight"].get("context_planes") is True  # FP32
     assert "context_planes" not in configs["output.dense.weight"]  # FP16: does not pay
     assert "context_planes" not in configs["noise"]
+    groups = {g["dtype"]: g["codec"] for g in header["groups"]}
+    assert groups["bfloat16"].get("context_planes") is True  # twelve LoRA-sized matrices, one model
+    assert "context_planes" not in groups["float32"]  # one small bias
 
 
 def test_the_encoder_writes_the_golden_max_file_again(tmp_path):

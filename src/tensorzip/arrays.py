@@ -109,7 +109,6 @@ def save_file(
     for every float tensor or a mapping of tensor name -> bound (others stored exactly).
     ``level``: ``"default"`` or ``"max"`` (see ``compress_file``).
     """
-    checked_level(level)
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
     if base is not None and same_file(path, base):
@@ -119,9 +118,9 @@ def save_file(
         if reference is not None:
             refuse_output_over_inputs(path, *reference.files())
         writer = stack.enter_context(TzipWriter(path, metadata=metadata, threads=threads,
-                                                base={"file": reference.name} if reference else None))
+                                                base={"file": reference.name} if reference else None, level=level))
         add_tensors(writer, ((name, to_numpy(value)) for name, value in tensors.items()), reference,
-                    targets_per_tensor(max_abs_error, max_rel_error), level)
+                    targets_per_tensor(max_abs_error, max_rel_error))
 
 
 def load_file(

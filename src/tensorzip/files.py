@@ -374,15 +374,15 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         overwrite=overwrite,
         on_tensor=advance,
         base={"file": base.name} if base is not None else None,
+        level=level,
     )
     with writer:
         if scheduler is None:
-            planner = add_tensors(writer, checkpoint.tensors(), base, error_bound, level)
+            planner = add_tensors(writer, checkpoint.tensors(), base, error_bound)
         else:  # the same decisions, encoded on a Dask cluster (an optional extra)
 
             with connect(scheduler) as client:
-                planner, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads,
-                                                          level=level)
+                planner, threads = add_tensors_on_cluster(writer, checkpoint, base, client, threads=threads)
         if min_base_saving > 0 and planner.base_savings:  # none used: the writer drops the base itself
             writer.flush()
             if planner.base_saved_bytes < min_base_saving * (writer.bytes_written + planner.base_saved_bytes):

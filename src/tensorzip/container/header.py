@@ -214,7 +214,7 @@ class Header:
         if (any(t.delta is not None and t.delta.base_digest.startswith(BLAKE3_PINS) for t in self.tensors.values())
                 and records.BLAKE3_PINS_FEATURE not in required):
             required.append(records.BLAKE3_PINS_FEATURE)
-        if (any(_uses_context_planes(t.codec_config) for t in self.tensors.values())
+        if (any(_uses_context_planes(t.codec_config) for t in (*self.tensors.values(), *self.groups))
                 and records.CONTEXT_PLANES_FEATURE not in required):
             required.append(records.CONTEXT_PLANES_FEATURE)
         if self.groups:
@@ -259,6 +259,10 @@ class Header:
             _require(records.PACKED_FEATURE in required, where, "the header lists groups but does not declare the "
                      f"feature {records.PACKED_FEATURE!r}")
             header.groups = _parse_groups(doc["groups"], _members(doc["tensors"]), where, limits)
+            if (any(_uses_context_planes(g.codec_config) for g in header.groups)
+                    and records.CONTEXT_PLANES_FEATURE not in required):
+                raise HeaderError(f"{where}: a group codes planes given plane 0 but the header does not declare the "
+                                  f"feature {records.CONTEXT_PLANES_FEATURE!r}")
         packed_ranges: list[list[tuple[int, int, str]]] = [[] for _ in header.groups]
         expected_offset = DATA_START
         for index, item in enumerate(doc["tensors"]):

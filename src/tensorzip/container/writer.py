@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _native, dtypes
 from ..codecs import ChunkRef, Codec, EncodedTensor, EncodeJob, checked_threads, choose_codec
+from ..codecs.policy import DEFAULT_LEVEL, checked_level
 from ..codecs.residual import Delta, Reference, can_convert
 from ..errors import CorruptDataError, LimitExceededError, OutputFileError, TensorzipError
 from ..outputs.atomic import WriteBack, atomic_output
@@ -86,7 +87,11 @@ class TzipWriter:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         on_tensor: Callable[[TensorStats], None] | None = None,
         base: dict[str, Any] | None = None,
+        level: str = DEFAULT_LEVEL,
     ):
+        # How hard lossless coding works (codecs/policy.py LEVELS): the write plan codes each
+        # tensor alone at it, and the writer the small tensors' groups.
+        self.level = checked_level(level)
         self._header = Header(metadata=validate_metadata(metadata), source=source, base=base)
         self._threads = checked_threads(threads)
         self._batch_bytes = batch_bytes
@@ -317,7 +322,7 @@ class TzipWriter:
                 key = tuple(indices)
                 if key not in coded:
                     joined = np.concatenate([members[i][2] for i in indices])
-                    job = EncodeJob(choose_codec(joined, spec), joined, spec)
+                    job = EncodeJob(choose_codec(joined, spec, self.level), joined, spec)
                     if type(job.codec) not in self._encoders:
                         self._encoders[type(job.codec)] = type(job.codec).batch_encoder(self._threads)
                     result = self._encoders[type(job.codec)]([job])[0]

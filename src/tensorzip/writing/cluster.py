@@ -439,8 +439,8 @@ def pieces_of(name: str, file: FileRef, offset: int, spec: dtypes.DTypeSpec, sha
 
 def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
                            base: BaseCheckpoint | None, client: Any, *, threads: int | None = None,
-                           piece_bytes: int | None = None, max_in_flight: int | None = None,
-                           level: str = "default") -> tuple[WritePlanner, int]:
+                           piece_bytes: int | None = None, max_in_flight: int | None = None
+                           ) -> tuple[WritePlanner, int]:
     """What ``plan.add_tensors`` does, with the encoding on the cluster: the same write plan
     (``WritePlanner``: dedup, delta and codec decisions), in the same order. Returns the planner and the
     cluster's worker threads."""
@@ -454,7 +454,8 @@ def add_tensors_on_cluster(writer: TzipWriter, checkpoint: CheckpointInput,
             files[str(path)] = FileRef.of(path)
         return files[str(path)]
 
-    planner = WritePlanner(base, references=False, level=level)  # workers read tensors from files, not residuals
+    # Workers read tensors from files, not residuals; the writer's level, as add_tensors.
+    planner = WritePlanner(base, references=False, level=writer.level)
     try:
         locations = checkpoint.locations()
         if locations is None:

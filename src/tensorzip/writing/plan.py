@@ -107,11 +107,10 @@ class WritePlanner:
 
 def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
                 base: BaseCheckpoint | None,
-                error_bound: Callable[[str, np.ndarray], float | None] | None = None,
-                level: str = DEFAULT_LEVEL) -> WritePlanner:
+                error_bound: Callable[[str, np.ndarray], float | None] | None = None) -> WritePlanner:
     """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
-    threads). Returns the planner (what dedup and the base saved)."""
-    planner = WritePlanner(base, error_bound=error_bound, level=level)
+    threads, at the writer's level). Returns the planner (what dedup and the base saved)."""
+    planner = WritePlanner(base, error_bound=error_bound, level=writer.level)
     for name, array in tensors:
         plan = planner.plan(name, array)
         if plan.same_as is not None:

@@ -6,7 +6,9 @@ source.safetensors: weight-like matrices (normal values) in BF16 and FP32, large
 plane 1 of their chunks is coded given plane 0 (chunk plane mode 3, codec config
 ``"context_planes": true``); an FP16 matrix (its plane 0 already holds the top mantissa
 bits: the model does not pay, so it records the plain config); a BF16 tensor of uniform
-random bits (does not pay either); and a small bias (packed, as at the default level).
+random bits (does not pay either); a small FP32 bias; and twelve LoRA-sized BF16 matrices of
+16 x 384 (packed into one group, whose chunk codes plane 1 given plane 0: the group's codec
+config has ``context_planes`` too).
 max.tzip: ``tz.compress_file(source.safetensors, level="max")``.
 
     python tests/golden/context_planes_v1/make_golden.py
@@ -25,7 +27,8 @@ HERE = Path(__file__).parent
 
 def tensors() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(20261203)
-    return {
+    lora = {f"lora.{i}.A": (rng.standard_normal((16, 384)) * 0.02).astype(ml_dtypes.bfloat16) for i in range(12)}
+    return lora | {
         "attention.query.weight": (rng.standard_normal((160, 512)) * 0.05).astype(ml_dtypes.bfloat16),
         "intermediate.dense.weight": (rng.standard_normal((72, 1024)) * 0.03).astype(np.float32),
         "output.dense.weight": (rng.standard_normal((40, 1024)) * 0.04).astype(np.float16),
