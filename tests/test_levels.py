@@ -219,6 +219,8 @@ def test_cli_and_save_file_write_max_and_everything_reads_it(tmp_path, capsys, r
     assert main(["decompress", str(tmp_path / "max.tzip"), "-o", str(tmp_path / "back.safetensors")]) == 0
     assert (tmp_path / "back.safetensors").read_bytes() == source.read_bytes()
     capsys.readouterr()
+    assert main(["info", str(tmp_path / "max.tzip")]) == 0
+    assert "level max: mantissa given exponent" in capsys.readouterr().out
     tz.save_file(tensors, tmp_path / "saved.tzip", level="max")
     back = tz.load_file(tmp_path / "saved.tzip")
     for name, array in tensors.items():

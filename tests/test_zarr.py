@@ -68,8 +68,15 @@ def test_codec_metadata_round_trip_and_refusals():
     assert numcodecs.get_codec({"id": "tensorzip", **codec.to_dict()["configuration"]}) == Tensorzip(threads=2)
     with pytest.raises(ValueError, match="numcodecs.tensorzip"):
         TensorzipCodec.from_dict({"name": "zstd"})
-    with pytest.raises(ValueError, match="level"):
+    with pytest.raises(ValueError, match="effort"):
+        TensorzipCodec.from_dict({"name": "numcodecs.tensorzip", "configuration": {"effort": 3}})
+    with pytest.raises(TensorzipError, match="level must be one of default, max"):
         TensorzipCodec.from_dict({"name": "numcodecs.tensorzip", "configuration": {"level": 3}})
+    best = TensorzipCodec(level="max")  # issue 22: recorded only when not the default
+    assert best.to_dict() == {"name": "numcodecs.tensorzip", "configuration": {"level": "max"}}
+    assert TensorzipCodec.from_dict(best.to_dict()) == best
+    assert TensorzipCodec(level="default") == TensorzipCodec()
+    assert numcodecs.get_codec({"id": "tensorzip", **best.to_dict()["configuration"]}) == Tensorzip(level="max")
     with pytest.raises(TensorzipError, match="threads"):
         TensorzipCodec(threads=-1)
 
@@ -107,6 +114,19 @@ def test_v3_float32_weights_smaller_than_zarrs_default_zstd(tmp_path):
         array[:] = data
         sizes[name] = sum(f.stat().st_size for f in chunk_files(tmp_path / name))
     assert sizes["tensorzip"] < 0.95 * sizes["zstd"] < data.nbytes, sizes
+
+
+def test_v3_array_at_level_max_round_trips_and_reopens_from_its_metadata(tmp_path):
+    data = (np.random.default_rng(2).standard_normal((512, 512)) * 0.02).astype(np.float32)
+    store = zarr.storage.LocalStore(tmp_path / "max")
+    array = zarr.create_array(store, shape=data.shape, chunks=(512, 512), dtype=data.dtype,
+                              serializer={"name": "numcodecs.tensorzip", "configuration": {"level": "max"}},
+                              compressors=None)
+    array[:] = data
+    again = zarr.open_array(zarr.storage.LocalStore(tmp_path / "max"), mode="r")
+    assert np.array_equal(again[:].view(np.uint32), data.view(np.uint32))
+    meta = json.loads((tmp_path / "max" / "zarr.json").read_text())
+    assert meta["codecs"][0]["configuration"] == {"level": "max"}
 
 
 def test_v3_sharded_array_round_trips(tmp_path):

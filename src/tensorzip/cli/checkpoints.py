@@ -489,6 +489,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     for t in doc.get("tensors", []) if doc["kind"] in ("checkpoint", "folder-archive") else []:
         ratio = t["original_bytes"] / max(1, t["stored_bytes"])
         codec = t["codec"]["id"].removeprefix("tensorzip.")
+        if t["codec"].get("context_planes"):
+            codec += " (level max: mantissa given exponent)"
         if t["same_as"]:
             codec = f"same as {t['same_as']}"
         elif t["delta"]:

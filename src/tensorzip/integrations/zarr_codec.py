@@ -29,6 +29,7 @@ from zarr.core.common import JSON, parse_named_configuration
 
 from ..arrays import compress, decompress
 from ..codecs import checked_threads
+from ..codecs.policy import checked_level
 from ..errors import CorruptDataError
 
 if TYPE_CHECKING:
@@ -70,13 +71,18 @@ class TensorzipCodec(ArrayBytesCodec):
     # element, or max_rel_error x the chunk's RMS; None: lossless.
     max_abs_error: float | None = None
     max_rel_error: float | None = None
+    # Lossless coding effort (issue 22): "default" or "max"; recorded only when not the default.
+    level: str | None = None
 
     def __init__(self, *, threads: int | None = None, max_abs_error: float | None = None,
-                 max_rel_error: float | None = None) -> None:
+                 max_rel_error: float | None = None, level: str | None = None) -> None:
         object.__setattr__(self, "threads", _parse_threads(threads))
         _check_targets(max_abs_error, max_rel_error)
+        if level is not None and checked_level(level) == "default":
+            level = None
         object.__setattr__(self, "max_abs_error", max_abs_error)
         object.__setattr__(self, "max_rel_error", max_rel_error)
+        object.__setattr__(self, "level", level)
 
     @classmethod
     def from_dict(cls, data: dict[str, JSON]) -> Self:
@@ -85,14 +91,15 @@ class TensorzipCodec(ArrayBytesCodec):
             raise ValueError(f"expected a codec named {CODEC_NAME!r}, got {name!r}")
         configuration = dict(configuration or {})
         configuration.pop("id", None)  # tolerate a numcodecs-style config
-        unknown = sorted(set(configuration) - {"threads", "max_abs_error", "max_rel_error"})
+        unknown = sorted(set(configuration) - {"threads", "max_abs_error", "max_rel_error", "level"})
         if unknown:
             raise ValueError(f"unknown {CODEC_NAME} configuration keys: {', '.join(unknown)}")
         return cls(**configuration)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, JSON]:
         configuration = {key: value for key, value in (("threads", self.threads), ("max_abs_error", self.max_abs_error),
-                                                       ("max_rel_error", self.max_rel_error)) if value is not None}
+                                                       ("max_rel_error", self.max_rel_error), ("level", self.level))
+                         if value is not None}
         if not configuration:
             return {"name": CODEC_NAME}
         return {"name": CODEC_NAME, "configuration": configuration}
@@ -107,7 +114,8 @@ class TensorzipCodec(ArrayBytesCodec):
         targets = {"max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error}
         if not _is_float(array):
             targets = {}  # integers and bools are stored exactly
-        return chunk_spec.prototype.buffer.from_bytes(compress(array, threads=self.threads, **targets))
+        image = compress(array, threads=self.threads, level=self.level or "default", **targets)
+        return chunk_spec.prototype.buffer.from_bytes(image)
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         array = decompress(chunk_bytes.as_numpy_array().view(np.uint8), threads=self.threads, framework="np")
