@@ -81,6 +81,67 @@ def file_saving(path: Path, dtype: str, k: int) -> float:
     return total
 
 
+def _table_bytes(counts: np.ndarray) -> float:
+    return 2 + 1.5 * np.count_nonzero(counts)
+
+
+def plane0_context_saving(symbols: np.ndarray, context: np.ndarray) -> float:
+    """Bytes saved on one chunk by coding plane 0 (full bytes) under a table per context
+    (contexts from the first to the last with 2,048+ elements their own, the rest one shared:
+    the max level's range rule) against its order-0 table, tables counted; never below 0."""
+    plain = np.bincount(symbols, minlength=256)
+    before = _coded_bits(plain) / 8 + _table_bytes(plain)
+    per_context = np.bincount(context, minlength=256)
+    own = np.flatnonzero(per_context >= 2048)
+    if own.size == 0:
+        return 0.0
+    inside = (context >= own[0]) & (context <= own[-1])
+    after = 0.0
+    for c in range(own[0], own[-1] + 1):
+        counts = np.bincount(symbols[context == c], minlength=256)
+        if counts.sum():
+            after += _coded_bits(counts) / 8 + _table_bytes(counts)
+    rest = np.bincount(symbols[~inside], minlength=256)
+    if rest.sum():
+        after += _coded_bits(rest) / 8 + _table_bytes(rest)
+    return max(0.0, before - after)
+
+
+def fp16_candidates(path: Path) -> list[str]:
+    """Other contexts for FP16, whose plane 0 already holds the top mantissa bits: plane 0
+    given plane 0 of element i - 32 (the same rANS lane's previous symbol: decodable with
+    32 lanes), and plane 0 given its row's / column's median plane 0 (side information: a
+    byte per row / column, counted)."""
+    rows = []
+    lane, by_row, by_column, side_row, side_column = 0.0, 0.0, 0.0, 0, 0
+    chunk = BytePlanesCodec.for_dtype(by_name("float16")).chunk_elements
+    for array in load_file(str(path)).values():
+        if array.dtype != np.float16 or array.size < 4096:
+            continue
+        bits = array.reshape(-1).view(np.uint16).astype(np.uint32)
+        plane0 = ((((bits << 1) | (bits >> 15)) & 0xFFFF) >> 8).astype(np.int64)
+        previous = np.concatenate([np.zeros(32, np.int64), plane0[:-32]])
+        contexts = [previous]
+        if array.ndim == 2:
+            grid = plane0.reshape(array.shape)
+            row = np.broadcast_to(np.median(grid, axis=1).astype(np.int64)[:, None], array.shape).reshape(-1)
+            column = np.broadcast_to(np.median(grid, axis=0).astype(np.int64)[None, :], array.shape).reshape(-1)
+            contexts += [row, column]
+            side_row += array.shape[0]
+            side_column += array.shape[1]
+        for start in range(0, plane0.size, chunk):
+            part = slice(start, start + chunk)
+            saved = [plane0_context_saving(plane0[part], c[part]) for c in contexts]
+            lane += saved[0]
+            if len(saved) == 3:
+                by_row += saved[1]
+                by_column += saved[2]
+    rows.append(f"| plane 0 given plane 0 of element i - 32 (the lane's previous symbol) | {lane:,.0f} | 0 |")
+    rows.append(f"| plane 0 given its row's median plane 0 | {by_row:,.0f} | {side_row:,} |")
+    rows.append(f"| plane 0 given its column's median plane 0 | {by_column:,.0f} | {side_column:,} |")
+    return rows
+
+
 def main() -> None:
     paths = prepare()
     rows = ["| file | default .tzip (B) | top 2 bits | top 3 bits | top 4 bits |", "|---|---:|---:|---:|---:|"]
@@ -105,7 +166,12 @@ def main() -> None:
         "chunk 32 rANS states. A chunk where it does not pay keeps its raw plane.",
         "- FP16 gains nothing: its plane 0 already holds the exponent with the top 3 mantissa bits (coded "
         "jointly today), and what is left of the mantissa is nearly uniform given it.",
-        "", *rows])
+        "", *rows, "",
+        "FP16, other contexts (MiniLM FP16; bytes saved against the order-0 plane 0 of the same chunks, "
+        "tables counted, and the side information the context needs). None saves more than it costs, so "
+        "`--level max` leaves FP16 files as the default level writes them:", "",
+        "| context | saved (B) | side information (B) |", "|---|---:|---:|",
+        *fp16_candidates(paths["fp16"])])
     write_section(Path(__file__).resolve().parent / "CONTEXT_BOUNDS.md", "context-gain", text)
 
 

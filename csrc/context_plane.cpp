@@ -40,13 +40,6 @@ double entropy_of(const uint64_t* counts, int symbols) {
   return bits;
 }
 
-// Counts of the top k bits under context c, folded from the six-bit prefixes.
-void fold(const uint32_t* prefixes, int k, uint64_t* out) {
-  const int symbols = 1 << k;
-  for (int s = 0; s < symbols; ++s) out[s] = 0;
-  for (size_t p = 0; p < kPrefixes; ++p) out[p >> (kMaxTopBits - k)] += prefixes[p];
-}
-
 // The contexts that get tables of their own: from the first to the last with
 // kOwnTableElements or more (a chunk's common exponents are contiguous).
 ContextRange own_range(const uint32_t* counts) {
@@ -67,11 +60,10 @@ ContextRange own_range(const uint32_t* counts) {
 // Per table of the range, the counts of the top k bits (table 0: the shared one).
 std::vector<std::array<uint64_t, kPrefixes>> table_counts(const uint32_t* counts, ContextRange range, int k) {
   std::vector<std::array<uint64_t, kPrefixes>> tables(range.own + 1, std::array<uint64_t, kPrefixes>{});
-  uint64_t sub[kPrefixes];
   for (int c = 0; c < 256; ++c) {
-    fold(counts + c * kPrefixes, k, sub);
+    const uint32_t* prefixes = counts + c * kPrefixes;
     auto& t = tables[range.table(static_cast<uint8_t>(c))];
-    for (int s = 0; s < (1 << k); ++s) t[s] += sub[s];
+    for (size_t p = 0; p < kPrefixes; ++p) t[p >> (kMaxTopBits - k)] += prefixes[p];  // mostly zeros: cheap
   }
   return tables;
 }
@@ -102,14 +94,15 @@ FrequencyTable table_of_counts(const uint64_t* counts, int symbols) {
   return FrequencyTable::from_histogram(h, kContextBits);
 }
 
+// The inverse of the decoder's merge: element j of each group of 8 gives its low bits
+// to bits j x low_bits of the group's little-endian integer.
 void pack_low_bits(const uint8_t* plane, size_t count, int low_bits, uint8_t* out) {
-  const uint32_t mask = (1u << low_bits) - 1;
+  const uint64_t mask = (uint64_t{1} << low_bits) - 1;
   for (size_t g = 0; g < count; g += 8) {
     const size_t n = std::min<size_t>(8, count - g);
     uint64_t v = 0;
-    for (size_t j = 0; j < n; ++j) v |= uint64_t{plane[g + j] & mask} << (j * low_bits);
-    const size_t bytes = low_bytes(n, low_bits);
-    std::memcpy(out + g / 8 * low_bits, &v, bytes);  // little-endian hosts only (checked at build)
+    for (size_t j = 0; j < n; ++j) v |= (plane[g + j] & mask) << (j * low_bits);
+    std::memcpy(out + g / 8 * low_bits, &v, low_bytes(n, low_bits));  // little-endian hosts only (checked at build)
   }
 }
 
