@@ -197,7 +197,7 @@ def compress_file(
 
     ``level``: ``"default"`` (speed first) or ``"max"``: the top mantissa bits coded given the
     exponent where that is smaller, per chunk (about 0.5% smaller on BF16 weights, 0.2% on FP32;
-    decoding takes up to about twice as long). Lossless either way.
+    decoding at 0.6-1x the default level's speed). Lossless either way.
 
     With ``max_abs_error`` / ``max_rel_error`` (issue 21), every float tensor is stored within
     that error of the original on every element instead (relative: x each tensor's RMS; the

@@ -566,8 +566,8 @@ def add_commands(commands: argparse._SubParsersAction,
     sub.add_argument("--level", choices=LEVELS, default="default",
                      help="default: speed first; max: also code the top mantissa bits given the exponent where that "
                           "is smaller (about 0.5%% smaller on BF16 weights, 0.2%% on FP32, none on FP16; decoding "
-                          "takes up to about twice as long; lossless either way; older tensorzip releases refuse such "
-                          "tensors by name)")
+                          "at 0.6-1x the speed; lossless either way; older tensorzip releases refuse such files, "
+                          "asking for an upgrade)")
     sub.add_argument("--base", help="code against this checkpoint (.safetensors or .tzip, or a folder of either, "
                                     "compressed or not): the model it was fine-tuned from, or the previous "
                                     "checkpoint of a run; not made a dependency when it saves under 1%%")
