@@ -101,6 +101,23 @@ def test_every_dtype_and_a_view_come_back_exactly(tmp_path):
     assert {tuple(i.transform_descriptors) for i in metadata.storage_data.values()} == {("stream.tensorzip/2",)}
 
 
+def test_a_writer_at_level_max_saves_smaller_and_loads_exactly(tmp_path):
+    from tensorzip.dcp import TensorzipWriter
+    from tensorzip.errors import TensorzipError
+
+    generator = torch.Generator().manual_seed(1)
+    state = {"w": (torch.randn(512, 768, generator=generator) * 0.02).to(torch.bfloat16),
+             "step": torch.tensor(7)}
+    sizes = {}
+    for level in ("default", "max"):
+        folder = tmp_path / level
+        _one_process_round_trip(folder, state, TensorzipWriter(folder, threads=1, level=level))
+        sizes[level] = sum(f.stat().st_size for f in folder.glob("*.distcp"))
+    assert sizes["max"] < sizes["default"], sizes
+    with pytest.raises(TensorzipError, match="level must be one of"):
+        TensorzipWriter(tmp_path / "bad", level="fast")
+
+
 def test_checkpoints_of_format_1_still_load(tmp_path):
     """Version 1 wrote every tensor item as torch.save bytes through the extension (markers T and R):
     the extension itself, under its old descriptor, writes exactly that."""

@@ -179,7 +179,7 @@ class TzipWriter:
             self._held_bytes += array.nbytes
             self._pending.append((name, None, None, None, None))  # its header entry, in add order
             return
-        job = EncodeJob(codec or choose_codec(array, spec), array, spec)
+        job = EncodeJob(codec or choose_codec(array, spec, self.level), array, spec)
         self._pending.append((name, job, delta, None, None))
         self._pending_bytes += array.nbytes
         if self._pending_bytes >= self._batch_bytes or len(self._pending) >= MAX_BATCH_TENSORS:

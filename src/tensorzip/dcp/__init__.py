@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import dtypes
+from ..codecs.policy import checked_level
 from ..codecs.residual import choose_delta, codec_for, digest, residual
 from ..container.records import FRAMEWORK_KEY
 from ..container.writer import TzipWriter
@@ -77,10 +78,11 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
 
     items: ItemReader | None = None  # the folder being loaded (TensorzipReader binds it): for items with a base
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, level: str = "default"):
         _require_torch()
         super().__init__()
         self.threads = threads
+        self.level = checked_level(level)  # how hard items are coded (issue 22); reading needs no level
 
     @staticmethod
     def registry_name() -> str:
@@ -96,7 +98,7 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         return f"{self.registry_name()}/{VERSION}"
 
     def transform_to(self, output: IO[bytes]) -> IO[bytes]:
-        return _CodingWriter(output, self.threads, self._thread_buffers())
+        return _CodingWriter(output, self.threads, self._thread_buffers(), self.level)
 
     def write_tensor(self, output: IO[bytes], tensor: Any, base: tuple[ItemReader, tuple[str, int, int]] | None = None
                      ) -> None:
@@ -125,7 +127,7 @@ class TensorzipStreams(StreamTransformExtension):  # type: ignore[misc,valid-typ
         image = self._thread_buffers().image
         image.seek(0)
         image.truncate_to(0)
-        with TzipWriter(image, metadata={FRAMEWORK_KEY: "pt"}, threads=self.threads) as writer:
+        with TzipWriter(image, metadata={FRAMEWORK_KEY: "pt"}, threads=self.threads, level=self.level) as writer:
             writer.add("", array, codec)
         output.write(head)
         output.write(image.getbuffer())
@@ -176,10 +178,11 @@ class _Buffers(threading.local):
 class _CodingWriter(io.RawIOBase):
     """Takes one item's bytes; codes and writes them to DCP's stream when closed."""
 
-    def __init__(self, output: IO[bytes], threads: int | None, buffers: _Buffers):
+    def __init__(self, output: IO[bytes], threads: int | None, buffers: _Buffers, level: str):
         super().__init__()
         self._output = output
         self._threads = threads
+        self._level = level
         self._buffers = buffers
         self._item = buffers.item
         self._item.seek(0)
@@ -201,7 +204,7 @@ class _CodingWriter(io.RawIOBase):
             image.seek(0)
             image.truncate_to(0)
             try:
-                compress_torch_bytes(data, image, threads=self._threads, saved_here=True)
+                compress_torch_bytes(data, image, threads=self._threads, saved_here=True, level=self._level)
                 coded = image.getbuffer()
             except Exception:  # noqa: BLE001 - a zip tensorzip cannot read (encrypted, deflated): kept as it is
                 coded = None
@@ -222,15 +225,16 @@ class TensorzipWriter(FileSystemWriter):  # type: ignore[misc,valid-type]
     from memory (see the module); files, their names and the metadata are DCP's."""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 base: str | os.PathLike[str] | None = None, **kwargs: Any):
+                 base: str | os.PathLike[str] | None = None, level: str = "default", **kwargs: Any):
         """``base``: the checkpoint saved before (a folder this writer wrote, on every rank the
         same): each tensor item is coded against the same item there (same name and shard)
         when that is smaller. Loading then needs it beside this one, or given to
-        ``TensorzipReader(path, base=...)``."""
+        ``TensorzipReader(path, base=...)``. ``level``: ``"default"`` or ``"max"`` (as
+        ``compress_file``'s: smaller BF16/FP32 items, slower to decode)."""
         _require_torch()
         if "_extensions" in kwargs:
             raise TensorzipError("TensorzipWriter chooses the stream extension itself; use FileSystemWriter for others")
-        self._streams = TensorzipStreams(threads)
+        self._streams = TensorzipStreams(threads, level)
         self._base, self._depth = self._checked_base(path, base)
         self._base_items: tuple[ItemReader, Any] | None = None
         super().__init__(path, _extensions=[self._streams], **kwargs)
