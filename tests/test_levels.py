@@ -241,3 +241,26 @@ def test_numcodecs_codec_takes_a_level_in_its_config(rng):
     assert_bit_equal(again.decode(encoded).view(array.dtype).reshape(array.shape), array)
     with pytest.raises(TensorzipError, match="level must be one of"):
         Tensorzip(level="fast")
+
+
+def test_max_with_nothing_stored_exactly_is_refused_and_a_level_that_changed_nothing_is_said(tmp_path, capsys, rng):
+    array = weights(rng, (256, 256), np.float32)
+    for target in ({"max_abs_error": 1e-3}, {"max_rel_error": 1e-2}, {"psnr": 40.0}, {"bits": 4.0}):
+        with pytest.raises(TensorzipError, match="level='max' codes arrays stored exactly"):
+            tz.compress(array, level="max", **target)
+    with pytest.raises(TensorzipError, match="error bound for every float tensor leaves none"):
+        tz.save_file({"w": array}, tmp_path / "s.tzip", level="max", max_abs_error=1e-3)
+    tz.save_file({"w": array, "v": array + 1}, tmp_path / "s.tzip", level="max", max_abs_error={"w": 1e-3})
+    source = tmp_path / "m.safetensors"
+    save_safetensors({"w": array, "h": weights(rng, (256, 256), np.float16)}, str(source))
+    code = main(["compress", str(source), "--level", "max", "--max-abs-error", "1e-3"])
+    assert code == 1 and "leaves none" in capsys.readouterr().err
+    assert main(["compress", str(source), "--level", "max", "--max-abs-error", "h=1e-3"]) == 0  # w stays exact
+    assert "level max: mantissa coded given the exponent in 1 of 2 tensors" in capsys.readouterr().out
+    fp16 = tmp_path / "h.safetensors"
+    save_safetensors({"h": weights(rng, (256, 256), np.float16)}, str(fp16))
+    assert main(["compress", str(fp16), "--level", "max", "--json"]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["level"] == "max" and report["context_tensors"] == 0
+    assert main(["compress", str(fp16), "--level", "max", "-f"]) == 0
+    assert "no tensor gained from it" in capsys.readouterr().out

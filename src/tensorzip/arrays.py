@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from . import error_targets
 from .codecs import bounded, choose_codec
-from .codecs.bounded import error_bound, targets_per_tensor
+from .codecs.bounded import bounds_every_tensor, error_bound, targets_per_tensor
 from .codecs.policy import checked_level
 from .container import ReadLimits, TzipWriter
 from .container.kinds import open_data
@@ -59,6 +59,11 @@ def compress(array: Any, threads: int | None = None, *, max_abs_error: float | N
     ``level``: ``"default"`` or ``"max"`` (lossless: smaller, slower to decode; see
     ``compress_file``)."""
     checked_level(level)
+    lossy = [n for n, v in (("max_abs_error", max_abs_error), ("max_rel_error", max_rel_error), ("psnr", psnr),
+                            ("bits", bits)) if v is not None]
+    if level != "default" and lossy:
+        raise TensorzipError(f"level={level!r} codes arrays stored exactly; {lossy[0]}= stores values approximately: "
+                             "give one or the other")
     data = to_numpy(array)
     metadata = {FRAMEWORK_KEY: "pt" if is_torch_tensor(array) else "np"}
     given = [name for name, value in (("max_abs_error", max_abs_error), ("max_rel_error", max_rel_error),
@@ -107,8 +112,12 @@ def save_file(
     ``max_abs_error`` / ``max_rel_error``: store float tensors within that error of the
     original on every element (as ``compress``; relative: x each tensor's RMS), one number
     for every float tensor or a mapping of tensor name -> bound (others stored exactly).
-    ``level``: ``"default"`` or ``"max"`` (see ``compress_file``).
+    ``level``: ``"default"`` or ``"max"`` (see ``compress_file``; with a bound for every float
+    tensor, nothing is stored exactly and it is refused).
     """
+    if level != "default" and bounds_every_tensor(max_abs_error, max_rel_error):
+        raise TensorzipError(f"level={level!r} codes the tensors stored exactly, and an error bound for every float "
+                             "tensor leaves none: drop level, or give bounds per tensor (a mapping)")
     if not isinstance(tensors, Mapping):
         raise TensorzipError(f"save_file expects a mapping of name -> array, got {type(tensors).__name__}")
     if base is not None and same_file(path, base):

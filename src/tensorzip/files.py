@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .codecs.bounded import BoundedCodec, Target, targets_per_tensor
+from .codecs.bounded import BoundedCodec, Target, bounds_every_tensor, targets_per_tensor
 from .codecs.policy import checked_level
 from .container import TensorEntry, TensorStats, TzipReader, TzipWriter
 from .container.bases import BaseCheckpoint
@@ -123,6 +123,12 @@ class CompressionReport(SizeAndSpeed):
     dedup_saved_bytes: int = 0  # input bytes not stored again (tensors identical to an earlier one)
     base_savings: dict[str, int] = field(default_factory=dict)  # tensor -> bytes the base saved (estimated)
     base_not_used: str | None = None  # why a base given was not made a dependency
+    level: str = "default"  # how hard lossless coding worked (codecs/policy.py LEVELS)
+
+    @property
+    def context_tensors(self) -> int:
+        """Tensors the `max` level coded with the mantissa given the exponent (0: it changed nothing)."""
+        return sum(t.context_planes for t in self.tensors)
 
     @property
     def base_saved_bytes(self) -> int:
@@ -136,7 +142,7 @@ class CompressionReport(SizeAndSpeed):
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.update(ratio=self.ratio, megabytes_per_second=self.megabytes_per_second,
-                   gap_to_bound=self.gap_to_bound)
+                   gap_to_bound=self.gap_to_bound, context_tensors=self.context_tensors)
         return doc
 
 
@@ -240,6 +246,10 @@ def compress_file(
         return compress_torch_bytes(source, target, threads=threads, overwrite=overwrite, progress=progress,
                                     level=level)
     bounds = targets_per_tensor(max_abs_error, max_rel_error)
+    if level != "default" and bounds_every_tensor(max_abs_error, max_rel_error):
+        raise TensorzipError(f"{source}: --level {level} codes the tensors stored exactly, and an error bound for "
+                             "every float tensor (--max-abs-error / --max-rel-error E) leaves none: drop --level, or "
+                             "give bounds per tensor (PATTERN=E) so the others are stored exactly")
     if bounds is not None and (base is not None or scheduler is not None or digest):
         raise TensorzipError("an error target (--max-abs-error / --max-rel-error) takes no base, scheduler or digest: "
                              "the file stores approximate values, which none of those can use")
@@ -404,6 +414,7 @@ def _compress(checkpoint: Checkpoint, source: str | os.PathLike[str],
         base=None if base is None or not writer.uses_base else str(base.path),
         dedup_saved_bytes=planner.dedup.saved_bytes,
         base_savings=planner.base_savings if writer.uses_base else {},
+        level=writer.level,
     )
 
 

@@ -374,6 +374,13 @@ class TargetRules:
 Target = float | Mapping[str, float] | Callable[[str], float | None] | None
 
 
+def bounds_every_tensor(*targets: Target) -> bool:
+    """Whether a target gives every float tensor an error bound (a number, or rules with a
+    default): then nothing is stored exactly, and a lossless level has nothing to work on."""
+    return any(isinstance(t, (int, float)) and not isinstance(t, bool)
+               or isinstance(t, TargetRules) and t.default is not None for t in targets)
+
+
 def targets_per_tensor(max_abs_error: Target, max_rel_error: Target) -> Any:
     """``error_bound(name, array)`` for the write plan from targets for all tensors, per name
     (a mapping) or by rule (a callable such as ``TargetRules``); None when no target is given."""

@@ -54,7 +54,7 @@ def stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
 def checked_level(level: object) -> str:
     """``level`` if it is one of LEVELS; else a clear error naming the choices."""
     if level not in LEVELS:
-        raise TensorzipError(f"level must be one of {', '.join(LEVELS)} (--level), got {level!r}")
+        raise TensorzipError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     return level  # type: ignore[return-value]
 
 

@@ -49,6 +49,7 @@ class TensorStats:
     stored_bytes: int
     order0_bound_bytes: float
     codec_id: str = ""
+    context_planes: bool = False  # some chunk codes plane 1 given plane 0 (the `max` level)
 
 
 def encodable(text: str, what: str) -> str:
@@ -295,7 +296,7 @@ class TzipWriter:
             f"+{reference.mode} of {reference.tensor}" if reference is not None else "")
         stats = TensorStats(
             name, spec.name, entry.shape, entry.nbytes, result.stored_bytes,
-            result.order0_bound_bytes, codec.codec_id + how,
+            result.order0_bound_bytes, codec.codec_id + how, entry.codec_config.get("context_planes") is True,
         )
         self.stats.append(stats)
         if self._on_tensor is not None:
@@ -352,7 +353,8 @@ class TzipWriter:
                                                      packed=Packed(number, element, skip, share))
             share = data.size / job.array.size
             self._report(TensorStats(name, spec.name, shape, data.nbytes, round(result.stored_bytes * share),
-                                     result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}"))
+                                     result.order0_bound_bytes * share, f"packed:{job.codec.codec_id}",
+                                     group.codec_config.get("context_planes") is True))
             element += data.size
 
     def _report(self, stats: TensorStats) -> None:
