@@ -175,7 +175,7 @@ bool context_rans_encode(const uint8_t* symbols, const uint8_t* contexts, size_t
                          const std::vector<FrequencyTable>& tables, ContextRange range, size_t max_payload,
                          std::vector<uint8_t>& out, ScratchBuffer<uint16_t>& words) {
   require(range.first + range.own <= 256 && tables.size() == range.own + 1, "context range does not match the tables");
-  // Per table, the constants of each of its symbols.
+  // Per table, the constants of each of its symbols, at index table * 256 + symbol.
   std::vector<EncoderSymbol> enc(tables.size() * 256);
   for (size_t t = 0; t < tables.size(); ++t) {
     for (int s = 0; s < 256; ++s) {
@@ -184,19 +184,45 @@ bool context_rans_encode(const uint8_t* symbols, const uint8_t* contexts, size_t
       }
     }
   }
-  uint32_t offset_of[256];
-  for (int c = 0; c < 256; ++c) offset_of[c] = range.table(static_cast<uint8_t>(c)) * 256;
   const size_t capacity_words = count + 2 * kRansLanes;
-  uint16_t* const end = words.reserve(capacity_words) + capacity_words;
+  // The words, then (AVX2) each symbol's index into the constants, in one scratch buffer.
+  uint16_t* const scratch = words.reserve(capacity_words + count);
+  uint16_t* const end = scratch + capacity_words;
   uint16_t* ptr = end;
   const size_t max_words = max_payload / 2;
   uint32_t state[kRansLanes];
   for (uint32_t& x : state) x = kStateLow;
-  // Backwards, as the decoder reads forwards; lane i % 32 as in the order-0 coder.
-  for (size_t i = count; i-- > 0;) {
-    encode_one(state[i % kRansLanes], enc[offset_of[contexts[i]] + symbols[i]], ptr);
-    if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) return false;
+  // Backwards, as the decoder reads forwards; lane i % 32 as in the order-0 coder:
+  // the partial last round first, then full rounds.
+  const size_t rounds = count / kRansLanes;
+  size_t i = count;
+  while (i > rounds * kRansLanes) {
+    --i;
+    encode_one(state[i % kRansLanes], enc[range.table(contexts[i]) * 256 + symbols[i]], ptr);
   }
+  bool ok = true;
+#ifdef TZ_HAVE_X86
+  if (rans_encode_path() == RansPath::kAvx2) {
+    std::vector<uint64_t> packed(enc.size(), 0);
+    for (size_t t = 0; t < tables.size(); ++t) {
+      for (int s = 0; s < 256; ++s) {
+        if (tables[t].frequency[s]) packed[t * 256 + s] = pack_encoder_symbol<kContextBits>(enc[t * 256 + s]);
+      }
+    }
+    uint16_t* const index = end;  // after the words' room
+    for (size_t j = 0; j < rounds * kRansLanes; ++j) {
+      index[j] = static_cast<uint16_t>(range.table(contexts[j]) * 256 + symbols[j]);
+    }
+    ok = encode_rounds_avx2<kContextBits>(state, index, rounds, packed.data(), ptr, end, max_words);
+    i = 0;
+  }
+#endif
+  while (ok && i > 0) {
+    --i;
+    encode_one(state[i % kRansLanes], enc[range.table(contexts[i]) * 256 + symbols[i]], ptr);
+    if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) ok = false;
+  }
+  if (!ok) return false;
   const size_t word_count = static_cast<size_t>(end - ptr);
   const size_t payload = kRansStateBytes + 2 * word_count;
   if (payload > max_payload) return false;

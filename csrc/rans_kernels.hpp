@@ -148,6 +148,110 @@ __attribute__((target("avx2,popcnt"))) inline __m256i decode_vector_avx2(__m256i
   return x;
 }
 
+// The AVX2 encoder's per-symbol constants, read by one 64-bit load per lane: the
+// low word is the reciprocal (mul_epu32 reads only it); the high word packs bias
+// (bits 0-12), shift (bits 13-16) and complement << (31 - kBits) (the top kBits
+// bits below the sign: 19-30 for 12-bit tables). A state x sheds exactly when
+// x >= frequency << (31 - kBits) = 2^31 - (complement << (31 - kBits)), i.e. when
+// x + (complement << (31 - kBits)) has its sign bit set.
+template <uint32_t kBits = kProbBits>
+inline uint64_t pack_encoder_symbol(const EncoderSymbol& e) {
+  static_assert(kBits >= 8 && kBits <= 12, "bias and shift fields need 13 bits below the complement");
+  const uint32_t packed = e.bias | (e.shift << 13) | (e.complement << (31 - kBits));
+  return e.reciprocal | (uint64_t{packed} << 32);
+}
+
+// For each 8-bit shed mask: a byte shuffle moving the shed lanes' 16-bit words,
+// in ascending lane order, to the top of a 16-byte vector.
+struct ShedShuffles {
+  alignas(16) uint8_t bytes[256][16];
+  constexpr ShedShuffles() : bytes() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int lane = 0; lane < 8; ++lane) n += (m >> lane) & 1;
+      for (int k = 0; k < 16; ++k) bytes[m][k] = 0x80;
+      int slot = 8 - n;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (m & (1 << lane)) {
+          bytes[m][2 * slot] = static_cast<uint8_t>(2 * lane);
+          bytes[m][2 * slot + 1] = static_cast<uint8_t>(2 * lane + 1);
+          ++slot;
+        }
+      }
+    }
+  }
+};
+inline constexpr ShedShuffles kShed{};
+
+// Codes eight symbols (lanes of x; symbol j's constants table[symbols[j]]) and
+// writes their shed words just below ptr; the eight words below ptr must be
+// writable. Symbols are bytes for one table, or table-and-symbol indices.
+template <uint32_t kBits = kProbBits, typename Index = uint8_t>
+__attribute__((target("avx2,popcnt"))) inline __m256i encode_vector_avx2(__m256i x, const Index* symbols,
+                                                                       const uint64_t* table, uint16_t*& ptr) {
+  // Even lanes in one vector, odd lanes in the other, so that mul_epu32 pairs
+  // each reciprocal with its state. Scalar loads beat two vpgatherdq here.
+  const __m256i ee = _mm256_setr_epi64x(
+      static_cast<long long>(table[symbols[0]]), static_cast<long long>(table[symbols[2]]),
+      static_cast<long long>(table[symbols[4]]), static_cast<long long>(table[symbols[6]]));
+  const __m256i eo = _mm256_setr_epi64x(
+      static_cast<long long>(table[symbols[1]]), static_cast<long long>(table[symbols[3]]),
+      static_cast<long long>(table[symbols[5]]), static_cast<long long>(table[symbols[7]]));
+  const __m256i packed = _mm256_blend_epi32(_mm256_srli_epi64(ee, 32), eo, 0xAA);
+  constexpr uint32_t kComplementField = ((1u << kBits) - 1) << (31 - kBits);
+  const __m256i shed =
+      _mm256_add_epi32(x, _mm256_and_si256(packed, _mm256_set1_epi32(static_cast<int>(kComplementField))));
+  const int mask = _mm256_movemask_ps(_mm256_castsi256_ps(shed));
+  // The low words of all eight states (< 2^31, so packus cannot saturate); the
+  // shed ones go, in lane order, to the top of the eight words below ptr.
+  const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(ptr - 8),
+                   _mm_shuffle_epi8(words, _mm_load_si128(reinterpret_cast<const __m128i*>(kShed.bytes[mask]))));
+  ptr -= _mm_popcnt_u32(static_cast<unsigned>(mask));
+  x = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(x), _mm256_castsi256_ps(_mm256_srli_epi32(x, 16)),
+                                           _mm256_castsi256_ps(shed)));
+  // q = x / frequency: the high half of x * reciprocal, shifted.
+  const __m256i pe = _mm256_mul_epu32(x, ee);
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), eo);
+  const __m256i shift = _mm256_and_si256(_mm256_srli_epi32(packed, 13), _mm256_set1_epi32(0xF));
+  const __m256i q = _mm256_srlv_epi32(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA), shift);
+  const __m256i bias = _mm256_and_si256(packed, _mm256_set1_epi32(0x1FFF));
+  const __m256i complement = _mm256_srli_epi32(packed, 31 - kBits);
+  return _mm256_add_epi32(_mm256_add_epi32(x, bias), _mm256_mullo_epi32(q, complement));
+}
+
+// Codes full rounds [0, rounds) backwards, starting from ptr: lanes 24-31 first,
+// since their words come last in the stream. Returns false as soon as more than
+// max_words words are below end (checked every 4096 symbols).
+template <uint32_t kBits = kProbBits, typename Index = uint8_t>
+__attribute__((target("avx2,popcnt"))) bool encode_rounds_avx2(uint32_t* state, const Index* symbols,
+                                                               size_t rounds, const uint64_t* table,
+                                                               uint16_t*& ptr, const uint16_t* end,
+                                                               size_t max_words) {
+  __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 0));
+  __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 8));
+  __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 16));
+  __m256i x3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(state + 24));
+  bool ok = true;
+  for (size_t r = rounds; r-- > 0;) {
+    const Index* in = symbols + r * kRansLanes;
+    x3 = encode_vector_avx2<kBits>(x3, in + 24, table, ptr);
+    x2 = encode_vector_avx2<kBits>(x2, in + 16, table, ptr);
+    x1 = encode_vector_avx2<kBits>(x1, in + 8, table, ptr);
+    x0 = encode_vector_avx2<kBits>(x0, in + 0, table, ptr);
+    if ((r & 127) == 0 && static_cast<size_t>(end - ptr) > max_words) {
+      ok = false;
+      break;
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 0), x0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 8), x1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 16), x2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(state + 24), x3);
+  return ok;
+}
+
 // AVX-512: sixteen lanes. vpexpandd places the refill words in the lanes that need
 // them (no permutation table) and vpmovdb packs the symbols.
 #define TZ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
