@@ -4,10 +4,11 @@
 //
 // The stream layout is the order-0 coder's (rans.hpp): 32 lanes, symbol i in lane
 // i % 32, 32 final states then u16 renormalization words; only the table each
-// symbol is looked up in changes. The decoder runs four AVX2 vectors of eight
-// lanes (one gather for the context's table, one for its slot) where the CPU has
-// AVX2, a scalar loop otherwise; both consume the stream identically. The encoder
-// is scalar (the opt-in level spends encode time for size).
+// symbol is looked up in changes. The decoder runs two AVX-512 or four AVX2 vectors
+// (the context's table computed from the context byte with a few vector
+// instructions, then one gather for its slot), a scalar loop otherwise; all
+// consume the stream identically. The encoder runs the order-0 coder's AVX2 rounds
+// on table-and-symbol indices, or a scalar loop; both write the same bytes.
 #pragma once
 
 #include <cstddef>
