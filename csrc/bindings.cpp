@@ -69,6 +69,11 @@ Tuple cast_job(const py::handle& item, const char* expected) {
   }
 }
 
+DeltaMode delta_mode(int mode) {
+  if (mode != 0 && mode != 1) throw InvalidArgumentError("delta mode must be 0 (xor) or 1 (sub)");
+  return static_cast<DeltaMode>(mode);
+}
+
 TensorLayout make_layout(int width, int rotate, long long chunk_elements, bool context = false) {
   if (chunk_elements < 1) throw InvalidArgumentError("chunk_elements must be at least 1");
   TensorLayout layout{width, rotate, static_cast<size_t>(chunk_elements), context};
@@ -177,12 +182,20 @@ void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums)
   std::vector<DecodeJob> native_jobs;
   for (const py::handle& item : jobs) {
     using Table = std::vector<std::tuple<unsigned long long, unsigned long long, uint32_t>>;
-    const char* expected = "(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements[, context_planes])";
-    const bool with_context = py::isinstance<py::tuple>(item) && py::len(item) == 7;
-    const auto job = with_context
-        ? cast_job<std::tuple<py::object, Table, py::object, int, int, long long, bool>>(item, expected)
-        : std::tuple_cat(cast_job<std::tuple<py::object, Table, py::object, int, int, long long>>(item, expected),
-                         std::make_tuple(false));
+    const char* expected =
+        "(source, [(offset, length, crc32c)], out, width, rotate, chunk_elements[, context_planes[, base, delta_mode, "
+        "delta_is_float]])";
+    // The optional fields: context planes (issue 22's max level), and a base the chunks are
+    // residuals against (restored chunk by chunk, see DecodeJob).
+    const size_t fields = py::isinstance<py::tuple>(item) ? py::len(item) : 0;
+    using Full = std::tuple<py::object, Table, py::object, int, int, long long, bool, py::object, int, bool>;
+    const Full job =
+        fields == 10 ? cast_job<Full>(item, expected)
+        : fields == 7
+            ? std::tuple_cat(cast_job<std::tuple<py::object, Table, py::object, int, int, long long, bool>>(item, expected),
+                             std::make_tuple(py::object(py::none()), 0, false))
+            : std::tuple_cat(cast_job<std::tuple<py::object, Table, py::object, int, int, long long>>(item, expected),
+                             std::make_tuple(false, py::object(py::none()), 0, false));
     DecodeJob native;
     views.push_back(std::make_unique<ByteView>(std::get<0>(job), false));
     native.source = views.back()->data();
@@ -192,6 +205,15 @@ void decode_tensors_py(const py::list& jobs, int threads, bool verify_checksums)
     native.out = views.back()->data();
     native.out_length = views.back()->size();
     native.layout = make_layout(std::get<3>(job), std::get<4>(job), std::get<5>(job), std::get<6>(job));
+    if (!std::get<7>(job).is_none()) {
+      views.push_back(std::make_unique<ByteView>(std::get<7>(job), false));
+      if (views.back()->size() != native.out_length) {
+        throw InvalidArgumentError("decode_tensors: a base must have the output's size");
+      }
+      native.base = views.back()->data();
+      native.delta_mode = delta_mode(std::get<8>(job));
+      native.delta_float = std::get<9>(job);
+    }
     native_jobs.push_back(std::move(native));
   }
   py::gil_scoped_release release;
@@ -222,10 +244,6 @@ uint32_t crc32c_py(const py::object& data, uint32_t previous) {
   return crc32c(view.data(), view.size(), previous);
 }
 
-DeltaMode delta_mode(int mode) {
-  if (mode != 0 && mode != 1) throw InvalidArgumentError("delta mode must be 0 (xor) or 1 (sub)");
-  return static_cast<DeltaMode>(mode);
-}
 
 void delta_residual_py(const py::object& a, const py::object& base, const py::object& out, int width, int mode,
                        bool is_float, int threads) {

@@ -118,12 +118,21 @@ void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify
     return ChunkToDecode{bytes, stored.length, count, job.layout.width, job.layout.rotate, job.layout.context,
                          job.out + first * job.layout.width};
   };
+  // A residual chunk becomes the original while it is still in cache.
+  auto restore = [&](const ChunkTask& task, const ChunkToDecode& chunk) {
+    const DecodeJob& job = jobs[task.job];
+    if (job.base == nullptr) return;
+    const size_t offset = static_cast<size_t>(chunk.elements - job.out);
+    delta_restore(chunk.elements, job.base + offset, chunk.count, job.layout.width, job.delta_mode, job.delta_float,
+                  1);
+  };
   auto decode_alone = [&](const ChunkTask& task, const ChunkToDecode& chunk, ChunkScratch& space) {
     try {
       decode_chunks(&chunk, 1, space);
     } catch (const CorruptStreamError& e) {
       throw ChunkError(e.what(), task.job, task.chunk);
     }
+    restore(task, chunk);
   };
   parallel_for(pairs, threads, [&](size_t p, size_t worker) {
     const size_t first = 2 * p;
@@ -141,6 +150,7 @@ void decode_tensors(const std::vector<DecodeJob>& jobs, int threads, bool verify
       // Each decodes alone, so the pair's failure is not in the data: report it as is.
       throw ChunkError(e.what(), tasks[first].job, tasks[first].chunk);
     }
+    for (int c = 0; c < 2; ++c) restore(tasks[first + c], chunks[c]);
   });
 }
 

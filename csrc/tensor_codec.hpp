@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "chunk_codec.hpp"
+#include "delta.hpp"
 #include "frequency_table.hpp"
 
 namespace tensorzip {
@@ -46,6 +47,12 @@ struct DecodeJob {
   uint8_t* out = nullptr;
   size_t out_length = 0;  // bytes; a multiple of layout.width
   TensorLayout layout;
+  // Optional: the chunks hold a residual against this base (out_length bytes); each chunk
+  // is restored (delta.hpp) right after it decodes, while it is still in cache, instead of
+  // in a second pass over the whole tensor.
+  const uint8_t* base = nullptr;
+  DeltaMode delta_mode = DeltaMode::kXor;
+  bool delta_float = false;
 };
 
 // A chunk failed to decode; names the job and chunk so Python can say which

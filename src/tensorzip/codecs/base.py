@@ -33,6 +33,17 @@ def checked_threads(threads: Any) -> int:
     return threads
 
 
+_DELTA_MODE_NUMBERS = {"xor": 0, "sub": 1}  # the native core's numbering (csrc/delta.hpp)
+
+
+def delta_mode_number(mode: str | None) -> int:
+    """A residual mode's number in the native core."""
+    try:
+        return _DELTA_MODE_NUMBERS[mode]  # type: ignore[index]
+    except KeyError:
+        raise ValueError(f"unknown delta mode {mode!r}") from None
+
+
 @dataclass(frozen=True)
 class EncodedTensor:
     """What a codec produced for one tensor: its chunks in order, and their checksums."""
@@ -88,6 +99,11 @@ class DecodeJob:
     chunks: Sequence[ChunkRef]
     out: np.ndarray  # C-contiguous, of the tensor's dtype and shape
     spec: DTypeSpec
+    # The chunks hold a residual (codecs/residual.py, mode ``delta_mode``) against ``base`` (the
+    # tensor's dtype and size): a codec that can restores each chunk as it decodes it; the
+    # reader restores the others after the batch (``restores_while_decoding``).
+    base: np.ndarray | None = None
+    delta_mode: str | None = None
 
 
 class ChunkDecodeError(CorruptDataError):
@@ -112,6 +128,8 @@ class Codec(ABC):
     """
 
     codec_id: ClassVar[str]
+    # Whether decode_batch restores jobs that carry a base (DecodeJob.base) itself.
+    restores_while_decoding: ClassVar[bool] = False
     # A lossy codec decodes to the tensor itself within a bound its config states (an
     # error-bounded codec); info, verify and decompress report such tensors as lossy. Layers
     # whose stored parts are not the data (KV caches, embeddings) are file kinds instead

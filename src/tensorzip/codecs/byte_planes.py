@@ -15,7 +15,7 @@ import numpy as np
 from .. import _native
 from ..dtypes import DTypeSpec
 from ..errors import TensorzipError
-from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob
+from .base import ChunkDecodeError, Codec, DecodeJob, EncodedTensor, EncodeJob, delta_mode_number
 
 DEFAULT_CHUNK_BYTES = 1 << 19  # bytes of input per chunk
 CONTEXT_PLANE_MODE = 3  # a chunk's plane 1 coded given plane 0 (docs/format.md)
@@ -39,6 +39,7 @@ class BytePlanesCodec(Codec):
     """
 
     codec_id: ClassVar[str] = "tensorzip.byte_planes"
+    restores_while_decoding: ClassVar[bool] = True  # each chunk restored while in cache (csrc/tensor_codec)
 
     def __init__(self, rotate_bits: int = 0, chunk_elements: int = DEFAULT_CHUNK_BYTES,
                  context_planes: bool = False):
@@ -129,7 +130,13 @@ class BytePlanesCodec(Codec):
         for job in jobs:
             table = [(c.offset, c.length, c.crc32c) for c in job.chunks]
             flat = job.out.reshape(-1).view(np.uint8)
-            native_jobs.append((job.source, table, flat, *job.codec._native_job_layout(job.spec)))
+            layout = job.codec._native_job_layout(job.spec)
+            if job.base is None:
+                native_jobs.append((job.source, table, flat, *layout))
+            else:
+                base = np.ascontiguousarray(job.base).reshape(-1).view(np.uint8)
+                native_jobs.append((job.source, table, flat, *layout, base, delta_mode_number(job.delta_mode),
+                                    job.spec.is_float))
         try:
             _native.decode_tensors(native_jobs, threads, verify_checksums)
         except _native.ChunkError as error:

@@ -38,6 +38,7 @@ from .. import _native
 from ..dtypes import DTypeSpec
 from ..errors import HeaderError
 from . import BytePlanesCodec, Codec, choose_codec
+from .base import delta_mode_number
 from .policy import sample_of, stored_size
 
 MODES = ("xor", "sub")
@@ -210,32 +211,22 @@ def _half_to_float(bits: np.ndarray) -> np.ndarray:
     return out.view(np.float32)
 
 
-_MODE_NUMBERS = {"xor": 0, "sub": 1}
-
-
 def _flat_bytes(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-
-
-def _mode_number(mode: str) -> int:
-    try:
-        return _MODE_NUMBERS[mode]
-    except KeyError:
-        raise ValueError(f"unknown delta mode {mode!r}") from None
 
 
 def residual(array: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec, threads: int = 0) -> np.ndarray:
     """The stored form of ``array`` against ``base`` (same dtype and size), as ``array``'s dtype."""
     out = np.empty(array.shape, dtype=array.dtype)
     _native.delta_residual(_flat_bytes(array), _flat_bytes(base), out.reshape(-1).view(np.uint8),
-                           spec.itemsize, _mode_number(mode), spec.is_float, threads)
+                           spec.itemsize, delta_mode_number(mode), spec.is_float, threads)
     return out
 
 
 def restore(stored: np.ndarray, base: np.ndarray, mode: str, spec: DTypeSpec, threads: int = 0) -> None:
     """Undo ``residual`` in place: ``stored`` (C-contiguous) becomes the original tensor."""
     _native.delta_restore(stored.reshape(-1).view(np.uint8), _flat_bytes(base), spec.itemsize,
-                          _mode_number(mode), spec.is_float, threads)
+                          delta_mode_number(mode), spec.is_float, threads)
 
 
 def codec_for(mode: str | None, array: np.ndarray, spec: DTypeSpec) -> Codec:

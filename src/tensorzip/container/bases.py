@@ -183,6 +183,20 @@ class BaseCheckpoint:
         """The base tensor a delta was made against, checked against its content hash.
         ``like``: the (dtype name, element count) it must have, checked from the base's
         header before the base tensor is read or decoded."""
+        array = self.unpinned_tensor_for(delta, where, name, expected, like)
+        if self.pin(delta.base_tensor, array, delta.base_digest) != delta.base_digest:
+            raise BaseMismatchError(
+                f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
+                f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
+                f"(content hash {digest_like(array, delta.base_digest)}, expected "
+                f"{delta.base_digest}): wrong base?{self._chain_hint(expected)}"
+            )
+        return array
+
+    def unpinned_tensor_for(self, delta: Delta, where: str, name: str, expected: str,
+                            like: tuple[str, int] | None = None) -> np.ndarray:
+        """``tensor_for`` before its content hash is checked: for a reader that restores while
+        it decodes and checks the pin (``tensor_for``) before anything is returned."""
         layout = self.layout(delta.base_tensor)
         if layout is None:
             raise BaseMismatchError(
@@ -197,13 +211,6 @@ class BaseCheckpoint:
             )
         array = self.tensor(delta.base_tensor)
         assert array is not None
-        if self.pin(delta.base_tensor, array, delta.base_digest) != delta.base_digest:
-            raise BaseMismatchError(
-                f"{where}: tensor {name!r} is coded against base {expected!r}, but tensor "
-                f"{delta.base_tensor!r} of {self.path} differs from the one it was made with "
-                f"(content hash {digest_like(array, delta.base_digest)}, expected "
-                f"{delta.base_digest}): wrong base?{self._chain_hint(expected)}"
-            )
         return array
 
     def pin_is_remembered(self, delta: Delta) -> bool:

@@ -414,6 +414,20 @@ class TzipReader:
         return {n: pool.submit(base.tensor_for, entry.delta, self.where, entry.name, self.base_name or "",
                                (entry.spec.name, entry.numel)) for n, entry in mapped}
 
+    def _base_to_restore_while_decoding(self, entry: TensorEntry, codec: Codec) -> np.ndarray | None:
+        """The base tensor of a residual the codec can restore chunk by chunk as it decodes
+        (saving a second pass over the tensor), when that tensor is mapped (a .safetensors or
+        .pt base: a view, no decoding). Its pin is checked after the batch, before anything is
+        returned; a base that fails it raises then, as it would before."""
+        if entry.delta is None or not type(codec).restores_while_decoding:
+            return None
+        base = self.base_checkpoint()
+        if base.location(entry.delta.base_tensor) is None:
+            return None
+        array = base.unpinned_tensor_for(entry.delta, self.where, entry.name, self.base_name or "",
+                                         (entry.spec.name, entry.numel))
+        return array if array.dtype == entry.spec.numpy_dtype and array.flags.c_contiguous else None
+
     def _decode_batch_into(self, items: list[tuple[TensorEntry, np.ndarray]], stored: list[Any] | None,
                            verify_checksums: bool, targets: DecodedTargets | None,
                            pins: dict[int, Future[np.ndarray]]) -> None:
@@ -422,6 +436,7 @@ class TzipReader:
         group_chunks: dict[int, np.ndarray] = {}  # a group's chunk (by offset), decoded once for all its tensors
         if stored is None:
             stored = self.read_stored([entry for entry, _ in items])
+        restored: set[str] = set()  # residuals the codec restores chunk by chunk while it decodes them
         for (entry, out), source in zip(items, stored, strict=True):
             if out.dtype != entry.spec.numpy_dtype or out.size != entry.numel or not out.flags.c_contiguous:
                 raise TensorzipError(
@@ -434,7 +449,12 @@ class TzipReader:
                 self._group_chunk_jobs(entry, codec, source, group_chunks, jobs, job_entries)
                 continue
             chunks = [ChunkRef(c.offset - start, c.length, c.crc32c) for c in entry.chunks]
-            jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
+            base_array = self._base_to_restore_while_decoding(entry, codec)
+            if base_array is not None:
+                restored.add(entry.name)
+                jobs.append(DecodeJob(codec, source, chunks, out, entry.spec, base_array, entry.delta.mode))
+            else:
+                jobs.append(DecodeJob(codec, source, chunks, out, entry.spec))
             job_entries.append(entry)
         by_class: dict[type, list[int]] = {}
         for index, job in enumerate(jobs):
@@ -458,7 +478,8 @@ class TzipReader:
                 if base.size != out.size or base.dtype != out.dtype:
                     raise BaseMismatchError(f"{self.where}: tensor {entry.name!r}: base tensor "
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
-                restore(out, base, entry.delta.mode, entry.spec, self.threads)
+                if entry.name not in restored:  # else: restored while decoding, its base now checked
+                    restore(out, base, entry.delta.mode, entry.spec, self.threads)
         whole = {entry.name: out for entry, out in items
                  if entry.reference is None and entry.name in self.header.tensors
                  and self.header.tensors[entry.name].chunks == entry.chunks}
