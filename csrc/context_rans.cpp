@@ -237,10 +237,11 @@ void fill_context_slots(const FrequencyTable& table, uint32_t* slots) { fill_slo
 
 ContextRansDecoder::ContextRansDecoder(const uint8_t* payload, size_t length, ContextRange range,
                                        const uint32_t* slot_tables)
-    : range_(range), in_(payload + kRansStateBytes), end_(payload + length), slots_(slot_tables) {
+    : range_(range), in_(payload), end_(payload + length), slots_(slot_tables) {
   require(range.first + range.own <= 256, "context range runs past context 255");
   require_stream(length >= kRansStateBytes && (length - kRansStateBytes) % 2 == 0,
                  "context rANS payload has an impossible length");
+  in_ = payload + kRansStateBytes;  // only once the payload is known to hold the states
   std::memcpy(state_, payload, kRansStateBytes);
   for (uint32_t x : state_) {
     require_stream(x >= kStateLow && x < (kStateLow << 16), "context rANS payload starts with an invalid state");

@@ -264,3 +264,31 @@ def test_max_with_nothing_stored_exactly_is_refused_and_a_level_that_changed_not
     assert report["level"] == "max" and report["context_tensors"] == 0
     assert main(["compress", str(fp16), "--level", "max", "-f"]) == 0
     assert "no tensor gained from it" in capsys.readouterr().out
+
+
+def test_a_plugin_subclass_that_ignores_the_base_still_gets_the_readers_restore(tmp_path, rng, monkeypatch):
+    """Restoring while decoding is a promise of BytePlanesCodec's own decode_batch; a subclass
+    (e.g. a plugin) that overrides decode_batch does not inherit it, so the reader restores."""
+    from safetensors.numpy import save_file as save
+
+    from tensorzip.codecs import registry
+    from tensorzip.codecs.base import DecodeJob
+
+    class Subclass(BytePlanesCodec):
+        codec_id = "tensorzip.byte_planes"
+
+        @classmethod
+        def decode_batch(cls, jobs, threads, verify_checksums=True):
+            plain = [DecodeJob(j.codec, j.source, j.chunks, j.out, j.spec) for j in jobs]  # drops the base
+            BytePlanesCodec.decode_batch(plain, threads, verify_checksums)
+
+    base = {"w": weights(rng, (256, 256), np.float32)}
+    tuned = {"w": base["w"] + weights(rng, (256, 256), np.float32, 1e-4)}
+    save(base, str(tmp_path / "base.safetensors"))
+    save(tuned, str(tmp_path / "tuned.safetensors"))
+    tz.compress_file(tmp_path / "tuned.safetensors", tmp_path / "tuned.tzip", base=tmp_path / "base.safetensors")
+    _, _, header = split_tzip((tmp_path / "tuned.tzip").read_bytes())
+    assert header["tensors"][0].get("delta"), "the test needs a tensor coded against the base"
+    monkeypatch.setitem(registry.BUILTIN_CODECS, "tensorzip.byte_planes", Subclass)
+    back = tz.load_file(tmp_path / "tuned.tzip", base=tmp_path / "base.safetensors")
+    assert_bit_equal(back["w"], tuned["w"])

@@ -128,7 +128,8 @@ class Codec(ABC):
     """
 
     codec_id: ClassVar[str]
-    # Whether decode_batch restores jobs that carry a base (DecodeJob.base) itself.
+    # Whether decode_batch restores jobs that carry a base (DecodeJob.base) itself; read from
+    # the class's own namespace (the reader does not trust a subclass to inherit it).
     restores_while_decoding: ClassVar[bool] = False
     # A lossy codec decodes to the tensor itself within a bound its config states (an
     # error-bounded codec); info, verify and decompress report such tensors as lossy. Layers

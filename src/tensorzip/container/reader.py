@@ -419,7 +419,9 @@ class TzipReader:
         (saving a second pass over the tensor), when that tensor is mapped (a .safetensors or
         .pt base: a view, no decoding). Its pin is checked after the batch, before anything is
         returned; a base that fails it raises then, as it would before."""
-        if entry.delta is None or not type(codec).restores_while_decoding:
+        # Declared by the class itself, not inherited: a plugin subclass whose decode_batch
+        # ignores DecodeJob.base must still get the reader's restore.
+        if entry.delta is None or not type(codec).__dict__.get("restores_while_decoding", False):
             return None
         base = self.base_checkpoint()
         if base.location(entry.delta.base_tensor) is None:
