@@ -33,10 +33,10 @@ uint32_t get_u32(const uint8_t* p) {
 // raw, constant and rANS wins; rANS is tried only when its ideal size (from the
 // histogram, table included) is at least kMinPlaneGain below raw, so
 // incompressible planes cost one histogram pass.
-PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch, ByteHistogram& total,
+// `counts` receives the plane's byte counts (the caller reuses them).
+PlaneMode encode_plane(const uint8_t* plane, size_t count, ChunkScratch& scratch, ByteHistogram& counts,
                        std::vector<uint8_t>& out) {
-  const ByteHistogram counts = histogram(plane, count);
-  for (int s = 0; s < 256; ++s) total[s] += counts[s];
+  counts = histogram(plane, count);
   int distinct = 0;
   int last = 0;
   for (int s = 0; s < 256; ++s) {
@@ -83,11 +83,15 @@ void encode_chunk(const uint8_t* elements, size_t count, int width, int rotate, 
   out.reserve(directory + count * width + 64 * width);
   out.resize(directory);
   out[0] = static_cast<uint8_t>(width);
+  ByteHistogram plane0_counts{};  // the context plane's contexts
   for (int k = 0; k < width; ++k) {
     const size_t start = out.size();
-    PlaneMode mode = encode_plane(planes[k], count, scratch, histograms[k], out);
+    ByteHistogram counts;
+    PlaneMode mode = encode_plane(planes[k], count, scratch, counts, out);
+    for (int s = 0; s < 256; ++s) histograms[k][s] += counts[s];
+    if (k == 0) plane0_counts = counts;
     if (context && k == 1 && mode != PlaneMode::kConstant &&
-        encode_context_plane(planes[0], planes[1], count, out.size() - start, scratch.context)) {
+        encode_context_plane(planes[0], plane0_counts, planes[1], count, out.size() - start, scratch.context)) {
       out.resize(start);
       out.insert(out.end(), scratch.context.body.begin(), scratch.context.body.end());
       mode = PlaneMode::kContext;

@@ -128,12 +128,11 @@ void pack_low_bits(const uint8_t* plane, size_t count, int low_bits, uint8_t* ou
 
 }  // namespace
 
-bool encode_context_plane(const uint8_t* contexts, const uint8_t* plane, size_t count, size_t budget,
-                          ContextPlaneScratch& scratch) {
+bool encode_context_plane(const uint8_t* contexts, const ByteHistogram& per_context, const uint8_t* plane,
+                          size_t count, size_t budget, ContextPlaneScratch& scratch) {
   uint32_t* const counts = scratch.counts.reserve(256 * kPrefixes);
   std::memset(counts, 0, 256 * kPrefixes * sizeof(uint32_t));
   for (size_t i = 0; i < count; ++i) ++counts[contexts[i] * kPrefixes + (plane[i] >> (8 - kMaxTopBits))];
-  const ByteHistogram per_context = histogram(contexts, count);
   const ContextRange range = own_range(per_context);
   int k = 1;
   double best = estimate(counts, per_context, count, range, 1);

@@ -37,9 +37,10 @@ struct ContextPlaneScratch {
 };
 
 // Codes the plane's mode-3 body into scratch.body and returns true when it is
-// smaller than `budget` bytes (the best other mode's body).
-bool encode_context_plane(const uint8_t* contexts, const uint8_t* plane, size_t count, size_t budget,
-                          ContextPlaneScratch& scratch);
+// smaller than `budget` bytes (the best other mode's body). `per_context`: the
+// contexts' byte counts (plane 0's histogram, which the chunk encoder has already).
+bool encode_context_plane(const uint8_t* contexts, const ByteHistogram& per_context, const uint8_t* plane,
+                          size_t count, size_t budget, ContextPlaneScratch& scratch);
 
 class ContextPlaneDecoder {
  public:

@@ -222,15 +222,7 @@ bool context_rans_encode(const uint8_t* symbols, const uint8_t* contexts, size_t
     encode_one(state[i % kRansLanes], enc[range.table(contexts[i]) * 256 + symbols[i]], ptr);
     if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) ok = false;
   }
-  if (!ok) return false;
-  const size_t word_count = static_cast<size_t>(end - ptr);
-  const size_t payload = kRansStateBytes + 2 * word_count;
-  if (payload > max_payload) return false;
-  const size_t at = out.size();
-  out.resize(at + payload);
-  std::memcpy(out.data() + at, state, kRansStateBytes);
-  std::memcpy(out.data() + at + kRansStateBytes, ptr, 2 * word_count);
-  return true;
+  return ok && frame_stream(state, ptr, end, max_payload, out);
 }
 
 void fill_context_slots(const FrequencyTable& table, uint32_t* slots) { fill_slots(table, slots); }
@@ -262,17 +254,9 @@ void ContextRansDecoder::decode(const uint8_t* contexts, uint8_t* symbols, size_
   done += decode_rounds_scalar(state_, slots_, range_, contexts + done * kRansLanes, in_, end_,
                                symbols + done * kRansLanes, rounds - done);
   for (size_t i = done * kRansLanes; i < count; ++i) {
-    const size_t lane = i % kRansLanes;
-    uint32_t x = state_[lane];
-    const uint32_t e = slots_[(range_.table(contexts[i]) << kContextBits) + (x & (kContextScale - 1))];
-    x = (((e >> 8) & kSlotMask) + 1) * (x >> kContextBits) + (e >> 20);
-    if (x < kStateLow) {
-      require_stream(end_ - in_ >= 2, "context rANS payload is truncated");
-      x = (x << 16) | load_u16(in_);
-      in_ += 2;
-    }
-    state_[lane] = x;
-    symbols[i] = static_cast<uint8_t>(e);
+    symbols[i] = decode_one_checked<kContextBits>(state_[i % kRansLanes],
+                                                  slots_ + (range_.table(contexts[i]) << kContextBits), in_, end_,
+                                                  "context rANS payload is truncated");
   }
   misaligned_ = count % kRansLanes != 0;
 }

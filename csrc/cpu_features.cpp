@@ -67,23 +67,22 @@ bool avx512_usable() {
   return simd_cap() >= SimdCap::kAll && f.avx512f && f.avx512bw && f.avx512vl && f.popcnt;
 }
 
+// A kernel path at the AVX2 cap level that needs `feature`: built with GCC/Clang on
+// x86-64 (the target attributes), on a CPU that has it, under the cap.
+bool avx2_level_path(bool feature) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return simd_cap() >= SimdCap::kAvx2 && feature;
+#else
+  (void)feature;
+  return false;
+#endif
+}
+
 }  // namespace
 
-bool avx2_path_allowed() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return simd_cap() >= SimdCap::kAvx2 && cpu_features().avx2;
-#else
-  return false;
-#endif
-}
+bool avx2_path_allowed() { return avx2_level_path(cpu_features().avx2); }
 
-bool bmi2_path_allowed() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return simd_cap() >= SimdCap::kAvx2 && cpu_features().bmi2;
-#else
-  return false;
-#endif
-}
+bool bmi2_path_allowed() { return avx2_level_path(cpu_features().bmi2); }
 
 RansPath rans_encode_path() { return avx2_usable() ? RansPath::kAvx2 : RansPath::kScalar; }
 

@@ -170,17 +170,7 @@ bool rans_encode(const uint8_t* symbols, size_t count, const FrequencyTable& tab
     encode_one(state[i % kRansLanes], enc[symbols[i]], ptr);
     if ((i & 4095) == 0 && static_cast<size_t>(end - ptr) > max_words) ok = false;
   }
-  if (!ok) return false;
-  const size_t word_count = static_cast<size_t>(end - ptr);
-  const size_t payload = kRansStateBytes + 2 * word_count;
-  if (payload > max_payload) return false;
-
-  const size_t base = out.size();
-  out.resize(base + payload);
-  uint8_t* dst = out.data() + base;
-  std::memcpy(dst, state, kRansStateBytes);
-  std::memcpy(dst + kRansStateBytes, ptr, 2 * word_count);
-  return true;
+  return ok && frame_stream(state, ptr, end, max_payload, out);
 }
 
 RansDecoder::RansDecoder(const uint8_t* payload, size_t length, const FrequencyTable& table,
@@ -209,17 +199,7 @@ void RansDecoder::decode(uint8_t* symbols, size_t count) {
   done += decode_rounds_scalar(state_, slots_, in_, end_, symbols + done * kRansLanes, rounds - done);
   // Near the end of the payload: bounds-checked, one symbol at a time.
   for (size_t i = done * kRansLanes; i < count; ++i) {
-    const size_t lane = i % kRansLanes;
-    uint32_t x = state_[lane];
-    const uint32_t e = slots_[x & kSlotMask];
-    x = (((e >> 8) & kSlotMask) + 1) * (x >> kProbBits) + (e >> 20);
-    if (x < kStateLow) {
-      require_stream(end_ - in_ >= 2, "rANS payload is truncated");
-      x = (x << 16) | load_u16(in_);
-      in_ += 2;
-    }
-    state_[lane] = x;
-    symbols[i] = static_cast<uint8_t>(e);
+    symbols[i] = decode_one_checked(state_[i % kRansLanes], slots_, in_, end_, "rANS payload is truncated");
   }
   misaligned_ = count % kRansLanes != 0;
 }

@@ -5,8 +5,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
+#include "errors.hpp"
 #include "frequency_table.hpp"
+#include "rans.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -98,6 +101,38 @@ inline uint8_t decode_one(uint32_t& state, const uint32_t* slots, const uint8_t*
   in += refill ? 2 : 0;
   state = x;
   return static_cast<uint8_t>(e);
+}
+
+// decode_one near the end of a payload, where fewer than two bytes may remain: the
+// refill is bounds-checked (`truncated` is the error a short payload raises).
+template <uint32_t kBits = kProbBits>
+inline uint8_t decode_one_checked(uint32_t& state, const uint32_t* slots, const uint8_t*& in, const uint8_t* end,
+                                  const char* truncated) {
+  uint32_t x = state;
+  const uint32_t e = slots[x & ((1u << kBits) - 1)];
+  x = (((e >> 8) & kSlotMask) + 1) * (x >> kBits) + (e >> 20);
+  if (x < kStateLow) {
+    require_stream(end - in >= 2, truncated);
+    x = (x << 16) | load_u16(in);
+    in += 2;
+  }
+  state = x;
+  return static_cast<uint8_t>(e);
+}
+
+// Appends an encoded stream to out: the kRansLanes final states, then the words [ptr, end)
+// (the encoder wrote them backwards, so they are already in the decoder's order).
+// Returns false, appending nothing, when it would exceed max_payload bytes.
+inline bool frame_stream(const uint32_t* state, const uint16_t* ptr, const uint16_t* end, size_t max_payload,
+                         std::vector<uint8_t>& out) {
+  const size_t word_count = static_cast<size_t>(end - ptr);
+  const size_t payload = kRansStateBytes + 2 * word_count;
+  if (payload > max_payload) return false;
+  const size_t at = out.size();
+  out.resize(at + payload);
+  std::memcpy(out.data() + at, state, kRansStateBytes);
+  std::memcpy(out.data() + at + kRansStateBytes, ptr, 2 * word_count);
+  return true;
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
