@@ -31,6 +31,13 @@ struct ChunkScratch {
   ScratchBuffer<uint32_t> context_slots[2];  // mode 3's decoder tables, per chunk of a pair
 };
 
+// The bytes a scratch holds (what keeping it between calls costs).
+inline size_t scratch_bytes(const ChunkScratch& s) {
+  return s.planes.capacity_bytes() + s.slot_tables.capacity_bytes() + s.words.capacity_bytes() +
+         s.context.counts.capacity_bytes() + s.context.symbols.capacity_bytes() + s.context.words.capacity_bytes() +
+         s.context.body.capacity() + s.context_slots[0].capacity_bytes() + s.context_slots[1].capacity_bytes();
+}
+
 // Also adds each plane's byte counts to histograms[k] (width entries), so the
 // caller gets the order-0 bound of what it coded without another pass. With
 // `context`, plane 1 is also tried in mode 3 and coded so where that is smaller.

@@ -22,6 +22,11 @@ class ScratchBuffer {
     return data_.get();
   }
   T* data() const { return data_.get(); }
+  std::size_t capacity_bytes() const { return capacity_ * sizeof(T); }
+  void release() {
+    data_.reset();
+    capacity_ = 0;
+  }
 
  private:
   std::unique_ptr<T[]> data_;

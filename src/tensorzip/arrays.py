@@ -86,10 +86,10 @@ def decompress(blob: bytes | bytearray | memoryview, threads: int | None = None,
     a numpy array otherwise.
     """
     reader = open_data(blob, "tz.decompress", threads=threads)
-    if reader.keys() != [""]:
+    if len(reader) != 1 or "" not in reader:
         raise FormatError(f"not a single-array blob (holds {len(reader)} tensors); use load_file / safe_open")
     array = reader.get_tensor("")
-    recorded = (reader.metadata() or {}).get(FRAMEWORK_KEY)
+    recorded = (reader.header.metadata or {}).get(FRAMEWORK_KEY)
     return to_torch(array) if _wants_torch(framework, recorded) else array
 
 

@@ -3,6 +3,7 @@ before trusting any number in it (docs/format.md, "Header")."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ DEFAULT_MAX_EXPANSION = 1 << 20
 MAX_DIMENSIONS = 64  # numpy's limit
 
 
+@functools.cache  # the machine's memory does not change while it runs; asking costs a microsecond a reader
 def default_memory_limit() -> int:
     """Half the machine's physical memory (1 TiB where the platform does not say)."""
     try:

@@ -314,6 +314,8 @@ class TzipReader:
         (one ``pread`` or one HTTP range for a run of small tensors). ``into``: a local file
         is read into its reused buffer ``slot`` (memory touched before is several times
         faster to fill than fresh pages); the views are valid until that slot is reused."""
+        if self._buffer is not None and len(entries) == 1:  # an image in memory: a view, nothing to plan
+            return [self.read_range(entries[0].data_offset, entries[0].stored_bytes)]
         order = sorted((i for i, entry in enumerate(entries) if entry.stored_bytes),
                        key=lambda i: entries[i].data_offset)
         runs: list[list[int]] = []
@@ -482,6 +484,9 @@ class TzipReader:
                                             f"{entry.delta.base_tensor!r} has another dtype or shape")
                 if entry.name not in restored:  # else: restored while decoding, its base now checked
                     restore(out, base, entry.delta.mode, entry.spec, self.threads)
+        has_references = any(entry.reference is not None for entry, _ in items)
+        if targets is None and not has_references:  # a lone tensor (tz.decompress, a Zarr chunk): done
+            return
         whole = {entry.name: out for entry, out in items
                  if entry.reference is None and entry.name in self.header.tensors
                  and self.header.tensors[entry.name].chunks == entry.chunks}
@@ -489,7 +494,7 @@ class TzipReader:
             uses_here = Counter(entry.reference.tensor for entry, _ in items if entry.reference is not None)
             for name, out in whole.items():
                 targets.keep(name, out, uses_here=uses_here[name])
-        if any(entry.reference is not None for entry, _ in items):
+        if has_references:
             self._restore_references(items, whole, verify_checksums, targets)
 
     def _restore_references(self, items: list[tuple[TensorEntry, np.ndarray]], whole: dict[str, np.ndarray],

@@ -38,7 +38,6 @@ the transpose), since it does not know the numcodecs keys.
 from __future__ import annotations
 
 import ast
-import io
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -52,11 +51,11 @@ from numpy.lib.format import descr_to_dtype, dtype_to_descr
 from ..codecs import bounded, checked_threads, choose_codec
 from ..codecs.bounded import error_bound
 from ..codecs.policy import checked_level
-from ..container import TzipWriter
 from ..container.header import TensorEntry
 from ..container.kinds import open_data
 from ..container.reader import TzipReader
 from ..container.records import FRAMEWORK_KEY, NUMCODECS_DTYPE_KEY, NUMCODECS_ORDER_KEY
+from ..container.writer import one_tensor_image
 from ..dtypes import by_numpy
 from ..errors import FormatError, TensorzipError, UnsupportedDtypeError
 
@@ -275,17 +274,14 @@ class Tensorzip(NumcodecsCodec):
                 codec = bounded.choose(stored, bound).codec
         if codec is None:
             codec = choose_codec(stored, by_numpy(stored.dtype), getattr(self, "level", "default"))
-        image = io.BytesIO()
-        with TzipWriter(image, metadata=metadata, threads=self.threads) as writer:
-            writer.add("", stored, codec)
-        return image.getvalue()
+        return one_tensor_image(stored, metadata, self.threads, codec)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         image = _as_ndarray(buf, "the buffer to decode")
         if not (image.flags.c_contiguous or image.flags.f_contiguous):
             image = image.copy(order="C")
         with open_data(image.reshape(-1, order="A").view(np.uint8), _FACE, threads=self.threads) as reader:
-            if reader.keys() != [""]:
+            if len(reader) != 1 or "" not in reader:
                 raise FormatError(f"not a single-array image (holds {len(reader)} tensors): "
                                   "not a chunk this codec wrote; read it with tensorzip.load_file")
             entry = reader.entry("")
