@@ -91,6 +91,39 @@ def test_choice_keeps_plain_coding_when_the_base_does_not_help():
     assert mode in MODES and 0 < saved < near.nbytes
 
 
+def test_choices_taken_together_are_the_choices_taken_alone(tmp_path):
+    """``choose_deltas`` (many tensors in one native call, on threads) decides as
+    ``choose_delta`` does one tensor at a time, and a file written against a base with more
+    tensors than one window of choices (writing/plan.py) records exactly those modes."""
+    from tensorzip.codecs.residual import choose_deltas
+    from tensorzip.writing.plan import BASE_CHOICE_TENSORS
+
+    rng = np.random.default_rng(11)
+    base, tuned = {}, {}
+    for i in range(BASE_CHOICE_TENSORS + 7):
+        name = dtypes.SUPPORTED_DTYPES[i % len(dtypes.SUPPORTED_DTYPES)]
+        spec = dtypes.by_name(name)
+        size = (0, 1, 300, 70000, 140000)[i % 5]
+        b = base_tensor(rng, spec, size) if size else np.zeros(size, spec.numpy_dtype)
+        base[f"t{i}"] = b
+        tuned[f"t{i}"] = random_bits(rng, spec, size) if i % 3 == 0 else fine_tuned(rng, b)
+    pairs = [(tuned[n], base[n], dtypes.by_numpy(base[n].dtype)) for n in base]
+    alone = [choose_delta(*pair) for pair in pairs]
+    assert choose_deltas(pairs, threads=2) == alone
+    assert {mode for mode, _ in alone} >= {None, "xor"}  # the cases differ
+    base_path = tmp_path / "base.safetensors"
+    save_safetensors(base, str(base_path))
+    tz.save_file(tuned, tmp_path / "t.tzip", base=base_path, threads=2)
+    with TzipReader(tmp_path / "t.tzip") as reader:
+        for (name, (mode, _)) in zip(base, alone, strict=True):
+            entry = reader.entry(name)
+            if entry.same_as is None and entry.packed is None and entry.reference is None:
+                assert (entry.delta.mode if entry.delta else None) == mode, name
+    loaded = tz.load_file(tmp_path / "t.tzip", base=base_path)
+    for name, array in tuned.items():
+        assert loaded[name].tobytes() == array.tobytes(), name
+
+
 @pytest.fixture
 def family(tmp_path):
     """A base .safetensors of every dtype, and a fine-tune of it."""

@@ -37,7 +37,7 @@ SAMPLE_ELEMENTS = 1 << 16
 
 def sample_of(array: np.ndarray) -> np.ndarray:
     """Up to SAMPLE_ELEMENTS elements in a few contiguous runs spread over the tensor."""
-    flat = array.reshape(-1)
+    flat = np.asarray(array).reshape(-1)  # a plain view: slicing a np.memmap costs a Python call per slice
     if flat.size <= SAMPLE_ELEMENTS:
         return flat
     runs, run = 16, SAMPLE_ELEMENTS // 16
@@ -47,8 +47,21 @@ def sample_of(array: np.ndarray) -> np.ndarray:
 
 def stored_size(codec: Codec, sample: np.ndarray, spec: DTypeSpec) -> int:
     """Bytes ``codec`` stores ``sample`` in (one thread): how the policy and the residual choices compare."""
-    (encoded,) = type(codec).encode_batch([EncodeJob(codec, sample, spec)], 1)
-    return encoded.stored_bytes
+    return stored_sizes([EncodeJob(codec, sample, spec)])[0]
+
+
+def stored_sizes(jobs: list[EncodeJob], threads: int = 1) -> list[int]:
+    """Bytes each job's codec stores its array in, the jobs of one codec class coded in one
+    native call on ``threads`` threads. A size does not depend on the threads (each chunk is
+    coded alone), so neither does any choice made from it."""
+    sizes = [0] * len(jobs)
+    by_class: dict[type[Codec], list[int]] = {}
+    for index, job in enumerate(jobs):
+        by_class.setdefault(type(job.codec), []).append(index)
+    for cls, indices in by_class.items():
+        for index, encoded in zip(indices, cls.encode_batch([jobs[i] for i in indices], threads), strict=True):
+            sizes[index] = encoded.stored_bytes
+    return sizes
 
 
 def checked_level(level: object) -> str:

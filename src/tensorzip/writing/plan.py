@@ -10,7 +10,7 @@ being only this one decision, taken in file order on the same samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ import numpy as np
 from .. import dtypes
 from ..codecs import Codec, bounded, choose_codec
 from ..codecs.policy import DEFAULT_LEVEL, checked_level
-from ..codecs.residual import Delta, Reference, choose_delta, codec_for, residual
+from ..codecs.residual import Delta, Reference, choose_delta, choose_deltas, codec_for, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
 from .references import ReferenceFinder
@@ -78,7 +78,9 @@ class WritePlanner:
     def base_saved_bytes(self) -> int:
         return sum(self.base_savings.values())
 
-    def plan(self, name: str, array: np.ndarray) -> TensorPlan:
+    def plan(self, name: str, array: np.ndarray, base_choice: tuple[str | None, int] | None = None) -> TensorPlan:
+        """``base_choice``: ``choose_delta`` against the base tensor of the same name, when it
+        was taken already (``add_tensors`` takes it for several tensors at once)."""
         spec = dtypes.by_numpy(array.dtype)
         twin = self.dedup.twin_of(name, array)
         if twin is not None:
@@ -90,7 +92,7 @@ class WritePlanner:
         mode, saved = None, 0
         base_array = self.base.tensor(name) if self.base is not None else None
         if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
-            mode, saved = choose_delta(array, base_array, spec)
+            mode, saved = base_choice if base_choice is not None else choose_delta(array, base_array, spec)
         inside = self.references.choose(name, array, spec) if self.references is not None else None
         if inside is not None and inside.saved_bytes > saved:
             return TensorPlan(name, spec, codec=codec_for(inside.reference.mode, array, spec),
@@ -111,8 +113,8 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
     """Queue every tensor in ``writer`` as the plan says (encoded here, with the writer's
     threads, at the writer's level). Returns the planner (what dedup and the base saved)."""
     planner = WritePlanner(base, error_bound=error_bound, level=writer.level)
-    for name, array in tensors:
-        plan = planner.plan(name, array)
+    for name, array, base_choice in _with_base_choices(tensors, base, writer.threads):
+        plan = planner.plan(name, array, base_choice)
         if plan.same_as is not None:
             writer.add_shared(name, plan.same_as)
         elif plan.delta_mode is not None:
@@ -127,3 +129,44 @@ def add_tensors(writer: TzipWriter, tensors: Iterable[tuple[str, np.ndarray]],
         else:
             writer.add(name, array, plan.codec, pack=plan.packed)
     return planner
+
+
+# Tensors whose base choices are taken together (``choose_deltas``): enough that the samples'
+# coding fills every thread, few and small enough that holding them adds little memory.
+BASE_CHOICE_TENSORS = 32
+BASE_CHOICE_BYTES = 32 * 1024 * 1024
+
+
+def _with_base_choices(tensors: Iterable[tuple[str, np.ndarray]], base: BaseCheckpoint | None, threads: int
+                       ) -> Iterator[tuple[str, np.ndarray, tuple[str | None, int] | None]]:
+    """Each tensor with ``choose_delta`` against its base tensor, taken for a few tensors at a
+    time in one native call on the writer's threads (None where there is no base or no base
+    tensor like it: ``plan`` then decides without one). Each choice depends on its tensor
+    alone, so taking them together changes no decision and no byte of the file."""
+    if base is None:
+        yield from ((name, array, None) for name, array in tensors)
+        return
+    window: list[tuple[str, np.ndarray]] = []
+    held = 0
+    for name, array in tensors:
+        window.append((name, array))
+        held += array.nbytes
+        if len(window) >= BASE_CHOICE_TENSORS or held >= BASE_CHOICE_BYTES:
+            yield from _base_choices(window, base, threads)
+            window, held = [], 0
+    yield from _base_choices(window, base, threads)
+
+
+def _base_choices(window: list[tuple[str, np.ndarray]], base: BaseCheckpoint, threads: int
+                  ) -> Iterator[tuple[str, np.ndarray, tuple[str | None, int] | None]]:
+    like: list[int] = []
+    pairs: list[tuple[np.ndarray, np.ndarray, dtypes.DTypeSpec]] = []
+    for index, (name, array) in enumerate(window):
+        base_array = base.tensor(name)
+        if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
+            like.append(index)
+            pairs.append((array, base_array, dtypes.by_numpy(array.dtype)))
+    choices: list[tuple[str | None, int] | None] = [None] * len(window)
+    for index, choice in zip(like, choose_deltas(pairs, threads), strict=True):
+        choices[index] = choice
+    yield from ((name, array, choice) for (name, array), choice in zip(window, choices, strict=True))
