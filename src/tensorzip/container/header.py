@@ -437,6 +437,12 @@ def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _is_chunk(value: Any) -> bool:
+    """``[offset, length, crc32c]``: non-negative integers, the checksum within 32 bits."""
+    return (isinstance(value, list) and len(value) == 3 and _is_uint(value[0]) and _is_uint(value[1])
+            and _is_uint(value[2]) and value[2] < 1 << 32)
+
+
 def _shared_entry(entry: TensorEntry, earlier: dict[str, TensorEntry], where: str) -> TensorEntry:
     """A ``same_as`` entry, given the codec, chunks and delta of the earlier tensor it names."""
     target = earlier.get(entry.same_as or "")
@@ -499,9 +505,9 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = Tr
              "shape must be a list of non-negative integers")
     if len(shape) > MAX_DIMENSIONS:
         raise HeaderError(f"{where}: shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
-    if math.prod(d for d in shape if d) * spec.itemsize >= 1 << 62:
-        raise HeaderError(f"{where}: shape {shape} is too large to exist in memory")
     nbytes = math.prod(shape) * spec.itemsize
+    if (nbytes or math.prod(d for d in shape if d) * spec.itemsize) >= 1 << 62:  # without its zero dimensions
+        raise HeaderError(f"{where}: shape {shape} is too large to exist in memory")
     if nbytes > limits.max_tensor_bytes:
         raise LimitExceededError(
             f"{where}: declares {nbytes} bytes, over the limit of {limits.max_tensor_bytes} bytes "
@@ -520,10 +526,11 @@ def _parse_tensor(item: Any, where: str, limits: ReadLimits, *, named: bool = Tr
     _require(isinstance(chunks, list), where, "chunks must be a list")
     refs = []
     for chunk in chunks:
-        _require(isinstance(chunk, list) and len(chunk) == 3 and all(_is_uint(v) for v in chunk), where,
-                 "each chunk must be [offset, length, crc32c] of non-negative integers")
-        _require(chunk[2] < 1 << 32, where, "chunk crc32c must fit 32 bits")
-        refs.append(ChunkRef(offset=chunk[0], length=chunk[1], crc32c=chunk[2]))
+        if not _is_chunk(chunk):  # one check per chunk in the common case; the message says which part failed
+            _require(isinstance(chunk, list) and len(chunk) == 3 and all(_is_uint(v) for v in chunk), where,
+                     "each chunk must be [offset, length, crc32c] of non-negative integers")
+            _require(chunk[2] < 1 << 32, where, "chunk crc32c must fit 32 bits")
+        refs.append(ChunkRef(chunk[0], chunk[1], chunk[2]))
     delta = Delta.from_json(item["delta"], where) if "delta" in item else None
     reference = Reference.from_json(item["reference"], where) if "reference" in item else None
     return TensorEntry(name, spec, tuple(shape), item["codec"], tuple(refs), delta, reference=reference)
