@@ -25,6 +25,8 @@ CpuFeatures detect() {
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.pclmul = __builtin_cpu_supports("pclmul");
+  f.vpclmulqdq = __builtin_cpu_supports("vpclmulqdq");
 #endif
   return f;
 }
@@ -91,9 +93,11 @@ RansPath rans_decode_path() {
   return avx2_usable() ? RansPath::kAvx2 : RansPath::kScalar;
 }
 
-// SSE4.2 is below the AVX2 cap, so only "scalar" rules it out.
+// SSE4.2 is below the AVX2 cap, so only "scalar" rules it out; the 512-bit folds need the full cap.
 Crc32cPath crc32c_path() {
-  return simd_cap() >= SimdCap::kAvx2 && cpu_features().sse42 ? Crc32cPath::kSse42 : Crc32cPath::kPortable;
+  const CpuFeatures& f = cpu_features();
+  if (simd_cap() >= SimdCap::kAll && f.sse42 && f.avx512f && f.pclmul && f.vpclmulqdq) return Crc32cPath::kFold512;
+  return simd_cap() >= SimdCap::kAvx2 && f.sse42 ? Crc32cPath::kSse42 : Crc32cPath::kPortable;
 }
 
 const char* path_name(RansPath path) {
@@ -104,6 +108,12 @@ const char* path_name(RansPath path) {
   }
 }
 
-const char* path_name(Crc32cPath path) { return path == Crc32cPath::kSse42 ? "sse4.2" : "portable"; }
+const char* path_name(Crc32cPath path) {
+  switch (path) {
+    case Crc32cPath::kFold512: return "avx512-clmul";
+    case Crc32cPath::kSse42: return "sse4.2";
+    default: return "portable";
+  }
+}
 
 }  // namespace tensorzip

@@ -23,6 +23,8 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vl = false;
+  bool pclmul = false;      // carry-less multiply (128-bit)
+  bool vpclmulqdq = false;  // carry-less multiply on 512-bit vectors (with AVX-512F)
 };
 
 // What this CPU (and OS) supports, detected on first use. All false off x86-64.
@@ -40,7 +42,9 @@ SimdCap set_simd_cap(SimdCap cap);
 
 // The path each SIMD-dispatched kernel takes under the current cap.
 enum class RansPath : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-enum class Crc32cPath : int { kPortable = 0, kSse42 = 1 };
+// kFold512: four 512-bit carry-less-multiply folds (AVX-512F + VPCLMULQDQ), ~3x the
+// three-stream crc32 instruction; under the full cap only.
+enum class Crc32cPath : int { kPortable = 0, kSse42 = 1, kFold512 = 2 };
 
 // Kernels with one AVX2 path beside the portable one (embedding scores, packed symbols, the
 // embedding quantizer): whether the AVX2 path runs: built (GCC/Clang on x86-64), on this CPU,
@@ -53,9 +57,9 @@ bool bmi2_path_allowed();
 
 RansPath rans_encode_path();  // AVX2 or scalar (there is no AVX-512 encoder)
 RansPath rans_decode_path();  // AVX-512, AVX2 or scalar (also the paired decoder)
-Crc32cPath crc32c_path();     // SSE4.2 crc32 instruction or the portable table
+Crc32cPath crc32c_path();     // AVX-512 carry-less folds, SSE4.2 crc32 instruction or the portable table
 
 const char* path_name(RansPath path);    // "scalar", "avx2", "avx512"
-const char* path_name(Crc32cPath path);  // "portable", "sse4.2"
+const char* path_name(Crc32cPath path);  // "portable", "sse4.2", "avx512-clmul"
 
 }  // namespace tensorzip

@@ -8,6 +8,10 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <nmmintrin.h>
 #define TZ_HAVE_X86 1
+#if defined(__GNUC__) || defined(__clang__)
+#include <immintrin.h>
+#define TZ_HAVE_FOLD512 1
+#endif
 #endif
 
 namespace tensorzip {
@@ -117,12 +121,107 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hardware(const uint8_t* data, 
 }
 #endif
 
+#ifdef TZ_HAVE_FOLD512
+// Folding with carry-less multiplies (the method of Intel's "Fast CRC Computation for
+// Generic Polynomials Using PCLMULQDQ", in the bit-reflected form the crc32 instruction
+// uses). A 128-bit block B of the message, whose first 8 bytes are the polynomial H and
+// last 8 are L (B = H x^64 + L), moved `bits` further along the message is congruent mod P
+// to H (x^(bits+64) mod P) + L (x^bits mod P): two 64 x 32-bit carry-less products, which
+// fit 128 bits, so every fold is exact and the last 128 bits, run through the crc32
+// instruction from zero, give the register. Reflection puts coefficient x^j of a constant
+// at bit 63 - j, and makes a product come out one bit low, hence the -1 in the exponents.
+struct FoldConstants {
+  uint64_t first;  // multiplies the block's first 8 bytes
+  uint64_t last;   // multiplies its last 8
+};
+
+// x^n mod P, P = x^32 + 0x1EDC6F41 (the Castagnoli polynomial), bit j = coefficient of x^j.
+constexpr uint64_t x_power_mod(unsigned n) {
+  uint64_t r = 1;
+  for (unsigned i = 0; i < n; ++i) {
+    r <<= 1;
+    if (r >> 32) r ^= 0x11EDC6F41ull;
+  }
+  return r;
+}
+
+constexpr uint64_t reflected_operand(uint64_t r) {
+  uint64_t c = 0;
+  for (int j = 0; j < 32; ++j) {
+    if (r >> j & 1) c |= uint64_t{1} << (63 - j);
+  }
+  return c;
+}
+
+constexpr FoldConstants fold_by(unsigned bits) {
+  return {reflected_operand(x_power_mod(bits + 63)), reflected_operand(x_power_mod(bits - 1))};
+}
+
+constexpr FoldConstants kFold2048 = fold_by(2048);  // four 512-bit accumulators, 256 bytes a round
+constexpr FoldConstants kFold512 = fold_by(512);
+constexpr FoldConstants kFold384 = fold_by(384);
+constexpr FoldConstants kFold256 = fold_by(256);
+constexpr FoldConstants kFold128 = fold_by(128);
+
+#define TZ_FOLD512 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+
+TZ_FOLD512 inline __m512i broadcast(FoldConstants k) {
+  return _mm512_set_epi64(static_cast<long long>(k.last), static_cast<long long>(k.first),
+                          static_cast<long long>(k.last), static_cast<long long>(k.first),
+                          static_cast<long long>(k.last), static_cast<long long>(k.first),
+                          static_cast<long long>(k.last), static_cast<long long>(k.first));
+}
+
+// Each 128-bit lane of x moved onto the same lane of `next` (k: the distance), xor'd with it.
+TZ_FOLD512 inline __m512i fold(__m512i x, __m512i k, __m512i next) {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11),
+                                   next, 0x96);
+}
+
+TZ_FOLD512 inline __m128i fold(__m128i x, FoldConstants k) {
+  const __m128i kk = _mm_set_epi64x(static_cast<long long>(k.last), static_cast<long long>(k.first));
+  return _mm_xor_si128(_mm_clmulepi64_si128(x, kk, 0x00), _mm_clmulepi64_si128(x, kk, 0x11));
+}
+
+TZ_FOLD512 inline __m512i load512(const uint8_t* p) { return _mm512_loadu_si512(p); }
+
+// Same register as crc32c_hardware; buffers under 256 bytes go there.
+TZ_FOLD512 uint32_t crc32c_fold512(const uint8_t* data, size_t length, uint32_t crc) {
+  if (length < 256) return crc32c_hardware(data, length, crc);
+  // The register enters as the first four bytes xor'd with it.
+  __m512i x0 = _mm512_xor_si512(load512(data), _mm512_zextsi128_si512(_mm_cvtsi32_si128(static_cast<int>(crc))));
+  __m512i x1 = load512(data + 64), x2 = load512(data + 128), x3 = load512(data + 192);
+  const __m512i by2048 = broadcast(kFold2048);
+  size_t i = 256;
+  for (; i + 256 <= length; i += 256) {
+    x0 = fold(x0, by2048, load512(data + i));
+    x1 = fold(x1, by2048, load512(data + i + 64));
+    x2 = fold(x2, by2048, load512(data + i + 128));
+    x3 = fold(x3, by2048, load512(data + i + 192));
+  }
+  const __m512i by512 = broadcast(kFold512);
+  __m512i x = fold(fold(fold(x0, by512, x1), by512, x2), by512, x3);
+  for (; i + 64 <= length; i += 64) x = fold(x, by512, load512(data + i));
+  __m128i v = _mm512_extracti32x4_epi32(x, 3);
+  v = _mm_xor_si128(v, fold(_mm512_extracti32x4_epi32(x, 0), kFold384));
+  v = _mm_xor_si128(v, fold(_mm512_extracti32x4_epi32(x, 1), kFold256));
+  v = _mm_xor_si128(v, fold(_mm512_extracti32x4_epi32(x, 2), kFold128));
+  uint64_t c = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(v)));
+  c = _mm_crc32_u64(c, static_cast<uint64_t>(_mm_extract_epi64(v, 1)));
+  return crc32c_hardware(data + i, length - i, static_cast<uint32_t>(c));
+}
+#endif
+
 }  // namespace
 
 uint32_t crc32c(const uint8_t* data, size_t length, uint32_t previous) {
   const uint32_t crc = ~previous;
+#ifdef TZ_HAVE_FOLD512
+  if (crc32c_path() == Crc32cPath::kFold512) return ~crc32c_fold512(data, length, crc);
+#endif
 #ifdef TZ_HAVE_X86
-  if (crc32c_path() == Crc32cPath::kSse42) return ~crc32c_hardware(data, length, crc);
+  const Crc32cPath path = crc32c_path();
+  if (path == Crc32cPath::kSse42 || path == Crc32cPath::kFold512) return ~crc32c_hardware(data, length, crc);
 #endif
   return ~crc32c_portable(data, length, crc);
 }

@@ -47,8 +47,11 @@ TEST(cpu_features, paths_follow_cap_and_cpu) {
     CHECK_EQ(rans_encode_path(), allow_avx2 ? RansPath::kAvx2 : RansPath::kScalar);
     CHECK_EQ(rans_decode_path(),
              allow_avx512 ? RansPath::kAvx512 : (allow_avx2 ? RansPath::kAvx2 : RansPath::kScalar));
-    // SSE4.2 sits below the avx2 cap: only "scalar" rules it out.
-    CHECK_EQ(crc32c_path(), cap >= SimdCap::kAvx2 && f.sse42 ? Crc32cPath::kSse42 : Crc32cPath::kPortable);
+    // SSE4.2 sits below the avx2 cap: only "scalar" rules it out; the 512-bit folds need the full cap.
+    const bool fold512 = cap >= SimdCap::kAll && f.sse42 && f.avx512f && f.pclmul && f.vpclmulqdq;
+    CHECK_EQ(crc32c_path(), fold512                              ? Crc32cPath::kFold512
+                            : cap >= SimdCap::kAvx2 && f.sse42 ? Crc32cPath::kSse42
+                                                               : Crc32cPath::kPortable);
   }
   CHECK_EQ(set_simd_cap(before), SimdCap::kAll);
   CHECK_EQ(simd_cap(), before);
@@ -63,10 +66,12 @@ TEST(cpu_features, detection_is_consistent) {
   // Every x86-64 CPU with AVX2 has SSE4.2; AVX-512BW/VL come with AVX-512F.
   if (f.avx2) CHECK(f.sse42);
   if (f.avx512bw || f.avx512vl) CHECK(f.avx512f);
+  if (f.vpclmulqdq) CHECK(f.pclmul);
 #endif
   CHECK_EQ(std::string(path_name(RansPath::kAvx512)), std::string("avx512"));
   CHECK_EQ(std::string(path_name(RansPath::kAvx2)), std::string("avx2"));
   CHECK_EQ(std::string(path_name(RansPath::kScalar)), std::string("scalar"));
+  CHECK_EQ(std::string(path_name(Crc32cPath::kFold512)), std::string("avx512-clmul"));
   CHECK_EQ(std::string(path_name(Crc32cPath::kSse42)), std::string("sse4.2"));
   CHECK_EQ(std::string(path_name(Crc32cPath::kPortable)), std::string("portable"));
 }

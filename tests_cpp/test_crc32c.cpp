@@ -1,6 +1,7 @@
 // CRC-32C: published check values, and the SSE4.2 path (three interleaved streams
-// joined by a GF(2) shift for long buffers) against the portable table and against
-// a bit-at-a-time reference, over many lengths and alignments.
+// joined by a GF(2) shift for long buffers) and the AVX-512 carry-less folds (256-byte
+// rounds, then 64-byte ones, then the SSE4.2 tail) against the portable table and
+// against a bit-at-a-time reference, over many lengths and alignments.
 #include <string>
 #include <vector>
 
@@ -23,13 +24,13 @@ uint32_t reference_crc32c(const uint8_t* data, size_t length, uint32_t previous 
 
 uint32_t crc_of(const std::string& s) { return crc32c(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
 
-// Lengths around every boundary of the hardware path: 8-byte words, the byte
-// tail, and the 3 x 8192-byte interleaved rounds.
+// Lengths around every boundary of the hardware paths: 8-byte words, the byte
+// tail, the 256- and 64-byte fold rounds, and the 3 x 8192-byte interleaved rounds.
 std::vector<size_t> interesting_lengths() {
   std::vector<size_t> lengths;
   for (size_t n = 0; n <= 80; ++n) lengths.push_back(n);
-  for (size_t base : {size_t{255}, size_t{4096}, size_t{8192}, size_t{3 * 8192}, size_t{6 * 8192},
-                      size_t{9 * 8192}}) {
+  for (size_t base : {size_t{255}, size_t{320}, size_t{512}, size_t{576}, size_t{4096}, size_t{8192},
+                      size_t{3 * 8192}, size_t{6 * 8192}, size_t{9 * 8192}}) {
     for (size_t delta = 0; delta < 10; ++delta) {
       lengths.push_back(base + delta);
       if (base > delta) lengths.push_back(base - delta);
