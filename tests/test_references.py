@@ -272,6 +272,46 @@ def test_streamed_file_outputs_restore_references_from_kept_copies(tmp_path):
     assert {n: a.tobytes() for n, a in loaded.items()} == {n: a.tobytes() for n, a in tensors.items()}
 
 
+def test_streamed_file_output_cuts_tensors_into_pieces_but_keeps_targets_whole(tmp_path, monkeypatch):
+    """decompress_file to a path decodes large tensors a few chunks at a time (so reading,
+    decoding and writing overlap), except those others are coded against: each of those is
+    decoded whole, once, and the file still comes back byte for byte."""
+    from safetensors.numpy import load_file as load_safetensors
+
+    from tensorzip import files
+
+    monkeypatch.setattr(files, "PIPELINED_PIECE_BYTES", 1 << 20)  # pieces of two 512 KiB chunks
+    rng = np.random.default_rng(8)
+    first = (rng.standard_normal((512, 1024)) * 0.05).astype(np.float32)  # 2 MiB: four chunks
+    tensors = {"model.w": first,  # the same name after the first dot: "copy.w" is coded against it
+               "copy.w": first + first * rng.standard_normal(first.shape).astype(np.float32) * np.float32(1e-3),
+               "alone": rng.standard_normal((512, 1024)).astype(np.float32)}
+    path = tmp_path / "copy_and_one.tzip"
+    tz.save_file(tensors, path)
+    with TzipReader(path) as reader:
+        references = {n: e.reference.tensor for n, e in reader.header.tensors.items() if e.reference is not None}
+    whole = set(references) | set(references.values())  # coded against another tensor, or coded against
+    assert whole == {"model.w", "copy.w"}
+    decoded: list[tuple[str, int]] = []
+    original = files._decode_batch_into
+
+    def record(reader, batch, *rest, **options):
+        decoded.extend((entry.name, entry.nbytes) for entry in batch)
+        return original(reader, batch, *rest, **options)
+
+    monkeypatch.setattr(files, "_decode_batch_into", record)
+    out = tmp_path / "copies.safetensors"
+    tz.decompress_file(path, out, threads=1)
+    loaded = load_safetensors(out)
+    assert {n: a.tobytes() for n, a in loaded.items()} == {n: a.tobytes() for n, a in tensors.items()}
+    for name, array in tensors.items():
+        sizes = [size for decoded_name, size in decoded if decoded_name == name]
+        if name in whole:
+            assert sizes == [array.nbytes], name  # whole, once
+        else:
+            assert len(sizes) > 1 and sum(sizes) == array.nbytes, name  # in pieces
+
+
 def test_targets_over_the_memory_budget_are_decoded_again_not_kept(tmp_path, monkeypatch):
     """A reader with little memory to spare keeps no targets: they are read again for each
     tensor coded against them, and every tensor still comes back exact."""
