@@ -13,6 +13,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -111,6 +112,18 @@ class TzipWriter:
         self._file_paths: set[str] = set()  # a folder archive's files, added after every tensor
         # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
         self._encoders: dict[type[Codec], Callable[[list[EncodeJob]], list[Any]]] = {}
+        # A file's batches are written on a thread while the next batch codes (``flush``): two
+        # encoders per codec class take turns, so a batch's chunk buffers are not coded over
+        # while they are written. The one pending write of each turn, and where chunks of the
+        # batch being placed go.
+        self._batch_encoders: dict[tuple[type[Codec], int], Callable[[list[EncodeJob]], list[Any]]] = {}
+        self._turn_writes: dict[int, Future[None]] = {}
+        self._batches = 0
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._batch_pieces: list[Any] | None = None
+        # The batch coding on the encode thread: (its queue entries, its turn, the coding).
+        self._encode_thread: ThreadPoolExecutor | None = None
+        self._encoding: tuple[list[Any], int, Future[dict[int, Any]]] | None = None
         self.stats: list[TensorStats] = []
         self.files_order0_bound_bytes = 0.0  # of a folder archive's other files, as coded
         self.encode_seconds = 0.0
@@ -125,6 +138,9 @@ class TzipWriter:
             self._file = target
             self._base = target.tell()
         self._writeback = WriteBack(self._file)
+        # Overlap writing with coding for a file this writer owns (streams and in-memory targets
+        # are written in place: a thread per call would cost more than it saves).
+        self._pipelined = isinstance(target, (str, os.PathLike))
         self._file.write(bytes(PREAMBLE_SIZE))  # placeholder until the header is known
         self._offset = DATA_START
 
@@ -184,7 +200,7 @@ class TzipWriter:
         self._pending.append((name, job, delta, None, None))
         self._pending_bytes += array.nbytes
         if self._pending_bytes >= self._batch_bytes or len(self._pending) >= MAX_BATCH_TENSORS:
-            self.flush()
+            self._flush_ahead()
 
     def add_shared(self, name: str, same_as: str) -> None:
         """Record ``name`` as stored once already, under ``same_as`` (added before, same dtype
@@ -210,7 +226,7 @@ class TzipWriter:
         self._pending.append((path, EncodeJob(choose_codec(data, spec), data, spec), None, None, mode))
         self._pending_bytes += data.nbytes
         if self._pending_bytes >= self._batch_bytes or len(self._pending) >= MAX_BATCH_TENSORS:
-            self.flush()
+            self._flush_ahead()
 
     def add_folder(self, path: str, mode: int) -> None:
         """Record an empty folder of a folder archive, so that it comes back."""
@@ -232,22 +248,56 @@ class TzipWriter:
 
     def flush(self) -> None:
         """Code and write every queued tensor."""
+        self._flush_ahead()
+        self._settle()
+
+    def _flush_ahead(self) -> None:
+        """Start coding the queued batch. A file's batch codes on a thread while the caller
+        plans and queues the next one (the batch before it is placed then, and written on
+        another thread), so planning, coding and writing overlap; other targets code it now."""
         if not self._pending:
             return
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        turn = self._batches % 2 if self._pipelined else 0
+        self._batches += 1
+        self._wait_for_write(turn)  # the batch two before: its chunks, in this turn's buffers, are written
+        if not self._pipelined:
+            self._place(batch, turn, self._encode(batch, turn))
+            return
+        if self._encode_thread is None:
+            self._encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-encode")
+        coding = self._encode_thread.submit(self._encode, batch, turn)
+        previous, self._encoding = self._encoding, (batch, turn, coding)
+        if previous is not None:
+            self._place(previous[0], previous[1], previous[2].result())
+
+    def _settle(self) -> None:
+        """The batch coding ahead, if any, placed (its header entries made, its write queued)."""
+        if self._encoding is not None:
+            batch, turn, coding = self._encoding
+            self._encoding = None
+            self._place(batch, turn, coding.result())
+
+    def _encode(self, batch: list[Any], turn: int) -> dict[int, Any]:
         started = time.perf_counter()
         by_class: dict[type[Codec], list[int]] = {}
-        for index, (_, job, _, _, _) in enumerate(self._pending):
+        for index, (_, job, _, _, _) in enumerate(batch):
             if job is not None:
                 by_class.setdefault(type(job.codec), []).append(index)
         encoded: dict[int, Any] = {}
         for cls, indices in by_class.items():
-            if cls not in self._encoders:
-                self._encoders[cls] = cls.batch_encoder(self._threads)
-            results = self._encoders[cls]([self._pending[i][1] for i in indices])  # type: ignore[misc]
+            if (cls, turn) not in self._batch_encoders:
+                self._batch_encoders[cls, turn] = cls.batch_encoder(self._threads)
+            results = self._batch_encoders[cls, turn]([batch[i][1] for i in indices])  # type: ignore[misc]
             encoded.update(zip(indices, results, strict=True))
         self.encode_seconds += time.perf_counter() - started
-        written_from = self._offset
-        for index, (name, job, delta, same_as, mode) in enumerate(self._pending):
+        return encoded
+
+    def _place(self, batch: list[Any], turn: int, encoded: dict[int, Any]) -> None:
+        """Header entries and file offsets for a coded batch, in add order; its chunks are
+        written on the writer thread for a file (from this turn's buffers), else now."""
+        self._batch_pieces = []
+        for index, (name, job, delta, same_as, mode) in enumerate(batch):
             if job is None and same_as is None:
                 self._place_packed(name)
                 continue
@@ -262,9 +312,31 @@ class TzipWriter:
                 self._header.files[name] = FileEntry(name, mode, entry)
                 continue
             self._write_tensor(name, job.spec, tuple(job.array.shape), job.codec, encoded[index], delta)
-        self._writeback.written(self._offset - written_from)  # the device writes while the next batch codes
-        self._pending.clear()
-        self._pending_bytes = 0
+        pieces, self._batch_pieces = self._batch_pieces, None
+        if not self._pipelined:
+            self._write_pieces(pieces)
+            return
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tensorzip-write")
+        self._turn_writes[turn] = self._writer_thread.submit(self._write_pieces, pieces)
+
+    def _write_pieces(self, pieces: list[Any]) -> None:
+        """Write a batch's chunks, in order, and start the device writing them (``WriteBack``)
+        while the next batch codes."""
+        for piece in pieces:
+            self._file.write(piece)
+        self._writeback.written(sum(memoryview(piece).nbytes for piece in pieces))
+
+    def _wait_for_write(self, turn: int) -> None:
+        """The batch written from this turn's encoders is on the file (its error raised here)."""
+        pending = self._turn_writes.pop(turn, None)
+        if pending is not None:
+            pending.result()
+
+    def _finish_writes(self) -> None:
+        """Every batch queued is on the file, before anything is written here directly."""
+        for turn in list(self._turn_writes):
+            self._wait_for_write(turn)
 
     def add_encoded(self, name: str, spec: dtypes.DTypeSpec, shape: tuple[int, ...], codec: Codec,
                     encoded: EncodedTensor, delta: Delta | None = None) -> None:
@@ -363,9 +435,16 @@ class TzipWriter:
             self._on_tensor(stats)
 
     def _write_chunks(self, result: EncodedTensor) -> tuple[ChunkRef, ...]:
+        """Place the chunks at the end of the file: with the batch being flushed (written
+        together, perhaps on the writer thread), or written now, after every batch before."""
+        if self._batch_pieces is None:
+            self._finish_writes()
         chunks = []
         for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
-            self._file.write(chunk)
+            if self._batch_pieces is not None:
+                self._batch_pieces.append(chunk)
+            else:
+                self._file.write(chunk)
             chunks.append(ChunkRef(self._offset, chunk.nbytes, crc))
             self._offset += chunk.nbytes
         return tuple(chunks)
@@ -417,6 +496,8 @@ class TzipWriter:
                     f"over the {DEFAULT_MAX_HEADER_BYTES:,} a reader accepts (ReadLimits.max_header_bytes); "
                     "nothing was written: split the checkpoint into shards (a folder compresses shard by shard)")
             stored, flags = pack_header(header)
+            self._finish_writes()
+            self._stop_threads()
             self._file.write(stored)
             end = self._offset + len(stored)
             self._file.seek(self._base)
@@ -438,6 +519,7 @@ class TzipWriter:
             return
         self._closed = True
         error = error or TensorzipError("aborted")
+        self._stop_threads()  # nothing writes to the file once it is dropped
         # The caller re-raises its own error; cleanup failures must not mask it. The one
         # exception: an OS error (disk full) that the atomic file told as an OutputFileError
         # naming the target, which is raised in its place.
@@ -448,6 +530,14 @@ class TzipWriter:
                 raise
         except BaseException:
             pass
+
+    def _stop_threads(self) -> None:
+        """Wait for the encode and writer threads to finish what they were given (errors were
+        or will be raised by the waits), and end them."""
+        for thread in (self._encode_thread, self._writer_thread):
+            if thread is not None:
+                thread.shutdown(wait=True)
+        self._encode_thread = self._writer_thread = None
 
     def __enter__(self) -> TzipWriter:
         return self

@@ -153,7 +153,10 @@ class SafetensorsFile:
 
     def array(self, entry: SafetensorsEntry) -> np.ndarray:
         """A read-only view of one tensor straight from the mapped file."""
-        raw = self._map[self.data_start + entry.begin : self.data_start + entry.end]
+        # A plain ndarray view of the map (it keeps the map alive): every slice of an np.memmap
+        # is another memmap, made through Python (__array_finalize__), and the write plan slices
+        # each tensor dozens of times (9 ms of a 130 ms MiniLM FP32 compress).
+        raw = np.asarray(self._map)[self.data_start + entry.begin : self.data_start + entry.end]
         return raw.view(entry.spec.numpy_dtype).reshape(entry.shape)
 
     def release(self, entry: SafetensorsEntry) -> None:
