@@ -112,7 +112,7 @@ class TzipWriter:
         self._file_paths: set[str] = set()  # a folder archive's files, added after every tensor
         # Encoders keep their buffers from batch to batch (fresh memory is slow to touch).
         self._encoders: dict[type[Codec], Callable[[list[EncodeJob]], list[Any]]] = {}
-        # A file's batches are written on a thread while the next batch codes (``flush``): two
+        # A file's batches code on one thread and are written on another (``_flush_ahead``): two
         # encoders per codec class take turns, so a batch's chunk buffers are not coded over
         # while they are written. The one pending write of each turn, and where chunks of the
         # batch being placed go.
@@ -437,7 +437,8 @@ class TzipWriter:
     def _write_chunks(self, result: EncodedTensor) -> tuple[ChunkRef, ...]:
         """Place the chunks at the end of the file: with the batch being flushed (written
         together, perhaps on the writer thread), or written now, after every batch before."""
-        if self._batch_pieces is None:
+        if self._batch_pieces is None:  # written directly: after every batch queued before
+            self._settle()
             self._finish_writes()
         chunks = []
         for chunk, crc in zip(result.chunks, result.chunk_crc32c, strict=True):
