@@ -362,3 +362,108 @@ def test_writeback_advice_is_harmless_on_pipes_and_memory(tmp_path, rng):
     os.close(read_end)
     tz.decompress_file(path, memory)
     assert memory.getvalue() == on_disk.read_bytes()
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("tensorzip-encode", "tensorzip-write"))]
+
+
+@pytest.mark.parametrize("failing_write", [2, 4, 9])
+def test_a_batch_that_fails_to_write_fails_the_file_even_if_the_caller_closes_it(tmp_path, monkeypatch,
+                                                                                    failing_write):
+    """Batches of a file are written on a thread while later ones code: a write that fails
+    there is raised by a later call, and the writer is then dropped. A caller that catches
+    that and calls close() gets an error, not a file whose header counts a batch never
+    written; nothing is left behind and no thread keeps running."""
+    import contextlib
+    import errno
+
+    from tensorzip.container import writer as writer_module
+
+    real_output = writer_module.atomic_output
+
+    class FullAfter:
+        def __init__(self, handle):
+            self.handle, self.calls = handle, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == failing_write:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    @contextlib.contextmanager
+    def full_after(path, overwrite=True):
+        with real_output(path, overwrite=overwrite) as handle:
+            yield FullAfter(handle)
+
+    monkeypatch.setattr(writer_module, "atomic_output", full_after)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.tzip"
+    writer = TzipWriter(path, batch_bytes=1, threads=1)
+    with pytest.raises(tz.OutputFileError, match="No space left on device"):
+        for i in range(12):
+            writer.add(f"t{i}", (rng.standard_normal(2000) * 0.1).astype(np.float32))
+        writer.flush()
+    with pytest.raises(tz.OutputFileError, match="not written"):
+        writer.close()
+    assert os.listdir(tmp_path) == []
+    assert _pipeline_threads() == []
+
+
+def test_a_batch_that_fails_to_code_fails_the_file_even_if_the_caller_closes_it(tmp_path, monkeypatch):
+    """The same for a batch whose coding fails on the encode thread: no tensor that was added
+    is silently missing from a committed file."""
+    calls = {"n": 0}
+    real = BytePlanesCodec.batch_encoder
+
+    def failing_encoder(cls, threads):
+        encode = real.__func__(cls, threads)
+
+        def run(jobs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("coding failed")
+            return encode(jobs)
+        return run
+
+    monkeypatch.setattr(BytePlanesCodec, "batch_encoder", classmethod(failing_encoder))
+    rng = np.random.default_rng(1)
+    path = tmp_path / "x.tzip"
+    writer = TzipWriter(path, batch_bytes=1, threads=1)
+    with pytest.raises(RuntimeError, match="coding failed"):
+        for i in range(12):
+            writer.add(f"t{i}", (rng.standard_normal(2000) * 0.1).astype(np.float32))
+        writer.flush()
+    with pytest.raises(tz.OutputFileError, match="not written"):
+        writer.close()
+    assert os.listdir(tmp_path) == []
+    assert _pipeline_threads() == []
+
+
+def test_a_file_written_in_many_batches_equals_the_same_file_written_in_memory(tmp_path):
+    """The pipelined path (a file: coding and writing on threads, encoders taking turns) and the
+    in-place path (a stream) write the same bytes, with packed, shared and empty tensors."""
+    rng = np.random.default_rng(2)
+    tensors = {f"w{i}": (rng.standard_normal((64, 50 + i)) * 0.05).astype(np.float32) for i in range(9)}
+    tensors["small"] = rng.standard_normal(7).astype(np.float16)
+    tensors["empty"] = np.zeros((0, 3), np.float32)
+    tensors["bytes"] = rng.integers(0, 255, 5000).astype(np.uint8)
+
+    def write(target):
+        with TzipWriter(target, batch_bytes=3000, threads=2) as writer:
+            for name, array in tensors.items():
+                writer.add(name, array, pack=array.nbytes <= 64)
+            writer.add_shared("w0.again", "w0")
+
+    write(tmp_path / "f.tzip")
+    memory = io.BytesIO()
+    write(memory)
+    assert (tmp_path / "f.tzip").read_bytes() == memory.getvalue()
+    with TzipReader(tmp_path / "f.tzip") as reader:
+        for name, array in tensors.items():
+            assert reader.get_tensor(name).tobytes() == array.tobytes(), name
+        assert reader.get_tensor("w0.again").tobytes() == tensors["w0"].tobytes()

@@ -124,6 +124,7 @@ class TzipWriter:
         # The batch coding on the encode thread: (its queue entries, its turn, the coding).
         self._encode_thread: ThreadPoolExecutor | None = None
         self._encoding: tuple[list[Any], int, Future[dict[int, Any]]] | None = None
+        self._failure: BaseException | None = None  # what failed on those threads (see _outcome)
         self.stats: list[TensorStats] = []
         self.files_order0_bound_bytes = 0.0  # of a folder archive's other files, as coded
         self.encode_seconds = 0.0
@@ -269,14 +270,14 @@ class TzipWriter:
         coding = self._encode_thread.submit(self._encode, batch, turn)
         previous, self._encoding = self._encoding, (batch, turn, coding)
         if previous is not None:
-            self._place(previous[0], previous[1], previous[2].result())
+            self._place(previous[0], previous[1], self._outcome(previous[2]))
 
     def _settle(self) -> None:
         """The batch coding ahead, if any, placed (its header entries made, its write queued)."""
         if self._encoding is not None:
             batch, turn, coding = self._encoding
             self._encoding = None
-            self._place(batch, turn, coding.result())
+            self._place(batch, turn, self._outcome(coding))
 
     def _encode(self, batch: list[Any], turn: int) -> dict[int, Any]:
         started = time.perf_counter()
@@ -331,7 +332,18 @@ class TzipWriter:
         """The batch written from this turn's encoders is on the file (its error raised here)."""
         pending = self._turn_writes.pop(turn, None)
         if pending is not None:
-            pending.result()
+            self._outcome(pending)
+
+    def _outcome(self, work: Future[Any]) -> Any:
+        """The result of work done on the encode or write thread. Its failure fails the writer:
+        the file is dropped at once (a batch that was not coded or not written is gone, and the
+        header would count it), and ``close`` raises instead of committing."""
+        try:
+            return work.result()
+        except BaseException as error:
+            self._failure = error
+            self.abort(error)  # an OS error is raised as the OutputFileError naming the target
+            raise
 
     def _finish_writes(self) -> None:
         """Every batch queued is on the file, before anything is written here directly."""
@@ -480,6 +492,9 @@ class TzipWriter:
 
     def close(self) -> int:
         """Finish the file (header, preamble) and commit it; returns its size in bytes."""
+        if self._failure is not None:
+            raise OutputFileError(f"{self.where}: not written: coding or writing it failed before "
+                                  f"({type(self._failure).__name__}: {self._failure})") from self._failure
         if self._closed:
             return self._offset
         try:

@@ -54,6 +54,16 @@ class TensorPlan:
     packed: bool = False  # coded with the file's other small tensors of its dtype
 
 
+# A base tensor (None where the base has none of that name), and the residual mode and the bytes
+# it saves (None, 0: coded plainly), as ``choose_delta`` decides them.
+BaseChoice = tuple[np.ndarray | None, str | None, int]
+
+
+def _like(base_array: np.ndarray | None, array: np.ndarray) -> bool:
+    """Whether a tensor can be coded against this base tensor (same dtype and shape)."""
+    return base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape
+
+
 class WritePlanner:
     """Decides per tensor, in file order (dedup remembers what came before)."""
 
@@ -78,9 +88,9 @@ class WritePlanner:
     def base_saved_bytes(self) -> int:
         return sum(self.base_savings.values())
 
-    def plan(self, name: str, array: np.ndarray, base_choice: tuple[str | None, int] | None = None) -> TensorPlan:
-        """``base_choice``: ``choose_delta`` against the base tensor of the same name, when it
-        was taken already (``add_tensors`` takes it for several tensors at once)."""
+    def plan(self, name: str, array: np.ndarray, base_choice: BaseChoice | None = None) -> TensorPlan:
+        """``base_choice``: the base tensor of the same name and ``choose_delta`` against it, when
+        they were taken already (``add_tensors`` takes them for several tensors at once)."""
         spec = dtypes.by_numpy(array.dtype)
         twin = self.dedup.twin_of(name, array)
         if twin is not None:
@@ -90,9 +100,12 @@ class WritePlanner:
         if bound is not None:
             return TensorPlan(name, spec, codec=bounded.choose(array, bound).codec)
         mode, saved = None, 0
-        base_array = self.base.tensor(name) if self.base is not None else None
-        if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
-            mode, saved = base_choice if base_choice is not None else choose_delta(array, base_array, spec)
+        if base_choice is not None:
+            base_array, mode, saved = base_choice
+        else:
+            base_array = self.base.tensor(name) if self.base is not None else None
+            if _like(base_array, array):
+                mode, saved = choose_delta(array, base_array, spec)
         inside = self.references.choose(name, array, spec) if self.references is not None else None
         if inside is not None and inside.saved_bytes > saved:
             return TensorPlan(name, spec, codec=codec_for(inside.reference.mode, array, spec),
@@ -138,11 +151,12 @@ BASE_CHOICE_BYTES = 32 * 1024 * 1024
 
 
 def _with_base_choices(tensors: Iterable[tuple[str, np.ndarray]], base: BaseCheckpoint | None, threads: int
-                       ) -> Iterator[tuple[str, np.ndarray, tuple[str | None, int] | None]]:
-    """Each tensor with ``choose_delta`` against its base tensor, taken for a few tensors at a
-    time in one native call on the writer's threads (None where there is no base or no base
-    tensor like it: ``plan`` then decides without one). Each choice depends on its tensor
-    alone, so taking them together changes no decision and no byte of the file."""
+                       ) -> Iterator[tuple[str, np.ndarray, BaseChoice | None]]:
+    """Each tensor with its base tensor and ``choose_delta`` against it, taken for a few tensors
+    at a time in one native call on the writer's threads (None where there is no base: ``plan``
+    then decides without one). Each choice depends on its tensor alone, so taking them together
+    changes no decision and no byte of the file. Each base tensor is looked up once (a .tzip
+    base decodes it), and a window holds its base tensors as well as its own."""
     if base is None:
         yield from ((name, array, None) for name, array in tensors)
         return
@@ -158,15 +172,14 @@ def _with_base_choices(tensors: Iterable[tuple[str, np.ndarray]], base: BaseChec
 
 
 def _base_choices(window: list[tuple[str, np.ndarray]], base: BaseCheckpoint, threads: int
-                  ) -> Iterator[tuple[str, np.ndarray, tuple[str | None, int] | None]]:
-    like: list[int] = []
-    pairs: list[tuple[np.ndarray, np.ndarray, dtypes.DTypeSpec]] = []
-    for index, (name, array) in enumerate(window):
-        base_array = base.tensor(name)
-        if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape:
-            like.append(index)
-            pairs.append((array, base_array, dtypes.by_numpy(array.dtype)))
-    choices: list[tuple[str | None, int] | None] = [None] * len(window)
-    for index, choice in zip(like, choose_deltas(pairs, threads), strict=True):
+                  ) -> Iterator[tuple[str, np.ndarray, BaseChoice]]:
+    base_arrays = [base.tensor(name) for name, _ in window]
+    like = [i for i, ((_, array), base_array) in enumerate(zip(window, base_arrays, strict=True))
+            if _like(base_array, array)]
+    decided = choose_deltas([(window[i][1], base_arrays[i], dtypes.by_numpy(window[i][1].dtype)) for i in like],
+                            threads)
+    choices: list[tuple[str | None, int]] = [(None, 0)] * len(window)
+    for index, choice in zip(like, decided, strict=True):
         choices[index] = choice
-    yield from ((name, array, choice) for (name, array), choice in zip(window, choices, strict=True))
+    for (name, array), base_array, (mode, saved) in zip(window, base_arrays, choices, strict=True):
+        yield name, array, (base_array, mode, saved)
