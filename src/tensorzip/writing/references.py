@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtypes
-from ..codecs.policy import sample_of, stored_size
+from ..codecs.base import EncodeJob
+from ..codecs.policy import sample_of, stored_sizes
 from ..codecs.residual import MODES, Reference, can_convert, codec_for, convert, residual
 
 MIN_ELEMENTS = 4096  # below this a reference saves less than its header entry costs
@@ -87,15 +88,21 @@ class ReferenceFinder:
         if not candidates:
             return None
         sample = np.ascontiguousarray(sample_of(array))
-        best = stored_size(codec_for(None, sample, spec), sample, spec)
-        plain, choice = best, None
+        # Every candidate's sample coded in one native call (one call each cost more than coding
+        # some of them), then compared in the same order as one at a time.
+        jobs = [EncodeJob(codec_for(None, sample, spec), sample, spec)]
+        tried: list[tuple[str, str]] = []
         for candidate in candidates:
             converted_sample = convert(np.ascontiguousarray(sample_of(self._arrays[candidate])), spec)
             for mode in MODES:
-                stored = residual(sample, converted_sample.reshape(sample.shape), mode, spec)
-                size = stored_size(codec_for(mode, stored, spec), stored, spec)
-                if size < best:
-                    best, choice = size, (candidate, mode)
+                stored = residual(sample, converted_sample.reshape(sample.shape), mode, spec, 1)
+                jobs.append(EncodeJob(codec_for(mode, stored, spec), stored, spec))
+                tried.append((candidate, mode))
+        plain, *sizes = stored_sizes(jobs)
+        best, choice = plain, None
+        for size, candidate_mode in zip(sizes, tried, strict=True):
+            if size < best:
+                best, choice = size, candidate_mode
         if choice is None:
             return None
         candidate, mode = choice
