@@ -364,6 +364,14 @@ def test_writeback_advice_is_harmless_on_pipes_and_memory(tmp_path, rng):
     assert memory.getvalue() == on_disk.read_bytes()
 
 
+def _add_a_batch_each(writer: TzipWriter, seed: int) -> None:
+    """Twelve tensors, each its own batch (the writer's batch_bytes=1), then a flush."""
+    rng = np.random.default_rng(seed)
+    for i in range(12):
+        writer.add(f"t{i}", (rng.standard_normal(2000) * 0.1).astype(np.float32))
+    writer.flush()
+
+
 def _pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(("tensorzip-encode", "tensorzip-write"))]
 
@@ -401,13 +409,9 @@ def test_a_batch_that_fails_to_write_fails_the_file_even_if_the_caller_closes_it
             yield FullAfter(handle)
 
     monkeypatch.setattr(writer_module, "atomic_output", full_after)
-    rng = np.random.default_rng(0)
-    path = tmp_path / "x.tzip"
-    writer = TzipWriter(path, batch_bytes=1, threads=1)
+    writer = TzipWriter(tmp_path / "x.tzip", batch_bytes=1, threads=1)
     with pytest.raises(tz.OutputFileError, match="No space left on device"):
-        for i in range(12):
-            writer.add(f"t{i}", (rng.standard_normal(2000) * 0.1).astype(np.float32))
-        writer.flush()
+        _add_a_batch_each(writer, seed=0)
     with pytest.raises(tz.OutputFileError, match="not written"):
         writer.close()
     assert os.listdir(tmp_path) == []
@@ -431,13 +435,9 @@ def test_a_batch_that_fails_to_code_fails_the_file_even_if_the_caller_closes_it(
         return run
 
     monkeypatch.setattr(BytePlanesCodec, "batch_encoder", classmethod(failing_encoder))
-    rng = np.random.default_rng(1)
-    path = tmp_path / "x.tzip"
-    writer = TzipWriter(path, batch_bytes=1, threads=1)
+    writer = TzipWriter(tmp_path / "x.tzip", batch_bytes=1, threads=1)
     with pytest.raises(RuntimeError, match="coding failed"):
-        for i in range(12):
-            writer.add(f"t{i}", (rng.standard_normal(2000) * 0.1).astype(np.float32))
-        writer.flush()
+        _add_a_batch_each(writer, seed=1)
     with pytest.raises(tz.OutputFileError, match="not written"):
         writer.close()
     assert os.listdir(tmp_path) == []

@@ -19,7 +19,7 @@ import numpy as np
 from .. import dtypes
 from ..codecs import Codec, bounded, choose_codec
 from ..codecs.policy import DEFAULT_LEVEL, checked_level
-from ..codecs.residual import Delta, Reference, choose_delta, choose_deltas, codec_for, residual
+from ..codecs.residual import Delta, Reference, choose_deltas, codec_for, residual
 from ..container.bases import BaseCheckpoint
 from .dedup import Deduplicator
 from .references import ReferenceFinder
@@ -59,11 +59,6 @@ class TensorPlan:
 BaseChoice = tuple[np.ndarray | None, str | None, int]
 
 
-def _like(base_array: np.ndarray | None, array: np.ndarray) -> bool:
-    """Whether a tensor can be coded against this base tensor (same dtype and shape)."""
-    return base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape
-
-
 class WritePlanner:
     """Decides per tensor, in file order (dedup remembers what came before)."""
 
@@ -99,13 +94,9 @@ class WritePlanner:
                  else None)
         if bound is not None:
             return TensorPlan(name, spec, codec=bounded.choose(array, bound).codec)
-        mode, saved = None, 0
-        if base_choice is not None:
-            base_array, mode, saved = base_choice
-        else:
-            base_array = self.base.tensor(name) if self.base is not None else None
-            if _like(base_array, array):
-                mode, saved = choose_delta(array, base_array, spec)
+        if base_choice is None:  # not taken ahead (the Dask path plans one tensor at a time)
+            base_choice = next(_base_choices([(name, array)], self.base, 1))[2]
+        base_array, mode, saved = base_choice
         inside = self.references.choose(name, array, spec) if self.references is not None else None
         if inside is not None and inside.saved_bytes > saved:
             return TensorPlan(name, spec, codec=codec_for(inside.reference.mode, array, spec),
@@ -171,11 +162,12 @@ def _with_base_choices(tensors: Iterable[tuple[str, np.ndarray]], base: BaseChec
     yield from _base_choices(window, base, threads)
 
 
-def _base_choices(window: list[tuple[str, np.ndarray]], base: BaseCheckpoint, threads: int
+def _base_choices(window: list[tuple[str, np.ndarray]], base: BaseCheckpoint | None, threads: int
                   ) -> Iterator[tuple[str, np.ndarray, BaseChoice]]:
-    base_arrays = [base.tensor(name) for name, _ in window]
-    like = [i for i, ((_, array), base_array) in enumerate(zip(window, base_arrays, strict=True))
-            if _like(base_array, array)]
+    """Each tensor of ``window`` with its ``BaseChoice`` (no base: none to code against)."""
+    base_arrays = [base.tensor(name) if base is not None else None for name, _ in window]
+    like = [i for i, ((_, array), base_array) in enumerate(zip(window, base_arrays, strict=True))  # same dtype, shape
+            if base_array is not None and base_array.dtype == array.dtype and base_array.shape == array.shape]
     decided = choose_deltas([(window[i][1], base_arrays[i], dtypes.by_numpy(window[i][1].dtype)) for i in like],
                             threads)
     choices: list[tuple[str | None, int]] = [(None, 0)] * len(window)
